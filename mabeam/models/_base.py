@@ -1,0 +1,126 @@
+"""Conventions every CRD model follows.
+
+- ``MabeamModel``: camelCase aliases, unknown fields forbidden, descriptions on fields
+  (they become the CRD's field descriptions).
+- ``Condition``: the Kubernetes condition shape (type/status/reason/message/time).
+- ``KindInfo``: what the CRD generator needs beyond the spec and status models.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "mabeam.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class MabeamModel(BaseModel):
+    """Base of every spec and status model: camelCase on the wire, nothing unknown."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=True,
+    )
+
+    def to_wire(self) -> dict[str, object]:
+        """The JSON form used in manifests and the API (camelCase, no unset optionals)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(MabeamModel):
+    """One observation of the object's state, as Kubernetes conventions describe it."""
+
+    type: str = Field(description="The aspect this condition is about, e.g. Ready or Invalid.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="A CamelCase word a program can match on.")
+    message: str = Field(default="", description="A sentence for humans: what happened and why.")
+    last_transition_time: str = Field(
+        default="", description="When status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed from."
+    )
+
+
+def rfc3339(now: _dt.datetime) -> str:
+    """Format a timezone-aware time the way Kubernetes does (seconds, Z suffix)."""
+    return now.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: list[dict[str, object]],
+    *,
+    type: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: _dt.datetime,
+    observed_generation: int | None = None,
+) -> list[dict[str, object]]:
+    """Return a new conditions list with ``type`` set; the transition time moves only on a change."""
+    result: list[dict[str, object]] = []
+    found = False
+    for cond in conditions:
+        if cond.get("type") != type:
+            result.append(dict(cond))
+            continue
+        found = True
+        changed = cond.get("status") != status
+        new = Condition(
+            type=type,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=rfc3339(now) if changed else str(cond.get("lastTransitionTime", "")),
+            observed_generation=observed_generation,
+        )
+        result.append(new.to_wire())
+    if not found:
+        result.append(
+            Condition(
+                type=type,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=rfc3339(now),
+                observed_generation=observed_generation,
+            ).to_wire()
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """Everything the CRD generator needs to know about one kind."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[MabeamModel]
+    status: type[MabeamModel]
+    description: str
+    printer_columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+    namespaced: bool = True
+    # Extra CEL rules on spec: (rule, message) pairs, written in standard CEL.
+    spec_validations: tuple[tuple[str, str], ...] = field(default_factory=tuple)
