@@ -1,0 +1,92 @@
+"""The operator's process-wide pieces: clock, login, startup settings, shared memo."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from .._kube import Kube, load_config
+from ..metrics import Metrics
+from ._settings import Settings
+
+
+def clock() -> dt.datetime:
+    """The one place the operator reads the wall clock; the cores receive it as an argument."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Runtime:
+    """What every handler shares (kopf passes it as ``memo``)."""
+
+    kubeconfig: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    metrics: Metrics = field(default_factory=Metrics)
+    kube: Kube = field(init=False)
+
+    def __copy__(self) -> Runtime:
+        # kopf shallow-copies the memo for every object; all objects share one runtime.
+        return self
+
+
+def _write_temp(data: str | bytes) -> str:
+    raw = base64.b64decode(data) if isinstance(data, str) else data
+    fd, path = tempfile.mkstemp(prefix="mabeam-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+    return path
+
+
+def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
+    """Translate a kubeconfig (file, $KUBECONFIG, in-cluster) into kopf's credentials."""
+    config = load_config(kubeconfig)
+    single = config.get()
+    cluster, user = single.cluster, single.user
+    token = user.token if user else None
+    if user and not token and getattr(user, "token_file", None):  # pragma: no cover - in-cluster only
+        token = Path(user.token_file).read_text().strip()
+    return kopf.ConnectionInfo(
+        server=cluster.server,
+        ca_path=cluster.certificate_auth if cluster.certificate_auth else None,
+        ca_data=cluster.certificate_auth_data.encode() if cluster.certificate_auth_data else None,
+        insecure=bool(cluster.insecure) or cluster.server.startswith("http://"),
+        token=token,
+        certificate_path=(user.client_cert if user and user.client_cert else None),
+        certificate_data=(user.client_cert_data.encode() if user and user.client_cert_data else None),
+        private_key_path=(user.client_key if user and user.client_key else None),
+        private_key_data=(user.client_key_data.encode() if user and user.client_key_data else None),
+        default_namespace=single.namespace,
+    )
+
+
+@kopf.on.login()  # type: ignore[arg-type]
+def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
+    return connection_info(memo.kubeconfig)
+
+
+@kopf.on.startup()  # type: ignore[arg-type]
+async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
+    ours = memo.settings
+    settings.watching.server_timeout = ours.watch.server_timeout_seconds
+    settings.watching.client_timeout = ours.watch.client_timeout_seconds
+    settings.watching.connect_timeout = 30
+    settings.persistence.finalizer = "mabeam.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mabeam.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="mabeam.io", key="last-handled-configuration"
+    )
+    settings.posting.reporting_component = "mabeam-operator"
+    settings.posting.level = 10  # every lifecycle step becomes an Event (DEBUG logs are not posted)
+    memo.kube = Kube.connect(memo.kubeconfig)
+
+
+@kopf.on.cleanup()  # type: ignore[arg-type]
+async def cleanup(memo: Runtime, **_: Any) -> None:
+    await memo.kube.close()

@@ -1,0 +1,155 @@
+"""Agent handlers: one reconcile loop per Agent, woken by changes to the Agent or its Pods.
+
+A kopf daemon per Agent owns every write to that Agent's status and children, so no two
+reconciles of one Agent ever race inside the operator. Events on the Agent or on a Pod
+labelled ``mabeam.io/agent`` wake the daemon; a resync interval is the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from .. import _agents
+from .._kube import AlreadyExistsError, Kube
+from .._resources import AGENT, POD, SERVICE_ACCOUNT
+from ..errors import ApiError, ConflictError
+from ._runtime import Runtime, clock
+
+_wakers: dict[tuple[str, str], asyncio.Event] = {}
+
+
+def _waker(namespace: str, name: str) -> asyncio.Event:
+    return _wakers.setdefault((namespace, name), asyncio.Event())
+
+
+def wake(namespace: str | None, name: str | None) -> None:
+    if namespace and name:
+        _waker(namespace, name).set()
+
+
+@kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
+async def agent_changed(namespace: str, name: str, **_: Any) -> None:
+    wake(namespace, name)
+
+
+@kopf.on.event("v1", "pods", labels={_agents.AGENT_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
+async def agent_pod_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    wake(namespace, labels.get(_agents.AGENT_LABEL))
+
+
+@kopf.on.delete(AGENT.kopf_ref, optional=True)  # type: ignore[arg-type]
+async def agent_deleted(body: kopf.Body, namespace: str, name: str, memo: Runtime, **_: Any) -> None:
+    """Show Terminating while the garbage collector removes the Pod and ServiceAccount."""
+    if body.get("status", {}).get("phase") != "Terminating":
+        try:
+            await memo.kube.patch(
+                AGENT, name, {"status": {"phase": "Terminating"}}, namespace=namespace, status=True
+            )
+        except ApiError:
+            pass  # the object may be gone already; nothing to show then
+    kopf.event(body, type="Normal", reason="Terminating", message="The agent is being deleted.")
+
+
+@kopf.daemon(AGENT.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
+async def agent_loop(
+    namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Runtime, logger: logging.Logger, **_: Any
+) -> None:
+    waker = _waker(namespace, name)
+    settings = memo.settings.agents
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                delay = await reconcile(memo.kube, namespace, name, logger)
+            except (ApiError, ConflictError) as exc:
+                logger.warning(f"Reconcile of agent {name} failed, retrying: {exc}")
+                memo.metrics.api_errors.labels(kind="Agent").inc()
+                delay = settings.retry_seconds
+            delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
+            await _sleep_or_wake(waker, stopped, delay)
+    finally:
+        _wakers.pop((namespace, name), None)
+
+
+async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    woken = asyncio.ensure_future(waker.wait())
+    halted = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, halted}, timeout=max(delay, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        halted.cancel()
+
+
+async def reconcile(kube: Kube, namespace: str, name: str, logger: logging.Logger) -> float | None:
+    """One level-triggered pass; returns seconds until the next wanted pass (None: on events only)."""
+    agent = await kube.get(AGENT, name, namespace)
+    if agent is None or agent.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    pods = await kube.list(POD, namespace, labels={_agents.AGENT_LABEL: name})
+    # The label is ours, but only pods this Agent owns count (a user may copy labels).
+    uid = agent["metadata"].get("uid")
+    pods = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences", []))]
+    now = clock()
+    plan = _agents.plan(agent, pods, now)
+
+    for pod_name in plan.delete_pods:
+        await kube.delete(POD, pod_name, namespace)
+    if plan.create_pod is not None:
+        await _ensure_service_account(kube, agent)
+        try:
+            await kube.create(POD, plan.create_pod)
+        except AlreadyExistsError:
+            pass  # created by an earlier attempt that died before recording it
+    await _write_labels(kube, agent, plan.agent_labels)
+    if plan.status != (agent.get("status") or {}):
+        await kube.patch(
+            AGENT,
+            name,
+            {"status": _merge_patch(agent.get("status") or {}, plan.status)},
+            namespace=namespace,
+            status=True,
+        )
+    for type_, reason, message in plan.events:
+        kopf.event(agent, type=type_, reason=reason, message=message)
+        (logger.warning if type_ == "Warning" else logger.info)(f"{reason}: {message}")
+    if plan.wake_at is not None:
+        return max((plan.wake_at - now).total_seconds(), 0.0)
+    return None
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch.update({k: None for k in old if k not in new})
+    return patch
+
+
+async def _ensure_service_account(kube: Kube, agent: dict[str, Any]) -> None:
+    body = _agents.build_service_account(agent)
+    try:
+        await kube.create(SERVICE_ACCOUNT, body)
+        kopf.event(
+            agent,
+            type="Normal",
+            reason="ServiceAccountCreated",
+            message=f"Created service account {body['metadata']['name']}.",
+        )
+    except AlreadyExistsError:
+        pass
+
+
+async def _write_labels(kube: Kube, agent: dict[str, Any], wanted: dict[str, str] | None) -> None:
+    if wanted is None:
+        return
+    meta = agent["metadata"]
+    current = meta.get("labels") or {}
+    stale = {k: None for k in current if k.startswith(_agents.CAPABILITY_PREFIX) and k not in wanted}
+    missing = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if stale or missing:
+        await kube.patch(
+            AGENT, meta["name"], {"metadata": {"labels": {**missing, **stale}}}, namespace=meta["namespace"]
+        )
