@@ -191,6 +191,7 @@ def build_pod(agent: dict[str, Any], spec: AgentSpec, incarnation: int) -> dict[
         {"name": "MABEAM_AGENT", "value": name},
         {"name": "MABEAM_NAMESPACE", "value": namespace},
         {"name": "MABEAM_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MABEAM_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
     ]
     for container in pod_spec["containers"]:
         own = [v for v in container.get("env", []) if v.get("name") not in {e["name"] for e in identity}]

@@ -1,0 +1,110 @@
+"""AgentApp: the agent's event loop, its identity and its callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._kube import Kube
+from .._resources import AGENT
+from ..errors import MabeamError
+
+log = logging.getLogger("mabeam.sdk")
+
+Callback = Callable[..., Any]
+
+
+def default_ready_file() -> str | None:
+    """Where the SDK says "ready" for the readiness probe: unique per Pod (by its uid)."""
+    explicit = os.environ.get("MABEAM_READY_FILE")
+    if explicit:
+        return explicit
+    uid = os.environ.get("MABEAM_POD_UID")
+    return os.path.join(tempfile.gettempdir(), f"mabeam-ready-{uid}") if uid else None
+
+
+@dataclass
+class Context:
+    """What a callback can use: who it is, the API, and a logger."""
+
+    name: str
+    namespace: str
+    kube: Kube
+    log: logging.Logger
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+async def call(fn: Callback, *args: Any, timeout: float | None = None) -> Any:
+    """Run a sync or async callback, in a thread if it is sync, with an optional time limit."""
+    if inspect.iscoroutinefunction(fn):
+        coro: Awaitable[Any] = fn(*args)
+    else:
+        coro = asyncio.to_thread(fn, *args)
+    return await asyncio.wait_for(coro, timeout) if timeout else await coro
+
+
+class AgentApp:
+    """One agent program. Register callbacks with the decorators, then :meth:`run`."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        namespace: str | None = None,
+        *,
+        kubeconfig: str | None = None,
+        ready_file: str | None = None,
+    ) -> None:
+        self.name = name or os.environ.get("MABEAM_AGENT", "")
+        self.namespace = namespace or os.environ.get("MABEAM_NAMESPACE", "default")
+        self.kubeconfig = kubeconfig
+        self.ready_file = ready_file or default_ready_file()
+        self._on_start: list[Callback] = []
+        self._stop = asyncio.Event()
+        if not self.name:
+            raise MabeamError("The agent has no name: set MABEAM_AGENT (the operator sets it in the Pod).")
+
+    def on_start(self, fn: Callback) -> Callback:
+        """Called once the agent has reached the API and read its own Agent object."""
+        self._on_start.append(fn)
+        return fn
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run_async(self) -> None:
+        kube = Kube.connect(self.kubeconfig, namespace=self.namespace)
+        try:
+            me = await kube.get(AGENT, self.name, self.namespace)
+            if me is None:
+                raise MabeamError(f"Agent {self.namespace}/{self.name} does not exist.")
+            ctx = Context(self.name, self.namespace, kube, log, spec=me.get("spec", {}))
+            for fn in self._on_start:
+                await call(fn, ctx)
+            self._mark_ready()
+            log.info("agent %s/%s is ready", self.namespace, self.name)
+            await self._stop.wait()
+        finally:
+            await kube.close()
+
+    def _mark_ready(self) -> None:
+        if self.ready_file:
+            Path(self.ready_file).write_text("ready\n")
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT (what the kubelet sends when the Pod stops)."""
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+            await self.run_async()
+
+        asyncio.run(main())
