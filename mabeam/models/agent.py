@@ -29,7 +29,20 @@ class PodTemplate(MabeamModel):
     spec: dict[str, Any] = Field(
         description="A core/v1 PodSpec (containers, env, resources, ...). restartPolicy must be "
         "Always or unset: the kubelet restarts crashed containers, the operator replaces lost pods.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        # The fields the spec's CEL rules read are declared: Kubernetes hides fields that are
+        # only preserved (x-kubernetes-preserve-unknown-fields) from CEL, and would refuse the
+        # CRD with "undefined field". The rest of the PodSpec is kept as written.
+        json_schema_extra={
+            "x-kubernetes-preserve-unknown-fields": True,
+            "properties": {
+                "containers": {
+                    "type": "array",
+                    "description": "The agent's containers (core/v1 Container); at least one.",
+                    "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                },
+                "restartPolicy": {"type": "string", "description": "Always, or unset."},
+            },
+        },
     )
 
 
