@@ -5,7 +5,8 @@ The models in ``mabeam.models`` are the one source of truth. This module turns e
 
 - every ``$ref`` is inlined, ``$defs`` and ``title`` are dropped;
 - ``anyOf: [X, {type: null}]`` becomes ``X`` with ``nullable: true``; ``int | str`` becomes
-  ``x-kubernetes-int-or-string``; other unions are refused (not representable);
+  ``x-kubernetes-int-or-string`` (each side's checks in a type-less ``allOf``); other unions
+  are refused (not representable);
 - ``const`` and unions of literals become ``enum``;
 - ``dict[str, X]`` becomes ``additionalProperties: X``; ``dict[str, Any]``, ``Any`` and fields
   marked ``x-kubernetes-preserve-unknown-fields`` keep unknown content;
@@ -73,13 +74,25 @@ _KEY_ORDER = (
     INT_OR_STRING,
     "x-kubernetes-map-type",
     "x-kubernetes-validations",
+    "anyOf",
+    "allOf",
 )
 # Keys copied through unchanged (after the conversions below).
-_PASSTHROUGH = frozenset(_KEY_ORDER) - {"items", "properties", "additionalProperties", "default"}
+_PASSTHROUGH = frozenset(_KEY_ORDER) - {
+    "items",
+    "properties",
+    "additionalProperties",
+    "default",
+    "anyOf",
+    "allOf",
+}
 # Keys pydantic emits that carry nothing Kubernetes uses.
 _DROPPED = frozenset({"title", "examples", "$defs", "$comment", "readOnly", "writeOnly", "deprecated"})
 # Keys the converter rewrites itself.
 _CONVERTED = frozenset({"items", "properties", "additionalProperties", "default", "uniqueItems", "anyOf"})
+# Keywords that constrain only numbers, or only strings.
+_NUMBER_CHECKS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
+_STRING_CHECKS = frozenset({"pattern", "minLength", "maxLength"})
 _SCALARS = frozenset({"string", "integer", "number", "boolean"})
 
 
@@ -134,8 +147,9 @@ class _Converter:
         node = self.resolve(raw, path)
         out: dict[str, Any] = {}
 
+        junctors: dict[str, Any] = {}
         if "anyOf" in node:
-            node = self._union(node, path)
+            node, junctors = self._union(node, path)
         if "const" in node:
             if "enum" in node:
                 raise _fail(path, "both const and enum")
@@ -154,6 +168,7 @@ class _Converter:
             out["default"] = copy.deepcopy(node["default"])
         if out.get(PRESERVE) is False:
             del out[PRESERVE]
+        out.update(junctors)
 
         self._bounds(out, "Minimum", path)
         self._bounds(out, "Maximum", path)
@@ -170,7 +185,8 @@ class _Converter:
             raise _fail(path, f"type {kind!r}")
         return _ordered(out)
 
-    def _union(self, node: dict[str, Any], path: str) -> dict[str, Any]:
+    def _union(self, node: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Resolve ``anyOf``: the node to convert, and junctors to copy into the output as they are."""
         members = [self.resolve(m, path) for m in node.pop("anyOf")]
         nullable = any(m.get("type") == "null" for m in members)
         members = [m for m in members if m.get("type") != "null"]
@@ -180,7 +196,7 @@ class _Converter:
         if not members:
             raise _fail(path, "a field that can only be null")
         if len(members) == 1:
-            return {**members[0], **rest}
+            return {**members[0], **rest}, {}
         types = {m.get("type") for m in members}
         if all("const" in m or "enum" in m for m in members) and len(types) == 1:
             values: list[Any] = []
@@ -188,10 +204,37 @@ class _Converter:
                 for v in [m["const"]] if "const" in m else m["enum"]:
                     if v not in values:
                         values.append(v)
-            return {"type": types.pop(), "enum": values, **rest}
-        if types == {"integer", "string"} and all(set(m) <= {"type"} for m in members):
-            return {INT_OR_STRING: True, **rest}
+            return {"type": types.pop(), "enum": values, **rest}, {}
+        if types == {"integer", "string"} and len(members) == 2:
+            return {**rest, INT_OR_STRING: True}, self._int_or_string(members, path)
         raise _fail(path, f"a union of {sorted(str(t) for t in types)}")
+
+    def _int_or_string(self, members: list[dict[str, Any]], path: str) -> dict[str, Any]:
+        """``int | str``, each side with its own checks (``ge=1``, a ``pattern``).
+
+        Kubernetes allows types inside ``anyOf`` only as exactly ``[{type: integer}, {type:
+        string}]``. The checks move to an ``allOf`` without types: numeric keywords only
+        constrain numbers and string keywords only strings, so each still applies to its side.
+        """
+        junctors: dict[str, Any] = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+        checks = []
+        for member in members:
+            side = member["type"]
+            check = {k: v for k, v in member.items() if k not in ("type", "title")}
+            allowed = _NUMBER_CHECKS if side == "integer" else _STRING_CHECKS
+            if set(check) - allowed:
+                raise _fail(
+                    path,
+                    f"{sorted(set(check) - allowed)} on the {side} side of an int-or-string "
+                    f"(allowed: {sorted(allowed)})",
+                )
+            if check:
+                self._bounds(check, "Minimum", path)
+                self._bounds(check, "Maximum", path)
+                checks.append(_ordered(check))
+        if checks:
+            junctors["allOf"] = checks
+        return junctors
 
     @staticmethod
     def _bounds(out: dict[str, Any], which: str, path: str) -> None:
