@@ -10,6 +10,7 @@ and strict field validation), and cel-python evaluates the x-kubernetes-validati
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -706,3 +707,64 @@ def test_an_unrepresentable_union_is_refused_with_its_path() -> None:
 
 def test_generate_crds_covers_every_kind_in_order() -> None:
     assert [c["spec"]["names"]["kind"] for c in generate_crds()] == [k.kind for k in KINDS]
+
+
+# --- CEL rules read only what Kubernetes lets them see -----------------------------------------
+
+_SELF_PATH = re.compile(r"\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)+)(\s*\()?")
+
+
+def invisible_references(rule: str, node: dict[str, Any]) -> list[str]:
+    """The ``self.a.b`` paths in ``rule`` that name no field CEL can see under ``node``.
+
+    Kubernetes compiles rules against the schema: a field that is only preserved
+    (x-kubernetes-preserve-unknown-fields) or of an unknown type is an "undefined field" there,
+    and the CRD is refused. A trailing ``.name(`` is a method call, not a field.
+    """
+    problems = []
+    for match in _SELF_PATH.finditer(rule):
+        names = match.group(1).lstrip(".").split(".")
+        if match.group(2):
+            names = names[:-1]
+        current = node
+        for i, name in enumerate(names):
+            shown = "self." + ".".join(names[: i + 1])
+            extra = current.get("additionalProperties")
+            if isinstance(extra, dict):
+                current = extra  # a map: self.m.key reads one entry
+            elif name in current.get("properties", {}):
+                current = current["properties"][name]
+            else:
+                problems.append(f"{shown} is not a declared field")
+                break
+            if is_unknown_type(current):
+                problems.append(f"{shown} is of an unknown type (preserved only)")
+                break
+    return problems
+
+
+def test_the_reference_check_finds_preserved_fields() -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "pod": {"type": "object", PRESERVE: True, "properties": {"name": {"type": "string"}}},
+            "blob": {PRESERVE: True},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    assert invisible_references("self.pod.name == 'a' && self.labels.team == 'b'", node) == []
+    assert invisible_references("size(self.pod.containers) > 0", node) == [
+        "self.pod.containers is not a declared field"
+    ]
+    assert invisible_references("has(self.blob)", node) == [
+        "self.blob is of an unknown type (preserved only)"
+    ]
+    assert invisible_references("self.pod.name.startsWith('a')", node) == []
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_cel_rules_read_only_declared_fields(kind: KindInfo) -> None:
+    spec = root_schema(crd_for(kind))["properties"]["spec"]
+    for rule in spec.get("x-kubernetes-validations", []):
+        assert invisible_references(rule["rule"], spec) == [], rule["rule"]
+        celpy.Environment().compile(rule["rule"])  # standard CEL, as NOTES.md asks
