@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
 
 LABEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Capability = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN, max_length=63)]
 
 AgentPhase = Literal["Pending", "Running", "Ready", "Failed", "Terminating", "Suspended"]
 
@@ -65,12 +67,11 @@ class RestartPolicy(MabeamModel):
 
 class AgentSpec(MabeamModel):
     template: PodTemplate = Field(description="The Pod that runs the agent.")
-    capabilities: list[str] = Field(
+    capabilities: list[Capability] = Field(
         default_factory=list,
         max_length=64,
         description="What the agent can do. Each one becomes a label "
         "capability.mabeam.io/<name>=true on the Agent and its Pod, so selectors find it.",
-        json_schema_extra={"items": {"type": "string", "pattern": LABEL_NAME_PATTERN, "maxLength": 63}},
     )
     weight: float = Field(
         default=1.0, gt=0, le=1_000_000, description="Voting weight in weighted protocols."
