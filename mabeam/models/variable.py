@@ -102,8 +102,8 @@ class VariableSpec(MabeamModel):
     )
     value: Any = Field(
         default=None,
-        description="The desired value (any JSON that fits type and constraints). Setting it "
-        "applies it as a write by a User, without a version precondition.",
+        description="The desired value (any JSON that fits type and constraints; absent or null: "
+        "none). Changing it applies it as a write by a User, without a version precondition.",
         json_schema_extra=_ANY_JSON,
     )
     description: str = Field(default="", max_length=4096, description="What the Variable means.")
