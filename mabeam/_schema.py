@@ -30,10 +30,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import celpy  # type: ignore[import-untyped]
-import celpy.celparser  # type: ignore[import-untyped]
-import celpy.celtypes  # type: ignore[import-untyped]
-import celpy.evaluation  # type: ignore[import-untyped]
+import celpy
+import celpy.adapter
+import celpy.celparser
+import celpy.celtypes
+import celpy.evaluation
 
 __all__ = [
     "SchemaError",
@@ -94,7 +95,7 @@ def validate(
         key: sub for key, sub in schema.get("properties", {}).items() if key not in _OBJECT_ENVELOPE
     }
     # Rules at the root see metadata.name/generateName only, as in the API server.
-    meta = envelope.get("metadata") if isinstance(envelope.get("metadata"), dict) else {}
+    meta: dict[str, Any] = envelope["metadata"] if isinstance(envelope.get("metadata"), dict) else {}
     visible_meta = {k: meta[k] for k in ("name", "generateName") if k in meta}
     old_root = None if old is None else {k: v for k, v in old.items() if k not in _OBJECT_ENVELOPE}
     result = ctx.walk(value, root_schema, (), old_root, root_extra={"metadata": visible_meta})
@@ -498,10 +499,10 @@ class _Context:
         where = _format_path(path)
         shown_type = json.dumps(schema.get("type") or _json_type(value))
         cel_self = {**value, **root_extra} if root_extra and isinstance(value, dict) else value
-        activation: dict[str, Any] = {"self": celpy.json_to_cel(cel_self)}
+        activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(cel_self)}
         if old is not None:
             old_self = {**old, **root_extra} if root_extra and isinstance(old, dict) else old
-            activation["oldSelf"] = celpy.json_to_cel(old_self)
+            activation["oldSelf"] = celpy.adapter.json_to_cel(old_self)
         for rule in schema["x-kubernetes-validations"]:
             text = rule.get("rule", "")
             if "oldSelf" in text and old is None:

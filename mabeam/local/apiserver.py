@@ -240,6 +240,12 @@ def _invalid(rtype: ResourceType, name: str, errors: list[_schema.SchemaError]) 
     )
 
 
+def _json_response(payload: Any, code: int) -> aiohttp.web.Response:
+    # Exactly "application/json" (no charset), as the API server sends: lightkube checks for it.
+    body = json.dumps(payload).encode()
+    return aiohttp.web.Response(body=body, status=code, content_type="application/json")
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -389,28 +395,20 @@ def parse_label_selector(text: str) -> Selector:
         if match := _REQ_SET.match(requirement):
             key, op, raw = match.groups()
             values = frozenset(v.strip() for v in raw.split(",") if v.strip())
-            if op == "in":
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+            checks.append(_label_in(key, values, negated=op == "notin"))
         elif match := _REQ_EQ.match(requirement):
             key, op, value = match.groups()
-            if op in ("=", "=="):
-                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
-            elif op == "!=":
-                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
+            if op in ("=", "==", "!="):
+                checks.append(_label_equals(key, value, negated=op == "!="))
             else:
                 try:
                     bound = int(value)
                 except ValueError:
                     raise ValueError(f"{requirement.strip()!r}: {op} needs an integer value") from None
-                checks.append(lambda labels, k=key, b=bound, o=op: _compare_label(labels.get(k), o, b))
+                checks.append(_label_compares(key, op, bound))
         elif match := _REQ_EXISTS.match(requirement):
             negated, key = match.groups()
-            if negated:
-                checks.append(lambda labels, k=key: k not in labels)
-            else:
-                checks.append(lambda labels, k=key: k in labels)
+            checks.append(_label_exists(key, negated=bool(negated)))
         else:
             raise ValueError(f"unable to parse requirement: {requirement.strip()!r}")
 
@@ -419,6 +417,22 @@ def parse_label_selector(text: str) -> Selector:
         return all(check(labels) for check in checks)
 
     return select
+
+
+def _label_in(key: str, values: frozenset[str], *, negated: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (labels.get(key) in values) != negated
+
+
+def _label_equals(key: str, value: str, *, negated: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (labels.get(key) == value) != negated
+
+
+def _label_exists(key: str, *, negated: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (key in labels) != negated
+
+
+def _label_compares(key: str, op: str, bound: int) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: _compare_label(labels.get(key), op, bound)
 
 
 def _compare_label(value: str | None, op: str, bound: int) -> bool:
@@ -519,7 +533,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         for rtype in BUILTIN_TYPES:
             self.declare(rtype)
-        self.write(BUILTIN_TYPES[0], None, {"metadata": {"name": "default"}})
+        self.create_object(BUILTIN_TYPES[0], None, {"metadata": {"name": "default"}})
 
     # ---- registry ----
 
@@ -569,7 +583,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
 
     def _get_resources(self) -> list[kmock.resource]:
         # Discovery shows the declared types only (not kmock's guesses from stored objects).
-        return list(self.resources)
+        return [kmock.resource(key) for key in self.resources]
 
     # ---- storage ----
 
@@ -639,7 +653,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
 
     # ---- writes (synchronous: no awaits inside, so each is atomic on the event loop) ----
 
-    def write(
+    def create_object(
         self,
         rtype: ResourceType,
         namespace: str | None,
@@ -705,7 +719,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             self._register_crd(obj)
         return obj
 
-    def replace(
+    def replace_object(
         self,
         rtype: ResourceType,
         namespace: str | None,
@@ -805,7 +819,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             self._remove(rtype, new)
         return new
 
-    def patch(
+    def patch_object(
         self,
         rtype: ResourceType,
         namespace: str | None,
@@ -824,7 +838,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                 raise _not_found(rtype, name)
             if not isinstance(body, dict):
                 raise _ApiError(400, "BadRequest", "an apply patch must be an object")
-            return self.write(rtype, namespace, body, strict=strict, dry_run=dry_run)
+            return self.create_object(rtype, namespace, body, strict=strict, dry_run=dry_run)
         if old is None:
             raise _not_found(rtype, name)
         if content_type in (
@@ -851,11 +865,11 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         patched_rv = _meta(patched).get("resourceVersion")
         if patched_rv is not None and str(patched_rv) != _meta(old)["resourceVersion"]:
             raise _conflict(rtype, name, _STALE)
-        return self.replace(
+        return self.replace_object(
             rtype, namespace, name, patched, subresource=subresource, strict=strict, dry_run=dry_run
         )
 
-    def delete(
+    def delete_object(
         self,
         rtype: ResourceType,
         namespace: str | None,
@@ -912,7 +926,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         for other in list(self.types.values()):
             if other.namespaced and other.version == (other.storage_version or other.version):
                 for obj in list(self.live(other, namespace)):
-                    self.delete(other, namespace, obj["metadata"]["name"])
+                    self.delete_object(other, namespace, obj["metadata"]["name"])
         self._finish_namespace(namespace)
         return new
 
@@ -959,7 +973,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                     new["metadata"].pop("ownerReferences", None)
                 self._commit(rtype, raw, new, "MODIFIED")
             elif self.load(rtype, namespace, name) is not None:
-                self.delete(rtype, namespace, name)
+                self.delete_object(rtype, namespace, name)
 
     def _plural_of(self, raw: dict[str, Any]) -> str:
         for rtype in self.types.values():
@@ -1077,8 +1091,8 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
 
     def _check_crd(self, rtype: ResourceType, crd: dict[str, Any]) -> None:
         errors: list[_schema.SchemaError] = []
-        spec = crd.get("spec") if isinstance(crd.get("spec"), dict) else {}
-        names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+        spec: dict[str, Any] = crd["spec"] if isinstance(crd.get("spec"), dict) else {}
+        names: dict[str, Any] = spec["names"] if isinstance(spec.get("names"), dict) else {}
         for field in ("group",):
             if not spec.get(field):
                 errors.append(_schema.SchemaError(f"spec.{field}", "Required value", "FieldValueRequired"))
@@ -1096,7 +1110,15 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                     "FieldValueNotSupported",
                 )
             )
-        versions = spec.get("versions") or []
+        versions: list[Any] = spec["versions"] if isinstance(spec.get("versions"), list) else []
+        for index, version in enumerate(versions):
+            if not isinstance(version, dict) or not isinstance(version.get("name"), str):
+                errors.append(
+                    _schema.SchemaError(
+                        f"spec.versions[{index}].name", "Required value", "FieldValueRequired"
+                    )
+                )
+        versions = [v for v in versions if isinstance(v, dict) and isinstance(v.get("name"), str)]
         if not versions:
             errors.append(
                 _schema.SchemaError(
@@ -1174,10 +1196,10 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         name = _meta(crd).get("name", "")
         try:
             if self.load(crd_type, None, name) is None:
-                return self.write(crd_type, None, crd)
+                return self.create_object(crd_type, None, crd)
             body = copy.deepcopy(crd)
             body.setdefault("metadata", {}).pop("resourceVersion", None)
-            return self.replace(crd_type, None, name, body)
+            return self.replace_object(crd_type, None, name, body)
         except _ApiError as exc:
             causes = exc.details.get("causes") or [{}]
             raise InvalidSpecError(exc.message, path=causes[0].get("field", "")) from None
@@ -1226,18 +1248,18 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         code = 200
         try:
             if verb == "watch":
-                return await self._serve_watch(request)
+                return await self._stream_watch(request)
             payload, code = self._serve(request, verb)
-            return aiohttp.web.json_response(payload, status=code)
+            return _json_response(payload, code)
         except _ApiError as exc:
             code = exc.code
-            return aiohttp.web.json_response(exc.status(), status=exc.code)
+            return _json_response(exc.status(), exc.code)
         except Exception as exc:
             code = 500
             logger.exception("The local API server failed on %s %s", request.method, request.url)
             self.server_errors.append(exc)
             error = _ApiError(500, "InternalError", f"Internal error occurred: {exc!r}")
-            return aiohttp.web.json_response(error.status(), status=500)
+            return _json_response(error.status(), 500)
         finally:
             self.audit.append(
                 AuditRecord(
@@ -1304,12 +1326,12 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             if name:
                 raise _ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
             return self.present(
-                rtype, self.write(rtype, ns, self._body(request), strict=strict, dry_run=dry_run)
+                rtype, self.create_object(rtype, ns, self._body(request), strict=strict, dry_run=dry_run)
             ), 201
         assert name is not None or verb == "deletecollection"
         if verb == "update":
             assert name is not None
-            obj = self.replace(
+            obj = self.replace_object(
                 rtype,
                 ns,
                 name,
@@ -1323,7 +1345,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         if verb == "patch":
             assert name is not None
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-            obj = self.patch(
+            obj = self.patch_object(
                 rtype,
                 ns,
                 name,
@@ -1340,11 +1362,13 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             options.setdefault("propagationPolicy", params["propagationPolicy"])
         if verb == "delete":
             assert name is not None
-            return self.present(rtype, self.delete(rtype, ns, name, options, dry_run=dry_run)), 200
+            return self.present(rtype, self.delete_object(rtype, ns, name, options, dry_run=dry_run)), 200
         if verb == "deletecollection":
             selector = self._selector(rtype, ns, params)
             deleted = [
-                self.delete(rtype, _meta(obj).get("namespace"), _meta(obj)["name"], options, dry_run=dry_run)
+                self.delete_object(
+                    rtype, _meta(obj).get("namespace"), _meta(obj)["name"], options, dry_run=dry_run
+                )
                 for obj in list(self.live(rtype, ns))
                 if selector(obj)
             ]
@@ -1388,7 +1412,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             payload["metadata"]["remainingItemCount"] = len(items) - start - limit
         return payload
 
-    async def _serve_watch(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+    async def _stream_watch(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         rtype = self._request_type(request)
         params = dict(request.params)
         if request.name:
@@ -1413,8 +1437,8 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             error = _ApiError(410, "Expired", f"too old resource version: {since} ({self._expired[key] + 1})")
             backlog = [("ERROR", error.status())]
         else:
-            for event in self._events.get(key, ()):
-                seen = _view(event, selector) if event.rv > since else None
+            for past in self._events.get(key, ()):
+                seen = _view(past, selector) if past.rv > since else None
                 if seen is not None:
                     backlog.append(seen)
         watch = _Watch(selector=selector)
@@ -1442,7 +1466,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                         break
                     wait = min(wait, left) if wait is not None else left
                 try:
-                    event = await asyncio.wait_for(watch.queue.get(), wait)
+                    event: _Event | None = await asyncio.wait_for(watch.queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and (deadline is None or loop.time() < deadline):
                         bookmark = {
@@ -1635,7 +1659,7 @@ class LocalApiServer:
         rtype = self.emulator._by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
         namespace = _meta(obj).get("namespace") or ("default" if rtype.namespaced else None)
         try:
-            return copy.deepcopy(self.emulator.write(rtype, namespace, obj))
+            return copy.deepcopy(self.emulator.create_object(rtype, namespace, obj))
         except _ApiError as exc:
             raise InvalidSpecError(exc.message) from None
 
