@@ -57,6 +57,7 @@ from .models.variable import (
 
 __all__ = [
     "PROJECTION_MAX_BYTES",
+    "SUMMARY_LENGTH",
     "WriteOutcome",
     "acquire",
     "apply_write",
@@ -77,6 +78,9 @@ __all__ = [
 
 #: The most bytes of data the projection may hold (a ConfigMap is limited to 1 MiB in all).
 PROJECTION_MAX_BYTES = 1_000_000
+
+#: The longest ``status.valueSummary`` (the Value column of ``kubectl get variables``).
+SUMMARY_LENGTH = 64
 
 _INT64_MAX = 2**63 - 1
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
@@ -298,6 +302,20 @@ def _with_condition(
     return status.model_copy(update={"conditions": [Condition.model_validate(c) for c in conditions]})
 
 
+def _set_valid(
+    status: VariableStatus, valid: bool, reason: str, message: str, now: _dt.datetime
+) -> VariableStatus:
+    """Set the Valid condition and the phase that summarises it."""
+    phase = "Invalid" if not valid else ("Pending" if status.version == 0 else "Ready")
+    status = status.model_copy(update={"phase": phase})
+    return _with_condition(status, "Valid", "True" if valid else "False", reason, message, now)
+
+
+def _summary(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= SUMMARY_LENGTH else text[: SUMMARY_LENGTH - 3] + "..."
+
+
 def _valid_message(status: VariableStatus) -> tuple[str, str]:
     if status.version == 0:
         return "NoValue", "the spec is valid; no value has been set yet"
@@ -309,7 +327,7 @@ def _refuse(
 ) -> tuple[VariableStatus, WriteOutcome]:
     who = f"{write.writer.kind} {write.writer.name}"
     message = f"a write by {who} was not applied: {exc}"
-    new = _with_condition(status, "Valid", "False", reason, message, now)
+    new = _set_valid(status, False, reason, message, now)
     return new, WriteOutcome(applied=False, reason=reason, message=message, version=status.version)
 
 
@@ -417,6 +435,7 @@ def apply_write(
     new = status.model_copy(
         update={
             "value": value,
+            "value_summary": _summary(value),
             "version": version,
             "changed_by": actor,
             "last_writer_priority": None if write.writer.kind == "User" else write.writer.priority,
@@ -427,7 +446,7 @@ def apply_write(
         }
     )
     reason, message = _valid_message(new)
-    new = _with_condition(new, "Valid", "True", reason, message, now)
+    new = _set_valid(new, True, reason, message, now)
     return new, WriteOutcome(True, "Applied", f"version {version} applied", version)
 
 
@@ -450,7 +469,7 @@ def reconcile_spec(
     try:
         validate_spec(spec)
     except InvalidSpecError as exc:
-        return _with_condition(status, "Valid", "False", "InvalidSpec", str(exc), now), None
+        return _set_valid(status, False, "InvalidSpec", str(exc), now), None
     if spec.value is not None:
         digest = value_hash(spec.value)
         if digest != status.spec_value_hash:
@@ -466,9 +485,9 @@ def reconcile_spec(
             validate_value(spec, status.value)
         except InvalidSpecError as exc:
             message = f"the applied value (version {status.version}) no longer fits the spec: {exc}"
-            return _with_condition(status, "Valid", "False", "AppliedValueInvalid", message, now), None
+            return _set_valid(status, False, "AppliedValueInvalid", message, now), None
     reason, message = _valid_message(status)
-    return _with_condition(status, "Valid", "True", reason, message, now), None
+    return _set_valid(status, True, reason, message, now), None
 
 
 # --- locks -------------------------------------------------------------------------------------

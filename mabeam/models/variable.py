@@ -23,6 +23,7 @@ from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
 VariableType = Literal["number", "integer", "string", "boolean", "enum", "json"]
 ConflictPolicy = Literal["Reject", "LastWriterWins", "HighestPriority"]
 ActorKind = Literal["User", "Agent", "Session"]
+VariablePhase = Literal["Pending", "Ready", "Invalid"]
 
 #: How many applied session ids ``status.appliedSessions`` keeps (oldest dropped).
 APPLIED_SESSIONS_LIMIT = 256
@@ -180,7 +181,15 @@ class VariableLock(MabeamModel):
 
 
 class VariableStatus(MabeamModel):
+    phase: VariablePhase | None = Field(
+        default=None,
+        description="Pending (valid, no value yet), Ready (the applied value fits the spec) or "
+        "Invalid (see the Valid condition).",
+    )
     value: Any = Field(default=None, description="The applied value.", json_schema_extra=_ANY_JSON)
+    value_summary: str | None = Field(
+        default=None, max_length=64, description="The applied value as short JSON text, for humans."
+    )
     version: int = Field(
         default=0, ge=0, description="Grows by one per applied change; 0 means never written."
     )
@@ -256,10 +265,10 @@ VARIABLE = KindInfo(
     "projected into a per-namespace ConfigMap.",
     printer_columns=(
         PrinterColumn("Type", ".spec.type", description="The value's type."),
-        PrinterColumn("Value", ".status.value", description="The applied value."),
+        PrinterColumn("Phase", ".status.phase", description="Pending, Ready or Invalid."),
+        PrinterColumn("Value", ".status.valueSummary", description="The applied value (shortened)."),
         PrinterColumn("Version", ".status.version", type="integer", description="Applied changes."),
         PrinterColumn("Changed-By", ".status.changedBy.name", description="Who changed it last."),
-        PrinterColumn("Valid", '.status.conditions[?(@.type=="Valid")].status', priority=1),
         PrinterColumn("Locked-By", ".status.lock.holder", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),

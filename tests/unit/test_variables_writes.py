@@ -291,3 +291,17 @@ def test_reconcile_trims_history_when_the_limit_is_lowered() -> None:
     status = written(list(range(8)), spec(historyLimit=10))
     status, _ = reconcile_spec(spec(historyLimit=3), status, 2, T0)
     assert [h.version for h in status.history] == [6, 7, 8]
+
+
+def test_phase_and_value_summary_for_kubectl_get() -> None:
+    s = parse_spec({"type": "json"})
+    status, _ = reconcile_spec(s, parse_status(None), 1, T0)
+    assert (status.phase, status.value_summary) == ("Pending", None)
+    status, _ = apply_write(s, status, write({"b": 1, "a": "x"}), T0)
+    assert (status.phase, status.value_summary) == ("Ready", '{"a":"x","b":1}')
+    status, _ = apply_write(s, status, write(["y" * 100]), T0)
+    assert status.value_summary is not None and len(status.value_summary) == 64
+    assert status.value_summary.startswith('["yyy') and status.value_summary.endswith("...")
+    status, _ = reconcile_spec(parse_spec({"type": "boolean"}), status, 2, T0)
+    assert status.phase == "Invalid"
+    VariableStatus.model_validate(status.to_wire())
