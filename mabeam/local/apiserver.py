@@ -1502,6 +1502,9 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         payload = await super()._serve_version(request)
         if isinstance(payload, dict) and request.resource is not None and request.resource.group == "":
             payload["groupVersion"] = request.resource.version  # "v1", not kmock's "/v1"
+        for entry in payload.get("resources", []) if isinstance(payload, dict) else []:
+            if "/" in entry["name"]:  # a subresource: no short names of its own, as in a real server
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
         return payload
 
     async def _serve_server_version(self, request: kmock.Request) -> Any:
