@@ -2,9 +2,10 @@
 
 from ._base import API_VERSION, GROUP, VERSION, Condition, KindInfo, MabeamModel, PrinterColumn
 from .agent import AGENT, AgentSpec, AgentStatus
+from .variable import VARIABLE, VariableSpec, VariableStatus, VariableWrite
 
 #: Every kind, in the order the CRDs are written.
-KINDS: tuple[KindInfo, ...] = (AGENT,)
+KINDS: tuple[KindInfo, ...] = (AGENT, VARIABLE)
 
 __all__ = [
     "AGENT",
@@ -18,4 +19,8 @@ __all__ = [
     "KindInfo",
     "MabeamModel",
     "PrinterColumn",
+    "VARIABLE",
+    "VariableSpec",
+    "VariableStatus",
+    "VariableWrite",
 ]
