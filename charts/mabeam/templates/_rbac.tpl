@@ -1,0 +1,70 @@
+{{/*
+The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_chart.py.
+*/}}
+
+{{/* OPERATOR_RULES: namespaced (a Role per watched namespace, or a ClusterRole). */}}
+{{- define "mabeam.operatorRules" -}}
+- apiGroups: ["mabeam.io"]
+  resources: ["agents", "variables", "coordinations", "votes"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["mabeam.io"]
+  resources: ["agents/status", "variables/status", "coordinations/status", "votes/status"]
+  verbs: ["get", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch", "update"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{ include "mabeam.leaseRules" . }}
+# Each agent's ServiceAccount gets a RoleBinding to the agent ClusterRole in its namespace.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  verbs: ["bind"]
+  resourceNames: [{{ include "mabeam.agentClusterRole" . | quote }}]
+{{- end }}
+
+{{/* The leader Lease (and the Lease rule of OPERATOR_RULES). */}}
+{{- define "mabeam.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update", "patch"]
+{{- end }}
+
+{{/* OPERATOR_CLUSTER_RULES: kopf lists namespaces and CRDs wherever it runs. */}}
+{{- define "mabeam.operatorClusterRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/* AGENT_RULES: what every agent's ServiceAccount may do in its namespace. */}}
+{{- define "mabeam.agentRules" -}}
+- apiGroups: ["mabeam.io"]
+  resources: ["agents", "variables", "coordinations"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["mabeam.io"]
+  resources: ["votes"]
+  verbs: ["get", "list", "watch", "create", "update", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end }}
