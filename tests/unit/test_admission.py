@@ -19,6 +19,8 @@ import helm_python
 import pytest
 import yaml
 
+from mabeam.models.coordination import VoteSpec
+
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "mabeam"
 RELEASE_NAMESPACE = "mabeam-system"
 OPERATOR = f"system:serviceaccount:{RELEASE_NAMESPACE}:mabeam"
@@ -45,6 +47,11 @@ def vote(
         "metadata": {"name": f"{session}-{agent}", "namespace": namespace},
         "spec": {"agent": agent, "session": session, "choice": "yes"},
     }
+
+
+def test_the_test_votes_are_valid_votes() -> None:
+    # The requests below carry Votes the schema accepts, so admission is what decides them.
+    assert VoteSpec.model_validate(vote("alice", "s1")["spec"]).agent == "alice"
 
 
 def request(
