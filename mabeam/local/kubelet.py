@@ -773,8 +773,10 @@ class LocalKubelet:
         grace = self.grace_period
         if grace is None:
             meta, spec = rt.obj.get("metadata") or {}, rt.obj.get("spec") or {}
+            # The local API server has no graceful pod deletion and sets 0 when a finalizer holds the
+            # object: 0 there means "not chosen", so the pod's own grace period applies.
             grace = float(
-                meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30))
+                meta.get("deletionGracePeriodSeconds") or spec.get("terminationGracePeriodSeconds", 30)
             )
         procs = [c.process for c in rt.containers.values() if c.process and c.process.returncode is None]
         for proc in procs:

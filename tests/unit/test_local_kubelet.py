@@ -1,4 +1,4 @@
-"""The local kubelet runs Pods as real processes against an HTTP API server (kmock's emulator)."""
+"""The local kubelet runs Pods as real processes against the strict local API server, over HTTP."""
 
 from __future__ import annotations
 
@@ -12,24 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kmock
 import pytest
 import yaml
 
+from mabeam.local.apiserver import LocalApiServer
 from mabeam.local.kubelet import LocalKubelet, _Container, pod_phase
 
 PY = sys.executable
 NS = "ns1"
 KubeletFactory = Callable[..., Awaitable[LocalKubelet]]
-
-
-def declare_pods(k: kmock.KubernetesEmulator) -> None:
-    k.resources["v1/pods"] = kmock.ResourceInfo(
-        kind="Pod",
-        namespaced=True,
-        verbs={"list", "watch", "get", "create", "patch", "delete", "update"},
-        subresources={"status"},
-    )
 
 
 class Api:
@@ -136,22 +127,21 @@ async def pids(pid_file: Path) -> list[int]:
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[tuple[kmock.KubernetesEmulator, str]]:
-    async with kmock.KubernetesEmulator() as k, kmock.Server(k) as srv:
-        declare_pods(k)
-        yield k, str(srv.url)
+async def server() -> AsyncIterator[LocalApiServer]:
+    async with LocalApiServer() as server:
+        server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        yield server
+        assert server.server_errors == []
 
 
 @pytest.fixture
-async def api(emulator: tuple[kmock.KubernetesEmulator, str]) -> AsyncIterator[Api]:
+async def api(server: LocalApiServer) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
-        yield Api(emulator[1], session)
+        yield Api(server.url, session)
 
 
 @pytest.fixture
-async def make_kubelet(
-    emulator: tuple[kmock.KubernetesEmulator, str], tmp_path: Path
-) -> AsyncIterator[KubeletFactory]:
+async def make_kubelet(server: LocalApiServer, tmp_path: Path) -> AsyncIterator[KubeletFactory]:
     started: list[LocalKubelet] = []
 
     async def make(url: str | None = None, **overrides: Any) -> LocalKubelet:
@@ -163,7 +153,7 @@ async def make_kubelet(
             "probe_period": 0.05,
             "retry_delay": 0.05,
         }
-        kubelet = LocalKubelet(url or emulator[1], **{**options, **overrides})
+        kubelet = LocalKubelet(url or server.url, **{**options, **overrides})
         started.append(kubelet)
         return await kubelet.__aenter__()
 
@@ -184,9 +174,9 @@ def running(pod: dict[str, Any] | None) -> bool:
 async def test_pod_runs_with_its_env_and_kubeconfig(api: Api, kubelet: LocalKubelet, tmp_path: Path) -> None:
     out = tmp_path / "env.json"
     code = (
-        "import json, os, time\n"
+        "import json, os, sys, time\n"
         "print('hello from the pod', flush=True)\n"
-        f"open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)) + '\\n')\n"
+        f"open({str(out)!r}, 'w').write(json.dumps({{**os.environ, 'EXE': sys.executable}}) + '\\n')\n"
         "time.sleep(60)\n"
     )
     field = lambda path: {"fieldRef": {"fieldPath": path}}  # noqa: E731
@@ -221,6 +211,7 @@ async def test_pod_runs_with_its_env_and_kubeconfig(api: Api, kubelet: LocalKube
     assert cs["restartCount"] == 0 and "startedAt" in cs["state"]["running"]
 
     seen = json.loads(await wait_file(out))
+    assert seen["EXE"] == PY  # "python" is the kubelet's interpreter
     assert seen["POD_NAME"] == "p1" and seen["HOSTNAME"] == "p1"
     assert seen["POD_NAMESPACE"] == NS
     assert seen["NODE_NAME"] == "local"
@@ -233,6 +224,32 @@ async def test_pod_runs_with_its_env_and_kubeconfig(api: Api, kubelet: LocalKube
     assert config["contexts"][0]["context"]["namespace"] == NS
     assert oct(Path(seen["KUBECONFIG"]).stat().st_mode & 0o777) == "0o600"
     assert kubelet.log_path(NS, "p1", "agent").read_text() == "hello from the pod\n"
+
+
+async def test_the_api_server_knows_who_speaks(
+    server: LocalApiServer, api: Api, make_kubelet: KubeletFactory, tmp_path: Path
+) -> None:
+    await make_kubelet(
+        kubeconfig_path=server.kubeconfig(tmp_path / "node.yaml", token="user:system:node:local")
+    )
+    code = (
+        "import os, time, urllib.request, yaml\n"
+        "config = yaml.safe_load(open(os.environ['KUBECONFIG']))\n"
+        "url = config['clusters'][0]['cluster']['server']\n"
+        "ns = config['contexts'][0]['context']['namespace']\n"
+        "token = config['users'][0]['user']['token']\n"
+        "request = urllib.request.Request(f\"{url}/api/v1/namespaces/{ns}/pods/{os.environ['HOSTNAME']}\",\n"
+        "                                 headers={'Authorization': f'Bearer {token}'})\n"
+        "print(urllib.request.urlopen(request).status, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    await api.create("caller", [{"name": "c", "command": [PY, "-c", code]}], serviceAccountName="robot")
+    assert await wait_file(tmp_path / "kubelet" / f"{NS}_caller_c.log") == "200\n"
+
+    by_user = {(r.user, r.verb, r.subresource) for r in server.audit if r.name == "caller"}
+    assert ("system:serviceaccount:ns1:robot", "get", None) in by_user  # the pod's own request
+    assert ("system:node:local", "patch", None) in by_user  # binding
+    assert ("system:node:local", "patch", "status") in by_user
 
 
 async def test_crashing_container_restarts_with_growing_backoff(api: Api, kubelet: LocalKubelet) -> None:
