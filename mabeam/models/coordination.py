@@ -20,7 +20,7 @@ import datetime as _dt
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .._selectors import selector_cel_rule
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
@@ -172,11 +172,16 @@ class CoordinationSpec(MabeamModel):
     )
     cancel: bool = Field(default=False, description="True ends an open session as Cancelled.")
 
+    @field_validator("quorum", mode="before")
+    @classmethod
+    def _no_boolean_quorum(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("quorum must be a count (3) or a percentage ('60%'), not a boolean")
+        return value
+
     @model_validator(mode="after")
     def _check_quorum(self) -> CoordinationSpec:
         q = self.quorum
-        if isinstance(q, bool):
-            raise ValueError("quorum must be a count (3) or a percentage ('60%'), not a boolean")
         if isinstance(q, int) and q < 1:
             raise ValueError("quorum as a count must be at least 1")
         if isinstance(q, str) and (not re.fullmatch(QUORUM_PERCENT_PATTERN, q) or float(q[:-1]) > 100):
