@@ -6,13 +6,13 @@ import itertools
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 
 from mabeam.models.coordination import CoordinationSpec, CoordinationStatus
 from mabeam.protocols import Answer, Participant, SetVariable, StepResult, start, step
 from tests.strategies import DEADLINE, T0, Claimant, at, claimants
 
-SETTINGS = settings(max_examples=200, deadline=None)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Outcome = tuple[str | None, str]
 
 

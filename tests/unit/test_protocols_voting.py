@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mabeam.models.coordination import CoordinationSpec, CoordinationStatus
 from mabeam.protocols import Answer, Participant, SetVariable, StepResult, start, step
 from tests.strategies import DEADLINE, T0, VoteScenario, at, vote_scenarios
 
-SETTINGS = settings(max_examples=200, deadline=None)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Outcome = tuple[str | None, str]
 READY, GONE = "<silent, Ready>", "<silent, not Ready>"
 
@@ -189,7 +189,7 @@ def test_decision_at_the_deadline_matches_the_reference(sc: VoteScenario) -> Non
         assert sets == [SetVariable(name="outcome", value=expected[0], session="s1")]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(vote_scenarios(small=True), st.randoms(use_true_random=False))
 def test_early_decision_never_differs_from_waiting(sc: VoteScenario, rnd: object) -> None:
     """Answers arrive one by one in any order; the session may decide before the deadline.
