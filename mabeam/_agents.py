@@ -424,7 +424,7 @@ def _observe(
             status["readySince"] = rfc3339(now)
             events.append(("Normal", "Ready", f"Pod {name} is ready."))
         cond("Ready", "True", "PodReady", f"Pod {name} is ready.")
-        cond("Degraded", "False", "AsExpected", "The agent runs as expected.")
+        _degraded_by_restarts(status, cond)
         return
     status["readySince"] = None
     if waiting is not None:
@@ -440,13 +440,21 @@ def _observe(
     if old_status.get("phase") == "Ready":
         events.append(("Warning", "NotReady", f"Pod {name} is no longer ready."))
     cond("Ready", "False", f"Pod{phase}", f"Pod {name} is {phase} and not ready yet.")
-    degraded = status.get("restarts", 0) > 0
-    cond(
-        "Degraded",
-        "True" if degraded else "False",
-        "ContainerRestarted" if degraded else "AsExpected",
-        f"Containers restarted {status['restarts']} times." if degraded else "The agent runs as expected.",
-    )
+    _degraded_by_restarts(status, cond)
+
+
+def _degraded_by_restarts(status: dict[str, Any], cond: Any) -> None:
+    """A pod whose containers have restarted is degraded even while it is ready again."""
+    restarts = int(status.get("restarts") or 0)
+    if restarts:
+        cond(
+            "Degraded",
+            "True",
+            "ContainerRestarted",
+            f"Containers of the current pod restarted {restarts} times.",
+        )
+    else:
+        cond("Degraded", "False", "AsExpected", "The agent runs as expected.")
 
 
 def _finish(

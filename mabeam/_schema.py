@@ -194,6 +194,25 @@ def _number(limit: Any) -> str:
     return json.dumps(limit)
 
 
+def _cel_typed(value: Any, schema: dict[str, Any]) -> Any:
+    """Values as the API server hands them to CEL: a ``type: number`` field is a double even
+    when the JSON says ``2`` (otherwise ``2 >= 0.5`` has no overload in CEL)."""
+    kind = schema.get("type")
+    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        return {
+            k: _cel_typed(v, props[k] if k in props else (extra if isinstance(extra, dict) else {}))
+            for k, v in value.items()
+        }
+    if kind == "array" and isinstance(value, list):
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        return [_cel_typed(v, items) for v in value]
+    return value
+
+
 @dataclass
 class _Context:
     strict: bool
@@ -499,10 +518,10 @@ class _Context:
         where = _format_path(path)
         shown_type = json.dumps(schema.get("type") or _json_type(value))
         cel_self = {**value, **root_extra} if root_extra and isinstance(value, dict) else value
-        activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(cel_self)}
+        activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(_cel_typed(cel_self, schema))}
         if old is not None:
             old_self = {**old, **root_extra} if root_extra and isinstance(old, dict) else old
-            activation["oldSelf"] = celpy.adapter.json_to_cel(old_self)
+            activation["oldSelf"] = celpy.adapter.json_to_cel(_cel_typed(old_self, schema))
         for rule in schema["x-kubernetes-validations"]:
             text = rule.get("rule", "")
             if "oldSelf" in text and old is None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import os
-import tempfile
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,19 +27,13 @@ class Runtime:
     kubeconfig: str | None = None
     settings: Settings = field(default_factory=Settings)
     metrics: Metrics = field(default_factory=Metrics)
+    #: How the API client is made (tests substitute a subclass that injects faults).
+    kube_factory: type[Kube] = Kube
     kube: Kube = field(init=False)
 
     def __copy__(self) -> Runtime:
         # kopf shallow-copies the memo for every object; all objects share one runtime.
         return self
-
-
-def _write_temp(data: str | bytes) -> str:
-    raw = base64.b64decode(data) if isinstance(data, str) else data
-    fd, path = tempfile.mkstemp(prefix="mabeam-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(raw)
-    return path
 
 
 def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
@@ -83,8 +75,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> N
         prefix="mabeam.io", key="last-handled-configuration"
     )
     settings.posting.reporting_component = "mabeam-operator"
-    settings.posting.level = 10  # every lifecycle step becomes an Event (DEBUG logs are not posted)
-    memo.kube = Kube.connect(memo.kubeconfig)
+    # Lifecycle steps are posted as Events explicitly (kopf.event); of the log lines, only
+    # warnings and errors become Events, so that "handler succeeded" chatter stays in the logs.
+    settings.posting.level = logging.WARNING
+    memo.kube = memo.kube_factory.connect(memo.kubeconfig)
 
 
 @kopf.on.cleanup()  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ from .._resources import AGENT, POD, SERVICE_ACCOUNT
 from ..errors import ApiError, ConflictError
 from ._runtime import Runtime, clock
 
+log = logging.getLogger(__name__)
+
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
 
 
@@ -64,7 +66,8 @@ async def agent_loop(
         while not stopped:
             waker.clear()
             try:
-                delay = await reconcile(memo.kube, namespace, name, logger)
+                with memo.metrics.reconcile_seconds.labels(kind="Agent").time():
+                    delay = await reconcile(memo, namespace, name)
             except (ApiError, ConflictError) as exc:
                 logger.warning(f"Reconcile of agent {name} failed, retrying: {exc}")
                 memo.metrics.api_errors.labels(kind="Agent").inc()
@@ -85,8 +88,9 @@ async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, dela
         halted.cancel()
 
 
-async def reconcile(kube: Kube, namespace: str, name: str, logger: logging.Logger) -> float | None:
+async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     """One level-triggered pass; returns seconds until the next wanted pass (None: on events only)."""
+    kube = memo.kube
     agent = await kube.get(AGENT, name, namespace)
     if agent is None or agent.get("metadata", {}).get("deletionTimestamp"):
         return None
@@ -106,23 +110,29 @@ async def reconcile(kube: Kube, namespace: str, name: str, logger: logging.Logge
         except AlreadyExistsError:
             pass  # created by an earlier attempt that died before recording it
     await _write_labels(kube, agent, plan.agent_labels)
-    if plan.status != (agent.get("status") or {}):
-        await kube.patch(
-            AGENT,
-            name,
-            {"status": _merge_patch(agent.get("status") or {}, plan.status)},
-            namespace=namespace,
-            status=True,
-        )
+    status_patch = _merge_patch(agent.get("status") or {}, plan.status)
+    if status_patch:
+        await kube.patch(AGENT, name, {"status": status_patch}, namespace=namespace, status=True)
+    if plan.status.get("replacements", 0) != (agent.get("status") or {}).get("replacements", 0):
+        memo.metrics.pod_replacements.labels(namespace=namespace).inc()
+    memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
     for type_, reason, message in plan.events:
         kopf.event(agent, type=type_, reason=reason, message=message)
-        (logger.warning if type_ == "Warning" else logger.info)(f"{reason}: {message}")
+        log.log(
+            logging.WARNING if type_ == "Warning" else logging.INFO,
+            "%s/%s %s: %s",
+            namespace,
+            name,
+            reason,
+            message,
+        )
     if plan.wake_at is not None:
         return max((plan.wake_at - now).total_seconds(), 0.0)
     return None
 
 
 def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The top-level merge patch that turns ``old`` into ``new`` (None deletes a key)."""
     patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
     patch.update({k: None for k in old if k not in new})
     return patch

@@ -1,0 +1,224 @@
+"""The local control plane in one piece: API server + CRDs + kubelet, and the operator on demand.
+
+Used by ``mabeam local``, ``mabeam demo`` and the integration tests::
+
+    async with LocalCluster(workdir) as cluster:
+        await cluster.start_operator()
+        ...  # talk to cluster.url with cluster.admin_kubeconfig
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .. import _crdgen
+from .._kube import Kube
+from .apiserver import LocalApiServer
+from .kubelet import LocalKubelet
+
+__all__ = ["OPERATOR_IDENTITY", "LocalCluster", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: The identity the operator uses on the local API (as its ServiceAccount would in a cluster).
+OPERATOR_IDENTITY = "sa:mabeam-system:mabeam-operator"
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int = 0,
+        kubelet_options: dict[str, Any] | None = None,
+        runtime_factory: Any = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.api = LocalApiServer(port=port)
+        self.kubelet_options = kubelet_options or {}
+        self.runtime_factory = runtime_factory
+        self.kubelet: LocalKubelet | None = None
+        self._operator: _OperatorThread | None = None
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> LocalCluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        await self.api.__aenter__()
+        self.api.install_crds(_crdgen.generate_crds())
+        self.admin_kubeconfig = self.api.kubeconfig(self.workdir / "kubeconfig")
+        self.operator_kubeconfig = self.api.kubeconfig(
+            self.workdir / "operator.kubeconfig", token=OPERATOR_IDENTITY
+        )
+        kubelet_config = self.api.kubeconfig(
+            self.workdir / "kubelet.kubeconfig", token="user:system:node:local"
+        )
+        self.kubelet = LocalKubelet(
+            self.api.url,
+            workdir=self.workdir / "pods",
+            kubeconfig_path=kubelet_config,
+            **self.kubelet_options,
+        )
+        await self.kubelet.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_operator()
+        if self.kubelet is not None:
+            await self.kubelet.__aexit__(*exc)
+        await self.api.__aexit__(None, None, None)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def client(self) -> Kube:
+        """An admin client (the user's kubectl), to be closed by the caller."""
+        return Kube.connect(self.admin_kubeconfig)
+
+    async def start_operator(self, runtime: Any = None, *, timeout: float = 30.0) -> None:
+        """Run the operator until :meth:`stop_operator` or :meth:`kill_operator`.
+
+        It runs in a thread with its own event loop, as kopf recommends for embedding: when
+        kopf stops it cancels every task of its loop that it did not start with, and the API
+        server and the kubelet must not be among them.
+        """
+        if self._operator is not None:
+            raise RuntimeError("the operator is already running")
+        if runtime is None and self.runtime_factory is not None:
+            runtime = self.runtime_factory()
+        self._operator = _OperatorThread(str(self.operator_kubeconfig), runtime)
+        self._operator.start()
+        if not await asyncio.to_thread(self._operator.ready.wait, timeout):
+            error = self._operator.error
+            await self.kill_operator()
+            raise TimeoutError(f"the operator did not become ready: {error!r}")
+
+    async def start_operator_process(self, *argv: str, timeout: float = 30.0) -> None:
+        """Run the operator as a child process (``argv`` replaces ``-m mabeam.cli run``).
+
+        Unlike the thread, a process can be killed for real (SIGKILL) at any line.
+        """
+        if self._operator is not None or self._process is not None:
+            raise RuntimeError("the operator is already running")
+        args = argv or ("-m", "mabeam.cli", "run")
+        port = _free_port()
+        with open(self.workdir / "operator.log", "ab") as log_file:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *args,
+                "--kubeconfig",
+                str(self.operator_kubeconfig),
+                "--liveness",
+                f"http://127.0.0.1:{port}/healthz",
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession() as http:
+            while True:
+                if self._process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"the operator did not start; see {self.workdir / 'operator.log'}")
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass  # not listening yet
+                await asyncio.sleep(0.05)
+
+    async def stop_operator(self) -> None:
+        """A graceful stop, as on SIGTERM."""
+        if self._process is not None:
+            process, self._process = self._process, None
+            if process.returncode is None:
+                process.terminate()
+            await process.wait()
+            return
+        if self._operator is None:
+            return
+        operator, self._operator = self._operator, None
+        operator.stop_flag.set()
+        await asyncio.to_thread(operator.join, 30)
+        if operator.is_alive():
+            operator.cancel()
+            await asyncio.to_thread(operator.join, 10)
+        if operator.error is not None:
+            raise operator.error
+
+    async def kill_operator(self) -> None:
+        """An abrupt stop: SIGKILL for a process; a thread is cancelled wherever it is."""
+        if self._process is not None:
+            process, self._process = self._process, None
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            return
+        if self._operator is None:
+            return
+        operator, self._operator = self._operator, None
+        operator.cancel()
+        await asyncio.to_thread(operator.join, 30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _OperatorThread(threading.Thread):
+    def __init__(self, kubeconfig: str, runtime: Any) -> None:
+        super().__init__(name="mabeam-operator", daemon=True)
+        self.kubeconfig = kubeconfig
+        self.runtime = runtime
+        self.stop_flag = threading.Event()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def run(self) -> None:
+        from .. import controller
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()  # type: ignore[assignment]
+            await controller.run(
+                kubeconfig=self.kubeconfig,
+                stop_flag=self.stop_flag,
+                ready_flag=self.ready,
+                runtime=self.runtime,
+            )
+
+        try:
+            asyncio.run(main())
+        except asyncio.CancelledError:
+            pass  # killed on purpose
+        except BaseException as exc:  # reported to whoever stops the operator
+            self.error = exc
+
+    def cancel(self) -> None:
+        if self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> None:
+    """``mabeam local``: serve until interrupted, printing how to reach the API."""
+    async with LocalCluster(workdir, port=port) as cluster:
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        cluster.api.kubeconfig(kubeconfig)
+        if with_operator:
+            await cluster.start_operator()
+        print(f"Local Kubernetes API at {cluster.url}")
+        print(f"  export KUBECONFIG={kubeconfig}")
+        print("  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents")
+        print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.")
+        await asyncio.Event().wait()
