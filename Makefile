@@ -29,6 +29,7 @@ typecheck: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/mabeam crds --write crds/
+	rm -f charts/mabeam/crds/*.yaml && cp crds/*.yaml charts/mabeam/crds/
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done

@@ -17,13 +17,14 @@ class Rule:
     api_group: str
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
 
 
 _READ = ("get", "list", "watch")
 
 #: Namespaced rules of the operator (a Role per watched namespace, or a ClusterRole).
 OPERATOR_RULES: tuple[Rule, ...] = (
-    Rule("mabeam.io", ("agents", "variables", "coordinations", "votes"), (*_READ, "patch")),
+    Rule("mabeam.io", ("agents", "variables", "coordinations", "votes"), (*_READ, "patch", "update")),
     Rule("mabeam.io", ("agents/status", "variables/status", "coordinations/status", "votes/status"),
          ("get", "patch")),
     Rule("", ("pods",), (*_READ, "create", "delete")),
@@ -32,6 +33,11 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule("", ("events",), ("create",)),
     Rule("events.k8s.io", ("events",), ("create",)),
     Rule("coordination.k8s.io", ("leases",), ("get", "create", "update", "patch")),
+    # Each agent's ServiceAccount is bound to the ClusterRole mabeam-agent in its namespace,
+    # and each Variable's writers to a Role the operator generates (see docs/decisions.md).
+    Rule("rbac.authorization.k8s.io", ("rolebindings",), ("get", "create", "patch", "delete")),
+    Rule("rbac.authorization.k8s.io", ("roles",), ("get", "create", "patch", "delete")),
+    Rule("rbac.authorization.k8s.io", ("clusterroles",), ("bind",), resource_names=("mabeam-agent",)),
 )
 
 #: Cluster-scoped rules the operator needs wherever it runs: kopf discovers namespaces and CRDs.

@@ -59,3 +59,6 @@ def mabeam(kind: str, plural: str) -> Res:
 
 
 AGENT = mabeam("Agent", "agents")
+VARIABLE = mabeam("Variable", "variables")
+COORDINATION = mabeam("Coordination", "coordinations")
+VOTE = mabeam("Vote", "votes")

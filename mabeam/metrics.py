@@ -27,6 +27,31 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.sessions = Counter(
+            "mabeam_sessions_total",
+            "Coordination sessions that ended, by protocol and outcome.",
+            ["protocol", "outcome"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "mabeam_decision_latency_seconds",
+            "From a session's start to its decision.",
+            ["protocol"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.answers = Counter(
+            "mabeam_answers_total",
+            "Answers (votes, proposals) received, by protocol and result.",
+            ["protocol", "result"],
+            registry=r,
+        )
+        self.variable_writes = Counter(
+            "mabeam_variable_writes_total",
+            "Variable writes, by result (applied, refused, invalid).",
+            ["result"],
+            registry=r,
+        )
         self.reconcile_seconds = Histogram(
             "mabeam_reconcile_duration_seconds",
             "Time spent in one reconcile pass.",

@@ -6,17 +6,24 @@ Importing this package registers every handler with kopf's default registry.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import kopf
 
-from . import _runtime, agents
+from . import _runtime
 from ._runtime import Runtime
 from ._settings import Settings
 
-__all__ = ["Runtime", "Settings", "agents", "run"]
+__all__ = ["Runtime", "Settings", "run"]
+
+# One handler module per kind; each registers its handlers with kopf when imported.
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 
 async def run(

@@ -410,14 +410,6 @@ def test_selectors_select_the_operator() -> None:
 
 # --- RBAC ---------------------------------------------------------------------------------------
 
-# Not yet in mabeam/_permissions.py (reported): the operator binds each agent's ServiceAccount
-# to the ClusterRole mabeam-agent with a RoleBinding in the agent's namespace, which takes
-# `bind` on that ClusterRole plus rights on rolebindings. (group, resources, verbs, names)
-PENDING_OPERATOR_RULES = (
-    ("rbac.authorization.k8s.io", ("rolebindings",), ("get", "create", "patch", "delete"), ()),
-    ("rbac.authorization.k8s.io", ("clusterroles",), ("bind",), ("mabeam-agent",)),
-)
-
 Atom = tuple[str, str, str, str]  # api group, resource, verb, resource name ("" for any)
 
 
@@ -429,7 +421,7 @@ def atoms_of_rule(
 
 def atoms(rules: Iterable[Rule]) -> set[Atom]:
     return set().union(
-        *(atoms_of_rule(r.api_group, r.resources, r.verbs, getattr(r, "resource_names", ())) for r in rules)
+        *(atoms_of_rule(r.api_group, r.resources, r.verbs, r.resource_names) for r in rules)
     )
 
 
@@ -442,7 +434,7 @@ def atoms_of_k8s_rules(rules: list[dict[str, Any]]) -> set[Atom]:
     return out
 
 
-OPERATOR = atoms(OPERATOR_RULES) | set().union(*(atoms_of_rule(*r) for r in PENDING_OPERATOR_RULES))
+OPERATOR = atoms(OPERATOR_RULES)
 OPERATOR_CLUSTER = atoms(OPERATOR_CLUSTER_RULES)
 LEASES = atoms(r for r in OPERATOR_RULES if r.resources == ("leases",))
 CLUSTER = "<cluster>"

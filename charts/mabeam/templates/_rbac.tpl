@@ -6,7 +6,7 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
 {{- define "mabeam.operatorRules" -}}
 - apiGroups: ["mabeam.io"]
   resources: ["agents", "variables", "coordinations", "votes"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["mabeam.io"]
   resources: ["agents/status", "variables/status", "coordinations/status", "votes/status"]
   verbs: ["get", "patch"]
@@ -26,9 +26,13 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
   resources: ["events"]
   verbs: ["create"]
 {{ include "mabeam.leaseRules" . }}
-# Each agent's ServiceAccount gets a RoleBinding to the agent ClusterRole in its namespace.
+# Each agent's ServiceAccount gets a RoleBinding to the agent ClusterRole in its namespace,
+# and the writers of each Variable a Role that names that Variable.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles"]
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles"]
