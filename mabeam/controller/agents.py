@@ -76,6 +76,7 @@ async def agent_loop(
             await _sleep_or_wake(waker, stopped, delay)
     finally:
         _wakers.pop((namespace, name), None)
+        memo.metrics.set_agent_phase(namespace, name, None)
 
 
 async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
@@ -93,6 +94,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     kube = memo.kube
     agent = await kube.get(AGENT, name, namespace)
     if agent is None or agent.get("metadata", {}).get("deletionTimestamp"):
+        memo.metrics.set_agent_phase(namespace, name, "Terminating" if agent else None)
         return None
     pods = await kube.list(POD, namespace, labels={_agents.AGENT_LABEL: name})
     # The label is ours, but only pods this Agent owns count (a user may copy labels).
@@ -116,6 +118,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     if plan.status.get("replacements", 0) != (agent.get("status") or {}).get("replacements", 0):
         memo.metrics.pod_replacements.labels(namespace=namespace).inc()
     memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
+    memo.metrics.set_agent_phase(namespace, name, plan.status.get("phase"))
     for type_, reason, message in plan.events:
         kopf.event(agent, type=type_, reason=reason, message=message)
         log.log(
