@@ -24,8 +24,11 @@ Entry point::
         api.install_crds([crd_dict])      # or create CRDs through the API
         api.get("mabeam.io/v1alpha1/agents", "a1", namespace="default")
 
-Callers are identified (not authorised, yet) by ``Impersonate-User`` or a bearer token
-``sa:<namespace>:<name>`` (a service account) or ``user:<name>``; see :attr:`LocalApiServer.audit`.
+Callers are identified by ``Impersonate-User`` or a bearer token ``sa:<namespace>:<name>`` (a
+service account) or ``user:<name>``; see :attr:`LocalApiServer.audit`. Service accounts are
+authorised by RBAC from the stored Roles, ClusterRoles and bindings (:mod:`mabeam.local.rbac`;
+403 Forbidden otherwise); other users are not restricted. ``authorize_service_accounts=False``
+turns RBAC off.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ import yaml
 
 from mabeam import _schema
 from mabeam.errors import InvalidSpecError
+
+from . import rbac
 
 __all__ = [
     "AuditRecord",
@@ -153,6 +158,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ),
     _builtin("rbac.authorization.k8s.io/v1", "roles", "Role", namespaced=True),
     _builtin("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding", namespaced=True),
+    _builtin("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", namespaced=False),
+    _builtin("rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
     _builtin(
         "admissionregistration.k8s.io/v1",
         "validatingadmissionpolicies",
@@ -515,6 +522,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
     require_namespaces: bool = True  # creating in a missing namespace is 404, as in a cluster
     bookmark_interval: float = 30.0  # seconds between BOOKMARK events when a watcher asks for them
     keep_requests: int = 10_000  # kmock records every request; keep only the latest ones
+    authorize_service_accounts: bool = True  # RBAC for service accounts (see mabeam.local.rbac)
 
     types: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
     counts: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
@@ -1247,6 +1255,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         user = identify(request.headers)
         code = 200
         try:
+            self._authorize(user, verb, request)
             if verb == "watch":
                 return await self._stream_watch(request)
             payload, code = self._serve(request, verb)
@@ -1272,6 +1281,28 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                     code=code,
                 )
             )
+
+    def _rbac_objects(self, kind: str, namespace: str | None) -> Iterator[dict[str, Any]]:
+        return self.live(self._by_kind("rbac.authorization.k8s.io/v1", kind), namespace)
+
+    def _authorize(self, user: str, verb: str, request: kmock.Request) -> None:
+        """403 Forbidden unless RBAC allows a service account's request (others pass)."""
+        if not self.authorize_service_accounts or not user.startswith(rbac.SERVICE_ACCOUNT_PREFIX):
+            return
+        res = request.resource
+        assert res is not None  # a resource request
+        asked = rbac.Request(
+            user=user,
+            verb=verb,
+            api_group=res.group or "",
+            resource=res.plural or "",
+            subresource=request.subresource,
+            namespace=request.namespace,
+            name=request.name,
+        )
+        if not rbac.Authorizer(self._rbac_objects).allows(asked):
+            details = {"name": request.name or "", "group": asked.api_group, "kind": asked.resource}
+            raise _ApiError(403, "Forbidden", asked.describe(), details)
 
     @staticmethod
     def _verb(request: kmock.Request) -> str:
@@ -1575,6 +1606,7 @@ class LocalApiServer:
         retain_deleted: bool = True,
         require_namespaces: bool = True,
         bookmark_interval: float = 30.0,
+        authorize_service_accounts: bool = True,
     ) -> None:
         self.emulator = LocalApiEmulator(
             watch_history=watch_history,
@@ -1582,6 +1614,7 @@ class LocalApiServer:
             retain_deleted=retain_deleted,
             require_namespaces=require_namespaces,
             bookmark_interval=bookmark_interval,
+            authorize_service_accounts=authorize_service_accounts,
         )
         self._host, self._port = host, port
         self._server: kmock.Server | None = None

@@ -1,0 +1,142 @@
+"""RBAC for the local API server: who may do what, from the stored Roles and bindings.
+
+Kubernetes' RBAC authorizer, cut to what MABEAM relies on:
+
+* a request is allowed if some rule of a Role or ClusterRole bound to the caller covers it;
+  there are no deny rules;
+* a RoleBinding grants its Role (or a ClusterRole) in the binding's namespace only; a
+  ClusterRoleBinding grants a ClusterRole everywhere, including cluster-scoped resources;
+* a subject matches a service account (``kind: ServiceAccount``, name and namespace), a user
+  (``kind: User``, the full user name) or a group (``system:serviceaccounts`` and
+  ``system:serviceaccounts:<namespace>``, the groups every service account is in);
+* a rule covers a request when its ``apiGroups``, ``resources`` (``plural`` or
+  ``plural/subresource``) and ``verbs`` contain the request's (or ``*``), and, if it lists
+  ``resourceNames``, the request names one of them. As in Kubernetes, ``resourceNames`` never
+  covers ``create`` or an unnamed ``list``/``watch``/``deletecollection``.
+
+Only service accounts are checked (see :class:`Authorizer`); other users (the admin, the
+kubelet) stay unrestricted, so tests and ``mabeam local`` keep working as the cluster admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SERVICE_ACCOUNT_PREFIX", "Authorizer", "Request", "rule_covers"]
+
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+
+#: (kind, namespace or None) -> the stored objects of that RBAC kind in that namespace.
+Lookup = Callable[[str, str | None], Iterable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One resource request, as the authorizer sees it."""
+
+    user: str
+    verb: str
+    api_group: str
+    resource: str
+    subresource: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+    def describe(self) -> str:
+        """The message Kubernetes sends with a 403."""
+        what = f"{self.resource}.{self.api_group}" if self.api_group else self.resource
+        target = f'{what} "{self.name}"' if self.name else what
+        resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        where = f' in the namespace "{self.namespace}"' if self.namespace else " at the cluster scope"
+        return (
+            f'{target} is forbidden: User "{self.user}" cannot {self.verb} resource "{resource}" '
+            f'in API group "{self.api_group}"{where}'
+        )
+
+
+def _contains(values: Any, wanted: str) -> bool:
+    return isinstance(values, list) and ("*" in values or wanted in values)
+
+
+def rule_covers(rule: dict[str, Any], request: Request) -> bool:
+    """True if one PolicyRule grants ``request``."""
+    resource = f"{request.resource}/{request.subresource}" if request.subresource else request.resource
+    if not (
+        _contains(rule.get("apiGroups"), request.api_group)
+        and _contains(rule.get("resources"), resource)
+        and _contains(rule.get("verbs"), request.verb)
+    ):
+        return False
+    names = rule.get("resourceNames") or []
+    if not names:
+        return True
+    return request.name is not None and request.verb != "create" and request.name in names
+
+
+def _subject_matches(subject: dict[str, Any], user: str, binding_namespace: str | None) -> bool:
+    kind = subject.get("kind")
+    name = subject.get("name")
+    if kind == "User":
+        return name == user
+    if not user.startswith(SERVICE_ACCOUNT_PREFIX):
+        return kind == "Group" and name == "system:authenticated"
+    namespace, _, account = user[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+    if kind == "ServiceAccount":
+        return name == account and (subject.get("namespace") or binding_namespace) == namespace
+    if kind == "Group":
+        return name in (
+            "system:authenticated",
+            "system:serviceaccounts",
+            f"system:serviceaccounts:{namespace}",
+        )
+    return False
+
+
+class Authorizer:
+    """Decides requests from the RBAC objects that ``lookup`` returns.
+
+    ``lookup(kind, namespace)`` returns the stored Roles / RoleBindings of a namespace, or the
+    ClusterRoles / ClusterRoleBindings (namespace None).
+    """
+
+    def __init__(self, lookup: Lookup, *, only_service_accounts: bool = True) -> None:
+        self.lookup = lookup
+        self.only_service_accounts = only_service_accounts
+
+    def applies_to(self, user: str) -> bool:
+        return user.startswith(SERVICE_ACCOUNT_PREFIX) or not self.only_service_accounts
+
+    def allows(self, request: Request) -> bool:
+        if not self.applies_to(request.user):
+            return True
+        return any(rule_covers(rule, request) for rule in self._rules_for(request))
+
+    def _rules_for(self, request: Request) -> Iterable[dict[str, Any]]:
+        for binding in self.lookup("ClusterRoleBinding", None):
+            if self._bound(binding, request.user, None):
+                yield from self._role_rules(binding.get("roleRef") or {}, None)
+        if request.namespace is None:
+            return
+        for binding in self.lookup("RoleBinding", request.namespace):
+            if self._bound(binding, request.user, request.namespace):
+                yield from self._role_rules(binding.get("roleRef") or {}, request.namespace)
+
+    @staticmethod
+    def _bound(binding: dict[str, Any], user: str, namespace: str | None) -> bool:
+        return any(
+            isinstance(s, dict) and _subject_matches(s, user, namespace)
+            for s in binding.get("subjects") or []
+        )
+
+    def _role_rules(self, ref: dict[str, Any], namespace: str | None) -> Iterable[dict[str, Any]]:
+        kind, name = ref.get("kind"), ref.get("name")
+        if kind == "Role" and namespace is None:
+            return  # a ClusterRoleBinding can only refer to a ClusterRole
+        scope = namespace if kind == "Role" else None
+        if kind not in ("Role", "ClusterRole"):
+            return
+        for role in self.lookup(kind, scope):
+            if (role.get("metadata") or {}).get("name") == name:
+                yield from (r for r in role.get("rules") or [] if isinstance(r, dict))
