@@ -32,6 +32,7 @@ __all__ = [
     "Plan",
     "agent_labels",
     "build_pod",
+    "build_role_binding",
     "build_service_account",
     "parse_spec",
     "plan",
@@ -172,6 +173,30 @@ def build_service_account(agent: dict[str, Any]) -> dict[str, Any]:
             "labels": {AGENT_LABEL: meta["name"], **MANAGED_BY},
             "ownerReferences": [_owner(agent)],
         },
+    }
+
+
+#: The ClusterRole with AGENT_RULES (the chart and the local cluster create it).
+AGENT_CLUSTER_ROLE = "mabeam-agent"
+
+
+def build_role_binding(agent: dict[str, Any]) -> dict[str, Any]:
+    """Binds the agent's ServiceAccount to the ClusterRole mabeam-agent in its namespace."""
+    meta = agent["metadata"]
+    account = service_account_name(meta["name"])
+    return {
+        "metadata": {
+            "name": account,
+            "namespace": meta["namespace"],
+            "labels": {AGENT_LABEL: meta["name"], **MANAGED_BY},
+            "ownerReferences": [_owner(agent)],
+        },
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": AGENT_CLUSTER_ROLE,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": meta["namespace"]}],
     }
 
 

@@ -15,7 +15,7 @@ import kopf
 
 from .. import _agents
 from .._kube import AlreadyExistsError, Kube
-from .._resources import AGENT, POD, SERVICE_ACCOUNT
+from .._resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ..errors import ApiError, ConflictError
 from ._runtime import Runtime, clock
 
@@ -151,6 +151,10 @@ async def _ensure_service_account(kube: Kube, agent: dict[str, Any]) -> None:
             reason="ServiceAccountCreated",
             message=f"Created service account {body['metadata']['name']}.",
         )
+    except AlreadyExistsError:
+        pass
+    try:  # the agent's base rights (AGENT_RULES), before its pod can use them
+        await kube.create(ROLE_BINDING, _agents.build_role_binding(agent))
     except AlreadyExistsError:
         pass
 

@@ -20,7 +20,9 @@ from typing import Any
 import aiohttp
 
 from .. import _crdgen
+from .._agents import AGENT_CLUSTER_ROLE
 from .._kube import Kube
+from .._permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
@@ -53,6 +55,8 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         await self.api.__aenter__()
         self.api.install_crds(_crdgen.generate_crds())
+        for obj in rbac_objects():
+            self.api.create(obj)
         self.admin_kubeconfig = self.api.kubeconfig(self.workdir / "kubeconfig")
         self.operator_kubeconfig = self.api.kubeconfig(
             self.workdir / "operator.kubeconfig", token=OPERATOR_IDENTITY
@@ -166,6 +170,55 @@ class LocalCluster:
         operator, self._operator = self._operator, None
         operator.cancel()
         await asyncio.to_thread(operator.join, 30)
+
+
+_RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def _rule(rule: Rule) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "apiGroups": [rule.api_group],
+        "resources": list(rule.resources),
+        "verbs": list(rule.verbs),
+    }
+    if rule.resource_names:
+        out["resourceNames"] = list(rule.resource_names)
+    return out
+
+
+def rbac_objects() -> list[dict[str, Any]]:
+    """What the Helm chart installs for RBAC: the agents' ClusterRole and the operator's rights.
+
+    The local API server enforces RBAC for service accounts, so the operator (a service
+    account) is held to its declared rules (mabeam._permissions), as in a cluster.
+    """
+    namespace, _, name = OPERATOR_IDENTITY.removeprefix("sa:").partition(":")
+    operator_rules = [_rule(r) for r in (*OPERATOR_RULES, *OPERATOR_CLUSTER_RULES)]
+    return [
+        {
+            "apiVersion": _RBAC,
+            "kind": "ClusterRole",
+            "metadata": {"name": AGENT_CLUSTER_ROLE},
+            "rules": [_rule(r) for r in AGENT_RULES],
+        },
+        {
+            "apiVersion": _RBAC,
+            "kind": "ClusterRole",
+            "metadata": {"name": "mabeam-operator"},
+            "rules": operator_rules,
+        },
+        {
+            "apiVersion": _RBAC,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "mabeam-operator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "mabeam-operator",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
 
 
 def _free_port() -> int:
