@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import _cli_run, _logging
+
 __all__ = ["main"]
 
 
@@ -36,17 +38,9 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import controller
+    from . import _cli_run
 
-    asyncio.run(
-        controller.run(
-            kubeconfig=args.kubeconfig,
-            namespaces=args.namespace or (),
-            liveness_endpoint=args.liveness,
-            standalone=not args.peering,
-            peering_name=args.peering,
-        )
-    )
+    asyncio.run(_cli_run.run(args))
     return 0
 
 
@@ -82,10 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_crds)
 
     p = sub.add_parser("run", help="run the operator")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-    p.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
-    p.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    p.add_argument("--peering", default=None, help="kopf peering name (run several replicas, one active)")
+    _cli_run.add_arguments(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("local", help="run the local control plane (API server and kubelet)")
@@ -105,9 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    _logging.configure(
+        getattr(args, "log_format", "text"), level=logging.DEBUG if args.verbose else logging.INFO
     )
     result: int = args.func(args)
     return result
