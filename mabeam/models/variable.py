@@ -180,6 +180,22 @@ class VariableLock(MabeamModel):
     )
 
 
+class WriteResult(MabeamModel):
+    """What became of the last agent write (annotation ``mabeam.io/write``), by its id."""
+
+    write_id: str = Field(min_length=1, max_length=128, description="The id the writer gave the write.")
+    writer: Actor = Field(description="Who wrote.")
+    applied: bool = Field(description="True if the value was applied.")
+    reason: str = Field(
+        description="Applied, InvalidValue, InvalidSpec, Conflict, Locked, Forbidden or Malformed."
+    )
+    message: str = Field(default="", description="Why, for humans.")
+    version: int = Field(ge=0, description="The Variable's version after the write.")
+    current_value: Any = Field(
+        default=None, description="The applied value after the write.", json_schema_extra=_ANY_JSON
+    )
+
+
 class VariableStatus(MabeamModel):
     phase: VariablePhase | None = Field(
         default=None,
@@ -214,6 +230,11 @@ class VariableStatus(MabeamModel):
     )
     owner: Actor | None = Field(default=None, description="Who owns the resource (allocations).")
     lock: VariableLock | None = Field(default=None, description="The lock and its fencing token.")
+    last_write: WriteResult | None = Field(
+        default=None,
+        description="The outcome of the last agent write; a write whose id is here is never "
+        "applied again.",
+    )
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
     )
