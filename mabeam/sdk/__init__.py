@@ -18,5 +18,6 @@ the agent, and the credentials are the Pod's ServiceAccount (in a cluster) or ``
 """
 
 from ._app import AgentApp, Context
+from ._sessions import Session, Task
 
-__all__ = ["AgentApp", "Context"]
+__all__ = ["AgentApp", "Context", "Session", "Task"]

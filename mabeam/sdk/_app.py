@@ -16,6 +16,7 @@ from typing import Any
 from .._kube import Kube
 from .._resources import AGENT
 from ..errors import MabeamError
+from ._sessions import SessionCallbacks, SessionResponder
 
 log = logging.getLogger("mabeam.sdk")
 
@@ -61,12 +62,16 @@ class AgentApp:
         *,
         kubeconfig: str | None = None,
         ready_file: str | None = None,
+        callback_timeout: float = 10.0,
     ) -> None:
         self.name = name or os.environ.get("MABEAM_AGENT", "")
         self.namespace = namespace or os.environ.get("MABEAM_NAMESPACE", "default")
         self.kubeconfig = kubeconfig
         self.ready_file = ready_file or default_ready_file()
         self._on_start: list[Callback] = []
+        self._sessions = SessionCallbacks()
+        #: How long a session callback (on_vote, ...) may run before it counts as no answer.
+        self.callback_timeout = callback_timeout
         self._stop = asyncio.Event()
         if not self.name:
             raise MabeamError("The agent has no name: set MABEAM_AGENT (the operator sets it in the Pod).")
@@ -74,6 +79,21 @@ class AgentApp:
     def on_start(self, fn: Callback) -> Callback:
         """Called once the agent has reached the API and read its own Agent object."""
         self._on_start.append(fn)
+        return fn
+
+    def on_vote(self, fn: Callback) -> Callback:
+        """``fn(session) -> option | None``: answer the votes this agent takes part in."""
+        self._sessions.on_vote = fn
+        return fn
+
+    def on_call_for_proposals(self, fn: Callback) -> Callback:
+        """``fn(task) -> cost | Proposal | None``: bid in contract-net sessions."""
+        self._sessions.on_call_for_proposals = fn
+        return fn
+
+    def on_award(self, fn: Callback) -> Callback:
+        """``fn(task) -> bool``: confirm (True) or decline an award won in a contract net."""
+        self._sessions.on_award = fn
         return fn
 
     def stop(self) -> None:
@@ -88,9 +108,23 @@ class AgentApp:
             ctx = Context(self.name, self.namespace, kube, log, spec=me.get("spec", {}))
             for fn in self._on_start:
                 await call(fn, ctx)
+            responder: asyncio.Task[None] | None = None
+            if self._sessions:
+                answers = SessionResponder(
+                    kube,
+                    self.name,
+                    self.namespace,
+                    self._sessions,
+                    agent_spec=ctx.spec,
+                    timeout=self.callback_timeout,
+                )
+                responder = asyncio.ensure_future(answers.run())
             self._mark_ready()
             log.info("agent %s/%s is ready", self.namespace, self.name)
             await self._stop.wait()
+            if responder is not None:
+                responder.cancel()
+                await asyncio.gather(responder, return_exceptions=True)
         finally:
             await kube.close()
 
