@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from .._anomaly import Baseline
 from .._kube import Kube, load_config
 from ..metrics import Metrics
 from ._settings import Settings
@@ -30,6 +31,8 @@ class Runtime:
     #: How the API client is made (tests substitute a subclass that injects faults).
     kube_factory: type[Kube] = Kube
     kube: Kube = field(init=False)
+    #: Per-protocol baselines of ended sessions, for anomaly detection (see _anomaly.py).
+    baselines: dict[str, Baseline] = field(default_factory=dict)
 
     def __copy__(self) -> Runtime:
         # kopf shallow-copies the memo for every object; all objects share one runtime.
