@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from .._anomaly import Baseline
+from .._anomaly import Baseline, DetectorConfig
 from .._kube import Kube, load_config
 from ..metrics import Metrics
 from ._settings import Settings
@@ -33,6 +33,8 @@ class Runtime:
     kube: Kube = field(init=False)
     #: Per-protocol baselines of ended sessions, for anomaly detection (see _anomaly.py).
     baselines: dict[str, Baseline] = field(default_factory=dict)
+    #: The rules of the anomaly detector (thresholds, window, minimum samples).
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def __copy__(self) -> Runtime:
         # kopf shallow-copies the memo for every object; all objects share one runtime.
