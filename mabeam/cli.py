@@ -5,6 +5,11 @@ Subcommands:
     run       run the operator against a cluster (kubeconfig, in-cluster, or the local API)
     local     run the local control plane: API server, kubelet (and the operator with --operator)
     demo      the whole thing on the local control plane, with progress printed
+    get       list agents, variables, coordinations or votes (the CRDs' printer columns)
+    describe  one object's spec, status, conditions and recent Events
+    watch     follow a coordination live (answers, tally, phase, countdown) until it ends
+    vote      answer a session by hand as an agent
+    validate  check manifests offline against the CRD schemas (strict, CEL rules included)
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import _cli_run, _logging
+from . import _cli_kubectl, _cli_run, _cli_validate, _logging
+from .errors import MabeamError
 
 __all__ = ["main"]
 
@@ -91,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=90.0, help="give up after this many seconds")
     p.add_argument("--workdir", default=".mabeam-local", help="logs and kubeconfigs of local pods")
     p.set_defaults(func=_cmd_demo)
+
+    _cli_kubectl.add_commands(sub)
+    _cli_validate.add_command(sub)
     return parser
 
 
@@ -99,7 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging.configure(
         getattr(args, "log_format", "text"), level=logging.DEBUG if args.verbose else logging.INFO
     )
-    result: int = args.func(args)
+    try:
+        if getattr(args, "async_func", None) is not None:
+            return int(asyncio.run(args.async_func(args, sys.stdout)))
+        result: int = args.func(args)
+    except MabeamError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
     return result
 
 
