@@ -1,0 +1,132 @@
+"""``mabeam demo``: the local control plane, the operator, the example agents and manifests.
+
+It applies ``examples/*.yaml`` in dependency order (Agents and Variables first, sessions once
+their participants are Ready) and prints progress until every object has reached its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._kube import Kube
+from .._resources import AGENT, COORDINATION, VARIABLE, VOTE, Res
+from ..errors import MabeamError
+from .cluster import LocalCluster
+
+__all__ = ["main"]
+
+_ORDER: tuple[Res, ...] = (AGENT, VARIABLE, COORDINATION, VOTE)
+_BY_KIND = {res.kind: res for res in _ORDER}
+_SESSION_DONE = {"Decided", "NoDecision", "Failed", "Cancelled"}
+
+
+def load_manifests(directory: Path) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") in _BY_KIND:
+                docs.append(doc)
+    docs.sort(key=lambda d: _ORDER.index(_BY_KIND[d["kind"]]))
+    return docs
+
+
+def _done(res: Res, obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    if res is AGENT:
+        return status.get("phase") == "Ready"
+    if res is VARIABLE:
+        return status.get("version") is not None or any(
+            c.get("type") == "Valid" and c.get("status") == "False" for c in status.get("conditions") or []
+        )
+    if res is COORDINATION:
+        return status.get("phase") in _SESSION_DONE
+    return True
+
+
+def _line(res: Res, obj: dict[str, Any]) -> str:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    name = f"{res.kind.lower()}/{meta['name']}"
+    if res is AGENT:
+        extra = f"pod={status.get('podName') or '-'} restarts={status.get('restarts', 0)}"
+        return f"  {name:<32} {status.get('phase') or 'Pending':<10} {extra}"
+    if res is VARIABLE:
+        value = json.dumps(status.get("value")) if "value" in status else "-"
+        changed = status.get("changedBy") or {}
+        who = f"{changed.get('kind', '')}/{changed.get('name', '')}" if changed else "-"
+        return f"  {name:<32} v{status.get('version', '-')!s:<9} value={value} by={who}"
+    if res is COORDINATION:
+        result = status.get("result") or {}
+        outcome = f"result={json.dumps(result.get('value'))} ({result.get('reason', '')})" if result else ""
+        return f"  {name:<32} {status.get('phase') or 'Pending':<10} {outcome}"
+    return f"  {name}"
+
+
+async def _apply(kube: Kube, docs: Iterable[dict[str, Any]]) -> list[tuple[Res, str, str]]:
+    applied = []
+    for doc in docs:
+        res = _BY_KIND[doc["kind"]]
+        meta = doc["metadata"]
+        namespace = meta.setdefault("namespace", "default")
+        await kube.create(res, doc)
+        applied.append((res, namespace, meta["name"]))
+    return applied
+
+
+async def _wait(kube: Kube, objects: list[tuple[Res, str, str]], deadline: float, title: str) -> bool:
+    print(title)
+    last = ""
+    while True:
+        current = [await kube.get(res, name, ns) for res, ns, name in objects]
+        lines = "\n".join(_line(res, obj) for (res, _, _), obj in zip(objects, current, strict=True) if obj)
+        if lines != last:
+            print(f"[{time.strftime('%H:%M:%S')}]\n{lines}", flush=True)
+            last = lines
+        if all(obj and _done(res, obj) for (res, _, _), obj in zip(objects, current, strict=True)):
+            return True
+        if time.monotonic() > deadline:
+            print("Timed out; the last state is above.")
+            return False
+        await asyncio.sleep(0.25)
+
+
+async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # keep the outcome readable
+        for noisy in ("kopf", "aiohttp", "httpx", "httpx2", "mabeam", "asyncio"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    docs = load_manifests(examples)
+    if not docs:
+        print(f"No MABEAM manifests in {examples}/")
+        return 1
+    started = time.monotonic()
+    deadline = started + timeout
+    async with LocalCluster(workdir, kubelet_options={"probe_period": 0.5, "backoff_base": 1.0}) as cluster:
+        print(f"Local API at {cluster.url}; pod logs in {cluster.workdir / 'pods'}")
+        await cluster.start_operator()
+        kube = cluster.client()
+        try:
+            first = [d for d in docs if d["kind"] in ("Agent", "Variable")]
+            later = [d for d in docs if d["kind"] not in ("Agent", "Variable")]
+            applied = await _apply(kube, first)
+            ok = await _wait(kube, applied, deadline, "Agents and Variables:")
+            if ok and later:
+                sessions = await _apply(kube, later)
+                ok = await _wait(kube, sessions, deadline, "Sessions:")
+                variables = [a for a in applied if a[0] is VARIABLE]
+                if ok and variables:
+                    await _wait(kube, variables, deadline, "Variables after the sessions:")
+        except MabeamError as exc:
+            print(f"Demo failed: {exc}")
+            ok = False
+        finally:
+            await kube.close()
+            await cluster.stop_operator()
+        print(f"{'Done' if ok else 'Failed'} in {time.monotonic() - started:.1f}s.")
+        return 0 if ok else 1

@@ -1,0 +1,21 @@
+"""`make demo` runs mabeam.local.demo on examples/: it must reach every outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mabeam.local import demo
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+async def test_demo_reaches_every_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = await demo.main(EXAMPLES, timeout=60, workdir=tmp_path)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for name in ("alice", "bob", "carol"):
+        assert f"agent/{name}" in out
+    assert out.count("Ready") >= 3
+    assert "Done in" in out
