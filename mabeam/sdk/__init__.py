@@ -19,5 +19,6 @@ the agent, and the credentials are the Pod's ServiceAccount (in a cluster) or ``
 
 from ._app import AgentApp, Context
 from ._sessions import Session, Task
+from ._variables import Variables, VariableValue
 
-__all__ = ["AgentApp", "Context", "Session", "Task"]
+__all__ = ["AgentApp", "Context", "Session", "Task", "VariableValue", "Variables"]

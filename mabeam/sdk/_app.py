@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -17,6 +18,7 @@ from .._kube import Kube
 from .._resources import AGENT
 from ..errors import MabeamError
 from ._sessions import SessionCallbacks, SessionResponder
+from ._variables import Variables
 
 log = logging.getLogger("mabeam.sdk")
 
@@ -41,6 +43,11 @@ class Context:
     kube: Kube
     log: logging.Logger
     spec: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def variables(self) -> Variables:
+        """The namespace's Variables: cached reads, watches, writes, locks (made on first use)."""
+        return Variables(self.kube, self.namespace, self.name, priority=int(self.spec.get("priority") or 0))
 
 
 async def call(fn: Callback, *args: Any, timeout: float | None = None) -> Any:
@@ -101,6 +108,7 @@ class AgentApp:
 
     async def run_async(self) -> None:
         kube = Kube.connect(self.kubeconfig, namespace=self.namespace)
+        ctx: Context | None = None
         try:
             me = await kube.get(AGENT, self.name, self.namespace)
             if me is None:
@@ -126,6 +134,8 @@ class AgentApp:
                 responder.cancel()
                 await asyncio.gather(responder, return_exceptions=True)
         finally:
+            if ctx is not None and "variables" in ctx.__dict__:
+                await ctx.variables.close()
             await kube.close()
 
     def _mark_ready(self) -> None:

@@ -1,0 +1,451 @@
+"""Variable handlers: one reconcile loop per Variable applies writes, mirrors the lock, projects.
+
+A kopf daemon per Variable owns every write the operator makes to that Variable (status, the
+write annotation, its writer Role and RoleBinding); events on the Variable or on any Agent of
+its namespace wake it, a resync is the safety net. Each pass (see docs/variables.md):
+
+1. reads the Variable and its Lease ``mabeam-var-<name>`` (the lock: holder, fencing token);
+2. if the annotation ``mabeam.io/write`` holds an agent's write whose id is not yet in
+   ``status.lastWrite``, checks the writer (an Agent allowed by ``spec.access``) and applies it
+   with :func:`mabeam.variables.apply_write`; otherwise, if the spec changed, applies it with
+   :func:`mabeam.variables.reconcile_spec` (a write by a User);
+3. writes the whole status with a resourceVersion precondition: the write id (or the
+   observedGeneration) is recorded in the same write as its effect, so a write is applied at
+   most once even if the operator dies at any line;
+4. removes the processed annotation (and, if the write was refused, resets ``spec.value`` to
+   the applied value), again with a precondition;
+5. keeps the writer Role/RoleBinding and the namespace's projection ConfigMap up to date.
+
+Session outcomes come from the coordination controller through :func:`apply_session_outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+
+from .. import _agents
+from .._kube import AlreadyExistsError, Kube
+from .._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
+from .._variables_io import (
+    PROJECTION_CONFIGMAP,
+    WRITE_ANNOTATION,
+    clear_write_patch,
+    decode_write,
+    lease_name,
+    lock_from_lease,
+    parse_time,
+    status_patch,
+    writer_role_name,
+)
+from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
+from ..models._base import API_VERSION, Condition, set_condition
+from ..models.variable import (
+    Actor,
+    VariableSpec,
+    VariableStatus,
+    VariableWrite,
+    Writer,
+    WriteResult,
+)
+from ..variables import (
+    apply_write,
+    can_write,
+    is_expired,
+    parse_spec,
+    parse_status,
+    projection,
+    reconcile_spec,
+    value_hash,
+)
+from ._runtime import Runtime, clock
+
+__all__ = ["apply_session_outcome", "reconcile"]
+
+log = logging.getLogger(__name__)
+
+#: How often a Variable is reconciled when nothing happened (lock expiry is scheduled exactly).
+RESYNC_SECONDS = 30.0
+#: How many times apply_session_outcome retries a lost compare-and-swap before giving up.
+SESSION_ATTEMPTS = 20
+
+_wakers: dict[tuple[str, str], asyncio.Event] = {}
+_projection_locks: dict[str, asyncio.Lock] = {}
+_rbac_seen: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _waker(namespace: str, name: str) -> asyncio.Event:
+    return _wakers.setdefault((namespace, name), asyncio.Event())
+
+
+@kopf.on.event(VARIABLE.kopf_ref)  # type: ignore[arg-type]
+async def variable_changed(
+    type: str | None, namespace: str, name: str, memo: Runtime, logger: logging.Logger, **_: Any
+) -> None:
+    if namespace and name:
+        _waker(namespace, name).set()
+    if type == "DELETED":
+        try:
+            await project(memo.kube, namespace)
+        except (ApiError, ConflictError, InvalidSpecError) as exc:
+            logger.warning(f"Could not update the projection of namespace {namespace}: {exc}")
+
+
+@kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
+async def agent_changed_for_variables(namespace: str, **_: Any) -> None:
+    """An Agent's labels decide which Variables it may write: re-evaluate its namespace."""
+    for (ns, _name), waker in list(_wakers.items()):
+        if ns == namespace:
+            waker.set()
+
+
+@kopf.daemon(VARIABLE.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
+async def variable_loop(
+    namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Runtime, logger: logging.Logger, **_: Any
+) -> None:
+    waker = _waker(namespace, name)
+    retry = memo.settings.agents.retry_seconds
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                with memo.metrics.reconcile_seconds.labels(kind="Variable").time():
+                    delay = await reconcile(memo, namespace, name)
+            except ConflictError as exc:  # lost a compare-and-swap: someone wrote first; go again
+                logger.debug(f"Variable {name} changed while reconciling, again: {exc}")
+                delay = 0.0
+            except ApiError as exc:
+                logger.warning(f"Reconcile of variable {name} failed, retrying: {exc}")
+                memo.metrics.api_errors.labels(kind="Variable").inc()
+                delay = retry
+            delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
+            if delay > 0:
+                await _sleep_or_wake(waker, stopped, delay)
+    finally:
+        _wakers.pop((namespace, name), None)
+        _rbac_seen.pop((namespace, name), None)
+
+
+async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    woken = asyncio.ensure_future(waker.wait())
+    halted = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, halted}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        halted.cancel()
+
+
+# --- one pass ----------------------------------------------------------------------------------
+
+
+async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
+    """One level-triggered pass; returns seconds until the next wanted pass (None: on events only)."""
+    kube = memo.kube
+    obj = await kube.get(VARIABLE, name, namespace)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    meta = obj["metadata"]
+    generation = int(meta.get("generation") or 0)
+    now = clock()
+    old_wire = obj.get("status") or {}
+    status = _parse_status_or_reset(old_wire)
+    try:
+        spec: VariableSpec | None = parse_spec(obj.get("spec") or {})
+    except InvalidSpecError as exc:
+        spec = None
+        status = _invalid_spec(status, generation, str(exc), now)
+    lease = await kube.get(LEASE, lease_name(name), namespace)
+    status = _mirror_lock(status, lock_from_lease(lease), now)
+    agents = await kube.list(AGENT, namespace)
+
+    events: list[tuple[str, str, str]] = []
+    annotation = (meta.get("annotations") or {}).get(WRITE_ANNOTATION)
+    if annotation is not None and spec is not None:
+        status = await _take_write(spec, status, annotation, agents, generation, now, events)
+    elif spec is not None and status.observed_generation != generation:
+        status, outcome = reconcile_spec(spec, status, generation, now)
+        if outcome is not None:
+            kind = "Normal" if outcome.applied else "Warning"
+            events.append((kind, "ValueApplied" if outcome.applied else outcome.reason, outcome.message))
+
+    if status.to_wire() != old_wire:
+        obj = await kube.patch(
+            VARIABLE, name, status_patch(meta["resourceVersion"], status),
+            namespace=namespace, status=True, json_patch=True,
+        )  # fmt: skip
+    if annotation is not None:
+        refused = status.last_write is not None and not status.last_write.applied
+        await kube.patch(
+            VARIABLE, name, clear_write_patch(obj, status.value, reset_value=refused),
+            namespace=namespace, json_patch=True,
+        )  # fmt: skip
+    for type_, reason, message in events:
+        kopf.event(obj, type=type_, reason=reason, message=message)
+    if spec is not None:
+        await _ensure_writer_rbac(kube, obj, spec, agents)
+    await project(kube, namespace)
+    lock = status.lock
+    if lock is not None and lock.holder is not None and lock.expires_at and not is_expired(lock, now):
+        return max((parse_time(lock.expires_at) - now).total_seconds(), 0.0) + 0.05
+    return None
+
+
+def _parse_status_or_reset(raw: dict[str, Any]) -> VariableStatus:
+    try:
+        return parse_status(raw)
+    except InvalidSpecError:  # a status someone else broke: start again rather than stop
+        log.warning("Ignoring a status that does not parse: %s", raw)
+        return VariableStatus()
+
+
+def _conditions(current: VariableStatus, /, **kwargs: Any) -> list[Condition]:
+    wire = set_condition([c.to_wire() for c in current.conditions], **kwargs)
+    return [Condition.model_validate(c) for c in wire]
+
+
+def _invalid_spec(status: VariableStatus, generation: int, message: str, now: dt.datetime) -> VariableStatus:
+    conditions = _conditions(
+        status, type="Valid", status="False", reason="InvalidSpec", message=message, now=now,
+        observed_generation=generation,
+    )  # fmt: skip
+    return status.model_copy(
+        update={"phase": "Invalid", "observed_generation": generation, "conditions": conditions}
+    )
+
+
+def _mirror_lock(status: VariableStatus, lock: Any, now: dt.datetime) -> VariableStatus:
+    """status.lock and the Locked condition as the Lease says (the Lease is the truth)."""
+    if lock is None:
+        return status
+    live = not is_expired(lock, now)
+    if live:
+        message = f"held by {lock.holder} until {lock.expires_at} (fencing token {lock.fencing_token})"
+        cond = ("True", "Acquired", message)
+    else:
+        lock = lock.model_copy(update={"holder": None, "expires_at": None})
+        cond = ("False", "Free", f"nobody holds the lock (the latest fencing token is {lock.fencing_token})")
+    conditions = _conditions(
+        status, type="Locked", status=cond[0], reason=cond[1], message=cond[2], now=now,
+        observed_generation=status.observed_generation,
+    )  # fmt: skip
+    return status.model_copy(update={"lock": lock, "conditions": conditions})
+
+
+async def _take_write(
+    spec: VariableSpec,
+    status: VariableStatus,
+    annotation: str,
+    agents: list[dict[str, Any]],
+    generation: int,
+    now: dt.datetime,
+    events: list[tuple[str, str, str]],
+) -> VariableStatus:
+    """Apply (or refuse) the annotated write, once: a write id in status.lastWrite is done."""
+    try:
+        write_id, write = decode_write(annotation)
+    except InvalidSpecError as exc:
+        write_id, write = "malformed", None
+        error: Exception | None = exc
+    else:
+        error = None
+    if status.last_write is not None and status.last_write.write_id == write_id:
+        return status  # processed before the operator restarted: only the cleanup is left
+    writer = Actor(kind="Agent", name=write.writer.name if write is not None else "unknown")
+    applied, reason, message = False, "Malformed", str(error)
+    new = status
+    if write is not None:
+        agent = next((a for a in agents if a["metadata"]["name"] == write.writer.name), None)
+        refusal = _refuse_writer(spec, write, agent)
+        if refusal is not None:
+            reason, message = "Forbidden", refusal
+        else:
+            priority = int(((agent or {}).get("spec") or {}).get("priority") or 0)
+            write = write.model_copy(
+                update={"writer": Writer(kind="Agent", name=writer.name, priority=priority)}
+            )
+            try:
+                new, outcome = apply_write(spec, status, write, now)
+                applied, reason, message = outcome.applied, outcome.reason, outcome.message
+            except ConflictError as exc:
+                reason, message = "Conflict", str(exc)
+            except LockError as exc:
+                reason, message = "Locked", str(exc)
+    if applied:
+        new = new.model_copy(update={"spec_value_hash": value_hash(write.value if write else None)})
+    elif new.version > 0:
+        # spec.value is reset to the applied value; mark it as applied so that it is not a new write.
+        new = new.model_copy(update={"spec_value_hash": value_hash(new.value)})
+    result = WriteResult(
+        write_id=write_id, writer=writer, applied=applied, reason=reason, message=message,
+        version=new.version, current_value=new.value,
+    )  # fmt: skip
+    events.append(
+        ("Normal", "WriteApplied", f"{writer.name} wrote version {new.version}")
+        if applied
+        else ("Warning", f"Write{reason}", f"a write by {writer.name} was refused: {message}")
+    )
+    return new.model_copy(update={"last_write": result, "observed_generation": generation})
+
+
+def _refuse_writer(spec: VariableSpec, write: VariableWrite, agent: dict[str, Any] | None) -> str | None:
+    """Why the writer may not write (defence in depth behind RBAC), or None."""
+    name = write.writer.name
+    if write.writer.kind != "Agent" or write.session is not None:
+        return "writes through the annotation are agents' writes (kind Agent, no session)"
+    if agent is None:
+        return f"there is no Agent {name} in this namespace"
+    labels = agent["metadata"].get("labels") or {}
+    try:
+        allowed = can_write(spec.access, name, labels)
+    except InvalidSpecError as exc:
+        return f"spec.access cannot be evaluated: {exc}"
+    return None if allowed else f"agent {name} is not allowed by spec.access"
+
+
+# --- RBAC for the writers ----------------------------------------------------------------------
+
+
+def _owner(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": API_VERSION, "kind": "Variable", "name": meta["name"], "uid": meta.get("uid", ""),
+        "controller": True, "blockOwnerDeletion": True,
+    }  # fmt: skip
+
+
+def writers(spec: VariableSpec, agents: list[dict[str, Any]]) -> list[str]:
+    """The names of the Agents that spec.access lets write (sorted)."""
+    names = []
+    for agent in agents:
+        meta = agent["metadata"]
+        try:
+            if can_write(spec.access, meta["name"], meta.get("labels") or {}):
+                names.append(meta["name"])
+        except InvalidSpecError:
+            return []
+    return sorted(names)
+
+
+async def _ensure_writer_rbac(
+    kube: Kube, obj: dict[str, Any], spec: VariableSpec, agents: list[dict[str, Any]]
+) -> None:
+    """A Role allowing update/patch of this Variable only, bound to its writers' ServiceAccounts."""
+    meta = obj["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    role_name = writer_role_name(name)
+    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": name}
+    rules = [{"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
+              "resourceNames": [name]}]  # fmt: skip
+    subjects = [
+        {"kind": "ServiceAccount", "name": _agents.service_account_name(a), "namespace": namespace}
+        for a in writers(spec, agents)
+    ]
+    if _rbac_seen.get((namespace, name)) == (rules, subjects):
+        return
+    base = {"name": role_name, "namespace": namespace, "labels": labels, "ownerReferences": [_owner(obj)]}
+    await _create_or_patch(kube, ROLE, {"metadata": base, "rules": rules}, "rules")
+    binding = {
+        "metadata": base,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+        "subjects": subjects,
+    }
+    await _create_or_patch(kube, ROLE_BINDING, binding, "subjects")
+    _rbac_seen[namespace, name] = (rules, subjects)
+
+
+async def _create_or_patch(kube: Kube, res: Any, body: dict[str, Any], field: str) -> None:
+    meta = body["metadata"]
+    current = await kube.get(res, meta["name"], meta["namespace"])
+    if current is None:
+        try:
+            await kube.create(res, body)
+            return
+        except AlreadyExistsError:
+            current = await kube.get(res, meta["name"], meta["namespace"])
+    if current is not None and (current.get(field) or []) != body[field]:
+        await kube.patch(res, meta["name"], {field: body[field]}, namespace=meta["namespace"])
+
+
+# --- projection --------------------------------------------------------------------------------
+
+
+async def project(kube: Kube, namespace: str) -> None:
+    """Make the ConfigMap mabeam-variables hold every applied value of the namespace.
+
+    One operator serialises its passes per namespace (a lock), and the write carries the
+    ConfigMap's resourceVersion, so a stale list never overwrites a newer projection.
+    """
+    lock = _projection_locks.setdefault(namespace, asyncio.Lock())
+    async with lock:
+        items = []
+        for var in await kube.list(VARIABLE, namespace):
+            try:
+                items.append((var["metadata"]["name"], parse_status(var.get("status"))))
+            except InvalidSpecError:
+                continue
+        data = projection(items)
+        current = await kube.get(CONFIG_MAP, PROJECTION_CONFIGMAP, namespace)
+        if current is None:
+            body = {
+                "metadata": {
+                    "name": PROJECTION_CONFIGMAP,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "mabeam"},
+                },
+                "data": data,
+            }
+            await kube.create(CONFIG_MAP, body)
+        elif (current.get("data") or {}) != data:
+            await kube.replace(CONFIG_MAP, {**current, "data": data})
+
+
+# --- session outcomes --------------------------------------------------------------------------
+
+
+async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value: Any, session: str) -> bool:
+    """Apply a coordination session's outcome to a Variable, at most once; True if applied now.
+
+    The write is made by the Session ``session`` (which must be unique per session, e.g. the
+    Coordination's uid): it is not bound by locks or access rules and has no version
+    precondition. ``session`` goes into ``status.appliedSessions`` in the same status write
+    (a compare-and-swap on resourceVersion) that applies the value, so calling this again —
+    after a crash, a retry, or from a restarted operator — returns False and changes nothing.
+
+    Raises InvalidSpecError if the Variable does not exist or the value does not fit its type
+    and constraints (then the Variable keeps its value and reports Valid=False), ApiError if the
+    API fails, ConflictError if the compare-and-swap kept losing (retry later).
+    """
+    for attempt in range(SESSION_ATTEMPTS):
+        obj = await kube.get(VARIABLE, variable, namespace)
+        if obj is None:
+            raise InvalidSpecError(f"Variable {namespace}/{variable} does not exist", path="variable")
+        spec = parse_spec(obj.get("spec") or {})
+        status = parse_status(obj.get("status"))
+        if session in status.applied_sessions:
+            return False
+        write = VariableWrite(
+            value=value, writer=Writer(kind="Session", name=session), session=session,
+            reason=f"the outcome of session {session}",
+        )  # fmt: skip
+        new, outcome = apply_write(spec, status, write, clock())
+        try:
+            await kube.patch(
+                VARIABLE, variable, status_patch(obj["metadata"]["resourceVersion"], new),
+                namespace=namespace, status=True, json_patch=True,
+            )  # fmt: skip
+        except ConflictError:
+            await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
+            continue
+        if not outcome.applied:
+            raise InvalidSpecError(outcome.message, path="value")
+        log.info("Applied the outcome of session %s to %s/%s: version %s", session, namespace, variable,
+                 outcome.version)  # fmt: skip
+        return True
+    raise ConflictError(
+        f"Variable {namespace}/{variable} kept changing; the outcome of {session} was not applied"
+    )

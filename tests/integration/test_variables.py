@@ -1,0 +1,313 @@
+"""Variables end to end: the operator, the SDK with agents' own credentials, RBAC, the projection."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from mabeam import _agents
+from mabeam._kube import Kube
+from mabeam._resources import AGENT, CONFIG_MAP, ROLE, ROLE_BINDING, VARIABLE
+from mabeam.controller.variables import apply_session_outcome
+from mabeam.errors import AccessDeniedError, ConflictError, InvalidSpecError, LockError
+from mabeam.local.cluster import LocalCluster
+from mabeam.sdk import Variables
+from mabeam.variables import decode_projection
+from tests.integration._util import eventually
+
+NS = "default"
+
+
+def variable(name: str, *, value: Any = None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "number", **spec}
+    if value is not None:
+        body["value"] = value
+    return {"metadata": {"name": name, "namespace": NS}, "spec": body}
+
+
+def agent(name: str, **labels: str) -> dict[str, Any]:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(3600)"]
+    return {
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"capabilities": ["compute"], "template": {"spec": {"containers": [
+            {"name": "agent", "image": "example/agent:1", "command": sleeper}
+        ]}}},
+    }  # fmt: skip
+
+
+async def status(kube: Kube, name: str) -> dict[str, Any]:
+    obj = await kube.get(VARIABLE, name, NS)
+    return (obj or {}).get("status") or {}
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+async def projected(kube: Kube) -> dict[str, Any]:
+    cm = await kube.get(CONFIG_MAP, "mabeam-variables", NS)
+    return decode_projection((cm or {}).get("data") or {})
+
+
+async def until(kube: Kube, name: str, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        st = await status(kube, name)
+        return st if check(st) else None
+
+    result: dict[str, Any] = await eventually(probe, timeout=10, interval=0.05, what=what)
+    return result
+
+
+@asynccontextmanager
+async def as_agent(cluster: LocalCluster, name: str) -> AsyncIterator[Variables]:
+    """The SDK with the agent's own credentials (its ServiceAccount), as its pod has them."""
+    path = cluster.api.kubeconfig(
+        cluster.workdir / f"{name}-{time.monotonic_ns()}.kubeconfig", token=f"sa:{NS}:mabeam-agent-{name}"
+    )
+    kube = Kube.connect(path, namespace=NS)
+    variables = Variables(kube, NS, name, write_timeout=10)
+    try:
+        yield variables
+    finally:
+        await variables.close()
+        await kube.close()
+
+
+async def agents_ready(kube: Kube, variable_name: str, *names: str) -> None:
+    """Wait until the agents' base rights and the Variable's writer binding name them."""
+
+    async def check() -> bool:
+        binding = await kube.get(ROLE_BINDING, f"mabeam-var-{variable_name}-writer", NS)
+        subjects = {s["name"] for s in (binding or {}).get("subjects") or []}
+        bases = [await kube.get(ROLE_BINDING, _agents.service_account_name(n), NS) for n in names]
+        return all(bases) and {f"mabeam-agent-{n}" for n in names} <= subjects
+
+    await eventually(check, timeout=10, interval=0.05, what=f"RBAC for {names}")
+
+
+@pytest.fixture
+async def operator(cluster: LocalCluster) -> LocalCluster:
+    await cluster.start_operator()
+    return cluster
+
+
+async def test_spec_value_is_applied_projected_and_an_invalid_one_keeps_the_previous(
+    operator: LocalCluster, kube: Kube
+) -> None:
+    await kube.create(VARIABLE, variable("target", value=21, constraints={"minimum": 10, "maximum": 30}))
+    st = await until(kube, "target", lambda s: s.get("version") == 1, "version 1")
+    assert (st["value"], st["phase"], condition(st, "Valid")["status"]) == (21, "Ready", "True")
+    assert st["changedBy"] == {"kind": "User", "name": "spec"}
+    await eventually(lambda: projected(kube), what="projection")
+    assert await projected(kube) == {"target": 21}
+
+    await kube.patch(VARIABLE, "target", {"spec": {"value": 35}}, namespace=NS)
+    st = await until(kube, "target", lambda s: condition(s, "Valid").get("status") == "False", "Valid=False")
+    assert (st["value"], st["version"], st["phase"]) == (21, 1, "Invalid")
+    assert "at most 30" in condition(st, "Valid")["message"] or "30" in condition(st, "Valid")["message"]
+    assert await projected(kube) == {"target": 21}
+
+    await kube.patch(VARIABLE, "target", {"spec": {"value": 22.5}}, namespace=NS)
+    st = await until(kube, "target", lambda s: s.get("version") == 2, "version 2")
+    assert (st["value"], condition(st, "Valid")["status"]) == (22.5, "True")
+    await eventually(lambda: _equals(projected(kube), {"target": 22.5}), what="projection of 22.5")
+    # The writer Role grants update/patch on this Variable only.
+    role = await kube.get(ROLE, "mabeam-var-target-writer", NS)
+    assert role is not None and role["rules"] == [
+        {"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
+         "resourceNames": ["target"]}
+    ]  # fmt: skip
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def test_agent_writes_conflicts_and_invalid_values(operator: LocalCluster, kube: Kube) -> None:
+    await kube.create(AGENT, agent("a1"))
+    await kube.create(VARIABLE, variable("strict", value=1, access={"agents": ["a1"]}))
+    await kube.create(
+        VARIABLE, variable("loose", value=1, access={"agents": ["a1"]}, conflictPolicy="LastWriterWins")
+    )
+    await agents_ready(kube, "strict", "a1")
+    await agents_ready(kube, "loose", "a1")
+    async with as_agent(operator, "a1") as a1:
+        await until(kube, "strict", lambda s: s.get("version") == 1, "strict v1")
+        assert await a1.write("strict", 2, based_on=1, reason="warmer") == 2
+        with pytest.raises(ConflictError) as stale:
+            await a1.write("strict", 3, based_on=1)
+        assert (stale.value.current_value, stale.value.current_version) == (2, 2)
+        st = await status(kube, "strict")
+        assert st["changedBy"] == {"kind": "Agent", "name": "a1"} and st["reason"] == "warmer"
+        assert st["lastWrite"]["applied"] is True
+
+        await until(kube, "loose", lambda s: s.get("version") == 1, "loose v1")
+        assert await a1.write("loose", 5, based_on=1) == 2
+        assert await a1.write("loose", 6, based_on=1) == 3  # stale, but the last writer wins
+
+        with pytest.raises(InvalidSpecError, match="must be a number"):
+            await a1.write("strict", "hot")
+        obj = await kube.get(VARIABLE, "strict", NS)
+        assert obj is not None and obj["status"]["value"] == 2 and obj["status"]["version"] == 2
+        assert obj["status"]["lastWrite"]["reason"] == "InvalidValue"
+        # spec.value does not keep pointing at the refused value.
+        await eventually(lambda: _spec_value(kube, "strict", 2), what="spec.value reset to 2")
+        assert await a1.get("strict") == 2
+        assert await a1.write("strict", 3, based_on=2) == 3
+
+
+async def _spec_value(kube: Kube, name: str, expected: Any) -> bool:
+    obj = await kube.get(VARIABLE, name, NS)
+    meta = (obj or {}).get("metadata") or {}
+    return bool(
+        obj
+        and obj["spec"].get("value") == expected
+        and "mabeam.io/write" not in (meta.get("annotations") or {})
+    )
+
+
+async def test_racing_writers_lose_no_acknowledged_write(operator: LocalCluster, kube: Kube) -> None:
+    names = ["w1", "w2", "w3", "w4"]
+    for name in names:
+        await kube.create(AGENT, agent(name, team="blue"))
+    spec = {"type": "integer", "historyLimit": 100, "access": {"selector": {"matchLabels": {"team": "blue"}}}}
+    await kube.create(VARIABLE, {"metadata": {"name": "counter", "namespace": NS}, "spec": spec})
+    await agents_ready(kube, "counter", *names)
+    writes_each = 3
+    acknowledged: dict[int, int] = {}
+
+    async def writer(agent_name: str, index: int) -> None:
+        async with as_agent(operator, agent_name) as sdk:
+            for k in range(writes_each):
+                value = index * 100 + k
+                version = await sdk.write("counter", value)
+                assert version not in acknowledged, f"version {version} acknowledged twice"
+                acknowledged[version] = value
+
+    await asyncio.gather(*(writer(names[i % len(names)], i) for i in range(8)))
+    total = 8 * writes_each
+    assert sorted(acknowledged) == list(range(1, total + 1))
+    st = await status(kube, "counter")
+    assert st["version"] == total
+    assert [h["version"] for h in st["history"]] == list(range(1, total + 1))
+    assert {h["version"]: h["value"] for h in st["history"]} == acknowledged
+    assert {h["changedBy"]["name"] for h in st["history"]} == set(names)
+
+
+async def test_lock_expires_and_an_old_fencing_token_is_refused(operator: LocalCluster, kube: Kube) -> None:
+    for name in ("slow", "fast"):
+        await kube.create(AGENT, agent(name))
+    await kube.create(VARIABLE, variable("owner", value=0, access={"agents": ["slow", "fast"]}))
+    await agents_ready(kube, "owner", "slow", "fast")
+    await until(kube, "owner", lambda s: s.get("version") == 1, "owner v1")
+    async with as_agent(operator, "slow") as slow, as_agent(operator, "fast") as fast:
+        # A renewed lock outlives its TTL: the other agent cannot take it meanwhile.
+        async with slow.lock("owner", ttl=1) as token:
+            with pytest.raises(LockError, match="held by slow"):
+                async with fast.lock("owner", ttl=1, wait=1.5):
+                    pass
+            assert await slow.write("owner", 1) == 2
+        # A holder that stops renewing (paused) loses the lock once the TTL has passed.
+        async with slow.lock("owner", ttl=1, renew=False) as old:
+            assert old == token + 1
+            started = time.monotonic()
+            async with fast.lock("owner", ttl=5, wait=5) as new:
+                assert time.monotonic() - started >= 0.9
+                assert new == old + 1
+                # The paused holder wakes up and writes with its old token: refused.
+                with pytest.raises(ConflictError, match="fencing token"):
+                    await slow.write("owner", 666)
+                with pytest.raises(LockError, match="locked by fast"):
+                    await _write_without_token(slow)
+                assert await fast.write("owner", 2) == 3
+                st = await until(
+                    kube, "owner", lambda s: (s.get("lock") or {}).get("holder") == "fast", "mirror"
+                )
+                assert st["lock"]["fencingToken"] == new
+        st = await until(kube, "owner", lambda s: condition(s, "Locked").get("status") == "False", "released")
+        assert st["value"] == 2 and [h["value"] for h in st["history"]] == [0, 1, 2]
+
+
+async def _write_without_token(sdk: Variables) -> int:
+    sdk._tokens.pop("owner", None)
+    return await sdk.write("owner", 667)
+
+
+async def test_a_forbidden_agent_is_refused_by_the_api_server(operator: LocalCluster, kube: Kube) -> None:
+    await kube.create(AGENT, agent("insider", role="compute"))
+    await kube.create(AGENT, agent("outsider"))
+    access = {"selector": {"matchLabels": {"role": "compute"}}}
+    await kube.create(VARIABLE, variable("secret", value=1, access=access))
+    await agents_ready(kube, "secret", "insider")
+    await eventually(
+        lambda: kube.get(ROLE_BINDING, "mabeam-agent-outsider", NS), timeout=10, what="outsider's base rights"
+    )
+    async with as_agent(operator, "outsider") as outsider, as_agent(operator, "insider") as insider:
+        assert await outsider.get("secret") == 1  # reading is every agent's right
+        with pytest.raises(AccessDeniedError, match="may not write"):
+            await outsider.write("secret", 2)
+        assert await insider.write("secret", 3) == 2
+    refused = [
+        r for r in operator.api.audit
+        if r.user == "system:serviceaccount:default:mabeam-agent-outsider" and r.verb == "update"
+    ]  # fmt: skip
+    assert [(r.resource, r.name, r.code) for r in refused] == [
+        ("mabeam.io/v1alpha1/variables", "secret", 403)
+    ]
+    # Relabelling the outsider lets it write (the binding follows the selector).
+    await kube.patch(AGENT, "outsider", {"metadata": {"labels": {"role": "compute"}}}, namespace=NS)
+    await agents_ready(kube, "secret", "outsider")
+    async with as_agent(operator, "outsider") as outsider:
+        assert await outsider.write("secret", 4) == 3
+    # The operator itself never went beyond its declared rights.
+    assert [r for r in operator.api.audit if r.code == 403 and "operator" in r.user] == []
+
+
+async def test_a_session_outcome_is_applied_once_across_an_operator_kill(
+    cluster: LocalCluster, kube: Kube
+) -> None:
+    await cluster.start_operator_process()
+    await kube.create(VARIABLE, variable("result", value=1, historyLimit=20))
+    await until(kube, "result", lambda s: s.get("version") == 1, "v1")
+    assert await apply_session_outcome(kube, NS, "result", 7, "session-uid-1") is True
+    assert await apply_session_outcome(kube, NS, "result", 7, "session-uid-1") is False
+    await cluster.kill_operator()
+    assert await apply_session_outcome(kube, NS, "result", 8, "session-uid-1") is False
+    await cluster.start_operator_process()
+    await eventually(lambda: _equals(projected(kube), {"result": 7}), timeout=10, what="projection of 7")
+    st = await status(kube, "result")
+    assert st["version"] == 2 and st["appliedSessions"] == ["session-uid-1"]
+    assert [(h["value"], h.get("session")) for h in st["history"]] == [(1, None), (7, "session-uid-1")]
+    with pytest.raises(InvalidSpecError, match="must be a number"):
+        await apply_session_outcome(kube, NS, "result", "seven", "session-uid-2")
+    assert (await status(kube, "result"))["version"] == 2
+    await cluster.stop_operator()
+
+
+async def test_sdk_watch_yields_each_applied_change(operator: LocalCluster, kube: Kube) -> None:
+    await kube.create(AGENT, agent("watcher"))
+    await kube.create(VARIABLE, variable("mode", value=1))
+    await eventually(lambda: kube.get(ROLE_BINDING, "mabeam-agent-watcher", NS), timeout=10, what="rights")
+    async with as_agent(operator, "watcher") as sdk:
+        seen: list[tuple[Any, int]] = []
+
+        async def follow() -> None:
+            async for value, version in sdk.watch("mode"):
+                seen.append((value, version))
+                if version == 3:
+                    return
+
+        follower = asyncio.create_task(follow())
+        for value in (1, 2, 3):
+            await until(kube, "mode", lambda s, v=value: s.get("value") == v, f"value {value}")
+            if value < 3:
+                await kube.patch(VARIABLE, "mode", {"spec": {"value": value + 1}}, namespace=NS)
+        await asyncio.wait_for(follower, 5)
+        assert seen == [(1, 1), (2, 2), (3, 3)]
+        assert await sdk.read("mode") == (3, 3)
