@@ -224,3 +224,33 @@ async def _with(awaitable: Any, fn: Any) -> Any:
 
 async def _done(event: Any) -> bool:
     return bool(event.is_set())
+
+
+async def test_deleting_agent_removes_pod_and_service_account(cluster: LocalCluster, kube: Kube) -> None:
+    await cluster.start_operator()
+    await kube.create(AGENT, agent_manifest("gone"))
+    status = await eventually(lambda: ready(kube, "gone"), what="gone Ready")
+    log = cluster.kubelet.log_path(NS, status["podName"], "agent") if cluster.kubelet else None
+    assert log is not None
+    pid = int((await eventually(lambda: _read(log), what="the pid in the log")).split()[0])
+    assert pid_alive(pid)
+
+    await kube.delete(AGENT, "gone", NS)
+    await eventually(lambda: _absent(kube, AGENT, "gone"), what="the Agent gone")
+    await eventually(lambda: _absent(kube, POD, status["podName"]), what="its Pod gone")
+    await eventually(
+        lambda: _absent(kube, SERVICE_ACCOUNT, "mabeam-agent-gone"), what="its ServiceAccount gone"
+    )
+    await eventually(lambda: _async(not pid_alive(pid)), what="its process ended")
+
+
+async def _read(path: Any) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def _absent(kube: Kube, res: Any, name: str) -> bool:
+    return await kube.get(res, name, NS) is None
+
+
+async def _async(value: bool) -> bool:
+    return value
