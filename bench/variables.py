@@ -1,0 +1,106 @@
+"""Variables: read latency (SDK cache vs API GET) and write throughput (SDK vs raw PATCH).
+
+Each figure is printed beside a baseline measured in the same run against the same local API
+server: a raw GET / PATCH of a ConfigMap. Run with ``python bench/variables.py`` (not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from mabeam._kube import Kube
+from mabeam._resources import AGENT, CONFIG_MAP, ROLE_BINDING, VARIABLE
+from mabeam.local.cluster import LocalCluster
+from mabeam.sdk import Variables
+
+NS = "default"
+
+
+async def latencies(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def describe(name: str, samples: list[float]) -> tuple[float, str]:
+    p50 = statistics.median(samples)
+    p99 = sorted(samples)[max(0, int(len(samples) * 0.99) - 1)]
+    return p50, f"{name:<34} p50 {p50 * 1e6:9.1f} us   p99 {p99 * 1e6:9.1f} us"
+
+
+async def main(reads: int, writes: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with LocalCluster(Path(tmp)) as cluster:
+            kube = cluster.client()
+            await cluster.start_operator()
+            sleeper = [sys.executable, "-c", "import time; time.sleep(3600)"]
+            await kube.create(AGENT, {
+                "metadata": {"name": "bench", "namespace": NS},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "a", "image": "x", "command": sleeper}]}}},
+            })  # fmt: skip
+            spec = {"type": "integer", "value": 1, "access": {"agents": ["bench"]}}
+            await kube.create(VARIABLE, {"metadata": {"name": "x", "namespace": NS}, "spec": spec})
+            await kube.create(
+                CONFIG_MAP, {"metadata": {"name": "baseline", "namespace": NS}, "data": {"x": "1"}}
+            )
+            while not (await kube.get(ROLE_BINDING, "mabeam-var-x-writer", NS) or {}).get("subjects"):
+                await asyncio.sleep(0.05)
+            path = cluster.api.kubeconfig(
+                cluster.workdir / "bench.kubeconfig", token=f"sa:{NS}:mabeam-agent-bench"
+            )
+            agent_kube = Kube.connect(path, namespace=NS)
+            sdk = Variables(agent_kube, NS, "bench")
+            await sdk.start()
+
+            print(f"Variables benchmark: local API server, {reads} reads, {writes} writes\n")
+            base_p50, line = describe("baseline: GET ConfigMap (API)", await latencies(
+                lambda: agent_kube.get(CONFIG_MAP, "baseline", NS), reads))  # fmt: skip
+            print(line)
+            api_p50, line = describe("GET Variable (API)", await latencies(
+                lambda: agent_kube.get(VARIABLE, "x", NS), reads))  # fmt: skip
+            print(line)
+            cache_p50, line = describe("SDK get (cache)", await latencies(lambda: sdk.get("x"), reads))
+            print(line)
+            print(f"  -> Variable GET / ConfigMap GET: {api_p50 / base_p50:.2f}x; "
+                  f"SDK cache is {base_p50 / cache_p50:.0f}x faster than a ConfigMap GET\n")  # fmt: skip
+
+            counter = iter(range(10**9))
+
+            async def patch() -> None:
+                await kube.patch(CONFIG_MAP, "baseline", {"data": {"x": str(next(counter))}}, namespace=NS)
+
+            start = time.perf_counter()
+            for _ in range(writes):
+                await patch()
+            base_rate = writes / (time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(writes):
+                await sdk.write("x", i + 2)
+            sdk_rate = writes / (time.perf_counter() - start)
+            print(f"{'baseline: PATCH ConfigMap (API)':<34} {base_rate:9.1f} writes/s")
+            print(f"{'SDK write (acknowledged+applied)':<34} {sdk_rate:9.1f} writes/s")
+            print(f"  -> SDK write / ConfigMap PATCH: {sdk_rate / base_rate:.3f}x "
+                  "(an applied write is 1 PUT + operator status, cleanup and projection writes)")  # fmt: skip
+            await sdk.close()
+            await agent_kube.close()
+            await kube.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument("--writes", type=int, default=100)
+    args = parser.parse_args()
+    asyncio.run(main(args.reads, args.writes))
