@@ -243,6 +243,24 @@ async def test_the_api_server_knows_who_speaks(
         "print(urllib.request.urlopen(request).status, flush=True)\n"
         "time.sleep(60)\n"
     )
+    # The service account may read pods (the API server enforces RBAC for service accounts).
+    server.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-reader", "namespace": NS},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        }
+    )
+    server.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "robot-reads-pods", "namespace": NS},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": NS}],
+        }
+    )
     await api.create("caller", [{"name": "c", "command": [PY, "-c", code]}], serviceAccountName="robot")
     assert await wait_file(tmp_path / "kubelet" / f"{NS}_caller_c.log") == "200\n"
 
