@@ -53,14 +53,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_local(args: argparse.Namespace) -> int:
     from .local import cluster
 
-    asyncio.run(
-        cluster.serve(
-            port=args.port,
-            workdir=Path(args.workdir),
-            kubeconfig=Path(args.write_kubeconfig),
-            with_operator=args.operator,
+    try:
+        asyncio.run(
+            cluster.serve(
+                port=args.port,
+                workdir=Path(args.workdir),
+                kubeconfig=Path(args.write_kubeconfig),
+                with_operator=args.operator,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        print("Stopped: every local pod was terminated.")
     return 0
 
 

@@ -44,7 +44,7 @@ class LocalCluster:
         runtime_factory: Any = None,
     ) -> None:
         self.workdir = Path(workdir)
-        self.api = LocalApiServer(port=port)
+        self.api = LocalApiServer(port=port, authorize_service_accounts=False)
         self.kubelet_options = kubelet_options or {}
         self.runtime_factory = runtime_factory
         self.kubelet: LocalKubelet | None = None
@@ -265,13 +265,14 @@ class _OperatorThread(threading.Thread):
 
 async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> None:
     """``mabeam local``: serve until interrupted, printing how to reach the API."""
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per request is noise
     async with LocalCluster(workdir, port=port) as cluster:
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         cluster.api.kubeconfig(kubeconfig)
         if with_operator:
             await cluster.start_operator()
-        print(f"Local Kubernetes API at {cluster.url}")
+        print(f"Local Kubernetes API at {cluster.url}", flush=True)
         print(f"  export KUBECONFIG={kubeconfig}")
         print("  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents")
-        print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.")
+        print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
         await asyncio.Event().wait()
