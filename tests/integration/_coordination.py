@@ -1,0 +1,171 @@
+"""Helpers for the coordination integration tests: agents, sessions, answers as an agent."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+from mabeam._kube import AlreadyExistsError, Kube
+from mabeam._resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
+from mabeam.local.cluster import LocalCluster
+from mabeam.models.coordination import vote_name
+from tests.integration._util import eventually
+
+NS = "default"
+REPO = Path(__file__).resolve().parents[2]
+TERMINAL = ("Decided", "NoDecision", "Failed", "Cancelled")
+
+
+def agent_body(
+    name: str,
+    *,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """An Agent; with a ``command`` its Pod runs it (Ready when running), else it is suspended."""
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
+        "spec": {
+            "capabilities": ["vote"],
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "agent",
+                            "image": "example/agent:1",
+                            "command": command or ["sleep", "3600"],
+                            "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                        }
+                    ]
+                }
+            },
+            "restart": {"initialDelaySeconds": 0.2, "maxDelaySeconds": 1, "resetAfterSeconds": 600},
+            **spec,
+        },
+    }
+    if command is None:
+        body["spec"]["suspend"] = True
+    return body
+
+
+def python_agent(name: str, script: str, env: dict[str, str], **spec: Any) -> dict[str, Any]:
+    """An Agent whose Pod runs one of the example programs in agents/ with this interpreter."""
+    env = {"PYTHONPATH": str(REPO), **env}
+    return agent_body(name, command=[sys.executable, str(REPO / "agents" / script)], env=env, **spec)
+
+
+async def grant_agents(kube: Kube, names: list[str]) -> None:
+    """Give suspended agents (no Pod, so no binding from the operator) their base rights."""
+    await kube.create(
+        ROLE_BINDING,
+        {
+            "metadata": {"name": f"test-agents-{len(names)}-{names[0]}", "namespace": NS},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "mabeam-agent",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": f"mabeam-agent-{n}", "namespace": NS} for n in names
+            ],
+        },
+    )
+
+
+class AsAgents:
+    """API clients that speak as agents (their ServiceAccount tokens), closed together."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.clients: dict[str, Kube] = {}
+
+    def __call__(self, agent: str) -> Kube:
+        if agent not in self.clients:
+            path = self.cluster.workdir / f"agent-{agent}.kubeconfig"
+            self.cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{agent}")
+            self.clients[agent] = Kube.connect(path, namespace=NS)
+        return self.clients[agent]
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+
+    async def vote(self, session: str, agent: str, **fields: Any) -> dict[str, Any]:
+        """Create or change ``agent``'s Vote, as the agent."""
+        kube = self(agent)
+        name = vote_name(session, agent)
+        try:
+            return await kube.create(
+                VOTE,
+                {
+                    "metadata": {
+                        "name": name,
+                        "namespace": NS,
+                        "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent},
+                    },
+                    "spec": {"session": session, "agent": agent, **fields},
+                },
+            )
+        except AlreadyExistsError:
+            return await kube.patch(VOTE, name, {"spec": fields}, namespace=NS)
+
+
+async def create_session(kube: Kube, name: str, protocol: str, **spec: Any) -> dict[str, Any]:
+    return await kube.create(
+        COORDINATION, {"metadata": {"name": name, "namespace": NS}, "spec": {"protocol": protocol, **spec}}
+    )
+
+
+async def status(kube: Kube, name: str) -> dict[str, Any]:
+    obj = await kube.get(COORDINATION, name, NS)
+    return (obj or {}).get("status") or {}
+
+
+async def collecting(kube: Kube, name: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        s = await status(kube, name)
+        return s if s.get("phase") in ("Collecting", "Deciding", *TERMINAL) else None
+
+    result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.02, what=f"{name} started")
+    return result
+
+
+async def ended(kube: Kube, name: str, timeout: float = 15.0) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        s = await status(kube, name)
+        return s if s.get("phase") in TERMINAL else None
+
+    result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.02, what=f"{name} ended")
+    return result
+
+
+async def vote_status(
+    kube: Kube, session: str, agent: str, generation: int | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The verdict on ``agent``'s Vote (for ``generation``, if given), once the operator wrote it."""
+
+    async def check() -> dict[str, Any] | None:
+        vote = await kube.get(VOTE, vote_name(session, agent), NS)
+        s = (vote or {}).get("status") or {}
+        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
+            return None
+        return s
+
+    result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.02, what=f"verdict {agent}")
+    return result
+
+
+async def ready_agents(kube: Kube, names: list[str], timeout: float = 15.0) -> None:
+    async def check() -> bool:
+        agents = {a["metadata"]["name"]: a for a in await kube.list(AGENT, NS)}
+        return all(((agents.get(n) or {}).get("status") or {}).get("phase") == "Ready" for n in names)
+
+    await eventually(check, timeout=timeout, what=f"agents Ready: {names}")
+
+
+def parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

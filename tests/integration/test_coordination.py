@@ -1,0 +1,236 @@
+"""Coordination sessions end to end: the real operator, Votes written with agents' credentials.
+
+Every test checks the outcome a user relies on: exactly one result, reached on time (the
+deadline plus a small slack), verdicts on the Votes with the documented reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mabeam._kube import Kube
+from mabeam._resources import AGENT
+from mabeam.local.cluster import LocalCluster
+from tests.integration._coordination import (
+    NS,
+    AsAgents,
+    agent_body,
+    collecting,
+    create_session,
+    ended,
+    grant_agents,
+    parse_time,
+    ready_agents,
+    status,
+    vote_status,
+)
+
+#: How late after its deadline a session may end (timer, one pass, one status write).
+SLACK = 1.0
+
+
+@pytest.fixture
+async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
+    agents = AsAgents(cluster)
+    yield agents
+    await agents.close()
+
+
+async def suspended(kube: Kube, names: list[str], **spec: object) -> None:
+    for name in names:
+        await kube.create(AGENT, agent_body(name, **spec))
+    await grant_agents(kube, names)
+
+
+def outcomes(cluster: LocalCluster, name: str) -> list[tuple[str, str | None]]:
+    """Every terminal (phase, value) the session's stored history went through, in order."""
+    seen = []
+    for version in cluster.api.history("mabeam.io/v1alpha1/coordinations", name, NS):
+        s = (version or {}).get("status") or {}
+        if s.get("phase") in ("Decided", "NoDecision", "Failed", "Cancelled"):
+            pair = (s["phase"], (s.get("result") or {}).get("value"))
+            if not seen or seen[-1] != pair:
+                seen.append(pair)
+    return seen
+
+
+async def test_majority_decides_early_once_every_participant_voted(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["ann", "ben", "cat"]
+    await suspended(kube, names)
+    await create_session(
+        kube, "pick", "majority", participants={"agents": names}, options=["stable", "beta"], answerSeconds=30
+    )
+    started = await collecting(kube, "pick")
+    assert [p["name"] for p in started["participants"]] == names
+    for agent, choice in zip(names, ["stable", "beta", "stable"], strict=True):
+        await as_agent.vote("pick", agent, choice=choice)
+    s = await ended(kube, "pick", timeout=5)
+    assert (s["phase"], s["result"]["value"], s["result"]["reason"]) == ("Decided", "stable", "Majority")
+    assert s["tally"] == {"stable": 2, "beta": 1}
+    for agent in names:
+        assert (await vote_status(kube, "pick", agent))["reason"] == "Counted"
+    assert outcomes(cluster, "pick") == [("Decided", "stable")]
+
+
+async def test_silent_participants_end_the_session_at_its_deadline(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["ann", "ben", "cat", "dan"]
+    await suspended(kube, names)
+    await create_session(
+        kube,
+        "quiet",
+        "majority",
+        participants={"agents": names},
+        options=["a", "b"],
+        answerSeconds=2,
+        quorum="50%",
+    )
+    started = await collecting(kube, "quiet")
+    await as_agent.vote("quiet", "ann", choice="a")
+    s = await ended(kube, "quiet", timeout=2 + SLACK + 2)
+    observed = time.time()
+    deadline = parse_time(started["deadline"])
+    decided = parse_time(s["result"]["decidedAt"])
+    assert deadline <= decided <= deadline + dt.timedelta(seconds=SLACK)
+    assert observed - deadline.timestamp() < SLACK + 0.5
+    # Suspended agents are not Ready: the silent ones are absent and excluded (policy exclude),
+    # so the one vote meets the 50% quorum of the one remaining participant.
+    assert (s["phase"], s["result"]["value"]) == ("Decided", "a")
+    assert outcomes(cluster, "quiet") == [("Decided", "a")]
+
+
+async def test_late_and_outsider_answers_are_refused_with_a_reason(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    await suspended(kube, ["ann", "ben", "eve"])
+    await create_session(
+        kube,
+        "strict",
+        "majority",
+        participants={"agents": ["ann", "ben"]},
+        options=["a", "b"],
+        answerSeconds=1.5,
+        absentPolicy="abstain",
+        quorum=1,
+    )
+    await collecting(kube, "strict")
+    await as_agent.vote("strict", "ann", choice="a")
+    await as_agent.vote("strict", "eve", choice="b")
+    outsider = await vote_status(kube, "strict", "eve")
+    assert (outsider["accepted"], outsider["reason"]) == (False, "NotParticipant")
+    await ended(kube, "strict", timeout=5)
+    await as_agent.vote("strict", "ben", choice="b")
+    late = await vote_status(kube, "strict", "ben")
+    assert late["accepted"] is False and late["reason"] in ("Late", "Closed")
+    s = await status(kube, "strict")
+    assert (s["phase"], s["result"]["value"], s["tally"]) == ("Decided", "a", {"a": 1, "b": 0})
+
+
+async def test_a_changed_answer_counts_once_as_its_last_version(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["ann", "ben", "cat", "dan"]
+    await suspended(kube, names)
+    await create_session(
+        kube, "flip", "majority", participants={"agents": names}, options=["a", "b"], answerSeconds=5
+    )
+    await collecting(kube, "flip")
+    await as_agent.vote("flip", "ann", choice="a")
+    await as_agent.vote("flip", "ben", choice="a")
+    first = await vote_status(kube, "flip", "ben", generation=1)
+    assert first["reason"] == "Counted"
+    assert (await status(kube, "flip"))["tally"] == {"a": 2, "b": 0}
+    await as_agent.vote("flip", "ben", choice="b")
+    await vote_status(kube, "flip", "ben", generation=2)
+    await as_agent.vote("flip", "cat", choice="b")
+    await as_agent.vote("flip", "dan", choice="b")
+    s = await ended(kube, "flip", timeout=3)  # everyone voted: decided before the deadline
+    assert s["tally"] == {"a": 1, "b": 3}
+    assert (s["result"]["value"], [a["choice"] for a in s["answers"]]) == ("b", ["a", "b", "b", "b"])
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("exclude", ("Decided", "a")), ("abstain", ("NoDecision", None))]
+)
+async def test_a_participant_that_dies_mid_session(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents, policy: str, expected: tuple[str, str | None]
+) -> None:
+    """All three are Ready at the start; one loses its Pod and never answers. With quorum 100%,
+    exclude drops it from the base (2 of 2 voted), abstain keeps it (2 of 3: no quorum)."""
+    await cluster.start_operator()
+    names = ["ann", "ben", "cat"]
+    for name in names:
+        await kube.create(
+            AGENT,
+            agent_body(
+                name,
+                command=["sleep", "3600"],
+                suspend=False,
+                restart={"initialDelaySeconds": 30, "maxDelaySeconds": 30},
+            ),
+        )
+    await ready_agents(kube, names)
+    await create_session(
+        kube,
+        "crash",
+        "majority",
+        participants={"agents": names},
+        options=["a", "b"],
+        answerSeconds=2.5,
+        quorum="100%",
+        absentPolicy=policy,
+    )
+    await collecting(kube, "crash")
+    await as_agent.vote("crash", "ann", choice="a")
+    await as_agent.vote("crash", "ben", choice="a")
+    await kube.delete(AGENT, "cat", NS)
+    s = await ended(kube, "crash", timeout=2.5 + SLACK + 3)
+    assert (s["phase"], (s.get("result") or {}).get("value")) == expected
+    assert outcomes(cluster, "crash") == [expected]
+
+
+@pytest.mark.slow
+async def test_many_participants_answering_directly(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """500 participants chosen by a label selector, each answering with its own credentials."""
+    names = [f"v{i:03d}" for i in range(500)]
+    await asyncio.gather(*(kube.create(AGENT, agent_body(n, labels={"team": "big"})) for n in names))
+    await grant_agents(kube, names)
+    await cluster.start_operator_process()  # its own process: it does not share the API server's GIL
+    await create_session(
+        kube,
+        "crowd",
+        "majority",
+        participants={"selector": {"matchLabels": {"team": "big"}}},
+        options=["x", "y"],
+        answerSeconds=30,
+    )
+    started = await collecting(kube, "crowd")
+    assert len(started["participants"]) == 500
+    limit = asyncio.Semaphore(32)  # as many connections as the local server takes gracefully
+
+    async def vote(i: int, name: str) -> None:
+        async with limit:
+            await as_agent.vote("crowd", name, choice="x" if i % 3 else "y")
+
+    await asyncio.gather(*(vote(i, n) for i, n in enumerate(names)))
+    last_answer = time.monotonic()
+    s = await ended(kube, "crowd", timeout=20)
+    # The API server, the kubelet and 500 clients share this test's process: a loose bound.
+    assert time.monotonic() - last_answer < 8
+    assert s["tally"] == {"x": 333, "y": 167}
+    assert (s["phase"], s["result"]["value"]) == ("Decided", "x")
+    assert outcomes(cluster, "crowd") == [("Decided", "x")]
