@@ -7,6 +7,7 @@ Everything MABEAM sends to the API goes through here, so that errors are transla
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -57,7 +58,8 @@ class Kube:
     """Async CRUD on any resource, with dict bodies."""
 
     def __init__(self, client: AsyncClient) -> None:
-        self.client = client
+        # lightkube's overloads are typed per resource class; we pass generic classes and dicts.
+        self.client: Any = client
 
     @classmethod
     def connect(
@@ -83,7 +85,7 @@ class Kube:
         namespace: str | None = None,
         *,
         labels: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         ns = namespace if namespace is not None else ("*" if res.namespaced else None)
         try:
             return [
@@ -106,7 +108,7 @@ class Kube:
         self,
         res: Res,
         name: str,
-        patch: Mapping[str, Any] | list[dict[str, Any]],
+        patch: Mapping[str, Any] | builtins.list[dict[str, Any]],
         *,
         namespace: str | None = None,
         status: bool = False,

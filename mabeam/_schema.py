@@ -208,8 +208,8 @@ def _cel_typed(value: Any, schema: dict[str, Any]) -> Any:
             for k, v in value.items()
         }
     if kind == "array" and isinstance(value, list):
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-        return [_cel_typed(v, items) for v in value]
+        items = schema.get("items")
+        return [_cel_typed(v, items if isinstance(items, dict) else {}) for v in value]
     return value
 
 

@@ -12,6 +12,7 @@ import kopf
 
 from .._anomaly import Baseline, DetectorConfig
 from .._kube import Kube, load_config
+from ..errors import MabeamError
 from ..metrics import Metrics
 from ._settings import Settings
 
@@ -45,10 +46,13 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
     """Translate a kubeconfig (file, $KUBECONFIG, in-cluster) into kopf's credentials."""
     config = load_config(kubeconfig)
     single = config.get()
+    if single is None:
+        raise MabeamError(f"The kubeconfig {kubeconfig or '(default)'} has no current context.")
     cluster, user = single.cluster, single.user
     token = user.token if user else None
-    if user and not token and getattr(user, "token_file", None):  # pragma: no cover - in-cluster only
-        token = Path(user.token_file).read_text().strip()
+    token_file = getattr(user, "token_file", None)
+    if user and not token and token_file:  # in-cluster: a projected ServiceAccount token
+        token = Path(str(token_file)).read_text().strip()
     return kopf.ConnectionInfo(
         server=cluster.server,
         ca_path=cluster.certificate_auth if cluster.certificate_auth else None,
@@ -63,12 +67,12 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
     )
 
 
-@kopf.on.login()  # type: ignore[arg-type]
+@kopf.on.login()
 def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
     return connection_info(memo.kubeconfig)
 
 
-@kopf.on.startup()  # type: ignore[arg-type]
+@kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     ours = memo.settings
     settings.watching.server_timeout = ours.watch.server_timeout_seconds
@@ -86,6 +90,6 @@ async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> N
     memo.kube = memo.kube_factory.connect(memo.kubeconfig)
 
 
-@kopf.on.cleanup()  # type: ignore[arg-type]
+@kopf.on.cleanup()
 async def cleanup(memo: Runtime, **_: Any) -> None:
     await memo.kube.close()

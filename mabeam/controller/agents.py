@@ -17,6 +17,7 @@ from .. import _agents
 from .._kube import AlreadyExistsError, Kube
 from .._resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ..errors import ApiError, ConflictError
+from ._events import post
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
     memo.metrics.set_agent_phase(namespace, name, plan.status.get("phase"))
     for type_, reason, message in plan.events:
-        kopf.event(agent, type=type_, reason=reason, message=message)
+        post(agent, type=type_, reason=reason, message=message)
         log.log(
             logging.WARNING if type_ == "Warning" else logging.INFO,
             "%s/%s %s: %s",
@@ -145,7 +146,7 @@ async def _ensure_service_account(kube: Kube, agent: dict[str, Any]) -> None:
     body = _agents.build_service_account(agent)
     try:
         await kube.create(SERVICE_ACCOUNT, body)
-        kopf.event(
+        post(
             agent,
             type="Normal",
             reason="ServiceAccountCreated",
