@@ -14,11 +14,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 from .._kube import Kube
 from .._resources import AGENT, COORDINATION, VARIABLE, VOTE, Res
+from ..controller import Runtime
 from ..errors import MabeamError
+from ..metrics import serve_metrics
 from .cluster import LocalCluster
 
 __all__ = ["main"]
@@ -97,6 +100,15 @@ async def _wait(kube: Kube, objects: list[tuple[Res, str, str]], deadline: float
         await asyncio.sleep(0.25)
 
 
+async def _metrics_summary(url: str) -> str:
+    """Scrape the operator's endpoint, as Prometheus would, and show the headline series."""
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    wanted = ("mabeam_agents{", "mabeam_sessions_total{", "mabeam_variable_writes_total{")
+    lines = [line for line in text.splitlines() if line.startswith(wanted) and not line.endswith(" 0.0")]
+    return "Metrics scraped from " + url + ":\n" + "\n".join(f"  {line}" for line in lines)
+
+
 async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
     if not logging.getLogger().isEnabledFor(logging.DEBUG):  # keep the outcome readable
         for noisy in ("kopf", "aiohttp", "httpx", "httpx2", "mabeam", "asyncio"):
@@ -105,11 +117,16 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
     if not docs:
         print(f"No MABEAM manifests in {examples}/")
         return 1
+    ok = False
     started = time.monotonic()
     deadline = started + timeout
     async with LocalCluster(workdir, kubelet_options={"probe_period": 0.5, "backoff_base": 1.0}) as cluster:
         print(f"Local API at {cluster.url}; pod logs in {cluster.workdir / 'pods'}")
-        await cluster.start_operator()
+        runtime = Runtime()
+        metrics = serve_metrics(runtime.metrics.registry, 0, host="127.0.0.1")
+        metrics_url = f"http://127.0.0.1:{metrics.port}/metrics"
+        print(f"Operator metrics at {metrics_url}")
+        await cluster.start_operator(runtime)
         kube = cluster.client()
         try:
             first = [d for d in docs if d["kind"] in ("Agent", "Variable")]
@@ -127,6 +144,9 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
             ok = False
         finally:
             await kube.close()
+            if ok:
+                print(await _metrics_summary(metrics_url))
             await cluster.stop_operator()
+            metrics.close()
         print(f"{'Done' if ok else 'Failed'} in {time.monotonic() - started:.1f}s.")
         return 0 if ok else 1

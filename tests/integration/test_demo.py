@@ -19,3 +19,6 @@ async def test_demo_reaches_every_outcome(tmp_path: Path, capsys: pytest.Capture
         assert f"agent/{name}" in out
     assert out.count("Ready") >= 3
     assert "Done in" in out
+    # The operator's metrics endpoint was scraped over HTTP at the end of the demo.
+    agents = sum(1 for d in demo.load_manifests(EXAMPLES) if d["kind"] == "Agent")
+    assert f'mabeam_agents{{namespace="default",phase="Ready"}} {agents}.0' in out
