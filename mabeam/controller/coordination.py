@@ -33,6 +33,7 @@ from .._selectors import matches
 from ..errors import ApiError, ConflictError, InvalidSpecError
 from ..models.coordination import CoordinationSpec, CoordinationStatus, VoteSpec, vote_name
 from ._runtime import Runtime, clock
+from .variables import apply_session_outcome
 
 log = logging.getLogger(__name__)
 
@@ -357,11 +358,15 @@ class Session:
     ) -> None:
         for effect in effects:
             if isinstance(effect, protocols.SetVariable):
-                from .variables import apply_session_outcome
-
-                await apply_session_outcome(
-                    self.kube, self.namespace, effect.name, effect.value, effect.session
-                )
+                # The session id names this Coordination object (uid), not only its name: a
+                # session deleted and made again under the same name is another session.
+                session_id = f"{effect.session}:{body['metadata'].get('uid', '')}"
+                try:
+                    await apply_session_outcome(
+                        self.kube, self.namespace, effect.name, effect.value, session_id
+                    )
+                except InvalidSpecError as exc:
+                    kopf.event(body, type="Warning", reason="OutcomeNotApplied", message=str(exc))
             elif isinstance(effect, protocols.EmitEvent):
                 kopf.event(body, type=effect.type, reason=effect.reason, message=effect.message)
             elif isinstance(effect, protocols.RequestAnswers):

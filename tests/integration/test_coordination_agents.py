@@ -1,0 +1,173 @@
+"""Coordination with real agent programs (agents/voter.py, agents/worker.py run as Pods by the
+local kubelet), outcomes applied to a Variable exactly once, and an operator SIGKILLed mid-session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from mabeam._kube import Kube
+from mabeam._resources import AGENT, VARIABLE
+from mabeam.local.cluster import LocalCluster
+from tests.integration._coordination import (
+    NS,
+    AsAgents,
+    agent_body,
+    collecting,
+    create_session,
+    ended,
+    grant_agents,
+    python_agent,
+    ready_agents,
+    vote_status,
+)
+from tests.integration._util import eventually
+
+
+@pytest.fixture
+async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
+    agents = AsAgents(cluster)
+    yield agents
+    await agents.close()
+
+
+async def channel_variable(kube: Kube) -> None:
+    await kube.create(
+        VARIABLE,
+        {
+            "metadata": {"name": "release-channel", "namespace": NS},
+            "spec": {
+                "type": "enum",
+                "constraints": {"allowedValues": ["stable", "beta", "nightly"]},
+                "value": "nightly",
+            },
+        },
+    )
+
+
+async def variable_status(kube: Kube) -> dict[str, Any]:
+    obj = await kube.get(VARIABLE, "release-channel", NS)
+    return (obj or {}).get("status") or {}
+
+
+def sessions_in_history(status: dict[str, Any]) -> list[str]:
+    return [h["session"].split(":")[0] for h in status.get("history", []) if h.get("session")]
+
+
+async def test_voter_pods_decide_a_majority_that_lands_in_a_variable(
+    cluster: LocalCluster, kube: Kube
+) -> None:
+    await cluster.start_operator()
+    await channel_variable(kube)
+    prefs = {"ann": "stable,beta", "ben": "beta", "cat": "lts,stable"}  # cat likes lts, offered: no
+    for name, pref in prefs.items():
+        await kube.create(AGENT, python_agent(name, "voter.py", {"VOTER_PREFERENCES": pref}))
+    await ready_agents(kube, list(prefs), timeout=20)
+    await create_session(
+        kube,
+        "channel",
+        "majority",
+        participants={"agents": list(prefs)},
+        options=["stable", "beta", "nightly"],
+        answerSeconds=3,
+        variableRef={"name": "release-channel"},
+    )
+    s = await ended(kube, "channel", timeout=8)
+    assert (s["phase"], s["result"]["value"], s["tally"]) == (
+        "Decided",
+        "stable",
+        {"stable": 2, "beta": 1, "nightly": 0},
+    )
+    votes = {a["agent"]: a["choice"] for a in s["answers"]}
+    assert votes == {"ann": "stable", "ben": "beta", "cat": "stable"}
+    var = await eventually(lambda: _applied(kube, "stable"), timeout=5, what="release-channel applied")
+    assert sessions_in_history(var) == ["channel"]
+    # The Votes were written by the agents themselves.
+    writers = {r.user for r in cluster.api.audit if r.resource.endswith("/votes") and r.verb == "create"}
+    assert writers == {f"system:serviceaccount:{NS}:mabeam-agent-{n}" for n in prefs}
+
+
+async def _applied(kube: Kube, value: str) -> dict[str, Any] | None:
+    s = await variable_status(kube)
+    return s if s.get("value") == value else None
+
+
+async def test_operator_killed_mid_session_gives_one_outcome_applied_once(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    names = ["ann", "ben", "cat"]
+    for name in names:
+        await kube.create(AGENT, agent_body(name))
+    await grant_agents(kube, names)
+    await channel_variable(kube)
+    await cluster.start_operator_process()
+    await create_session(
+        kube,
+        "restart",
+        "majority",
+        participants={"agents": names},
+        options=["stable", "beta"],
+        answerSeconds=6,
+        variableRef={"name": "release-channel"},
+    )
+    await collecting(kube, "restart")
+    await as_agent.vote("restart", "ann", choice="beta")
+    await vote_status(kube, "restart", "ann")
+    await cluster.kill_operator()
+    await as_agent.vote("restart", "ben", choice="beta")
+    await as_agent.vote("restart", "cat", choice="stable")
+    await cluster.start_operator_process()
+    s = await ended(kube, "restart", timeout=6)
+    assert (s["phase"], s["result"]["value"]) == ("Decided", "beta")
+    await eventually(lambda: _applied(kube, "beta"), timeout=5, what="release-channel applied")
+    # Killed again right after the decision and restarted: the outcome is offered again, not applied again.
+    await cluster.kill_operator()
+    await cluster.start_operator_process()
+    await vote_status(kube, "restart", "cat")
+    var = await variable_status(kube)
+    assert sessions_in_history(var) == ["restart"]
+    terminal = [
+        v
+        for v in cluster.api.history("mabeam.io/v1alpha1/coordinations", "restart", NS)
+        if ((v or {}).get("status") or {}).get("phase") == "Decided"
+    ]
+    assert {t["status"]["result"]["value"] for t in terminal} == {"beta"}
+
+
+async def test_contract_net_award_falls_back_when_the_best_bidder_fills_up(
+    cluster: LocalCluster, kube: Kube
+) -> None:
+    """w1 is cheapest but holds one task; two sessions award it both: it confirms one and
+    declines the other, which goes to w2."""
+    await cluster.start_operator()
+    workers = {"w1": "1.0", "w2": "3.0"}
+    for name, rate in workers.items():
+        await kube.create(
+            AGENT,
+            python_agent(
+                name, "worker.py", {"WORKER_RATE": rate, "WORKER_CAPACITY": "1"}, capabilities=["weld"]
+            ),
+        )
+    await ready_agents(kube, list(workers), timeout=20)
+    for session in ("seam-a", "seam-b"):
+        await create_session(
+            kube,
+            session,
+            "contract-net",
+            participants={"agents": list(workers)},
+            task={"description": "weld the north seam", "capability": "weld"},
+            answerSeconds=3,
+            awardSeconds=3,
+        )
+    a = await ended(kube, "seam-a", timeout=10)
+    b = await ended(kube, "seam-b", timeout=10)
+    results = sorted(
+        [
+            (a["result"]["value"], [(d["agent"], d["reason"]) for d in a.get("declined", [])]),
+            (b["result"]["value"], [(d["agent"], d["reason"]) for d in b.get("declined", [])]),
+        ]
+    )
+    assert results == [("w1", []), ("w2", [("w1", "Declined")])]
+    assert {a["phase"], b["phase"]} == {"Decided"}
