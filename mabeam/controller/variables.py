@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import weakref
 from typing import Any
 
 import kopf
@@ -74,8 +75,12 @@ RESYNC_SECONDS = 30.0
 SESSION_ATTEMPTS = 20
 
 _wakers: dict[tuple[str, str], asyncio.Event] = {}
-_projection_locks: dict[str, asyncio.Lock] = {}
-_rbac_seen: dict[tuple[str, str], tuple[Any, Any]] = {}
+# Per event loop: an operator restarted in the same process (tests) gets fresh locks.
+_projection_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+#: The RBAC last written per Variable uid (skips unchanged writes; cleared when its loop stops).
+_rbac_seen: dict[str, tuple[Any, Any]] = {}
 
 
 def _waker(namespace: str, name: str) -> asyncio.Event:
@@ -105,9 +110,17 @@ async def agent_changed_for_variables(namespace: str, **_: Any) -> None:
 
 @kopf.daemon(VARIABLE.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
 async def variable_loop(
-    namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Runtime, logger: logging.Logger, **_: Any
+    namespace: str,
+    name: str,
+    meta: kopf.Meta,
+    stopped: kopf.DaemonStopped,
+    memo: Runtime,
+    logger: logging.Logger,
+    **_: Any,
 ) -> None:
     waker = _waker(namespace, name)
+    uid = meta.get("uid")
+    _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
     try:
         while not stopped:
@@ -118,6 +131,9 @@ async def variable_loop(
             except ConflictError as exc:  # lost a compare-and-swap: someone wrote first; go again
                 logger.debug(f"Variable {name} changed while reconciling, again: {exc}")
                 delay = 0.0
+            except InvalidSpecError as exc:  # e.g. the projection outgrew a ConfigMap
+                logger.warning(f"Variable {name}: {exc}")
+                delay = RESYNC_SECONDS
             except ApiError as exc:
                 logger.warning(f"Reconcile of variable {name} failed, retrying: {exc}")
                 memo.metrics.api_errors.labels(kind="Variable").inc()
@@ -127,7 +143,7 @@ async def variable_loop(
                 await _sleep_or_wake(waker, stopped, delay)
     finally:
         _wakers.pop((namespace, name), None)
-        _rbac_seen.pop((namespace, name), None)
+        _rbac_seen.pop(str(uid), None)
 
 
 async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
@@ -345,7 +361,8 @@ async def _ensure_writer_rbac(
         {"kind": "ServiceAccount", "name": _agents.service_account_name(a), "namespace": namespace}
         for a in writers(spec, agents)
     ]
-    if _rbac_seen.get((namespace, name)) == (rules, subjects):
+    uid = str(meta.get("uid"))
+    if _rbac_seen.get(uid) == (rules, subjects):
         return
     base = {"name": role_name, "namespace": namespace, "labels": labels, "ownerReferences": [_owner(obj)]}
     await _create_or_patch(kube, ROLE, {"metadata": base, "rules": rules}, "rules")
@@ -355,7 +372,7 @@ async def _ensure_writer_rbac(
         "subjects": subjects,
     }
     await _create_or_patch(kube, ROLE_BINDING, binding, "subjects")
-    _rbac_seen[namespace, name] = (rules, subjects)
+    _rbac_seen[uid] = (rules, subjects)
 
 
 async def _create_or_patch(kube: Kube, res: Any, body: dict[str, Any], field: str) -> None:
@@ -380,7 +397,8 @@ async def project(kube: Kube, namespace: str) -> None:
     One operator serialises its passes per namespace (a lock), and the write carries the
     ConfigMap's resourceVersion, so a stale list never overwrites a newer projection.
     """
-    lock = _projection_locks.setdefault(namespace, asyncio.Lock())
+    locks = _projection_locks.setdefault(asyncio.get_running_loop(), {})
+    lock = locks.setdefault(namespace, asyncio.Lock())
     async with lock:
         items = []
         for var in await kube.list(VARIABLE, namespace):

@@ -91,8 +91,14 @@ async def agents_ready(kube: Kube, variable_name: str, *names: str) -> None:
     await eventually(check, timeout=10, interval=0.05, what=f"RBAC for {names}")
 
 
+@pytest.fixture(autouse=True)
+def rbac(cluster: LocalCluster) -> None:
+    """These tests run with RBAC on: agents and the operator use only the rights they are given."""
+    cluster.api.emulator.authorize_service_accounts = True
+
+
 @pytest.fixture
-async def operator(cluster: LocalCluster) -> LocalCluster:
+async def operator(cluster: LocalCluster, rbac: None) -> LocalCluster:
     await cluster.start_operator()
     return cluster
 
