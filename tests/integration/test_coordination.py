@@ -16,6 +16,7 @@ import pytest
 from mabeam._kube import Kube
 from mabeam._resources import AGENT
 from mabeam.local.cluster import LocalCluster
+from mabeam.sdk import AgentApp, Session
 from tests.integration._coordination import (
     NS,
     AsAgents,
@@ -234,3 +235,65 @@ async def test_many_participants_answering_directly(
     assert s["tally"] == {"x": 333, "y": 167}
     assert (s["phase"], s["result"]["value"]) == ("Decided", "x")
     assert outcomes(cluster, "crowd") == [("Decided", "x")]
+
+
+async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalCluster, kube: Kube) -> None:
+    """50 AgentApps (the SDK, in this process), each with its own credentials; a third of them
+    use an async callback, one raises, one is too slow: those two give no answer."""
+    names = [f"a{i:02d}" for i in range(50)]
+    await asyncio.gather(*(kube.create(AGENT, agent_body(n, labels={"team": "fifty"})) for n in names))
+    await grant_agents(kube, names)
+    await cluster.start_operator()
+
+    def preference(name: str) -> str:
+        return "x" if int(name[1:]) % 4 else "y"
+
+    def make_app(name: str) -> AgentApp:
+        path = cluster.workdir / f"{name}.kubeconfig"
+        cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{name}")
+        app = AgentApp(
+            name,
+            NS,
+            kubeconfig=str(path),
+            ready_file=str(cluster.workdir / f"{name}.ready"),
+            callback_timeout=0.5,
+        )
+        if name == "a01":
+            app.on_vote(lambda s: (_ for _ in ()).throw(RuntimeError("broken")))
+        elif name == "a02":
+            app.on_vote(lambda s: time.sleep(2) or "y")
+        elif int(name[1:]) % 3:
+            app.on_vote(lambda s: preference(s.agent))
+        else:
+
+            async def on_vote(s: Session) -> str:
+                return preference(s.agent)
+
+            app.on_vote(on_vote)
+        return app
+
+    apps = [make_app(n) for n in names]
+    runs = [asyncio.ensure_future(app.run_async()) for app in apps]
+    try:
+        await create_session(
+            kube,
+            "fifty",
+            "majority",
+            participants={"selector": {"matchLabels": {"team": "fifty"}}},
+            options=["x", "y"],
+            answerSeconds=4,
+            quorum="90%",
+        )
+        s = await ended(kube, "fifty", timeout=10)
+    finally:
+        for app in apps:
+            app.stop()
+        await asyncio.gather(*runs)
+    voters = [n for n in names if n not in ("a01", "a02")]
+    expected = {
+        "x": sum(preference(n) == "x" for n in voters),
+        "y": sum(preference(n) == "y" for n in voters),
+    }
+    assert s["tally"] == expected
+    assert sorted(a["agent"] for a in s["answers"]) == voters
+    assert (s["phase"], s["result"]["value"]) == ("Decided", "x")
