@@ -302,7 +302,9 @@ class Session:
             "observedGeneration": meta.get("generation"),
         }
         current = vote.get("status") or {}
-        if all(current.get(k) == v for k, v in wanted.items()):
+        # The verdict is (accepted, reason) for this generation; a reworded message alone (e.g.
+        # "is counted" becoming "was counted" once the session ends) is not worth a write.
+        if all(current.get(k) == wanted[k] for k in ("accepted", "reason", "observedGeneration")):
             return
         try:
             await self.kube.patch(
@@ -311,7 +313,6 @@ class Session:
         except ApiError as exc:
             if exc.status != 404:  # a Vote deleted meanwhile needs no verdict
                 raise
-        return
 
     async def _write_verdicts(
         self,
