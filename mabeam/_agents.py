@@ -217,6 +217,9 @@ def build_pod(agent: dict[str, Any], spec: AgentSpec, incarnation: int) -> dict[
         {"name": "MABEAM_NAMESPACE", "value": namespace},
         {"name": "MABEAM_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "MABEAM_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        # The SDK touches this file once it has reached the API; the readiness probe tests it
+        # (`test -f "$MABEAM_READY_FILE"`: a shell builtin, cheap enough to run every second).
+        {"name": "MABEAM_READY_FILE", "value": "/tmp/mabeam-ready-$(MABEAM_POD_UID)"},
     ]
     for container in pod_spec["containers"]:
         own = [v for v in container.get("env", []) if v.get("name") not in {e["name"] for e in identity}]

@@ -44,7 +44,7 @@ class LocalCluster:
         runtime_factory: Any = None,
     ) -> None:
         self.workdir = Path(workdir)
-        self.api = LocalApiServer(port=port, authorize_service_accounts=False)
+        self.api = LocalApiServer(port=port)
         self.kubelet_options = kubelet_options or {}
         self.runtime_factory = runtime_factory
         self.kubelet: LocalKubelet | None = None

@@ -120,7 +120,7 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
     ok = False
     started = time.monotonic()
     deadline = started + timeout
-    async with LocalCluster(workdir, kubelet_options={"probe_period": 0.5, "backoff_base": 1.0}) as cluster:
+    async with LocalCluster(workdir, kubelet_options={"probe_period": 1.0, "backoff_base": 1.0}) as cluster:
         print(f"Local API at {cluster.url}; pod logs in {cluster.workdir / 'pods'}")
         runtime = Runtime()
         metrics = serve_metrics(runtime.metrics.registry, 0, host="127.0.0.1")

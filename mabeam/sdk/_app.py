@@ -8,7 +8,6 @@ import inspect
 import logging
 import os
 import signal
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +25,8 @@ Callback = Callable[..., Any]
 
 
 def default_ready_file() -> str | None:
-    """Where the SDK says "ready" for the readiness probe: unique per Pod (by its uid)."""
-    explicit = os.environ.get("MABEAM_READY_FILE")
-    if explicit:
-        return explicit
-    uid = os.environ.get("MABEAM_POD_UID")
-    return os.path.join(tempfile.gettempdir(), f"mabeam-ready-{uid}") if uid else None
+    """Where the SDK says "ready" for the readiness probe (the operator sets it per Pod)."""
+    return os.environ.get("MABEAM_READY_FILE") or None
 
 
 @dataclass

@@ -93,8 +93,8 @@ async def agents_ready(kube: Kube, variable_name: str, *names: str) -> None:
 
 @pytest.fixture(autouse=True)
 def rbac(cluster: LocalCluster) -> None:
-    """These tests run with RBAC on: agents and the operator use only the rights they are given."""
-    cluster.api.emulator.authorize_service_accounts = True
+    """These tests rely on RBAC: agents and the operator use only the rights they are given."""
+    assert cluster.api.emulator.authorize_service_accounts
 
 
 @pytest.fixture
