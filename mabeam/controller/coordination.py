@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pydantic
@@ -63,6 +63,10 @@ def wake(namespace: str | None, name: str | None) -> None:
         _waker(namespace, name).set()
 
 
+def _event(body: dict[str, Any], *, type: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message)
+
+
 def _is_ready(agent: dict[str, Any]) -> bool:
     return (agent.get("status") or {}).get("phase") == "Ready"
 
@@ -75,7 +79,7 @@ def _see(vote: dict[str, Any], now: dt.datetime) -> tuple[dt.datetime, bool]:
     return _seen.setdefault(key, now), first
 
 
-@kopf.on.startup()  # type: ignore[arg-type]
+@kopf.on.startup()
 async def forget(**_: Any) -> None:
     """A new operator run starts without the last run's observations (as after a crash)."""
     _seen.clear()
@@ -90,7 +94,7 @@ async def vote_changed(
     if event.get("type") == "DELETED":
         wake(namespace, labels.get(SESSION_LABEL))
         return
-    _, new = _see(dict(body), clock())
+    new = _see(dict(body), clock())[1]
     if new:  # a status write or a metadata change is no new answer
         wake(namespace, labels.get(SESSION_LABEL))
 
@@ -367,9 +371,9 @@ class Session:
                         self.kube, self.namespace, effect.name, effect.value, session_id
                     )
                 except InvalidSpecError as exc:
-                    kopf.event(body, type="Warning", reason="OutcomeNotApplied", message=str(exc))
+                    _event(body, type="Warning", reason="OutcomeNotApplied", message=str(exc))
             elif isinstance(effect, protocols.EmitEvent):
-                kopf.event(body, type=effect.type, reason=effect.reason, message=effect.message)
+                _event(body, type=effect.type, reason=effect.reason, message=effect.message)
             elif isinstance(effect, protocols.RequestAnswers):
                 # The request is in the status (participants, phase, deadline): the SDK reads it there.
                 self.logger.info(
@@ -392,4 +396,4 @@ class Session:
         await self.kube.patch(
             COORDINATION, self.name, {"status": patch}, namespace=self.namespace, status=True
         )
-        kopf.event(body, type="Warning", reason="Invalid", message=str(error))
+        _event(body, type="Warning", reason="Invalid", message=str(error))
