@@ -3,8 +3,8 @@
 Each figure is printed beside a baseline measured in the same run against the same local API
 server (the operator runs as its own process, as in a cluster):
 
-- latency: one PATCH of a Coordination's status — the least the operator must do after the
-  last answer arrives;
+- latency (from writing the last answer to a watching client seeing ``Decided``): one PATCH of
+  a Coordination's status — the least the operator must do after the last answer arrives;
 - sessions/s: the floor of a session done by hand at the same concurrency — N Vote creates
   (one per participant, with its own credentials) plus one status PATCH;
 - requests per session: that same floor, N + 1 (one write per participant plus a constant).
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import datetime as dt
 import statistics
 import tempfile
 import time
@@ -60,7 +59,7 @@ class Voters:
 
 
 def choice(i: int) -> str:
-    return "x" if i % 3 else "y"
+    return "x" if i % 2 == 0 else "y"
 
 
 async def wait_for(kube: Kube, name: str, phases: set[str]) -> dict[str, Any]:
@@ -80,7 +79,12 @@ async def verdicts_written(kube: Kube, session: str, n: int) -> None:
 
 
 async def one_session(kube: Kube, voters: Voters, name: str, names: list[str]) -> tuple[float, float]:
-    """Run a session; return (seconds from the last answer to the decision, wall time)."""
+    """Run a session whose last answer decides it; return (last answer -> Decided seen, wall time).
+
+    All but the last participant vote alternately, so that the outcome stays open (the leader is
+    one vote ahead and the last voter could still tie); once those answers are counted, the last
+    vote is written and the clock runs until the operator records the decision.
+    """
     start = time.monotonic()
     await kube.create(COORDINATION, {
         "metadata": {"name": name, "namespace": NS},
@@ -88,12 +92,26 @@ async def one_session(kube: Kube, voters: Voters, name: str, names: list[str]) -
                  "answerSeconds": 120},
     })  # fmt: skip
     await wait_for(kube, name, {"Collecting"})
-    # The early decision comes once the outcome is sure; the last answer is the one before it.
-    await asyncio.gather(*(voters.vote(name, a, choice(i)) for i, a in enumerate(names)))
-    last_answer = dt.datetime.now(dt.UTC)
-    status = await wait_for(kube, name, {"Decided", "NoDecision"})
-    decided = dt.datetime.fromisoformat(status["result"]["decidedAt"].replace("Z", "+00:00"))
-    return max((decided - last_answer).total_seconds(), 0.0), time.monotonic() - start
+    *early, last = names
+    await asyncio.gather(*(voters.vote(name, a, choice(i)) for i, a in enumerate(early)))
+    await verdicts_written(kube, name, len(early))
+    seen = asyncio.ensure_future(decided_seen(kube, name))
+    await asyncio.sleep(0.05)  # the watch is established
+    last_answer = time.monotonic()
+    await voters.vote(name, last, "x")
+    decided = await seen
+    return decided - last_answer, time.monotonic() - start
+
+
+async def decided_seen(kube: Kube, name: str) -> float:
+    """When a watching client sees the session ended (what a user or an agent waits for)."""
+    async for _, obj in kube.watch(COORDINATION, NS):
+        if obj["metadata"]["name"] == name and (obj.get("status") or {}).get("phase") in (
+            "Decided",
+            "NoDecision",
+        ):
+            return time.monotonic()
+    raise RuntimeError("the watch ended")
 
 
 def session_requests(records: list[Any], users: set[str]) -> collections.Counter[tuple[str, str]]:
@@ -122,8 +140,10 @@ async def main(n: int, sessions: int) -> None:
             }) for a in names))  # fmt: skip
             await kube.create(ROLE_BINDING, {
                 "metadata": {"name": "bench-voters", "namespace": NS},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "mabeam-agent"},
-                "subjects": [{"kind": "ServiceAccount", "name": f"mabeam-agent-{a}", "namespace": NS} for a in names],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "mabeam-agent"},
+                "subjects": [{"kind": "ServiceAccount", "name": f"mabeam-agent-{a}", "namespace": NS}
+                             for a in names],
             })  # fmt: skip
             voters = Voters(cluster, names)
             await cluster.start_operator_process()
@@ -146,7 +166,10 @@ async def main(n: int, sessions: int) -> None:
             base_latency = statistics.median(patch_times)
             t = time.perf_counter()
             for s in range(sessions):
-                await asyncio.gather(*(voters.vote(f"floor{s}", a, choice(i)) for i, a in enumerate(names)))
+                await asyncio.gather(
+                    *(voters.vote(f"floor{s}", a, choice(i)) for i, a in enumerate(names[:-1]))
+                )
+                await voters.vote(f"floor{s}", names[-1], "x")
                 await kube.patch(COORDINATION, "baseline", {"status": {"tally": {"x": float(s)}}},
                                  namespace=NS, status=True)  # fmt: skip
             floor_rate = sessions / (time.perf_counter() - t)
