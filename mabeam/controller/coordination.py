@@ -306,9 +306,10 @@ class Session:
             "observedGeneration": meta.get("generation"),
         }
         current = vote.get("status") or {}
-        # The verdict is (accepted, reason) for this generation; a reworded message alone (e.g.
-        # "is counted" becoming "was counted" once the session ends) is not worth a write.
-        if all(current.get(k) == wanted[k] for k in ("accepted", "reason", "observedGeneration")):
+        # One verdict per version of the answer, given when the operator first judged it: a
+        # later pass does not reword it (a Late answer stays Late after the session ends, where
+        # the engine would now say Closed), and a new version (generation) gets a new verdict.
+        if current.get("reason") and current.get("observedGeneration") == wanted["observedGeneration"]:
             return
         try:
             await self.kube.patch(
@@ -339,7 +340,7 @@ class Session:
         async def write(vote: dict[str, Any], accepted: bool, reason: str, message: str) -> None:
             current = vote.get("status") or {}
             generation = vote["metadata"].get("generation")
-            if current.get("reason") != reason or current.get("observedGeneration") != generation:
+            if not current.get("reason") or current.get("observedGeneration") != generation:
                 result = "counted" if accepted else reason
                 self.memo.metrics.answers.labels(protocol=spec.protocol, result=result).inc()
             async with limit:

@@ -3,6 +3,7 @@ local kubelet), outcomes applied to a Variable exactly once, and an operator SIG
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -176,3 +177,29 @@ async def test_contract_net_award_falls_back_when_the_best_bidder_fills_up(
     )
     assert results == [("w1", []), ("w2", [("w1", "Declined")])]
     assert {a["phase"], b["phase"]} == {"Decided"}
+
+
+async def test_an_answer_written_while_the_operator_was_down_past_the_deadline_is_late(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """Lateness is judged by when the operator received the answer, never by the agent."""
+    names = ["ann", "ben", "cat"]
+    for name in names:
+        await kube.create(AGENT, agent_body(name))
+    await grant_agents(kube, names)
+    await cluster.start_operator_process()
+    await create_session(kube, "down", "majority", participants={"agents": names},
+                         options=["a", "b"], answerSeconds=1.5, absentPolicy="abstain", quorum=1)  # fmt: skip
+    await collecting(kube, "down")
+    await as_agent.vote("down", "ann", choice="a")
+    assert (await vote_status(kube, "down", "ann"))["reason"] == "Counted"
+    await cluster.kill_operator()
+    await asyncio.sleep(2.0)  # past the deadline
+    await as_agent.vote("down", "ben", choice="b")
+    await as_agent.vote("down", "cat", choice="b")
+    await cluster.start_operator_process()
+    s = await ended(kube, "down", timeout=8)
+    assert (s["phase"], s["result"]["value"], s["tally"]) == ("Decided", "a", {"a": 1, "b": 0})
+    for agent in ("ben", "cat"):
+        verdict = await vote_status(kube, "down", agent)
+        assert (verdict["accepted"], verdict["reason"]) == (False, "Late")
