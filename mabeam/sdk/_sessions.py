@@ -122,6 +122,8 @@ class SessionResponder:
         #: Requests already answered (or being answered): (session uid, what, award deadline).
         self._handled: set[tuple[str, str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Session name -> uid, so that a Vote is owned by (and deleted with) its session.
+        self._uids: dict[str, str] = {}
 
     async def run(self) -> None:
         """Watch until cancelled; a broken watch is resumed after a short pause."""
@@ -170,6 +172,8 @@ class SessionResponder:
             log.warning("session %s cannot be answered: %s", meta.get("name"), exc)
             return None
         name, uid = str(meta.get("name")), str(meta.get("uid", meta.get("name")))
+        if meta.get("uid"):
+            self._uids[name] = str(meta["uid"])
         on_vote, on_cfp, on_award = (
             self.callbacks.on_vote,
             self.callbacks.on_call_for_proposals,
@@ -249,14 +253,22 @@ class SessionResponder:
     async def answer(self, session: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Write (or update) this agent's Vote in ``session`` with ``fields`` of its spec."""
         vname = vote_name(session, self.agent)
-        body = {
-            "metadata": {
-                "name": vname,
-                "namespace": self.namespace,
-                "labels": {SESSION_LABEL: session, AGENT_LABEL: self.agent},
-            },
-            "spec": {"session": session, "agent": self.agent, **fields},
+        metadata: dict[str, Any] = {
+            "name": vname,
+            "namespace": self.namespace,
+            "labels": {SESSION_LABEL: session, AGENT_LABEL: self.agent},
         }
+        uid = self._uids.get(session)
+        if uid is not None:  # deleted with the session by the garbage collector
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": COORDINATION.api_version,
+                    "kind": COORDINATION.kind,
+                    "name": session,
+                    "uid": uid,
+                }
+            ]
+        body = {"metadata": metadata, "spec": {"session": session, "agent": self.agent, **fields}}
         try:
             vote = await self.kube.create(VOTE, body)
         except AlreadyExistsError:

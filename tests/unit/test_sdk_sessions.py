@@ -79,6 +79,8 @@ async def test_a_vote_is_asked_once_and_written_with_the_agents_name_and_labels(
     vote = kube.votes["s1-ann"]
     assert vote["spec"] == {"session": "s1", "agent": "ann", "choice": "beta"}
     assert vote["metadata"]["labels"] == {"mabeam.io/session": "s1", "mabeam.io/agent": "ann"}
+    owner = {"apiVersion": "mabeam.io/v1alpha1", "kind": "Coordination", "name": "s1", "uid": "u1"}
+    assert vote["metadata"]["ownerReferences"] == [owner]
 
 
 @pytest.mark.parametrize(
