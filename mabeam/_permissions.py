@@ -23,26 +23,33 @@ class Rule:
 _READ = ("get", "list", "watch")
 
 #: Namespaced rules of the operator (a Role per watched namespace, or a ClusterRole).
+#: tests/integration/test_rbac_calls.py checks both directions: every request the operator
+#: makes is granted here, and everything granted here is used (or has a stated reason).
 OPERATOR_RULES: tuple[Rule, ...] = (
-    Rule("mabeam.io", ("agents", "variables", "coordinations", "votes"), (*_READ, "patch", "update")),
-    Rule("mabeam.io", ("agents/status", "variables/status", "coordinations/status", "votes/status"),
-         ("get", "patch")),
-    Rule("", ("pods",), (*_READ, "create", "delete")),
-    Rule("", ("serviceaccounts",), ("get", "create")),
-    Rule("", ("configmaps",), ("get", "create", "patch", "update")),
+    # "update" on variables is never a request of ours: RBAC lets the operator grant writers
+    # update on their Variable (the writer Roles) only if it holds that right itself.
+    Rule("mabeam.io", ("agents", "coordinations"), (*_READ, "patch")),
+    Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
+    Rule("mabeam.io", ("votes",), ("list", "watch")),
+    Rule(
+        "mabeam.io",
+        ("agents/status", "variables/status", "coordinations/status", "votes/status"),
+        ("patch",),
+    ),
+    Rule("", ("pods",), ("list", "watch", "create", "delete")),
+    Rule("", ("serviceaccounts",), ("create",)),
+    Rule("", ("configmaps",), ("get", "create", "update")),
     Rule("", ("events",), ("create",)),
-    Rule("events.k8s.io", ("events",), ("create",)),
-    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update", "patch")),
+    # Variable locks are read; the leader Lease (--leader-elect) is written.
+    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
     # Each agent's ServiceAccount is bound to the ClusterRole mabeam-agent in its namespace,
-    # and each Variable's writers to a Role the operator generates (see docs/decisions.md).
-    Rule("rbac.authorization.k8s.io", ("rolebindings",), ("get", "create", "patch", "delete")),
-    Rule("rbac.authorization.k8s.io", ("roles",), ("get", "create", "patch", "delete")),
+    # and each Variable's writers to a Role the operator generates (see docs/variables.md).
+    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("get", "create", "patch")),
     Rule("rbac.authorization.k8s.io", ("clusterroles",), ("bind",), resource_names=("mabeam-agent",)),
 )
 
-#: Cluster-scoped rules the operator needs wherever it runs: kopf discovers namespaces and CRDs.
+#: Cluster-scoped rules the operator needs wherever it runs: kopf discovers our CRDs.
 OPERATOR_CLUSTER_RULES: tuple[Rule, ...] = (
-    Rule("", ("namespaces",), ("list", "watch")),
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")),
 )
 

@@ -1254,9 +1254,13 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         self.counts[verb] += 1
         user = identify(request.headers)
         code = 200
+        audited = False
         try:
             self._authorize(user, verb, request)
             if verb == "watch":
+                # A watch is audited when it starts: a stream may outlive whoever reads the log.
+                self.audit.append(self._audit_record(request, verb, user, 200))
+                audited = True
                 return await self._stream_watch(request)
             payload, code = self._serve(request, verb)
             return _json_response(payload, code)
@@ -1270,17 +1274,22 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             error = _ApiError(500, "InternalError", f"Internal error occurred: {exc!r}")
             return _json_response(error.status(), 500)
         finally:
-            self.audit.append(
-                AuditRecord(
-                    verb=verb,
-                    resource=f"{request.resource.group}/{request.resource.version}/{request.resource.plural}",
-                    namespace=request.namespace,
-                    name=request.name,
-                    subresource=request.subresource,
-                    user=user,
-                    code=code,
-                )
-            )
+            if not audited:
+                self.audit.append(self._audit_record(request, verb, user, code))
+
+    @staticmethod
+    def _audit_record(request: kmock.Request, verb: str, user: str, code: int) -> AuditRecord:
+        res = request.resource
+        assert res is not None  # only resource requests are audited
+        return AuditRecord(
+            verb=verb,
+            resource=f"{res.group}/{res.version}/{res.plural}",
+            namespace=request.namespace,
+            name=request.name,
+            subresource=request.subresource,
+            user=user,
+            code=code,
+        )
 
     def _rbac_objects(self, kind: str, namespace: str | None) -> Iterator[dict[str, Any]]:
         return self.live(self._by_kind("rbac.authorization.k8s.io/v1", kind), namespace)

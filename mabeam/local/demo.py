@@ -109,6 +109,21 @@ async def _metrics_summary(url: str) -> str:
     return "Metrics scraped from " + url + ":\n" + "\n".join(f"  {line}" for line in lines)
 
 
+async def play(kube: Kube, docs: list[dict[str, Any]], deadline: float) -> bool:
+    """Apply the manifests in dependency order and wait for every outcome; True if all came."""
+    first = [d for d in docs if d["kind"] in ("Agent", "Variable")]
+    later = [d for d in docs if d["kind"] not in ("Agent", "Variable")]
+    applied = await _apply(kube, first)
+    ok = await _wait(kube, applied, deadline, "Agents and Variables:")
+    if ok and later:
+        sessions = await _apply(kube, later)
+        ok = await _wait(kube, sessions, deadline, "Sessions:")
+        variables = [a for a in applied if a[0] is VARIABLE]
+        if ok and variables:
+            ok = await _wait(kube, variables, deadline, "Variables after the sessions:")
+    return ok
+
+
 async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
     if not logging.getLogger().isEnabledFor(logging.DEBUG):  # keep the outcome readable
         for noisy in ("kopf", "aiohttp", "httpx", "httpx2", "mabeam", "asyncio"):
@@ -129,16 +144,7 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
         await cluster.start_operator(runtime)
         kube = cluster.client()
         try:
-            first = [d for d in docs if d["kind"] in ("Agent", "Variable")]
-            later = [d for d in docs if d["kind"] not in ("Agent", "Variable")]
-            applied = await _apply(kube, first)
-            ok = await _wait(kube, applied, deadline, "Agents and Variables:")
-            if ok and later:
-                sessions = await _apply(kube, later)
-                ok = await _wait(kube, sessions, deadline, "Sessions:")
-                variables = [a for a in applied if a[0] is VARIABLE]
-                if ok and variables:
-                    await _wait(kube, variables, deadline, "Variables after the sessions:")
+            ok = await play(kube, docs, deadline)
         except MabeamError as exc:
             print(f"Demo failed: {exc}")
             ok = False

@@ -67,7 +67,9 @@ async def test_agent_runs_and_is_replaced_on_a_real_cluster(kube: Kube) -> None:
                             "name": "agent",
                             "image": IMAGE,
                             "command": ["python", "agents/voter.py"],
-                            "readinessProbe": {"exec": {"command": ["sh", "-c", "test -f \"$MABEAM_READY_FILE\""]}},
+                            "readinessProbe": {
+                                "exec": {"command": ["sh", "-c", 'test -f "$MABEAM_READY_FILE"']}
+                            },
                         }
                     ]
                 }

@@ -8,12 +8,15 @@ written here from the RBAC semantics, independently of the local server's own au
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 from mabeam import _permissions
 from mabeam._kube import Kube
 from mabeam._permissions import Rule
-from mabeam._resources import AGENT, POD
+from mabeam._resources import AGENT, POD, VARIABLE
 from mabeam.local.apiserver import AuditRecord
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
@@ -111,3 +114,67 @@ async def test_every_operator_request_is_granted_by_the_shipped_rules(
     # ... and without patch on agents/status, the status writes are.
     no_status = [r for r in rules if "agents/status" not in r.resources]
     assert ("mabeam.io", "agents/status", "patch") in uncovered(records, no_status)
+
+
+def atoms(rules: Iterable[Rule]) -> set[tuple[str, str, str]]:
+    return {(r.api_group, res, verb) for r in rules for res in r.resources for verb in r.verbs}
+
+
+# Granted but not requested in the scenario below, each for a stated reason.
+NOT_REQUESTED_HERE = {
+    # Leader election (--leader-elect; tests/integration/test_leader.py) writes the Lease.
+    ("coordination.k8s.io", "leases", "create"): "leader election",
+    ("coordination.k8s.io", "leases", "update"): "leader election",
+    # Never a request: the API server checks it when the operator binds an agent's
+    # ServiceAccount to the mabeam-agent ClusterRole (RBAC's escalation check).
+    ("rbac.authorization.k8s.io", "clusterroles", "bind"): "RoleBinding to mabeam-agent",
+    # Never a request: the operator grants writers update on their Variable, which RBAC allows
+    # only to whoever holds it.
+    ("mabeam.io", "variables", "update"): "writer Roles",
+    # The writer Role's rules never change by themselves; the patch repairs a hand-edited Role.
+    ("rbac.authorization.k8s.io", "roles", "patch"): "repairing a writer Role",
+}
+
+
+async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_path: Path) -> None:
+    """The reverse direction: every right we ask for is used by the whole demo scenario."""
+    from mabeam.local import demo
+
+    examples = Path(__file__).parents[2] / "examples"
+    async with LocalCluster(tmp_path, kubelet_options={"probe_period": 0.5}) as cluster:
+        await cluster.start_operator()
+        kube = cluster.client()
+        try:
+            loop = asyncio.get_running_loop()
+            assert await demo.play(kube, demo.load_manifests(examples), loop.time() + 60)
+            # Deletions: a pod (replaced), then a whole Agent and a Variable.
+            await kube.delete(POD, "alice-1", "default")
+            await eventually(lambda: _on_new_pod(kube, "alice"), what="alice replaced")
+            # A template change: the operator deletes the old pod itself.
+            env = [{"name": "GREETING", "value": "hi"}]
+            patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}]
+            await kube.patch(AGENT, "carol", patch, namespace="default", json_patch=True)
+            await eventually(lambda: _on_new_pod(kube, "carol"), what="carol replaced")
+            await kube.delete(AGENT, "bob", "default")
+            await kube.delete(VARIABLE, "target-temperature", "default")
+            await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone")
+            await eventually(lambda: _gone(kube, VARIABLE, "target-temperature"), what="variable gone")
+        finally:
+            await kube.close()
+        await cluster.stop_operator()
+        records = [r for r in cluster.api.audit if r.user == OPERATOR_USER]
+
+    rules = (*_permissions.OPERATOR_RULES, *_permissions.OPERATOR_CLUSTER_RULES)
+    assert uncovered(records, rules) == set()
+    used = {rbac_request(r)[:3] for r in records}
+    unused = atoms(rules) - used - set(NOT_REQUESTED_HERE)
+    assert unused == set(), f"granted but never used (drop them from _permissions.py and the chart): {unused}"
+
+
+async def _on_new_pod(kube: Kube, agent: str) -> bool:
+    status = await ready(kube, agent)
+    return bool(status and status.get("podName") != f"{agent}-1")
+
+
+async def _gone(kube: Kube, res: Any, name: str) -> bool:
+    return await kube.get(res, name, "default") is None

@@ -5,35 +5,36 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
 {{/* OPERATOR_RULES: namespaced (a Role per watched namespace, or a ClusterRole). */}}
 {{- define "mabeam.operatorRules" -}}
 - apiGroups: ["mabeam.io"]
-  resources: ["agents", "variables", "coordinations", "votes"]
+  resources: ["agents", "coordinations"]
+  verbs: ["get", "list", "watch", "patch"]
+# update is granted, not used: the operator gives each Variable's writers update on it.
+- apiGroups: ["mabeam.io"]
+  resources: ["variables"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["mabeam.io"]
+  resources: ["votes"]
+  verbs: ["list", "watch"]
+- apiGroups: ["mabeam.io"]
   resources: ["agents/status", "variables/status", "coordinations/status", "votes/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get", "create"]
+  verbs: ["create"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "patch", "update"]
+  verbs: ["get", "create", "update"]
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{ include "mabeam.leaseRules" . }}
 # Each agent's ServiceAccount gets a RoleBinding to the agent ClusterRole in its namespace,
 # and the writers of each Variable a Role that names that Variable.
 - apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["rolebindings"]
-  verbs: ["get", "create", "patch", "delete"]
-- apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["roles"]
-  verbs: ["get", "create", "patch", "delete"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles"]
   verbs: ["bind"]
@@ -44,14 +45,11 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
 {{- define "mabeam.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update", "patch"]
+  verbs: ["get", "create", "update"]
 {{- end }}
 
-{{/* OPERATOR_CLUSTER_RULES: kopf lists namespaces and CRDs wherever it runs. */}}
+{{/* OPERATOR_CLUSTER_RULES: kopf discovers our CRDs wherever it runs. */}}
 {{- define "mabeam.operatorClusterRules" -}}
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
