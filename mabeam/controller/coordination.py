@@ -47,6 +47,8 @@ _open: dict[tuple[str, str], frozenset[str]] = {}
 _ready: dict[tuple[str, str], bool] = {}
 #: (vote uid, generation) -> when the operator first saw that version of the Vote.
 _seen: dict[tuple[str, int], dt.datetime] = {}
+#: (namespace, session) -> the resourceVersion of the session loop's own last status write.
+_written: dict[tuple[str, str], str] = {}
 
 #: How many Vote status writes one session has in flight at once.
 VERDICT_WRITES_IN_FLIGHT = 16
@@ -85,6 +87,7 @@ async def forget(**_: Any) -> None:
     _seen.clear()
     _ready.clear()
     _open.clear()
+    _written.clear()
 
 
 @kopf.on.event(VOTE.kopf_ref, labels={SESSION_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
@@ -113,7 +116,9 @@ async def participant_changed(
 
 
 @kopf.on.event(COORDINATION.kopf_ref)  # type: ignore[arg-type]
-async def session_changed(namespace: str, name: str, **_: Any) -> None:
+async def session_changed(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    if _written.get((namespace, name)) == body.get("metadata", {}).get("resourceVersion"):
+        return  # the loop's own status write: it already knows
     wake(namespace, name)
 
 
@@ -141,6 +146,7 @@ async def session_loop(
     finally:
         _wakers.pop((namespace, name), None)
         _open.pop((namespace, name), None)
+        _written.pop((namespace, name), None)
 
 
 async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
@@ -287,13 +293,15 @@ class Session:
         patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
         patch.update({k: None for k in old if k not in wire})
         precondition = {"resourceVersion": body["metadata"]["resourceVersion"]}
-        return await self.kube.patch(
+        written = await self.kube.patch(
             COORDINATION,
             self.name,
             {"metadata": precondition, "status": patch},
             namespace=self.namespace,
             status=True,
         )
+        _written[(self.namespace, self.name)] = written["metadata"]["resourceVersion"]
+        return written
 
     async def _write_vote_status(
         self, vote: dict[str, Any], accepted: bool, reason: str, message: str
