@@ -149,7 +149,10 @@ class Variables:
         return _value_of(obj)
 
     async def watch(self, name: str) -> AsyncIterator[VariableValue]:
-        """Yield (value, version) now and on every change of the applied value."""
+        """Yield (value, version) now and on every change of the applied value.
+
+        A Variable that has never had a value applied (version 0) yields nothing until it has.
+        """
         await self.start()
         queue: asyncio.Queue[VariableValue] = asyncio.Queue()
         self._watchers.setdefault(name, set()).add(queue)
@@ -159,7 +162,7 @@ class Variables:
             last: VariableValue | None = None
             while True:
                 value = await queue.get()
-                if value != last:
+                if value.version > 0 and value != last:
                     last = value
                     yield value
         finally:
