@@ -18,10 +18,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	$(BIN)/lint-imports
-	$(BIN)/ruff check mabeam tests agents bench
+	$(BIN)/ruff check mabeam tests agents bench requirements
+	$(BIN)/mypy
 
 lint: $(STAMP)
-	$(BIN)/ruff check mabeam tests agents bench
+	$(BIN)/ruff check mabeam tests agents bench requirements
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)

@@ -305,12 +305,15 @@ class LeaderElector:
             if decision is not None and decision.action != "wait":
                 last_renewal = loop.time()
                 continue
-            held_by_other = decision is not None and self._observed is not None and (
-                self._observed[0].get("holderIdentity") not in ("", self.identity)
+            held_by_other = (
+                decision is not None
+                and self._observed is not None
+                and (self._observed[0].get("holderIdentity") not in ("", self.identity))
             )
             if held_by_other or loop.time() - last_renewal >= self.renew_deadline:
-                log.warning("%s lost lease %s/%s; stopping the operator", self.identity, self.namespace,
-                            self.name)
+                log.warning(
+                    "%s lost lease %s/%s; stopping the operator", self.identity, self.namespace, self.name
+                )
                 return "lost"
 
     async def run(self, operator: OperatorTerm, stop: asyncio.Event) -> None:

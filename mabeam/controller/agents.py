@@ -7,7 +7,6 @@ labelled ``mabeam.io/agent`` wake the daemon; a resync interval is the safety ne
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -18,20 +17,13 @@ from .._kube import AlreadyExistsError, Kube
 from .._resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ..errors import ApiError, ConflictError
 from ._events import post
+from ._loop import Wakers, sleep_or_wake
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
 
-_wakers: dict[tuple[str, str], asyncio.Event] = {}
-
-
-def _waker(namespace: str, name: str) -> asyncio.Event:
-    return _wakers.setdefault((namespace, name), asyncio.Event())
-
-
-def wake(namespace: str | None, name: str | None) -> None:
-    if namespace and name:
-        _waker(namespace, name).set()
+_wakers = Wakers()
+wake = _wakers.wake
 
 
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
@@ -61,7 +53,7 @@ async def agent_deleted(body: kopf.Body, namespace: str, name: str, memo: Runtim
 async def agent_loop(
     namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Runtime, logger: logging.Logger, **_: Any
 ) -> None:
-    waker = _waker(namespace, name)
+    waker = _wakers.get(namespace, name)
     settings = memo.settings.agents
     try:
         while not stopped:
@@ -74,20 +66,10 @@ async def agent_loop(
                 memo.metrics.api_errors.labels(kind="Agent").inc()
                 delay = settings.retry_seconds
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
-            await _sleep_or_wake(waker, stopped, delay)
+            await sleep_or_wake(waker, stopped, delay)
     finally:
-        _wakers.pop((namespace, name), None)
+        _wakers.forget(namespace, name)
         memo.metrics.set_agent_phase(namespace, name, None)
-
-
-async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
-    woken = asyncio.ensure_future(waker.wait())
-    halted = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({woken, halted}, timeout=max(delay, 0.0), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
-        halted.cancel()
 
 
 async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 import pydantic
@@ -32,6 +32,9 @@ from .._resources import AGENT, COORDINATION, VOTE
 from .._selectors import matches
 from ..errors import ApiError, ConflictError, InvalidSpecError
 from ..models.coordination import CoordinationSpec, CoordinationStatus, VoteSpec, vote_name
+from ._anomaly import observe_session
+from ._events import post
+from ._loop import Wakers, sleep_or_wake
 from ._runtime import Runtime, clock
 from .variables import apply_session_outcome
 
@@ -40,7 +43,8 @@ log = logging.getLogger(__name__)
 SESSION_LABEL = "mabeam.io/session"
 AGENT_LABEL = "mabeam.io/agent"
 
-_wakers: dict[tuple[str, str], asyncio.Event] = {}
+_wakers = Wakers()
+wake = _wakers.wake
 #: (namespace, session) -> the participants, for waking on readiness changes.
 _open: dict[tuple[str, str], frozenset[str]] = {}
 #: (namespace, agent) -> Ready, as last seen in an Agent event.
@@ -56,17 +60,7 @@ VERDICT_WRITES_IN_FLIGHT = 16
 _STATUS_FIELDS = {f.alias or n for n, f in CoordinationStatus.model_fields.items()}
 
 
-def _waker(namespace: str, name: str) -> asyncio.Event:
-    return _wakers.setdefault((namespace, name), asyncio.Event())
-
-
-def wake(namespace: str | None, name: str | None) -> None:
-    if namespace and name:
-        _waker(namespace, name).set()
-
-
-def _event(body: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-    kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message)
+_event = post
 
 
 def _is_ready(agent: dict[str, Any]) -> bool:
@@ -126,7 +120,7 @@ async def session_changed(body: kopf.Body, namespace: str, name: str, **_: Any) 
 async def session_loop(
     namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Runtime, logger: logging.Logger, **_: Any
 ) -> None:
-    waker = _waker(namespace, name)
+    waker = _wakers.get(namespace, name)
     settings = memo.settings.agents
     session = Session(memo, namespace, name, logger)
     try:
@@ -142,21 +136,11 @@ async def session_loop(
                 memo.metrics.api_errors.labels(kind="Coordination").inc()
                 delay = settings.retry_seconds
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
-            await _sleep_or_wake(waker, stopped, delay)
+            await sleep_or_wake(waker, stopped, delay)
     finally:
-        _wakers.pop((namespace, name), None)
+        _wakers.forget(namespace, name)
         _open.pop((namespace, name), None)
         _written.pop((namespace, name), None)
-
-
-async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
-    woken = asyncio.ensure_future(waker.wait())
-    halted = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({woken, halted}, timeout=max(delay, 0.0), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
-        halted.cancel()
 
 
 class Session:
@@ -208,6 +192,16 @@ class Session:
         if result.status != status or status.observed_generation != body["metadata"].get("generation"):
             body = await self._write_status(body, result.status)
             self._count_outcome(spec, status, result.status)
+            if (
+                status.phase not in protocols.TERMINAL_PHASES
+                and result.status.phase in protocols.TERMINAL_PHASES
+            ):
+                latency = None
+                if result.status.started_at is not None and result.status.result is not None:
+                    latency = (result.status.result.decided_at - result.status.started_at).total_seconds()
+                body = await observe_session(
+                    self.memo, body, spec.protocol, str(result.status.phase), latency
+                )
         await self._write_verdicts(spec, votes, result.verdicts, refused)
         await self._carry_out(body, spec, result.effects)
         wake_at = protocols.next_deadline(spec, result.status)
@@ -361,8 +355,9 @@ class Session:
     ) -> None:
         if old.phase in protocols.TERMINAL_PHASES or new.phase not in protocols.TERMINAL_PHASES:
             return
-        outcome = new.result.reason if new.result is not None else str(new.phase)
-        self.memo.metrics.sessions.labels(protocol=spec.protocol, outcome=outcome).inc()
+        # The outcome label is the terminal phase (a handful of values, what the alerts match);
+        # the protocol's reason stays in the session's status and Events.
+        self.memo.metrics.sessions.labels(protocol=spec.protocol, outcome=str(new.phase)).inc()
         if new.phase == "Decided" and new.started_at is not None and new.result is not None:
             latency = (new.result.decided_at - new.started_at).total_seconds()
             self.memo.metrics.decision_latency.labels(protocol=spec.protocol).observe(max(latency, 0.0))

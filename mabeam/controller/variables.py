@@ -63,6 +63,8 @@ from ..variables import (
     reconcile_spec,
     value_hash,
 )
+from ._events import post
+from ._loop import Wakers, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["apply_session_outcome", "reconcile"]
@@ -74,7 +76,7 @@ RESYNC_SECONDS = 30.0
 #: How many times apply_session_outcome retries a lost compare-and-swap before giving up.
 SESSION_ATTEMPTS = 20
 
-_wakers: dict[tuple[str, str], asyncio.Event] = {}
+_wakers = Wakers()
 # Per event loop: an operator restarted in the same process (tests) gets fresh locks.
 _projection_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
@@ -83,16 +85,12 @@ _projection_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str
 _rbac_seen: dict[str, tuple[Any, Any]] = {}
 
 
-def _waker(namespace: str, name: str) -> asyncio.Event:
-    return _wakers.setdefault((namespace, name), asyncio.Event())
-
-
 @kopf.on.event(VARIABLE.kopf_ref)  # type: ignore[arg-type]
 async def variable_changed(
     type: str | None, namespace: str, name: str, memo: Runtime, logger: logging.Logger, **_: Any
 ) -> None:
     if namespace and name:
-        _waker(namespace, name).set()
+        _wakers.get(namespace, name).set()
     if type == "DELETED":
         try:
             await project(memo.kube, namespace)
@@ -103,9 +101,7 @@ async def variable_changed(
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
 async def agent_changed_for_variables(namespace: str, **_: Any) -> None:
     """An Agent's labels decide which Variables it may write: re-evaluate its namespace."""
-    for (ns, _name), waker in list(_wakers.items()):
-        if ns == namespace:
-            waker.set()
+    _wakers.wake_namespace(namespace)
 
 
 @kopf.daemon(VARIABLE.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
@@ -118,7 +114,7 @@ async def variable_loop(
     logger: logging.Logger,
     **_: Any,
 ) -> None:
-    waker = _waker(namespace, name)
+    waker = _wakers.get(namespace, name)
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
@@ -140,23 +136,10 @@ async def variable_loop(
                 delay = retry
             delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
             if delay > 0:
-                await _sleep_or_wake(waker, stopped, delay)
+                await sleep_or_wake(waker, stopped, delay)
     finally:
-        _wakers.pop((namespace, name), None)
+        _wakers.forget(namespace, name)
         _rbac_seen.pop(str(uid), None)
-
-
-async def _sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
-    woken = asyncio.ensure_future(waker.wait())
-    halted = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({woken, halted}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
-        halted.cancel()
-
-
-# --- one pass ----------------------------------------------------------------------------------
 
 
 async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
@@ -201,7 +184,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
             namespace=namespace, json_patch=True,
         )  # fmt: skip
     for type_, reason, message in events:
-        kopf.event(obj, type=type_, reason=reason, message=message)
+        post(obj, type=type_, reason=reason, message=message)
     if spec is not None:
         await _ensure_writer_rbac(kube, obj, spec, agents)
     await project(kube, namespace)

@@ -243,7 +243,7 @@ class _OperatorThread(threading.Thread):
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()  # type: ignore[assignment]
+            self._task = asyncio.current_task()
             await controller.run(
                 kubeconfig=self.kubeconfig,
                 stop_flag=self.stop_flag,
