@@ -4,7 +4,9 @@ No I/O here either; both sides call these to read and write the same wire forms.
 
 - An agent's write is the Variable object itself, PUT with a ``metadata.resourceVersion``
   precondition, with ``spec.value`` set to the new value and the annotation
-  :data:`WRITE_ANNOTATION` holding :func:`encode_write` (the VariableWrite and a unique id).
+  :data:`WRITE_ANNOTATION` holding :func:`encode_write` (the VariableWrite and a unique id), and
+  :data:`WRITER_ANNOTATION` holding the writer's agent name in plain text, so that admission
+  (CEL, which cannot parse the JSON) can check it against the requester's ServiceAccount.
 - A lock is the Lease :func:`lease_name` in the Variable's namespace; its ``leaseTransitions``
   is the fencing token (see :func:`lock_from_lease`).
 - The values are projected into the ConfigMap :data:`PROJECTION_CONFIGMAP` of the namespace.
@@ -23,6 +25,7 @@ from .variables import is_expired, parse_write
 
 __all__ = [
     "PROJECTION_CONFIGMAP",
+    "WRITER_ANNOTATION",
     "WRITE_ANNOTATION",
     "clear_write_patch",
     "decode_write",
@@ -34,10 +37,12 @@ __all__ = [
     "parse_time",
     "settled",
     "status_patch",
+    "write_annotations",
     "writer_role_name",
 ]
 
 WRITE_ANNOTATION = "mabeam.io/write"
+WRITER_ANNOTATION = "mabeam.io/writer"
 PROJECTION_CONFIGMAP = "mabeam-variables"
 
 
@@ -62,6 +67,11 @@ def parse_time(text: str) -> _dt.datetime:
 
 def encode_write(write_id: str, write: VariableWrite) -> str:
     return json.dumps({"writeId": write_id, **write.to_wire()}, sort_keys=True, separators=(",", ":"))
+
+
+def write_annotations(write_id: str, write: VariableWrite) -> dict[str, str]:
+    """The annotations of an agent's write: the write itself and its writer's name."""
+    return {WRITE_ANNOTATION: encode_write(write_id, write), WRITER_ANNOTATION: write.writer.name}
 
 
 def decode_write(text: str) -> tuple[str, VariableWrite]:
@@ -122,12 +132,14 @@ def status_patch(resource_version: str, status: VariableStatus) -> list[dict[str
 
 
 def clear_write_patch(obj: dict[str, Any], spec_value: Any, *, reset_value: bool) -> list[dict[str, Any]]:
-    """A JSON patch that removes the processed write annotation (and resets spec.value)."""
+    """A JSON patch that removes the processed write annotations (and resets spec.value)."""
     meta = obj["metadata"]
     ops: list[dict[str, Any]] = [
         {"op": "replace", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
         {"op": "remove", "path": f"/metadata/annotations/{_pointer(WRITE_ANNOTATION)}"},
     ]
+    if WRITER_ANNOTATION in (meta.get("annotations") or {}):
+        ops.append({"op": "remove", "path": f"/metadata/annotations/{_pointer(WRITER_ANNOTATION)}"})
     if reset_value:
         if spec_value is None:
             if "value" in (obj.get("spec") or {}):

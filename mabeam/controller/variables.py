@@ -35,6 +35,7 @@ from .._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from .._variables_io import (
     PROJECTION_CONFIGMAP,
     WRITE_ANNOTATION,
+    WRITER_ANNOTATION,
     clear_write_patch,
     decode_write,
     lease_name,
@@ -163,9 +164,11 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     agents = await kube.list(AGENT, namespace)
 
     events: list[tuple[str, str, str]] = []
-    annotation = (meta.get("annotations") or {}).get(WRITE_ANNOTATION)
+    annotations = meta.get("annotations") or {}
+    annotation = annotations.get(WRITE_ANNOTATION)
     if annotation is not None and spec is not None:
-        status = await _take_write(spec, status, annotation, agents, generation, now, events)
+        claimed = annotations.get(WRITER_ANNOTATION)
+        status = await _take_write(spec, status, annotation, claimed, agents, generation, now, events)
     elif spec is not None and status.observed_generation != generation:
         status, outcome = reconcile_spec(spec, status, generation, now)
         if outcome is not None:
@@ -239,6 +242,7 @@ async def _take_write(
     spec: VariableSpec,
     status: VariableStatus,
     annotation: str,
+    claimed: str | None,
     agents: list[dict[str, Any]],
     generation: int,
     now: dt.datetime,
@@ -259,7 +263,7 @@ async def _take_write(
     new = status
     if write is not None:
         agent = next((a for a in agents if a["metadata"]["name"] == write.writer.name), None)
-        refusal = _refuse_writer(spec, write, agent)
+        refusal = _refuse_writer(spec, write, agent, claimed)
         if refusal is not None:
             reason, message = "Forbidden", refusal
         else:
@@ -291,11 +295,24 @@ async def _take_write(
     return new.model_copy(update={"last_write": result, "observed_generation": generation})
 
 
-def _refuse_writer(spec: VariableSpec, write: VariableWrite, agent: dict[str, Any] | None) -> str | None:
-    """Why the writer may not write (defence in depth behind RBAC), or None."""
+def _refuse_writer(
+    spec: VariableSpec, write: VariableWrite, agent: dict[str, Any] | None, claimed: str | None
+) -> str | None:
+    """Why the writer may not write (defence in depth behind RBAC and admission), or None.
+
+    ``claimed`` is the annotation mabeam.io/writer, the name admission checked against the
+    requester's ServiceAccount: the write must be in that same name.
+    """
     name = write.writer.name
     if write.writer.kind != "Agent" or write.session is not None:
         return "writes through the annotation are agents' writes (kind Agent, no session)"
+    if claimed != name:
+        found = "is missing" if claimed is None else f"names agent {claimed}"
+        return (
+            f"the write is in the name of agent {name} but the annotation {WRITER_ANNOTATION} "
+            f"{found}; an agent names itself in both ({WRITE_ANNOTATION} writer.name and "
+            f"{WRITER_ANNOTATION})"
+        )
     if agent is None:
         return f"there is no Agent {name} in this namespace"
     labels = agent["metadata"].get("labels") or {}

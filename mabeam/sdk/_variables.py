@@ -10,9 +10,9 @@
         await ctx.variables.write("heater-owner", ctx.name)      # carries the fencing token
 
 Reads come from a cache fed by one watch on the namespace's Variables. A write PUTs the
-Variable with its resourceVersion as precondition (``spec.value`` and the annotation
-``mabeam.io/write``), then waits until the operator reports the write's outcome in
-``status.lastWrite`` (see docs/variables.md).
+Variable with its resourceVersion as precondition (``spec.value``, the annotation
+``mabeam.io/write`` and, for admission, ``mabeam.io/writer`` = the agent's name), then waits
+until the operator reports the write's outcome in ``status.lastWrite`` (see docs/variables.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from .._kube import Kube, _dict
 from .._resources import LEASE, VARIABLE
-from .._variables_io import WRITE_ANNOTATION, encode_write, lease_is_free, lease_name, micro_time, settled
+from .._variables_io import lease_is_free, lease_name, micro_time, settled, write_annotations
 from ..errors import AccessDeniedError, ApiError, ConflictError, InvalidSpecError, LockError, MabeamError
 from ..models.variable import VariableWrite, Writer, WriteResult
 from ..variables import parse_spec, parse_status
@@ -227,7 +227,7 @@ class Variables:
                 **obj["metadata"],
                 "annotations": {
                     **(obj["metadata"].get("annotations") or {}),
-                    WRITE_ANNOTATION: encode_write(write_id, write),
+                    **write_annotations(write_id, write),
                 },
             }
             body["spec"] = {**(obj.get("spec") or {}), "value": value}

@@ -14,9 +14,11 @@ import pytest
 from mabeam import _agents
 from mabeam._kube import Kube
 from mabeam._resources import AGENT, CONFIG_MAP, ROLE, ROLE_BINDING, VARIABLE
+from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, settled
 from mabeam.controller.variables import apply_session_outcome
 from mabeam.errors import AccessDeniedError, ConflictError, InvalidSpecError, LockError
 from mabeam.local.cluster import LocalCluster
+from mabeam.models.variable import VariableWrite, Writer
 from mabeam.sdk import Variables
 from mabeam.variables import decode_projection
 from tests.integration._util import eventually
@@ -273,6 +275,48 @@ async def test_a_forbidden_agent_is_refused_by_the_api_server(operator: LocalClu
         assert await outsider.write("secret", 4) == 3
     # The operator itself never went beyond its declared rights.
     assert [r for r in operator.api.audit if r.code == 403 and "operator" in r.user] == []
+
+
+async def test_a_write_whose_two_writer_names_differ_is_refused(operator: LocalCluster, kube: Kube) -> None:
+    # "low" passes admission with mabeam.io/writer = its own name but claims the higher-priority
+    # "boss" in the write itself (or omits mabeam.io/writer, as admission would refuse).
+    await kube.create(AGENT, agent("low"))
+    await kube.create(AGENT, {**agent("boss"), "spec": {**agent("boss")["spec"], "priority": 10}})
+    spec = {"conflictPolicy": "HighestPriority", "access": {"agents": ["low", "boss"]}}
+    await kube.create(VARIABLE, variable("setpoint", value=1, **spec))
+    await agents_ready(kube, "setpoint", "low", "boss")
+    await until(kube, "setpoint", lambda s: s.get("version") == 1, "setpoint v1")
+    async with as_agent(operator, "low") as low:
+        for write_id, claimed, found in [
+            ("w-forged", "low", "names agent low"),
+            ("w-bare", None, "is missing"),
+        ]:
+            obj = await kube.get(VARIABLE, "setpoint", NS)
+            assert obj is not None and settled(obj)
+            write = VariableWrite(value=99, writer=Writer(kind="Agent", name="boss", priority=10))
+            annotations = {WRITE_ANNOTATION: encode_write(write_id, write)}
+            if claimed is not None:
+                annotations[WRITER_ANNOTATION] = claimed
+            obj["metadata"]["annotations"] = annotations
+            obj["spec"]["value"] = 99
+            await low.kube.replace(VARIABLE, obj)  # RBAC lets "low" update the Variable
+            st = await until(
+                kube,
+                "setpoint",
+                lambda s, w=write_id: (s.get("lastWrite") or {}).get("writeId") == w,
+                write_id,
+            )
+            last = st["lastWrite"]
+            assert (last["applied"], last["reason"], last["writer"]["name"]) == (False, "Forbidden", "boss")
+            assert f"the annotation {WRITER_ANNOTATION} {found}" in last["message"]
+            assert (st["value"], st["version"]) == (1, 1)
+            await eventually(lambda: _spec_value(kube, "setpoint", 1), what="spec.value reset to 1")
+            meta = (await kube.get(VARIABLE, "setpoint", NS) or {})["metadata"]
+            assert WRITER_ANNOTATION not in (meta.get("annotations") or {})
+        # The SDK names the same agent in both annotations: its write is applied.
+        assert await low.write("setpoint", 5) == 2
+    st = await status(kube, "setpoint")
+    assert st["changedBy"] == {"kind": "Agent", "name": "low"}
 
 
 async def test_a_session_outcome_is_applied_once_across_an_operator_kill(

@@ -1,9 +1,10 @@
-"""The chart's admission policy: an agent may only speak in its own name.
+"""The chart's admission policies: an agent may only speak in its own name.
 
 The CEL expressions are read from the rendered chart (not copied here) and evaluated offline
 with cel-python on the requests the API server would send: an agent writing in its own name,
 in another agent's name, from another namespace, a person, the operator, and updates that try
-to move an object to another agent or session.
+to move an object to another agent or session. The same for Variable writes, whose writer is
+named by the annotations the SDK sets (mabeam.io/write and mabeam.io/writer).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import helm_python
 import pytest
 import yaml
 
+from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, write_annotations
 from mabeam.models.coordination import VoteSpec
+from mabeam.models.variable import VariableWrite, Writer
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "mabeam"
 RELEASE_NAMESPACE = "mabeam-system"
@@ -32,10 +35,19 @@ def render_policy(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out["mabeam/templates/admission.yaml"]) if d]
 
 
+def named_policy(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (vap,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy" and d["metadata"]["name"] == name]
+    return vap
+
+
 @pytest.fixture(scope="module")
 def policy() -> dict[str, Any]:
-    (vap,) = [d for d in render_policy() if d["kind"] == "ValidatingAdmissionPolicy"]
-    return vap
+    return named_policy(render_policy(), "mabeam-agent-identity")
+
+
+@pytest.fixture(scope="module")
+def variable_policy() -> dict[str, Any]:
+    return named_policy(render_policy(), "mabeam-variable-writer")
 
 
 def vote(
@@ -107,8 +119,9 @@ def admitted(policy: dict[str, Any], variables: dict[str, Any]) -> tuple[bool, l
     return not messages, messages, reasons
 
 
-def test_errors_refuse(policy: dict[str, Any]) -> None:
+def test_errors_refuse(policy: dict[str, Any], variable_policy: dict[str, Any]) -> None:
     assert policy["spec"]["failurePolicy"] == "Fail"
+    assert variable_policy["spec"]["failurePolicy"] == "Fail"
 
 
 def sa(namespace: str, name: str) -> str:
@@ -187,10 +200,15 @@ def test_update(policy: dict[str, Any], username: str, change: dict[str, str], r
 
 def test_operator_username_follows_release_and_service_account() -> None:
     values = {"serviceAccount": {"name": "mabeam-operator"}}
-    (vap,) = [d for d in render_policy(values) if d["kind"] == "ValidatingAdmissionPolicy"]
+    docs = render_policy(values)
+    vap = named_policy(docs, "mabeam-agent-identity")
     renamed = sa(RELEASE_NAMESPACE, "mabeam-operator")
     assert admitted(vap, request(renamed, vote("alice")))[0]
     assert not admitted(vap, request(OPERATOR, vote("alice")))[0]  # the default name is not special
+    variables = named_policy(docs, "mabeam-variable-writer")
+    pending = variable_write("bob")
+    assert admitted(variables, request(renamed, pending, variable_write(None)))[0]
+    assert not admitted(variables, request(OPERATOR, pending, variable_write(None)))[0]
 
 
 def test_policy_matches_writes_of_votes_bids_orders(policy: dict[str, Any]) -> None:
@@ -200,13 +218,115 @@ def test_policy_matches_writes_of_votes_bids_orders(policy: dict[str, Any]) -> N
     assert set(rule["resources"]) == {"votes", "bids", "orders"}
 
 
-def test_binding_enforces_the_policy() -> None:
+def test_each_policy_has_a_binding_that_enforces_it() -> None:
     docs = render_policy()
-    (vap,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
-    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
-    assert binding["spec"]["policyName"] == vap["metadata"]["name"]
-    assert binding["spec"]["validationActions"] == ["Deny"]
+    names = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
+    bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert names == ["mabeam-agent-identity", "mabeam-variable-writer"]
+    assert sorted(b["spec"]["policyName"] for b in bindings) == names
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings)
+
+
+def test_bindings_follow_validation_actions() -> None:
+    docs = render_policy({"admission": {"validationActions": ["Warn", "Audit"]}})
+    bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert len(bindings) == 2
+    assert all(b["spec"]["validationActions"] == ["Warn", "Audit"] for b in bindings)
 
 
 def test_admission_can_be_turned_off() -> None:
     assert render_policy({"admission": {"enabled": False}}) == []
+
+
+# --- Variables: a write names its writer in the annotation mabeam.io/writer ----------------------
+
+
+def variable_write(
+    writer: str | None, *, claimed: str | None = "same", namespace: str = "team"
+) -> dict[str, Any]:
+    """A Variable as an agent PUTs it: the annotations the SDK sets for a write by ``writer``
+    (none if ``writer`` is None), with mabeam.io/writer replaced by ``claimed`` (removed if None)."""
+    annotations = {"owner": "platform-team"}
+    if writer is not None:
+        write = VariableWrite(value=22, writer=Writer(kind="Agent", name=writer))
+        annotations.update(write_annotations("write-1", write))
+        if claimed is None:
+            del annotations[WRITER_ANNOTATION]
+        elif claimed != "same":
+            annotations[WRITER_ANNOTATION] = claimed
+    return {
+        "apiVersion": "mabeam.io/v1alpha1",
+        "kind": "Variable",
+        "metadata": {"name": "target", "namespace": namespace, "annotations": annotations},
+        "spec": {"type": "number", "value": 22},
+    }
+
+
+def test_the_sdk_names_the_writer_in_both_annotations() -> None:
+    annotations = variable_write("alice")["metadata"]["annotations"]
+    assert annotations[WRITER_ANNOTATION] == "alice"
+    assert '"name":"alice"' in annotations[WRITE_ANNOTATION]
+
+
+ALICE = sa("team", "mabeam-agent-alice")
+
+VARIABLE_CASES = [
+    pytest.param(ALICE, variable_write("alice"), set(), id="agent-own-name"),
+    pytest.param(ALICE, variable_write("bob"), {FORBIDDEN}, id="agent-other-agents-name"),
+    pytest.param(
+        ALICE, variable_write("alice", claimed="bob"), {FORBIDDEN}, id="writer-annotation-other-name"
+    ),
+    pytest.param(ALICE, variable_write("alice", claimed=None), {INVALID}, id="writer-annotation-missing"),
+    pytest.param(
+        sa("other", "mabeam-agent-alice"), variable_write("alice"), {FORBIDDEN}, id="other-namespace"
+    ),
+    pytest.param(sa("team", "default"), variable_write("alice"), {FORBIDDEN}, id="other-serviceaccount"),
+    pytest.param(
+        sa("team", "mabeam-agent-alice-x"), variable_write("alice"), {FORBIDDEN}, id="longer-sa-name"
+    ),
+    pytest.param(ALICE, variable_write(None), set(), id="agent-update-without-a-write"),
+    pytest.param("jane@example.com", variable_write("bob"), set(), id="person-any-name"),
+    pytest.param("jane@example.com", variable_write("bob", claimed=None), set(), id="person-no-writer"),
+    pytest.param(OPERATOR, variable_write("bob"), set(), id="operator"),
+    pytest.param(OPERATOR, variable_write("bob", claimed=None), set(), id="operator-no-writer"),
+    pytest.param(
+        sa("other-ns", "mabeam"), variable_write("bob"), {FORBIDDEN}, id="operator-name-other-namespace"
+    ),
+]
+
+
+@pytest.mark.parametrize(("username", "obj", "refused_for"), VARIABLE_CASES)
+def test_variable_write(
+    variable_policy: dict[str, Any], username: str, obj: dict[str, Any], refused_for: set[str]
+) -> None:
+    ok, messages, reasons = admitted(variable_policy, request(username, obj, variable_write(None)))
+    assert (ok, reasons) == (not refused_for, refused_for), messages
+
+
+def test_variable_without_annotations_is_admitted(variable_policy: dict[str, Any]) -> None:
+    bare = variable_write(None)
+    del bare["metadata"]["annotations"]
+    assert admitted(variable_policy, request(ALICE, bare))[0]
+    assert admitted(variable_policy, request(ALICE, bare, bare))[0]
+
+
+def test_variable_refusal_says_who_and_why(variable_policy: dict[str, Any]) -> None:
+    ok, messages, _ = admitted(variable_policy, request(ALICE, variable_write("bob"), variable_write(None)))
+    assert not ok
+    (message,) = messages
+    assert message.startswith(f"{ALICE} may not write Variable target in the name of agent bob")
+    assert "mabeam-agent-bob in namespace team" in message
+    ok, messages, _ = admitted(
+        variable_policy, request(ALICE, variable_write("alice", claimed=None), variable_write(None))
+    )
+    assert messages == [
+        "a Variable write (annotation mabeam.io/write) from a ServiceAccount must name its writer in "
+        "the annotation mabeam.io/writer"
+    ]
+
+
+def test_variable_policy_matches_writes_of_variables(variable_policy: dict[str, Any]) -> None:
+    (rule,) = variable_policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == ["mabeam.io"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    assert rule["resources"] == ["variables"]
