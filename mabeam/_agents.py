@@ -36,6 +36,7 @@ __all__ = [
     "build_service_account",
     "parse_spec",
     "plan",
+    "reject_pod",
     "service_account_name",
     "template_hash",
 ]
@@ -420,6 +421,36 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
     cond("Ready", "False", "PodCreated", f"Pod {pod['metadata']['name']} was created and is starting.")
     events.append(("Normal", "PodCreated", f"Created pod {pod['metadata']['name']}."))
     return _finish(result, status, conditions, old_status, events)
+
+
+def reject_pod(agent: dict[str, Any], plan: Plan, message: str, now: dt.datetime) -> Plan:
+    """The API server refused the Pod the plan made (400/422): what the schema could not say
+    about the pod template. Record it as ``Invalid`` instead of retrying the same create."""
+    old = dict(agent.get("status") or {})
+    status = dict(plan.status)
+    status.update(
+        phase="Failed",
+        podName=old.get("podName"),
+        incarnation=old.get("incarnation", 0),
+        nextRestartAt=old.get("nextRestartAt"),
+    )
+    text = f"spec.template: the API server refused the Pod: {message}"
+    conditions = set_condition(
+        list(status.get("conditions") or []),
+        type="Invalid", status="True", reason="PodRejected", message=text, now=now,
+        observed_generation=agent["metadata"].get("generation"),
+    )  # fmt: skip
+    conditions = set_condition(
+        conditions, type="Ready", status="False", reason="PodRejected", message=text, now=now,
+        observed_generation=agent["metadata"].get("generation"),
+    )  # fmt: skip
+    status["conditions"] = conditions
+    events = [e for e in plan.events if e[1] not in ("PodCreated", "PhaseChanged")]
+    if not _had_condition(old, "Invalid", "True", text):
+        events.append(("Warning", "PodRejected", text))
+    if old.get("phase") != "Failed":
+        events.append(("Normal", "PhaseChanged", f"Phase {old.get('phase') or 'None'} -> Failed."))
+    return Plan(status=status, events=events, agent_labels=plan.agent_labels)
 
 
 def _had_condition(status: dict[str, Any], type_: str, value: str, message: str) -> bool:

@@ -94,6 +94,12 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
             await kube.create(POD, plan.create_pod)
         except AlreadyExistsError:
             pass  # created by an earlier attempt that died before recording it
+        except ApiError as exc:
+            if exc.status not in (400, 422):
+                raise
+            # Not retried on a timer: the same template would be refused again. A change of
+            # the spec (or the resync) tries again.
+            plan = _agents.reject_pod(agent, plan, str(exc), now)
     await _write_labels(kube, agent, plan.agent_labels)
     status_patch = _merge_patch(agent.get("status") or {}, plan.status)
     if status_patch:

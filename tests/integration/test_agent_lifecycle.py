@@ -254,3 +254,28 @@ async def _absent(kube: Kube, res: Any, name: str) -> bool:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_pod_refused_by_the_api_server_sets_invalid(cluster: LocalCluster, kube: Kube) -> None:
+    """What the schema cannot check in a pod template, the API server does (422): Invalid."""
+    from mabeam.controller import Runtime
+    from mabeam.errors import ApiError
+
+    class RefusesPods(Kube):  # the local API does not validate Pod specs; a real one does
+        async def create(self, res: Any, body: Any) -> dict[str, Any]:
+            if res is POD:
+                raise ApiError('Pod "x" is invalid: spec.containers[0].ports: Invalid value', status=422)
+            return await super().create(res, body)
+
+    await cluster.start_operator(Runtime(kube_factory=RefusesPods))
+    await kube.create(AGENT, agent_manifest("refused"))
+
+    async def invalid() -> dict[str, Any] | None:
+        status = await status_of(kube, "refused")
+        conds = {c["type"]: c for c in status.get("conditions", [])}
+        return conds.get("Invalid") if conds.get("Invalid", {}).get("status") == "True" else None
+
+    condition = await eventually(invalid, what="Invalid=True")
+    assert condition["reason"] == "PodRejected" and "containers[0].ports" in condition["message"]
+    assert (await status_of(kube, "refused"))["phase"] == "Failed"
+    assert await pods_of(kube, "refused") == []

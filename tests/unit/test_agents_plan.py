@@ -208,3 +208,19 @@ def test_invalid_spec_sets_invalid_condition_and_creates_nothing(change: dict[st
     assert invalid["status"] == "True"
     assert path in invalid["message"]
     assert [e[1] for e in out.events] == ["InvalidSpec"]
+
+
+def test_a_pod_the_api_server_refuses_makes_the_agent_invalid_once() -> None:
+    a = agent()
+    first = _agents.plan(a, [], T0)
+    rejected = _agents.reject_pod(a, first, 'Pod "a1-1" is invalid: spec.containers[0].ports: Invalid', T0)
+    invalid = next(c for c in rejected.status["conditions"] if c["type"] == "Invalid")
+    assert invalid["status"] == "True" and invalid["reason"] == "PodRejected"
+    assert "containers[0].ports" in invalid["message"]
+    assert rejected.status["phase"] == "Failed"
+    assert rejected.status.get("podName") is None and rejected.status["incarnation"] == 0
+    assert [e[1] for e in rejected.events] == ["PodRejected", "PhaseChanged"]
+    # The next pass tries again (the API decides); the same refusal posts no second Warning.
+    a = apply(a, rejected)
+    again = _agents.reject_pod(a, _agents.plan(a, [], T0), invalid["message"].split(": ", 2)[-1], T0)
+    assert [e[1] for e in again.events if e[0] == "Warning"] == []
