@@ -36,6 +36,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     TMPDIR=/tmp
 COPY --from=builder /opt/venv /opt/venv
+# The base image's own installers are build tools too: nothing is installed at run time.
+RUN python -m pip uninstall --yes --root-user-action=ignore pip setuptools wheel
 USER 65532:65532
 # 8080: kopf liveness (/healthz); 9090: Prometheus metrics (/metrics).
 EXPOSE 8080 9090

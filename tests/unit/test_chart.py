@@ -684,6 +684,7 @@ def test_dockerfile(path: Path) -> None:
     assert uid > 0 and gid > 0, "numeric non-root USER"
     body = " ".join(rest for word, rest in final if word == "RUN")
     assert not BUILD_TOOLS.search(body), body
+    assert "pip uninstall --yes" in body and "pip setuptools wheel" in body, "the base's installers go"
     copies = [rest for word, rest in final if word == "COPY"]
     assert any(c.startswith("--from=builder /opt/venv") for c in copies), "only the built virtualenv"
     assert [w for w, _ in final].index("USER") > max(
