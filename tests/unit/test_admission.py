@@ -22,7 +22,7 @@ import yaml
 
 from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, write_annotations
 from mabeam.models.coordination import VoteSpec
-from mabeam.models.variable import VariableWrite, Writer
+from mabeam.models.variable import VariableSpec, VariableWrite, Writer
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "mabeam"
 RELEASE_NAMESPACE = "mabeam-system"
@@ -330,3 +330,102 @@ def test_variable_policy_matches_writes_of_variables(variable_policy: dict[str, 
     assert rule["apiGroups"] == ["mabeam.io"]
     assert set(rule["operations"]) == {"CREATE", "UPDATE"}
     assert rule["resources"] == ["variables"]
+
+
+# --- Variables: an agent changes spec.value only, and only as a write ----------------------------
+
+
+def old_variable() -> dict[str, Any]:
+    """A Variable as stored: every spec field set (the operator's and the user's view)."""
+    obj = variable_write(None)
+    obj["spec"].update(
+        {
+            "constraints": {"minimum": 0, "maximum": 40},
+            "description": "the target temperature",
+            "access": {"agents": ["alice"]},
+            "conflictPolicy": "Reject",
+            "historyLimit": 10,
+        }
+    )
+    return obj
+
+
+def changed(
+    spec_change: dict[str, Any], *, drop: tuple[str, ...] = (), writer: str | None = None
+) -> dict[str, Any]:
+    """old_variable() with ``spec_change`` applied, ``drop`` removed, and (if ``writer``) the
+    write annotations of that writer (for value 22, the stored value)."""
+    new = old_variable()
+    new["spec"].update(spec_change)
+    for key in drop:
+        del new["spec"][key]
+    if writer is not None:
+        new["metadata"]["annotations"].update(variable_write(writer)["metadata"]["annotations"])
+    return new
+
+
+def test_the_stored_variable_is_a_valid_spec() -> None:
+    spec = VariableSpec.model_validate(old_variable()["spec"])
+    assert spec.access.agents == ["alice"]
+
+
+SPEC_CHANGES = [
+    pytest.param({"access": {"selector": {}}}, (), id="access-opened-to-everyone"),
+    pytest.param({"access": {"agents": ["alice", "bob"]}}, (), id="access-adds-agent"),
+    pytest.param({}, ("access",), id="access-removed"),
+    pytest.param({"type": "json"}, (), id="type"),
+    pytest.param({"constraints": {"minimum": 0, "maximum": 1000}}, (), id="constraints"),
+    pytest.param({}, ("constraints",), id="constraints-removed"),
+    pytest.param({"conflictPolicy": "LastWriterWins"}, (), id="conflict-policy"),
+    pytest.param({"historyLimit": 0}, (), id="history-limit"),
+    pytest.param({"description": "mine now"}, (), id="description"),
+]
+
+
+@pytest.mark.parametrize(("spec_change", "drop"), SPEC_CHANGES)
+def test_an_agent_cannot_change_other_spec_fields(
+    variable_policy: dict[str, Any], spec_change: dict[str, Any], drop: tuple[str, ...]
+) -> None:
+    for new in (changed(spec_change, drop=drop), changed(spec_change, drop=drop, writer="alice")):
+        ok, messages, reasons = admitted(variable_policy, request(ALICE, new, old_variable()))
+        assert not ok
+        assert reasons == {FORBIDDEN}
+        assert any("an agent may only change spec.value" in m for m in messages), messages
+
+
+@pytest.mark.parametrize(("spec_change", "drop"), SPEC_CHANGES)
+@pytest.mark.parametrize("username", ["jane@example.com", OPERATOR])
+def test_people_and_the_operator_may_change_the_spec(
+    variable_policy: dict[str, Any], username: str, spec_change: dict[str, Any], drop: tuple[str, ...]
+) -> None:
+    new = changed({**spec_change, "value": 30}, drop=drop)
+    ok, messages, _ = admitted(variable_policy, request(username, new, old_variable()))
+    assert ok, messages
+
+
+def test_an_agent_changes_the_value_only_with_the_write_annotations(variable_policy: dict[str, Any]) -> None:
+    old = old_variable()
+    old["spec"]["value"] = 20
+    as_write = changed({"value": 22}, writer="alice")
+    assert admitted(variable_policy, request(ALICE, as_write, old))[0]
+    for bare in (changed({"value": 22}), changed({}, drop=("value",)), changed({"value": None})):
+        ok, messages, reasons = admitted(variable_policy, request(ALICE, bare, old))
+        assert (ok, reasons) == (False, {FORBIDDEN})
+        assert messages == [
+            "an agent changes spec.value of a Variable only as a write: with the annotations "
+            "mabeam.io/write and mabeam.io/writer (the SDK's ctx.variables.write sets them)"
+        ]
+    # An unchanged value needs no annotation (e.g. an agent edits its own label on the object).
+    same = changed({"value": 20})
+    same["metadata"]["annotations"]["note"] = "x"
+    assert admitted(variable_policy, request(ALICE, same, old))[0]
+
+
+def test_the_spec_rule_names_every_spec_field_but_value(variable_policy: dict[str, Any]) -> None:
+    # A new VariableSpec field must be added to the policy too, or agents could change it.
+    text = " ".join(v["expression"] for v in variable_policy["spec"]["validations"])
+    for name, field in VariableSpec.model_fields.items():
+        alias = field.alias or name
+        if alias != "value":
+            assert f"object.spec.{alias} == oldObject.spec.{alias}" in text, alias
+            assert f"has(object.spec.{alias}) == has(oldObject.spec.{alias})" in text, alias
