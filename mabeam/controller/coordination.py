@@ -131,6 +131,11 @@ async def session_loop(
                     delay = await session.reconcile()
             except ConflictError:
                 delay = 0.0  # someone wrote in between: read again at once
+            except (pydantic.ValidationError, InvalidSpecError) as exc:
+                # Data written by a user or an agent that the pass could not read: report it and
+                # wait for a change (or the resync) instead of crashing or spinning.
+                logger.warning(f"Pass of session {name} could not read its inputs: {exc}")
+                delay = None
             except ApiError as exc:
                 logger.warning(f"Pass of session {name} failed, retrying: {exc}")
                 memo.metrics.api_errors.labels(kind="Coordination").inc()
@@ -152,7 +157,8 @@ class Session:
         self.namespace = namespace
         self.name = name
         self.logger = logger
-        #: Outcome effects are re-issued once per operator run for a session found decided.
+        #: A decided session whose status.outcomeApplied is not set has its outcome re-issued
+        #: once per operator run (and again after a failed attempt to record it).
         self.outcome_checked = False
 
     async def reconcile(self) -> float | None:
@@ -167,7 +173,11 @@ class Session:
             await self._invalid(body, InvalidSpecError(str(exc), path="spec"), now)
             return None
         raw = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_FIELDS}
-        status = CoordinationStatus.model_validate(raw)
+        try:
+            status = CoordinationStatus.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            await self._invalid_status(body, exc, now)
+            return None
         if status.phase in (None, "Pending"):
             agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
             participants = self._resolve(spec, agents)
@@ -176,10 +186,19 @@ class Session:
             votes: list[dict[str, Any]] = []
             refused: dict[str, tuple[str, str]] = {}
         else:
-            if status.phase in protocols.TERMINAL_PHASES and not self.outcome_checked:
-                # After a restart: the outcome may not have been carried out (the Variable
-                # applies a session at most once, so doing it again is harmless).
-                await self._carry_out(body, spec, protocols.outcome_effects(self.name, spec, status))
+            if (
+                status.phase in protocols.TERMINAL_PHASES
+                and not status.outcome_applied
+                and not self.outcome_checked
+            ):
+                # After a restart: the outcome may not have been carried out. Only while
+                # status.outcomeApplied is unset: the Variable remembers the sessions it applied
+                # for a while only, so an old outcome must not be offered to it again.
+                self.outcome_checked = True
+                effects = protocols.outcome_effects(self.name, spec, status)
+                if await self._carry_out(body, spec, effects):
+                    body = await self._record_applied(body)
+                    status = status.model_copy(update={"outcome_applied": True})
             self.outcome_checked = True
             votes = await self.kube.list(VOTE, self.namespace, labels={SESSION_LABEL: self.name})
             answers, refused = self._answers(votes, now)
@@ -203,7 +222,8 @@ class Session:
                     self.memo, body, spec.protocol, str(result.status.phase), latency
                 )
         await self._write_verdicts(spec, votes, result.verdicts, refused)
-        await self._carry_out(body, spec, result.effects)
+        if await self._carry_out(body, spec, result.effects):
+            await self._record_applied(body)
         wake_at = protocols.next_deadline(spec, result.status)
         if wake_at is None:
             return None
@@ -228,14 +248,20 @@ class Session:
         out = []
         for agent in chosen:
             aspec = agent.get("spec") or {}
-            out.append(
-                protocols.Participant(
+            try:
+                participant = protocols.Participant(
                     name=agent["metadata"]["name"],
                     weight=float(aspec.get("weight", 1.0)),
                     priority=int(aspec.get("priority", 0)),
-                    capabilities=frozenset(aspec.get("capabilities") or ()),
+                    capabilities=frozenset(str(c) for c in aspec.get("capabilities") or ()),
                 )
-            )
+            except (TypeError, ValueError) as exc:
+                self.logger.warning(
+                    f"Agent {agent['metadata']['name']} is left out: its spec.weight, spec.priority "
+                    f"or spec.capabilities cannot be read ({exc})"
+                )
+                continue
+            out.append(participant)
         return out
 
     async def _alive(self, status: CoordinationStatus, now: dt.datetime) -> dict[str, bool]:
@@ -362,9 +388,32 @@ class Session:
             latency = (new.result.decided_at - new.started_at).total_seconds()
             self.memo.metrics.decision_latency.labels(protocol=spec.protocol).observe(max(latency, 0.0))
 
+    async def _record_applied(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Set status.outcomeApplied, on the version just read or written (resourceVersion)."""
+        try:
+            written = await self.kube.patch(
+                COORDINATION,
+                self.name,
+                {
+                    "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                    "status": {"outcomeApplied": True},
+                },
+                namespace=self.namespace,
+                status=True,
+            )
+        except ConflictError:
+            # Not recorded: the next pass reads again and re-issues the outcome (the Variable
+            # still remembers this session, so that changes nothing) before recording it.
+            self.outcome_checked = False
+            raise
+        _written[(self.namespace, self.name)] = written["metadata"]["resourceVersion"]
+        return written
+
     async def _carry_out(
         self, body: dict[str, Any], spec: CoordinationSpec, effects: tuple[protocols.Effect, ...]
-    ) -> None:
+    ) -> bool:
+        """Carry out ``effects``; True if an outcome is now in its Variable (applied, or already)."""
+        applied = False
         for effect in effects:
             if isinstance(effect, protocols.SetVariable):
                 # The session id names this Coordination object (uid), not only its name: a
@@ -374,6 +423,7 @@ class Session:
                     await apply_session_outcome(
                         self.kube, self.namespace, effect.name, effect.value, session_id
                     )
+                    applied = True
                 except InvalidSpecError as exc:
                     _event(body, type="Warning", reason="OutcomeNotApplied", message=str(exc))
             elif isinstance(effect, protocols.EmitEvent):
@@ -387,6 +437,7 @@ class Session:
             elif isinstance(effect, protocols.Award):
                 # status.award names the agent; it confirms with accept on its Vote.
                 self.logger.info(f"Awarded to {effect.agent} at cost {effect.cost:g}")
+        return applied
 
     async def _invalid(self, body: dict[str, Any], error: InvalidSpecError, now: dt.datetime) -> None:
         status = body.get("status") or {}
@@ -401,3 +452,61 @@ class Session:
             COORDINATION, self.name, {"status": patch}, namespace=self.namespace, status=True
         )
         _event(body, type="Warning", reason="Invalid", message=str(error))
+
+    async def _invalid_status(
+        self, body: dict[str, Any], error: pydantic.ValidationError, now: dt.datetime
+    ) -> None:
+        """The status was edited into something the operator cannot read: say so, once.
+
+        A session that had not ended fails (its record of answers cannot be trusted); an ended
+        one keeps its phase. Either way an ``Invalid`` condition (reason InvalidStatus) names
+        the field, and the session can be run again only by deleting and re-creating it.
+        """
+        first = error.errors()[0]
+        where = "status." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "status"
+        message = (
+            f"{where}: {first['msg']} ({error.error_count()} problem(s) in the status). The status "
+            "is written by the operator only; delete and re-create the Coordination to run the "
+            "session again."
+        )
+        status = body.get("status") or {}
+        conditions = status.get("conditions")
+        conditions = conditions if isinstance(conditions, list) else []
+        if any(
+            isinstance(c, dict) and c.get("type") == "Invalid" and c.get("message") == message
+            for c in conditions
+        ):
+            return  # already reported
+        condition = {
+            "type": "Invalid",
+            "status": "True",
+            "reason": "InvalidStatus",
+            "message": message,
+            "lastTransitionTime": now.isoformat(),
+        }
+        others = [c for c in conditions if not (isinstance(c, dict) and c.get("type") == "Invalid")]
+        patch: dict[str, Any] = {
+            "conditions": [*others, condition],
+            "observedGeneration": body["metadata"].get("generation"),
+        }
+        if status.get("phase") not in protocols.TERMINAL_PHASES:
+            patch["phase"] = "Failed"
+            patch["result"] = {"reason": "InvalidStatus", "message": message, "decidedAt": now.isoformat()}
+        precondition = {"resourceVersion": body["metadata"]["resourceVersion"]}
+        try:
+            written = await self.kube.patch(
+                COORDINATION,
+                self.name,
+                {"metadata": precondition, "status": patch},
+                namespace=self.namespace,
+                status=True,
+            )
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            # The API server refused the merge (the bad fields clash with it): report by Event only.
+            self.logger.warning(f"Could not mark session {self.name} invalid: {exc}")
+        else:
+            _written[(self.namespace, self.name)] = written["metadata"]["resourceVersion"]
+        _open.pop((self.namespace, self.name), None)
+        _event(body, type="Warning", reason="InvalidStatus", message=message)

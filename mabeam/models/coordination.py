@@ -283,6 +283,13 @@ class CoordinationStatus(MabeamModel):
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
     )
+    outcome_applied: bool | None = Field(
+        default=None,
+        description=(
+            "True once the decided value was written to spec.variableRef (or was already there): "
+            "the operator does not apply it again after a restart."
+        ),
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Complete, Invalid.")
 
 
