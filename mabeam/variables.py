@@ -12,8 +12,8 @@ Writes (:func:`apply_write`), in this order:
    (:func:`validate_value`); otherwise nothing is applied, ``Valid`` turns False and the outcome
    says why;
 3. a fencing token older than the lock's current token is refused (ConflictError), one that was
-   never issued too (LockError); while a live lock is held, an Agent must carry the current
-   token (LockError otherwise). Users and Sessions are not lock participants;
+   never issued too (LockError); while a live lock is held, an Agent must be its holder and
+   carry the current token (LockError otherwise). Users and Sessions are not lock participants;
 4. a write whose ``basedOnVersion`` is not the current version follows ``spec.conflictPolicy``;
 5. the value is applied: version + 1, history bounded by ``spec.historyLimit``.
 
@@ -359,10 +359,19 @@ def _check_lock(status: VariableStatus, write: VariableWrite, now: _dt.datetime)
         )
     if token is not None and token > current:
         raise LockError(f"fencing token {token} was never issued (the latest is {current})")
-    if write.writer.kind == "Agent" and lock is not None and not is_expired(lock, now) and token is None:
+    if write.writer.kind != "Agent" or lock is None or is_expired(lock, now):
+        return
+    if token is None:
         raise LockError(
             f"the Variable is locked by {lock.holder} until {lock.expires_at}: "
             "acquire the lock and send its fencing token, or wait"
+        )
+    if write.writer.name != lock.holder:
+        # The token is public (status.lock): carrying it proves nothing, holding the lock does.
+        raise LockError(
+            f"the Variable is locked by {lock.holder} until {lock.expires_at}, not by "
+            f"{write.writer.name}: a fencing token is valid only in its holder's writes; acquire "
+            "the lock yourself, or wait"
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from mabeam import _agents
 from mabeam._kube import Kube
-from mabeam._resources import AGENT, CONFIG_MAP, ROLE, ROLE_BINDING, VARIABLE
+from mabeam._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, settled
 from mabeam.controller.variables import apply_session_outcome
 from mabeam.errors import AccessDeniedError, ConflictError, InvalidSpecError, LockError
@@ -240,6 +240,28 @@ async def test_lock_expires_and_an_old_fencing_token_is_refused(operator: LocalC
                 assert st["lock"]["fencingToken"] == new
         st = await until(kube, "owner", lambda s: condition(s, "Locked").get("status") == "False", "released")
         assert st["value"] == 2 and [h["value"] for h in st["history"]] == [0, 1, 2]
+
+
+async def test_another_agent_cannot_write_with_the_holders_token(operator: LocalCluster, kube: Kube) -> None:
+    for name in ("holder", "other"):
+        await kube.create(AGENT, agent(name))
+    await kube.create(VARIABLE, variable("owner", value=0, access={"agents": ["holder", "other"]}))
+    await agents_ready(kube, "owner", "holder", "other")
+    await until(kube, "owner", lambda s: s.get("version") == 1, "owner v1")
+    async with (
+        as_agent(operator, "holder") as holder,
+        as_agent(operator, "other") as other,
+        holder.lock("owner", ttl=5) as token,
+    ):
+        lease = await kube.get(LEASE, "mabeam-var-owner", NS)
+        assert (lease or {})["spec"]["leaseTransitions"] == token  # public: anyone may read it
+        other._tokens["owner"] = token  # what a lying agent would send
+        with pytest.raises(LockError, match=r"locked by holder .*not by other"):
+            await other.write("owner", 666)
+        assert await holder.write("owner", 1) == 2
+    st = await status(kube, "owner")
+    assert [h["value"] for h in st["history"]] == [0, 1]
+    assert st["lastWrite"]["writer"]["name"] == "holder"
 
 
 async def _write_without_token(sdk: Variables) -> int:

@@ -194,6 +194,17 @@ def test_a_live_lock_binds_agents_but_not_users_or_sessions() -> None:
     assert outcome.applied and status.value == 5
 
 
+def test_the_current_token_is_no_key_for_another_agent() -> None:
+    # The token is public (status.lock): only the holder's writes may carry it.
+    status, token = acquire(written([1]), "a2", T0, ttl=10)
+    with pytest.raises(LockError, match=r"locked by a2 .*not by a1"):
+        apply_write(spec(), status, write(3, name="a1", token=token), T0 + dt.timedelta(seconds=1))
+    status, outcome = apply_write(
+        spec(), status, write(3, name="a2", token=token), T0 + dt.timedelta(seconds=1)
+    )
+    assert outcome.applied and status.value == 3
+
+
 # --- sessions ----------------------------------------------------------------------------------
 
 
