@@ -10,11 +10,12 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from mabeam._kube import Kube
-from mabeam._resources import AGENT
+from mabeam._resources import AGENT, COORDINATION
 from mabeam.local.cluster import LocalCluster
 from mabeam.sdk import AgentApp, Session
 from tests.integration._coordination import (
@@ -30,6 +31,7 @@ from tests.integration._coordination import (
     status,
     vote_status,
 )
+from tests.integration._util import eventually
 
 #: How late after its deadline a session may end (timer, one pass, one status write).
 SLACK = 1.0
@@ -304,3 +306,49 @@ async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalClu
     assert s["tally"] == expected
     assert sorted(a["agent"] for a in s["answers"]) == voters
     assert (s["phase"], s["result"]["value"]) == ("Decided", "x")
+
+
+def operator_status_writes(cluster: LocalCluster, name: str) -> int:
+    return sum(
+        1
+        for r in cluster.api.audit
+        if r.name == name and r.subresource == "status" and r.verb == "patch"
+        and r.user.endswith(":mabeam-operator")
+    )  # fmt: skip
+
+
+async def test_a_corrupted_status_is_reported_and_other_sessions_go_on(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    for session in ("broken", "fine"):
+        await create_session(
+            kube, session, "majority", participants={"agents": names}, options=["a", "b"], answerSeconds=30
+        )
+        await collecting(kube, session)
+    # Someone edits the status by hand into something the operator cannot read.
+    await kube.patch(
+        COORDINATION, "broken", {"status": {"deadline": "next tuesday"}}, namespace=NS, status=True
+    )
+
+    async def reported() -> dict[str, Any] | None:
+        s = await status(kube, "broken")
+        invalid = [c for c in s.get("conditions", []) if c.get("type") == "Invalid"]
+        return s if invalid else None
+
+    s = await eventually(reported, timeout=5, what="the broken session reported")
+    (condition,) = [c for c in s["conditions"] if c["type"] == "Invalid"]
+    assert (condition["status"], condition["reason"]) == ("True", "InvalidStatus")
+    assert "status.deadline" in condition["message"] and "re-create" in condition["message"]
+    assert (s["phase"], s["result"]["reason"]) == ("Failed", "InvalidStatus")
+    # The operator keeps serving the other session.
+    for agent in names:
+        await as_agent.vote("fine", agent, choice="b")
+    fine = await ended(kube, "fine", timeout=5)
+    assert (fine["phase"], fine["result"]["value"]) == ("Decided", "b")
+    # It reported the broken one without spinning on it: no more writes to it.
+    before = operator_status_writes(cluster, "broken")
+    await asyncio.sleep(0.3)
+    assert operator_status_writes(cluster, "broken") == before
