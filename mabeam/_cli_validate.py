@@ -1,24 +1,33 @@
-"""``mabeam validate -f PATH``: check manifests offline against the MABEAM CRD schemas.
+"""``mabeam validate -f PATH``: check manifests offline, as the API server and the operator would.
 
 Every ``mabeam.io`` object in the files (YAML, several documents per file; directories are
 searched for ``*.yaml``/``*.yml``/``*.json``) is validated with :func:`mabeam._schema.validate`
 in strict mode, as ``kubectl apply --validate=strict`` would be by the API server: unknown fields
-are errors, and the CEL rules run. Each problem is one line
-``file:doc-index: Kind/name: field.path: message`` (documents count from 0); the exit status is
-1 if there is any. Objects of other API groups are skipped with a note on stderr.
+are errors, and the CEL rules run. An object that passes its schema then gets the operator's own
+checks, those that need no cluster: a Variable's constraints must fit its type
+(:func:`mabeam.variables.validate_spec`) and its ``spec.value`` must fit both
+(:func:`mabeam.variables.validate_value`); a Coordination's protocol must be installed
+(:func:`mabeam.protocols.default_registry`) and its spec must fit that protocol.
+
+Each problem is one line ``file:line: Kind/name: field.path: message``; the line (from 1) is the
+field's when the file has it, else the nearest enclosing field's, else the document's first.
+The exit status is 1 if there is any. Objects of other API groups are skipped with a note on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import pydantic
 import yaml
 
 from . import _crdgen
+from .errors import InvalidSpecError
 from .models._base import GROUP
 
 __all__ = ["add_command", "validate_paths"]
@@ -45,6 +54,68 @@ def _schemas() -> dict[str, dict[str, Any]]:
     return out
 
 
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _line_of(node: yaml.Node, path: str) -> int:
+    """The line (from 1) of ``path`` (``spec.items[0].name``) in a document, or of its nearest parent."""
+    line: int = node.start_mark.line + 1
+    for key, index in _PATH_PART.findall(path):
+        if key and isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    node, line = v, k.start_mark.line + 1
+                    break
+            else:
+                break
+        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _load(text: str) -> list[tuple[Any, yaml.Node | None]]:
+    """Each document of ``text`` with its node (for line numbers); raises yaml.YAMLError."""
+    documents = list(yaml.safe_load_all(text))
+    nodes: list[yaml.Node | None] = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    nodes += [None] * (len(documents) - len(nodes))
+    return list(zip(documents, nodes, strict=False))
+
+
+def _pydantic_problem(exc: pydantic.ValidationError, prefix: str) -> InvalidSpecError:
+    err = exc.errors()[0]
+    where = ".".join([prefix, *(str(p) for p in err["loc"])])
+    return InvalidSpecError(err["msg"], path=where)
+
+
+def _semantic(kind: str, spec: Any) -> list[InvalidSpecError]:
+    """The operator's offline checks of a schema-valid ``spec`` (Variables and Coordinations)."""
+    if not isinstance(spec, dict):
+        return []
+    try:
+        if kind == "Variable":
+            from . import variables
+
+            vspec = variables.parse_spec(spec)
+            variables.validate_spec(vspec)
+            if vspec.value is not None:
+                variables.validate_value(vspec, vspec.value)
+        elif kind == "Coordination":
+            from . import protocols
+            from .models.coordination import CoordinationSpec
+
+            try:
+                cspec = CoordinationSpec.model_validate(spec)
+            except pydantic.ValidationError as exc:
+                return [_pydantic_problem(exc, "spec")]
+            protocols.default_registry().get(cspec.protocol).validate(cspec)
+    except InvalidSpecError as exc:
+        return [exc]
+    return []
+
+
 def validate_paths(paths: list[str], out: TextIO, notes: TextIO) -> int:
     """Validate every document; print problems to ``out``, skips to ``notes``; return the count."""
     from . import _schema  # needs cel-python (the [local] extra)
@@ -54,15 +125,18 @@ def validate_paths(paths: list[str], out: TextIO, notes: TextIO) -> int:
     checked = 0
     for path in _files(paths):
         try:
-            documents = list(yaml.safe_load_all(path.read_text()))
+            documents = _load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
-            print(f"{path}: cannot read: {exc}", file=out)
+            mark = getattr(exc, "problem_mark", None)
+            at = f":{mark.line + 1}" if mark is not None else ""
+            print(f"{path}{at}: cannot read: {exc}", file=out)
             problems += 1
             continue
-        for index, doc in enumerate(documents):
-            where = f"{path}:{index}"
+        for doc, node in documents:
             if doc is None:
                 continue
+            start = node.start_mark.line + 1 if node is not None else 1
+            where = f"{path}:{start}"
             if not isinstance(doc, dict):
                 print(f"{where}: not an object (a {type(doc).__name__})", file=out)
                 problems += 1
@@ -87,13 +161,16 @@ def validate_paths(paths: list[str], out: TextIO, notes: TextIO) -> int:
                 problems += 1
                 continue
             checked += 1
-            errors = []
+            errors: list[tuple[str, str]] = []
             if not (doc.get("metadata") or {}).get("name"):
-                errors.append("metadata.name: Required value")
+                errors.append(("metadata.name", "metadata.name: Required value"))
             _, found = _schema.validate(doc, schema, strict=True)
-            errors.extend(str(e) for e in found)
-            for error in errors:
-                print(f"{where}: {kind}/{name}: {error}", file=out)
+            errors.extend((e.path, str(e)) for e in found)
+            if not found:
+                errors.extend((e.path, str(e)) for e in _semantic(kind, doc.get("spec")))
+            for field_path, error in errors:
+                line = _line_of(node, field_path) if node is not None else start
+                print(f"{path}:{line}: {kind}/{name}: {error}", file=out)
             problems += len(errors)
     print(f"{checked} MABEAM object(s) checked, {problems} problem(s).", file=notes)
     return problems
@@ -108,7 +185,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("validate", help="check manifests offline against the MABEAM CRD schemas (strict)")
+    p = sub.add_parser(
+        "validate", help="check manifests offline: the CRD schemas (strict) and the operator's own checks"
+    )
     p.add_argument(
         "-f", "--filename", action="append", required=True, help="a file or directory of YAML (repeatable)"
     )

@@ -60,15 +60,16 @@ def test_bad_manifests_give_one_line_per_problem(tmp_path: Path, capsys: pytest.
     code, out, err = run(capsys, "-f", str(bad))
     assert code == 1
     lines = out.splitlines()
-    assert f'{bad}:2: Agent/a1: spec.colour: Unsupported value: unknown field "spec.colour"' in lines
-    assert any(line.startswith(f"{bad}:2: Agent/a1: spec.weight: Invalid value: -1") for line in lines), lines
-    # The CEL rule of Vote (one of choice, proposal, accept or claim).
+    # Each problem on the line of its field in the file (counted from 1).
+    assert f'{bad}:15: Agent/a1: spec.colour: Unsupported value: unknown field "spec.colour"' in lines
+    weight = f"{bad}:14: Agent/a1: spec.weight: Invalid value: -1"
+    assert any(line.startswith(weight) for line in lines), lines
+    # The CEL rule of Vote (one of choice, proposal, accept or claim), on the line of spec.
     assert any(
-        line.startswith(f"{bad}:3: Vote/s1-bob: spec:") and "must set one of" in line for line in lines
+        line.startswith(f"{bad}:21: Vote/s1-bob: spec:") and "must set one of" in line for line in lines
     ), lines
-    assert not any(":0:" in line or ":1:" in line for line in lines)  # the good ones are fine
-    assert f"{bad}:1: Deployment/web: skipped (apps/v1 is not a mabeam.io kind)" in err
-    assert len(lines) == 3
+    assert f"{bad}:6: Deployment/web: skipped (apps/v1 is not a mabeam.io kind)" in err
+    assert len(lines) == 3  # the good Vote has none
 
 
 def test_unknown_kinds_and_directories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,8 +80,71 @@ def test_unknown_kinds_and_directories(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = run(capsys, "-f", str(tmp_path))
     assert code == 1
     assert (
-        out == f"{tmp_path / 'odd.yaml'}:0: Ballot/b: unknown mabeam.io/v1alpha1 kind 'Ballot' "
+        out == f"{tmp_path / 'odd.yaml'}:1: Ballot/b: unknown mabeam.io/v1alpha1 kind 'Ballot' "
         "(known: Agent, Coordination, Variable, Vote)\n"
     )
     assert run(capsys, "-f", str(tmp_path / "sub"))[0] == 0
     assert run(capsys, "-f", str(tmp_path / "missing.yaml"))[0] == 2
+
+
+def _variable(spec: str) -> str:
+    return f"apiVersion: mabeam.io/v1alpha1\nkind: Variable\nmetadata: {{name: v}}\nspec:\n{spec}"
+
+
+SEMANTIC_CASES = {
+    # What the schema lets through but the operator refuses; lines count the good Vote (5) before.
+    "value-outside-its-range": (
+        _variable("  type: integer\n  constraints: {minimum: 0, maximum: 10}\n  value: 11\n"),
+        ":12: Variable/v: spec.value: must be",
+    ),
+    "value-not-allowed": (
+        _variable("  type: enum\n  constraints:\n    allowedValues: [a, b]\n  value: c\n"),
+        ":13: Variable/v: spec.value: must be",
+    ),
+    "unknown-protocol": (
+        "apiVersion: mabeam.io/v1alpha1\nkind: Coordination\nmetadata: {name: s}\nspec:\n"
+        "  protocol: lottery\n  participants: {agents: [a]}\n",
+        ":10: Coordination/s: spec.protocol: unknown protocol 'lottery'; available: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SEMANTIC_CASES))
+def test_the_operators_own_checks_run_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    text, expected = SEMANTIC_CASES[case]
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(GOOD_VOTE + "---\n" + text)
+    code, out, _ = run(capsys, "-f", str(manifest))
+    assert code == 1
+    (line,) = out.splitlines()
+    assert line.startswith(f"{manifest}{expected}"), line
+
+
+def test_a_protocol_refuses_a_spec_that_does_not_fit_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "apiVersion: mabeam.io/v1alpha1\nkind: Coordination\nmetadata: {name: s}\nspec:\n"
+        "  protocol: majority\n  participants: {agents: [a]}\n"
+    )
+    code, out, _ = run(capsys, "-f", str(manifest))
+    assert code == 1
+    (line,) = out.splitlines()
+    assert line.startswith(f"{manifest}:") and "Coordination/s: spec.options" in line, line
+
+
+def test_a_fitting_value_and_a_known_protocol_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        _variable("  type: integer\n  constraints: {minimum: 0, maximum: 10}\n  value: 10\n")
+        + "---\napiVersion: mabeam.io/v1alpha1\nkind: Coordination\nmetadata: {name: s}\nspec:\n"
+        "  protocol: majority\n  participants: {agents: [a]}\n  options: [x, y]\n"
+    )
+    code, out, err = run(capsys, "-f", str(manifest))
+    assert (code, out) == (0, "")
+    assert "2 MABEAM object(s) checked, 0 problem(s)." in err
