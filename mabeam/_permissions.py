@@ -40,7 +40,8 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule("", ("serviceaccounts",), ("create",)),
     Rule("", ("configmaps",), ("get", "create", "update")),
     Rule("", ("events",), ("create",)),
-    # Variable locks are read; the leader Lease (--leader-elect) is written.
+    # Each Variable's lock Lease is created (then read); the leader Lease (--leader-elect) is
+    # written. "update" on leases also lets the operator grant writers update on their lock.
     Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
     # Each agent's ServiceAccount is bound to the ClusterRole mabeam-agent in its namespace,
     # and each Variable's writers to a Role the operator generates (see docs/variables.md).
@@ -55,9 +56,12 @@ OPERATOR_CLUSTER_RULES: tuple[Rule, ...] = (
 
 #: What every agent's ServiceAccount may do in its namespace. Admission narrows "update
 #: their own answers" to the agent's own name; RBAC cannot (resourceNames cannot limit create).
+#: No Leases: a Variable's lock Lease is created by the operator, and only that Variable's
+#: writers may get/update it (the per-Variable writer Role, see docs/variables.md). Of the
+#: ConfigMaps only the projection mabeam-variables is readable (list/watch with the field
+#: selector metadata.name=mabeam-variables, as Kubernetes authorizes it).
 AGENT_RULES: tuple[Rule, ...] = (
     Rule("mabeam.io", ("agents", "variables", "coordinations"), _READ),
     Rule("mabeam.io", ("votes",), (*_READ, "create", "update", "patch")),
-    Rule("", ("configmaps",), ("get", "list", "watch")),
-    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
+    Rule("", ("configmaps",), _READ, resource_names=("mabeam-variables",)),
 )

@@ -159,7 +159,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     except InvalidSpecError as exc:
         spec = None
         status = _invalid_spec(status, generation, str(exc), now)
-    lease = await kube.get(LEASE, lease_name(name), namespace)
+    lease = await _ensure_lease(kube, obj)
     status = _mirror_lock(status, lock_from_lease(lease), now)
     agents = await kube.list(AGENT, namespace)
 
@@ -195,6 +195,30 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     if lock is not None and lock.holder is not None and lock.expires_at and not is_expired(lock, now):
         return max((parse_time(lock.expires_at) - now).total_seconds(), 0.0) + 0.05
     return None
+
+
+async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The Variable's lock Lease, created free (no holder) if missing.
+
+    The operator creates it, owned by the Variable, so that agents need no right to create
+    Leases: the writers get/update this one Lease only (their writer Role).
+    """
+    meta = obj["metadata"]
+    name, namespace = lease_name(meta["name"]), meta["namespace"]
+    lease = await kube.get(LEASE, name, namespace)
+    if lease is not None:
+        return lease
+    body = {
+        "metadata": {
+            "name": name, "namespace": namespace, "ownerReferences": [_owner(obj)],
+            "labels": {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": meta["name"]},
+        },
+        "spec": {"leaseTransitions": 0},
+    }  # fmt: skip
+    try:
+        return await kube.create(LEASE, body)
+    except AlreadyExistsError:
+        return await kube.get(LEASE, name, namespace)
 
 
 def _parse_status_or_reset(raw: dict[str, Any]) -> VariableStatus:
@@ -350,13 +374,18 @@ def writers(spec: VariableSpec, agents: list[dict[str, Any]]) -> list[str]:
 async def _ensure_writer_rbac(
     kube: Kube, obj: dict[str, Any], spec: VariableSpec, agents: list[dict[str, Any]]
 ) -> None:
-    """A Role allowing update/patch of this Variable only, bound to its writers' ServiceAccounts."""
+    """A Role allowing update/patch of this Variable and get/update of its lock Lease only,
+    bound to its writers' ServiceAccounts."""
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     role_name = writer_role_name(name)
     labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": name}
-    rules = [{"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
-              "resourceNames": [name]}]  # fmt: skip
+    rules = [
+        {"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
+         "resourceNames": [name]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+         "resourceNames": [lease_name(name)]},
+    ]  # fmt: skip
     subjects = [
         {"kind": "ServiceAccount", "name": _agents.service_account_name(a), "namespace": namespace}
         for a in writers(spec, agents)

@@ -1307,11 +1307,18 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             resource=res.plural or "",
             subresource=request.subresource,
             namespace=request.namespace,
-            name=request.name,
+            name=request.name or self._selected_name(verb, request),
         )
         if not rbac.Authorizer(self._rbac_objects).allows(asked):
             details = {"name": request.name or "", "group": asked.api_group, "kind": asked.resource}
             raise _ApiError(403, "Forbidden", asked.describe(), details)
+
+    @staticmethod
+    def _selected_name(verb: str, request: kmock.Request) -> str | None:
+        """A list/watch restricted to one name by its field selector is a request for that name."""
+        if verb not in ("list", "watch"):
+            return None
+        return rbac.name_from_field_selector(str(request.params.get("fieldSelector") or ""))
 
     @staticmethod
     def _verb(request: kmock.Request) -> str:

@@ -12,7 +12,9 @@ Kubernetes' RBAC authorizer, cut to what MABEAM relies on:
 * a rule covers a request when its ``apiGroups``, ``resources`` (``plural`` or
   ``plural/subresource``) and ``verbs`` contain the request's (or ``*``), and, if it lists
   ``resourceNames``, the request names one of them. As in Kubernetes, ``resourceNames`` never
-  covers ``create`` or an unnamed ``list``/``watch``/``deletecollection``.
+  covers ``create`` or an unnamed ``list``/``watch``/``deletecollection``; a ``list`` or
+  ``watch`` with the field selector ``metadata.name=<name>`` is named (see
+  :func:`name_from_field_selector`).
 
 Only service accounts are checked (see :class:`Authorizer`); other users (the admin, the
 kubelet) stay unrestricted, so tests and ``mabeam local`` keep working as the cluster admin.
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SERVICE_ACCOUNT_PREFIX", "Authorizer", "Request", "rule_covers"]
+__all__ = ["SERVICE_ACCOUNT_PREFIX", "Authorizer", "Request", "name_from_field_selector", "rule_covers"]
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
@@ -54,6 +56,17 @@ class Request:
             f'{target} is forbidden: User "{self.user}" cannot {self.verb} resource "{resource}" '
             f'in API group "{self.api_group}"{where}'
         )
+
+
+def name_from_field_selector(selector: str) -> str | None:
+    """The name a list/watch is authorized for, as Kubernetes' request-info resolver does it:
+    the value of a ``metadata.name=`` (or ``==``) requirement of the field selector, if any."""
+    for requirement in selector.split(","):
+        key, sep, value = requirement.partition("=")
+        value = value.removeprefix("=")
+        if sep and key.strip() == "metadata.name" and not key.endswith("!"):
+            return value.strip()
+    return None
 
 
 def _contains(values: Any, wanted: str) -> bool:

@@ -311,7 +311,9 @@ class Variables:
         The lease lasts ``ttl`` seconds and is renewed in the background (every ttl/3) unless
         ``renew`` is False; it is released at the end. Waits up to ``wait`` seconds for another
         holder's lease to end (LockError after that). If the lease is lost (not renewed in
-        time), writes made with its token are refused by the operator.
+        time), writes made with its token are refused by the operator. The Lease is created by
+        the operator with the Variable; only the agents allowed to write may read and take it
+        (AccessDeniedError otherwise).
         """
         if not (math.isfinite(ttl) and ttl > 0):
             raise InvalidSpecError(f"must be a positive number of seconds, got {ttl}", path="lock.ttl")
@@ -346,13 +348,24 @@ class Variables:
         lease_id = lease_name(name)
         while True:
             now = _now()
-            lease = await self.kube.get(LEASE, lease_id, self.namespace)
             try:
-                if lease is None:
-                    body = {"metadata": {"name": lease_id, "namespace": self.namespace}}
-                    body["spec"] = self._lease_spec(ttl, now, 1, None)
-                    await self.kube.create(LEASE, body)
-                    return 1
+                lease = await self.kube.get(LEASE, lease_id, self.namespace)
+            except ApiError as exc:
+                if exc.status == 403:
+                    raise AccessDeniedError(
+                        f"agent {self.agent} may not lock Variable {name}: only the agents that "
+                        f"spec.access lets write may take its lock ({exc})"
+                    ) from None
+                raise
+            if lease is None:  # the operator creates it with the Variable (agents may not)
+                if loop.time() >= deadline:
+                    raise LockError(
+                        f"the lock Lease {lease_id} of Variable {name} does not exist; the operator "
+                        f"creates it for an existing Variable (gave up after {wait:g}s)"
+                    )
+                await asyncio.sleep(min(0.1, max(deadline - loop.time(), 0.0)))
+                continue
+            try:
                 if lease_is_free(lease, now):
                     token = int((lease.get("spec") or {}).get("leaseTransitions") or 0) + 1
                     await self.kube.replace(LEASE, {**lease, "spec": self._lease_spec(ttl, now, token, None)})

@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from lightkube.resources.core_v1 import ConfigMap
 
 from mabeam import _agents
 from mabeam._kube import Kube
 from mabeam._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, settled
 from mabeam.controller.variables import apply_session_outcome
-from mabeam.errors import AccessDeniedError, ConflictError, InvalidSpecError, LockError
+from mabeam.errors import AccessDeniedError, ApiError, ConflictError, InvalidSpecError, LockError
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.variable import VariableWrite, Writer
 from mabeam.sdk import Variables
@@ -125,12 +126,18 @@ async def test_spec_value_is_applied_projected_and_an_invalid_one_keeps_the_prev
     st = await until(kube, "target", lambda s: s.get("version") == 2, "version 2")
     assert (st["value"], condition(st, "Valid")["status"]) == (22.5, "True")
     await eventually(lambda: _equals(projected(kube), {"target": 22.5}), what="projection of 22.5")
-    # The writer Role grants update/patch on this Variable only.
+    # The writer Role grants update/patch on this Variable and get/update on its lock only.
     role = await kube.get(ROLE, "mabeam-var-target-writer", NS)
     assert role is not None and role["rules"] == [
         {"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
-         "resourceNames": ["target"]}
+         "resourceNames": ["target"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update"],
+         "resourceNames": ["mabeam-var-target"]},
     ]  # fmt: skip
+    # The operator created the lock Lease, free, owned by the Variable (agents cannot create it).
+    lease = await kube.get(LEASE, "mabeam-var-target", NS)
+    assert lease is not None and not lease["spec"].get("holderIdentity")
+    assert [o["name"] for o in lease["metadata"]["ownerReferences"]] == ["target"]
 
 
 async def _equals(value: Any, expected: Any) -> bool:
@@ -282,6 +289,25 @@ async def test_a_forbidden_agent_is_refused_by_the_api_server(operator: LocalClu
         assert await outsider.get("secret") == 1  # reading is every agent's right
         with pytest.raises(AccessDeniedError, match="may not write"):
             await outsider.write("secret", 2)
+        # Nor may it take the lock, which would block the writers (403 on the Lease).
+        with pytest.raises(AccessDeniedError, match="may not lock Variable secret"):
+            async with outsider.lock("secret", ttl=5, wait=0.5):
+                pass
+        lease = {"metadata": {"name": "mabeam-var-other", "namespace": NS}, "spec": {}}
+        with pytest.raises(ApiError) as denied:
+            await outsider.kube.create(LEASE, lease)
+        assert denied.value.status == 403
+        # Of the ConfigMaps it reads the projection only (also as a list selecting that name).
+        assert await outsider.kube.get(CONFIG_MAP, "mabeam-variables", NS) is not None
+        selected = outsider.kube.client.list(
+            ConfigMap, namespace=NS, fields={"metadata.name": "mabeam-variables"}
+        )
+        assert [cm.metadata.name async for cm in selected] == ["mabeam-variables"]
+        await kube.create(CONFIG_MAP, {"metadata": {"name": "private", "namespace": NS}, "data": {"k": "v"}})
+        for call in (outsider.kube.get(CONFIG_MAP, "private", NS), outsider.kube.list(CONFIG_MAP, NS)):
+            with pytest.raises(ApiError) as denied:
+                await call
+            assert denied.value.status == 403
         assert await insider.write("secret", 3) == 2
     refused = [
         r for r in operator.api.audit
@@ -290,6 +316,11 @@ async def test_a_forbidden_agent_is_refused_by_the_api_server(operator: LocalClu
     assert [(r.resource, r.name, r.code) for r in refused] == [
         ("mabeam.io/v1alpha1/variables", "secret", 403)
     ]
+    denied_leases = [
+        (r.verb, r.name, r.code) for r in operator.api.audit
+        if r.user == "system:serviceaccount:default:mabeam-agent-outsider" and r.resource.endswith("leases")
+    ]  # fmt: skip
+    assert denied_leases == [("get", "mabeam-var-secret", 403), ("create", None, 403)]
     # Relabelling the outsider lets it write (the binding follows the selector).
     await kube.patch(AGENT, "outsider", {"metadata": {"labels": {"role": "compute"}}}, namespace=NS)
     await agents_ready(kube, "secret", "outsider")

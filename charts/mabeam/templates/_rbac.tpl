@@ -63,10 +63,10 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
 - apiGroups: ["mabeam.io"]
   resources: ["votes"]
   verbs: ["get", "list", "watch", "create", "update", "patch"]
+# Only the projection; list/watch only with the field selector metadata.name=mabeam-variables.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch"]
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  verbs: ["get", "create", "update"]
+  resourceNames: ["mabeam-variables"]
+# No leases: the writers of a Variable get/update its lock Lease through its writer Role.
 {{- end }}
