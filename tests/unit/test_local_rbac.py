@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from mabeam.local.apiserver import LocalApiServer
-from mabeam.local.rbac import Authorizer, Request, rule_covers
+from mabeam.local.rbac import Authorizer, Request, name_from_field_selector, rule_covers
 
 SA = "system:serviceaccount:team:bot"
 CM_RULE = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update"]}
@@ -193,3 +193,19 @@ def test_groups_of_service_accounts_match_and_users_are_not_checked() -> None:
     assert not authz.allows(req("get", user="system:serviceaccount:else:anyone", namespace="else"))
     assert store().allows(req("delete", user="admin"))
     assert not Authorizer(lambda kind, ns: [], only_service_accounts=False).allows(req("get", user="admin"))
+
+
+@pytest.mark.parametrize(
+    ("selector", "name"),
+    [
+        ("metadata.name=mabeam-variables", "mabeam-variables"),
+        ("metadata.name==mabeam-variables", "mabeam-variables"),
+        ("status.phase=Running,metadata.name=x", "x"),
+        ("metadata.name!=x", None),
+        ("metadata.namespace=x", None),
+        ("", None),
+    ],
+)
+def test_a_list_is_named_by_an_equality_on_metadata_name(selector: str, name: str | None) -> None:
+    # As Kubernetes' request-info resolver: only then can resourceNames cover a list or watch.
+    assert name_from_field_selector(selector) == name
