@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 #: How often a Variable is reconciled when nothing happened (lock expiry is scheduled exactly).
 RESYNC_SECONDS = 30.0
+#: The first pause after a lost compare-and-swap; it doubles on each further loss, up to the
+#: operator's retry delay (settings.agents.retry_seconds).
+CONFLICT_BACKOFF_SECONDS = 0.02
 #: How many times apply_session_outcome retries a lost compare-and-swap before giving up.
 SESSION_ATTEMPTS = 20
 
@@ -119,15 +122,21 @@ async def variable_loop(
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
+    conflicts = 0
     try:
         while not stopped:
             waker.clear()
             try:
                 with memo.metrics.reconcile_seconds.labels(kind="Variable").time():
                     delay = await reconcile(memo, namespace, name)
+                conflicts = 0
             except ConflictError as exc:  # lost a compare-and-swap: someone wrote first; go again
                 logger.debug(f"Variable {name} changed while reconciling, again: {exc}")
-                delay = 0.0
+                # Back off (growing, at most the retry delay): the change that beat us has
+                # already set the waker, so sleep_or_wake would not wait at all.
+                conflicts += 1
+                await asyncio.sleep(min(CONFLICT_BACKOFF_SECONDS * 2 ** min(conflicts - 1, 10), retry))
+                continue
             except InvalidSpecError as exc:  # e.g. the projection outgrew a ConfigMap
                 logger.warning(f"Variable {name}: {exc}")
                 delay = RESYNC_SECONDS
@@ -153,7 +162,11 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     generation = int(meta.get("generation") or 0)
     now = clock()
     old_wire = obj.get("status") or {}
-    status = _parse_status_or_reset(old_wire)
+    try:
+        status = _repaired(parse_status(old_wire), now)
+    except InvalidSpecError as exc:
+        await _report_corrupt_status(kube, obj, str(exc), now)
+        return None  # nothing is applied until a person repairs the status (its events wake us)
     try:
         spec: VariableSpec | None = parse_spec(obj.get("spec") or {})
     except InvalidSpecError as exc:
@@ -221,12 +234,56 @@ async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | Non
         return await kube.get(LEASE, name, namespace)
 
 
-def _parse_status_or_reset(raw: dict[str, Any]) -> VariableStatus:
-    try:
-        return parse_status(raw)
-    except InvalidSpecError:  # a status someone else broke: start again rather than stop
-        log.warning("Ignoring a status that does not parse: %s", raw)
-        return VariableStatus()
+#: The Valid condition's reason while the status does not parse.
+STATUS_CORRUPT = "StatusCorrupt"
+
+
+async def _report_corrupt_status(kube: Kube, obj: dict[str, Any], error: str, now: dt.datetime) -> None:
+    """Say that the status does not parse, and keep it: no reset of version, history, sessions.
+
+    Resetting would hand out version numbers again and forget which session outcomes were
+    applied; so writes wait (their annotation stays) until a person repairs the status. Only
+    phase and the Valid condition are written (a merge patch, with a resourceVersion
+    precondition), and only if they say something new.
+    """
+    meta = obj["metadata"]
+    name, raw = meta["name"], obj.get("status") or {}
+    message = (
+        f"status does not parse ({error}); the operator applies no writes and keeps the status "
+        f"(version {raw.get('version')!r}) until it is repaired: fix the field named (kubectl edit "
+        f"variable {name} --subresource=status), or remove the whole status to start again from "
+        "version 0 (kubectl patch variable "
+        f'{name} --subresource=status --type=json -p \'[{{"op":"remove","path":"/status"}}]\')'
+    )
+    log.warning("Variable %s/%s: %s", meta["namespace"], name, message)
+    old = raw.get("conditions")
+    kept = (
+        [c for c in old if isinstance(c, dict) and isinstance(c.get("type"), str)]
+        if isinstance(old, list)
+        else []
+    )
+    conditions = set_condition(
+        kept, type="Valid", status="False", reason=STATUS_CORRUPT, message=message, now=now,
+        observed_generation=int(meta.get("generation") or 0),
+    )  # fmt: skip
+    if raw.get("phase") == "Invalid" and old == conditions:
+        return
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"]},
+             "status": {"phase": "Invalid", "conditions": conditions}}  # fmt: skip
+    await kube.patch(VARIABLE, name, patch, namespace=meta["namespace"], status=True)
+
+
+def _repaired(status: VariableStatus, now: dt.datetime) -> VariableStatus:
+    """Clear the StatusCorrupt report once the status parses again (the spec is checked after)."""
+    valid = next((c for c in status.conditions if c.type == "Valid"), None)
+    if valid is None or valid.reason != STATUS_CORRUPT:
+        return status
+    conditions = _conditions(
+        status, type="Valid", status="True", reason="StatusRepaired", message="the status parses again",
+        now=now, observed_generation=status.observed_generation,
+    )  # fmt: skip
+    phase = "Pending" if status.version == 0 else "Ready"
+    return status.model_copy(update={"phase": phase, "conditions": conditions})
 
 
 def _conditions(current: VariableStatus, /, **kwargs: Any) -> list[Condition]:
