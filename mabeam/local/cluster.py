@@ -257,6 +257,10 @@ class _OperatorThread(threading.Thread):
             pass  # killed on purpose
         except BaseException as exc:  # reported to whoever stops the operator
             self.error = exc
+            log.exception("The local operator stopped with an error")
+        else:
+            if not self.stop_flag.is_set():
+                log.error("The local operator stopped although nobody asked it to")
 
     def cancel(self) -> None:
         if self._loop is not None and self._task is not None:
