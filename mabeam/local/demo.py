@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,9 +20,7 @@ import yaml
 
 from .._kube import Kube
 from .._resources import AGENT, COORDINATION, VARIABLE, VOTE, Res
-from ..controller import Runtime
 from ..errors import MabeamError
-from ..metrics import serve_metrics
 from .cluster import LocalCluster
 
 __all__ = ["main"]
@@ -100,9 +99,16 @@ async def _wait(kube: Kube, objects: list[tuple[Res, str, str]], deadline: float
         await asyncio.sleep(0.25)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def _metrics_summary(url: str) -> str:
     """Scrape the operator's endpoint, as Prometheus would, and show the headline series."""
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
         text = await response.text()
     wanted = ("mabeam_agents{", "mabeam_sessions_total{", "mabeam_variable_writes_total{")
     lines = [line for line in text.splitlines() if line.startswith(wanted) and not line.endswith(" 0.0")]
@@ -137,11 +143,11 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
     deadline = started + timeout
     async with LocalCluster(workdir, kubelet_options={"probe_period": 1.0, "backoff_base": 1.0}) as cluster:
         print(f"Local API at {cluster.url}; pod logs in {cluster.workdir / 'pods'}")
-        runtime = Runtime()
-        metrics = serve_metrics(runtime.metrics.registry, 0, host="127.0.0.1")
-        metrics_url = f"http://127.0.0.1:{metrics.port}/metrics"
-        print(f"Operator metrics at {metrics_url}")
-        await cluster.start_operator(runtime)
+        # The operator runs as its own process, as in a cluster: `mabeam run`, serving metrics.
+        metrics_port = _free_port()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        await cluster.start_operator_process("-m", "mabeam.cli", "run", "--metrics-port", str(metrics_port))
+        print(f"Operator metrics at {metrics_url}; its log in {cluster.workdir / 'operator.log'}")
         kube = cluster.client()
         try:
             ok = await play(kube, docs, deadline)
@@ -153,6 +159,5 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
             if ok:
                 print(await _metrics_summary(metrics_url))
             await cluster.stop_operator()
-            metrics.close()
         print(f"{'Done' if ok else 'Failed'} in {time.monotonic() - started:.1f}s.")
         return 0 if ok else 1

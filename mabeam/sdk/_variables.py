@@ -351,12 +351,17 @@ class Variables:
             try:
                 lease = await self.kube.get(LEASE, lease_id, self.namespace)
             except ApiError as exc:
-                if exc.status == 403:
+                if exc.status != 403:
+                    raise
+                # The operator grants the lock to a Variable's writers (a Role) shortly after the
+                # Variable or the agent appears: a new agent may ask first. Wait for the grant.
+                if loop.time() >= deadline:
                     raise AccessDeniedError(
                         f"agent {self.agent} may not lock Variable {name}: only the agents that "
-                        f"spec.access lets write may take its lock ({exc})"
+                        f"spec.access lets write may take its lock ({exc}; waited {wait:g}s)"
                     ) from None
-                raise
+                await asyncio.sleep(min(0.2, max(deadline - loop.time(), 0.0)))
+                continue
             if lease is None:  # the operator creates it with the Variable (agents may not)
                 if loop.time() >= deadline:
                     raise LockError(

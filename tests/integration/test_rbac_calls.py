@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from mabeam import _permissions
+from mabeam._agents import service_account_name
 from mabeam._kube import Kube
 from mabeam._permissions import Rule
-from mabeam._resources import AGENT, POD, VARIABLE
+from mabeam._resources import AGENT, POD, ROLE_BINDING
+from mabeam._variables_io import writer_role_name
 from mabeam.local.apiserver import AuditRecord
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
@@ -143,12 +145,12 @@ async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_pat
 
     examples = Path(__file__).parents[2] / "examples"
     async with LocalCluster(tmp_path, kubelet_options={"probe_period": 0.5}) as cluster:
-        await cluster.start_operator()
+        await cluster.start_operator_process()  # `mabeam run`, as deployed
         kube = cluster.client()
         try:
             loop = asyncio.get_running_loop()
             assert await demo.play(kube, demo.load_manifests(examples), loop.time() + 60)
-            # Deletions: a pod (replaced), then a whole Agent and a Variable.
+            # Deletions: a pod (replaced), then a whole Agent.
             await kube.delete(POD, "alice-1", "default")
             await eventually(lambda: _on_new_pod(kube, "alice"), what="alice replaced")
             # A template change: the operator deletes the old pod itself.
@@ -156,10 +158,12 @@ async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_pat
             patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}]
             await kube.patch(AGENT, "carol", patch, namespace="default", json_patch=True)
             await eventually(lambda: _on_new_pod(kube, "carol"), what="carol replaced")
+            # bob gains the compute capability: the Variables' writer RoleBindings now name him.
+            caps = [{"op": "add", "path": "/spec/capabilities/-", "value": "compute"}]
+            await kube.patch(AGENT, "bob", caps, namespace="default", json_patch=True)
+            await eventually(lambda: _writes(kube, "target-temperature", "bob"), what="bob a writer")
             await kube.delete(AGENT, "bob", "default")
-            await kube.delete(VARIABLE, "target-temperature", "default")
             await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone")
-            await eventually(lambda: _gone(kube, VARIABLE, "target-temperature"), what="variable gone")
         finally:
             await kube.close()
         await cluster.stop_operator()
@@ -175,6 +179,12 @@ async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_pat
 async def _on_new_pod(kube: Kube, agent: str) -> bool:
     status = await ready(kube, agent)
     return bool(status and status.get("podName") != f"{agent}-1")
+
+
+async def _writes(kube: Kube, variable: str, agent: str) -> bool:
+    binding = await kube.get(ROLE_BINDING, writer_role_name(variable), "default")
+    subjects = (binding or {}).get("subjects") or []
+    return any(s.get("name") == service_account_name(agent) for s in subjects)
 
 
 async def _gone(kube: Kube, res: Any, name: str) -> bool:
