@@ -33,9 +33,9 @@ def runtime_closure(roots: list[str]) -> dict[str, str]:
     """Map each distribution reachable from ``roots`` to its installed version."""
     pins: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
-    todo: list[tuple[Requirement, str]] = [(Requirement(r), "") for r in roots]
-    while todo:
-        req, parent_extra = todo.pop()
+    pending: list[tuple[Requirement, str]] = [(Requirement(r), "") for r in roots]
+    while pending:
+        req, parent_extra = pending.pop()
         if req.marker and not req.marker.evaluate({"extra": parent_extra}):
             continue
         name = canonicalize_name(req.name)
@@ -44,7 +44,7 @@ def runtime_closure(roots: list[str]) -> dict[str, str]:
         for extra in ("", *sorted(req.extras)):
             if (name, extra) not in seen:
                 seen.add((name, extra))
-                todo.extend((Requirement(r), extra) for r in dist.requires or ())
+                pending.extend((Requirement(r), extra) for r in dist.requires or ())
     return pins
 
 
