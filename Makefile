@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck crds bench clean
+.PHONY: demo test test-flaky lint typecheck crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,13 @@ demo: $(STAMP)
 	$(BIN)/mabeam demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not flaky" tests
 	$(BIN)/lint-imports
 	$(BIN)/ruff check mabeam tests agents bench requirements
 	$(BIN)/mypy
+
+test-flaky: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m flaky tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check mabeam tests agents bench requirements

