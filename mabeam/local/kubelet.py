@@ -351,7 +351,13 @@ class LocalKubelet:
             message or f"The node {self.node_name} was low on resources (simulated by the local kubelet).",
         )
         await self._terminate(rt)
-        await self._write_status(rt)
+        try:
+            await self._write_status(rt)
+        except ApiError as exc:
+            # The reporter may already have written the Failed phase while the processes
+            # stopped, and the owner may have deleted the pod in response: that is fine.
+            if exc.status != 404:
+                raise
 
     # ----------------------------------------------------------------- API access
 
