@@ -19,13 +19,13 @@ import yaml
 
 from . import _crdgen
 from ._kube import Kube, load_config
-from ._resources import AGENT, COORDINATION, EVENT, VARIABLE, VOTE, Res
+from ._resources import AGENT, AUCTION, BID, COORDINATION, EVENT, MARKET, ORDER, VARIABLE, VOTE, Res
 from .errors import ConflictError, MabeamError
 from .models.coordination import VoteSpec, vote_name
 
 __all__ = ["add_commands", "resolve_kind"]
 
-_RESOURCES = {r.plural: r for r in (AGENT, VARIABLE, COORDINATION, VOTE)}
+_RESOURCES = {r.plural: r for r in (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, BID, MARKET, ORDER)}
 #: Coordination phases after which nothing changes any more.
 TERMINAL = frozenset({"Decided", "NoDecision", "Failed", "Cancelled"})
 SESSION_LABEL = "mabeam.io/session"

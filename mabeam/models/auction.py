@@ -1,0 +1,355 @@
+"""The Auction kind (one sale of one or more resources) and the Bid kind (one agent's bid).
+
+An Auction sells ``items``: each is the name of a Variable in the Auction's namespace that
+stands for a resource (a GPU slot, a quota). When the auction is Awarded, every sold item's
+Variable gets ``status.owner`` = the winning Agent (exactly once, even across operator
+restarts), and the prices are recorded in ``status.result``.
+
+Mechanisms:
+
+- ``first-price`` and ``second-price`` (Vickrey): sealed bids on one item. Bids are sealed by
+  commit-reveal: while ``Bidding`` a Bid carries only ``commitment`` (a SHA-256 of the bid and a
+  secret nonce, see :func:`mabeam.economics.commitment`); while ``Revealing`` the agent adds
+  ``reveal`` (the amount and the nonce). Nobody, not even a reader of every Bid, learns an amount
+  before bidding has closed.
+- ``combinatorial``: sealed XOR bids on bundles of items (``reveal.bundles``); the winners are
+  the value-maximizing set of disjoint bundles (a MILP), and each pays its VCG price.
+- ``english``: an ascending clock. Each round the clock price rises by ``increment``; an active
+  bidder stays in by answering ``round`` = the current round with ``accept: true``. The last one
+  in wins at the clock price.
+- ``dutch``: a descending clock from ``startPrice`` by ``decrement`` per round, down to the
+  reserve; the first bidder to accept (``round``, ``accept: true``) wins at that price.
+
+A Bid is named ``<auction>-<agent>`` (:func:`bid_name`): one per agent per auction.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .._selectors import selector_cel_rule
+from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
+from .coordination import NAME_PATTERN, ParticipantRecord, ParticipantsSpec, Refusal
+
+__all__ = [
+    "AUCTION",
+    "BID",
+    "SEALED_MECHANISMS",
+    "Allocation",
+    "AuctionMechanism",
+    "AuctionPhase",
+    "AuctionResult",
+    "AuctionSpec",
+    "AuctionStatus",
+    "BidRecord",
+    "BidReveal",
+    "BidSpec",
+    "BidStatus",
+    "Bundle",
+    "RoundRecord",
+    "bid_name",
+]
+
+AuctionMechanism = Literal["first-price", "second-price", "english", "dutch", "combinatorial"]
+AuctionPhase = Literal["Pending", "Bidding", "Revealing", "Awarded", "NoSale", "Failed", "Cancelled"]
+SEALED_MECHANISMS = frozenset({"first-price", "second-price", "combinatorial"})
+_ITEM_NAMES = {"items": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 253}}
+_MONEY = {"allow_inf_nan": False}
+
+
+def bid_name(auction: str, agent: str) -> str:
+    """The deterministic name of ``agent``'s Bid in ``auction``."""
+    return f"{auction}-{agent}"
+
+
+class AuctionSpec(MabeamModel):
+    mechanism: AuctionMechanism = Field(
+        description="first-price, second-price, english, dutch or combinatorial."
+    )
+    participants: ParticipantsSpec = Field(description="Who may bid (agents or selector).")
+    items: list[str] = Field(
+        min_length=1,
+        max_length=64,
+        description="The resources for sale: names of Variables in this namespace; the winner "
+        "becomes their status.owner. Exactly one, except for combinatorial.",
+        json_schema_extra=_ITEM_NAMES,
+    )
+    reserve_price: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e15,
+        description="Nothing sells below this price (a combinatorial bundle: below this per item).",
+        **_MONEY,
+    )
+    bid_seconds: float = Field(
+        default=60.0, gt=0, le=7 * 86400, description="Sealed mechanisms: how long bids are taken."
+    )
+    reveal_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description="Sealed mechanisms: how long bidders have to reveal after bidding closes.",
+    )
+    start_price: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e15,
+        description="english: the opening clock price (default: the reserve); dutch: the opening "
+        "(highest) price, required.",
+        **_MONEY,
+    )
+    increment: float | None = Field(
+        default=None, gt=0, le=1e15, description="english: the clock's rise per round (required).", **_MONEY
+    )
+    decrement: float | None = Field(
+        default=None, gt=0, le=1e15, description="dutch: the clock's fall per round (required).", **_MONEY
+    )
+    round_seconds: float = Field(
+        default=10.0, gt=0, le=86400, description="Clock mechanisms: how long one round lasts."
+    )
+    max_rounds: int = Field(
+        default=1000,
+        ge=1,
+        le=100000,
+        description="english: after this many rounds the clock stops and the tie-break picks among "
+        "the bidders still in.",
+    )
+    cancel: bool = Field(default=False, description="True ends an open auction as Cancelled.")
+
+    @model_validator(mode="after")
+    def _fits_mechanism(self) -> AuctionSpec:
+        if self.mechanism != "combinatorial" and len(self.items) != 1:
+            raise ValueError(f"a {self.mechanism} auction sells exactly one item (spec.items)")
+        if len(set(self.items)) != len(self.items):
+            raise ValueError("spec.items must not name an item twice")
+        if self.mechanism == "english" and self.increment is None:
+            raise ValueError("an english auction needs spec.increment")
+        if self.mechanism == "dutch" and (self.start_price is None or self.decrement is None):
+            raise ValueError("a dutch auction needs spec.startPrice and spec.decrement")
+        if (
+            self.mechanism == "dutch"
+            and self.start_price is not None
+            and self.start_price < self.reserve_price
+        ):
+            raise ValueError("a dutch auction's spec.startPrice must not be below spec.reservePrice")
+        return self
+
+
+class Bundle(MabeamModel):
+    """combinatorial: a set of items and what the bidder offers for all of them together."""
+
+    items: list[str] = Field(
+        min_length=1, max_length=64, description="The items (from the Auction's spec.items).",
+        json_schema_extra=_ITEM_NAMES,
+    )  # fmt: skip
+    amount: float = Field(ge=0, le=1e15, description="The offer for the whole bundle.", **_MONEY)
+
+
+class BidReveal(MabeamModel):
+    """Sealed mechanisms: the bid itself, with the nonce that opens the commitment."""
+
+    amount: float | None = Field(
+        default=None, ge=0, le=1e15, description="first-price, second-price: the offer.", **_MONEY
+    )
+    bundles: list[Bundle] | None = Field(
+        default=None,
+        max_length=64,
+        description="combinatorial: XOR bids; at most one of them wins.",
+    )
+    nonce: str = Field(
+        min_length=16,
+        max_length=256,
+        description="The secret chosen at commit time (at least 16 characters).",
+    )
+
+
+class BidSpec(MabeamModel):
+    """One agent's bid. Set the fields the auction's mechanism and phase ask for."""
+
+    auction: str = Field(pattern=NAME_PATTERN, max_length=253, description="The Auction's name.")
+    agent: str = Field(pattern=NAME_PATTERN, max_length=253, description="The bidding Agent.")
+    commitment: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Sealed mechanisms: the SHA-256 (hex) of the bid and its nonce, while Bidding.",
+    )
+    reveal: BidReveal | None = Field(
+        default=None, description="Sealed mechanisms: the bid and nonce, while Revealing."
+    )
+    round: int | None = Field(
+        default=None, ge=1, le=100000, description="Clock mechanisms: the round this answer is for."
+    )
+    accept: bool | None = Field(
+        default=None,
+        description="Clock mechanisms: true to stay in (english) or to buy (dutch) at that round's price.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> BidSpec:
+        if self.commitment is None and self.reveal is None and self.accept is None:
+            raise ValueError("a Bid must set commitment, reveal, or round and accept")
+        if (self.round is None) != (self.accept is None):
+            raise ValueError("a clock Bid sets both round and accept")
+        return self
+
+
+class BidStatus(MabeamModel):
+    accepted: bool | None = Field(default=None, description="True if the bid is counted.")
+    reason: str = Field(default="", description="Counted, or why the bid was refused.")
+    message: str = Field(default="", description="The verdict in a sentence.")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status reflects."
+    )
+
+
+class BidRecord(MabeamModel):
+    """A counted bid (the newest accepted version of the agent's Bid)."""
+
+    agent: str = Field(description="Who bid.")
+    commitment: str | None = Field(default=None, description="Sealed: the commitment.")
+    amount: float | None = Field(
+        default=None, description="Sealed, once revealed and bidding has closed: the offer."
+    )
+    bundles: list[Bundle] | None = Field(default=None, description="combinatorial, once revealed.")
+    revealed: bool | None = Field(default=None, description="Sealed: true once the reveal opened.")
+    received_at: _dt.datetime = Field(description="When this version was received.")
+
+
+class RoundRecord(MabeamModel):
+    """Clock mechanisms: one closed round."""
+
+    round: int = Field(description="The round number (from 1).")
+    price: float = Field(description="The clock price of the round.")
+    accepted: list[str] = Field(default_factory=list, description="Who accepted the price.")
+
+
+class Allocation(MabeamModel):
+    """What one winner gets and pays."""
+
+    agent: str = Field(description="The winner.")
+    items: list[str] = Field(description="The items it now owns.")
+    price: float = Field(description="What it pays.")
+    bid: float | None = Field(default=None, description="What it bid for these items (sealed mechanisms).")
+
+
+class AuctionResult(MabeamModel):
+    allocations: list[Allocation] = Field(default_factory=list, description="The winners.")
+    winners: str | None = Field(
+        default=None, description="The winners' names, comma-separated (for printing)."
+    )
+    revenue: float = Field(default=0.0, description="The sum of the prices.")
+    reason: str = Field(
+        description="Awarded: HighestBid, SecondPrice, ClockWinner, FirstAccept, Optimal. "
+        "NoSale: NoBids, BelowReserve, NoAcceptance. Cancelled, Invalid."
+    )
+    message: str = Field(default="", description="The outcome in a sentence.")
+    decided_at: _dt.datetime = Field(description="When the auction ended.")
+
+
+class AuctionStatus(MabeamModel):
+    phase: AuctionPhase | None = Field(default=None, description="Where the auction is.")
+    participants: list[ParticipantRecord] = Field(
+        default_factory=list, description="The bidders resolved at the start, with snapshots."
+    )
+    started_at: _dt.datetime | None = Field(default=None, description="When bidding opened.")
+    deadline: _dt.datetime | None = Field(
+        default=None,
+        description="When the current phase (sealed: Bidding or Revealing) or round (clock) closes.",
+    )
+    round: int | None = Field(default=None, description="Clock mechanisms: the current round.")
+    clock_price: float | None = Field(
+        default=None, description="Clock mechanisms: the current round's price."
+    )
+    active: list[str] = Field(default_factory=list, description="english: the bidders still in, sorted.")
+    rounds: list[RoundRecord] = Field(
+        default_factory=list, description="Clock mechanisms: the last 100 closed rounds, oldest first."
+    )
+    bids: list[BidRecord] = Field(
+        default_factory=list,
+        description="Sealed mechanisms: the counted bids (amounts only once bidding has closed).",
+    )
+    refusals: list[Refusal] = Field(
+        default_factory=list, description="Each agent's newest bid that was not counted, and why."
+    )
+    result: AuctionResult | None = Field(default=None, description="The outcome, once decided.")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status reflects."
+    )
+    outcome_applied: bool | None = Field(
+        default=None,
+        description="True once every won item's Variable names its winner as status.owner.",
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Complete, Invalid.")
+
+
+AUCTION = KindInfo(
+    kind="Auction",
+    plural="auctions",
+    singular="auction",
+    short_names=("auc", "mbauction"),
+    spec=AuctionSpec,
+    status=AuctionStatus,
+    description="An auction of resources (Variables) among Agents.",
+    printer_columns=(
+        PrinterColumn("Mechanism", ".spec.mechanism", description="The auction mechanism."),
+        PrinterColumn("Phase", ".status.phase", description="Where the auction is."),
+        PrinterColumn("Price", ".status.clockPrice", type="number", description="The clock price."),
+        PrinterColumn("Winners", ".status.result.winners", description="Who won."),
+        PrinterColumn("Revenue", ".status.result.revenue", type="number", priority=1),
+        PrinterColumn("Deadline", ".status.deadline", type="date", priority=1),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    spec_validations=(
+        (
+            "has(self.participants.agents) != has(self.participants.selector)",
+            "spec.participants must set exactly one of agents and selector",
+        ),
+        (
+            selector_cel_rule("participants.selector"),
+            "spec.participants.selector: In and NotIn need values, Exists and DoesNotExist take none",
+        ),
+        (
+            "self.mechanism == 'combinatorial' || size(self.items) == 1",
+            "spec.items: only a combinatorial auction sells more than one item",
+        ),
+        (
+            "self.mechanism != 'english' || has(self.increment)",
+            "spec.increment is required for an english auction",
+        ),
+        (
+            "self.mechanism != 'dutch' || (has(self.startPrice) && has(self.decrement))",
+            "spec.startPrice and spec.decrement are required for a dutch auction",
+        ),
+    ),
+)
+
+BID = KindInfo(
+    kind="Bid",
+    plural="bids",
+    singular="bid",
+    short_names=("mbbid",),
+    spec=BidSpec,
+    status=BidStatus,
+    description="An Agent's bid in an Auction (named <auction>-<agent>).",
+    printer_columns=(
+        PrinterColumn("Auction", ".spec.auction"),
+        PrinterColumn("Agent", ".spec.agent"),
+        PrinterColumn("Round", ".spec.round", type="integer"),
+        PrinterColumn("Accepted", ".status.accepted", type="boolean"),
+        PrinterColumn("Reason", ".status.reason", priority=1),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    spec_validations=(
+        (
+            "has(self.commitment) || has(self.reveal) || has(self.accept)",
+            "a Bid must set spec.commitment, spec.reveal, or spec.round and spec.accept",
+        ),
+        (
+            "has(self.round) == has(self.accept)",
+            "a clock Bid sets both spec.round and spec.accept",
+        ),
+    ),
+)
