@@ -140,7 +140,7 @@ class SetVariable:
     """Write the outcome ``value`` into Variable ``name``, at most once per ``session``."""
 
     name: str
-    value: str
+    value: str | float
     session: str
 
 
