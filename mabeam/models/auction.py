@@ -26,7 +26,7 @@ A Bid is named ``<auction>-<agent>`` (:func:`bid_name`): one per agent per aucti
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -56,8 +56,7 @@ __all__ = [
 AuctionMechanism = Literal["first-price", "second-price", "english", "dutch", "combinatorial"]
 AuctionPhase = Literal["Pending", "Bidding", "Revealing", "Awarded", "NoSale", "Failed", "Cancelled"]
 SEALED_MECHANISMS = frozenset({"first-price", "second-price", "combinatorial"})
-_ITEM_NAMES = {"items": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 253}}
-_MONEY = {"allow_inf_nan": False}
+_ITEM_NAMES: dict[str, Any] = {"items": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 253}}
 
 
 def bid_name(auction: str, agent: str) -> str:
@@ -82,7 +81,7 @@ class AuctionSpec(MabeamModel):
         ge=0,
         le=1e15,
         description="Nothing sells below this price (a combinatorial bundle: below this per item).",
-        **_MONEY,
+        allow_inf_nan=False,
     )
     bid_seconds: float = Field(
         default=60.0, gt=0, le=7 * 86400, description="Sealed mechanisms: how long bids are taken."
@@ -99,13 +98,21 @@ class AuctionSpec(MabeamModel):
         le=1e15,
         description="english: the opening clock price (default: the reserve); dutch: the opening "
         "(highest) price, required.",
-        **_MONEY,
+        allow_inf_nan=False,
     )
     increment: float | None = Field(
-        default=None, gt=0, le=1e15, description="english: the clock's rise per round (required).", **_MONEY
+        default=None,
+        gt=0,
+        le=1e15,
+        description="english: the clock's rise per round (required).",
+        allow_inf_nan=False,
     )
     decrement: float | None = Field(
-        default=None, gt=0, le=1e15, description="dutch: the clock's fall per round (required).", **_MONEY
+        default=None,
+        gt=0,
+        le=1e15,
+        description="dutch: the clock's fall per round (required).",
+        allow_inf_nan=False,
     )
     round_seconds: float = Field(
         default=10.0, gt=0, le=86400, description="Clock mechanisms: how long one round lasts."
@@ -145,14 +152,14 @@ class Bundle(MabeamModel):
         min_length=1, max_length=64, description="The items (from the Auction's spec.items).",
         json_schema_extra=_ITEM_NAMES,
     )  # fmt: skip
-    amount: float = Field(ge=0, le=1e15, description="The offer for the whole bundle.", **_MONEY)
+    amount: float = Field(ge=0, le=1e15, description="The offer for the whole bundle.", allow_inf_nan=False)
 
 
 class BidReveal(MabeamModel):
     """Sealed mechanisms: the bid itself, with the nonce that opens the commitment."""
 
     amount: float | None = Field(
-        default=None, ge=0, le=1e15, description="first-price, second-price: the offer.", **_MONEY
+        default=None, ge=0, le=1e15, description="first-price, second-price: the offer.", allow_inf_nan=False
     )
     bundles: list[Bundle] | None = Field(
         default=None,

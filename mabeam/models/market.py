@@ -48,7 +48,6 @@ MarketMechanism = Literal["equilibrium", "double-auction"]
 MarketPhase = Literal["Pending", "Collecting", "Cleared", "NoTrade", "Failed", "Cancelled"]
 Side = Literal["buy", "sell"]
 MAX_GRID_POINTS = 10_000
-_MONEY = {"allow_inf_nan": False}
 
 
 def order_name(market: str, agent: str) -> str:
@@ -59,9 +58,9 @@ def order_name(market: str, agent: str) -> str:
 class PriceGrid(MabeamModel):
     """equilibrium: the prices the market may clear at: min, min+step, ..., up to max."""
 
-    min: float = Field(ge=0, le=1e15, description="The lowest price.", **_MONEY)
-    max: float = Field(gt=0, le=1e15, description="The highest price.", **_MONEY)
-    step: float = Field(gt=0, le=1e15, description="The tick between two prices.", **_MONEY)
+    min: float = Field(ge=0, le=1e15, description="The lowest price.", allow_inf_nan=False)
+    max: float = Field(gt=0, le=1e15, description="The highest price.", allow_inf_nan=False)
+    step: float = Field(gt=0, le=1e15, description="The tick between two prices.", allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> PriceGrid:
@@ -100,9 +99,12 @@ class MarketSpec(MabeamModel):
 
 
 class SchedulePoint(MabeamModel):
-    price: float = Field(ge=0, le=1e15, description="A price on the market's grid.", **_MONEY)
+    price: float = Field(ge=0, le=1e15, description="A price on the market's grid.", allow_inf_nan=False)
     quantity: float = Field(
-        ge=-1e12, le=1e12, description="Net demand at this price: positive buys, negative sells.", **_MONEY
+        ge=-1e12,
+        le=1e12,
+        description="Net demand at this price: positive buys, negative sells.",
+        allow_inf_nan=False,
     )
 
 
@@ -118,7 +120,7 @@ class OrderSpec(MabeamModel):
         le=1e15,
         description="double-auction: the limit price per unit (the most a buyer pays, the least a "
         "seller takes).",
-        **_MONEY,
+        allow_inf_nan=False,
     )
     quantity: int = Field(default=1, ge=1, le=10000, description="double-auction: how many units.")
     schedule: list[SchedulePoint] | None = Field(
