@@ -1,10 +1,11 @@
 """Operator glue of the anomaly detector: feed ended sessions, report departures to the user.
 
-The coordination controller calls :func:`observe_session` once per session, right after it has
-written the session's terminal status. When the session departs from its protocol's baseline
-(see :mod:`mabeam._anomaly` for the rules), the session gets a condition ``Anomalous=True``
-(reason ``SlowDecision`` or ``FailureRateHigh``), a Warning Event says what departed, by how
-much and from which baseline, and ``mabeam_anomalies_total{protocol, signal}`` counts it.
+The session controllers (Coordination, Auction, Market) call :func:`observe_session` once per
+session, right after it has written the session's terminal status. When the session departs
+from its protocol's baseline (see :mod:`mabeam._anomaly` for the rules), the session gets a
+condition ``Anomalous=True`` (reason ``SlowDecision`` or ``FailureRateHigh``), a Warning Event
+says what departed, by how much and from which baseline, and
+``mabeam_anomalies_total{protocol, signal}`` counts it.
 
 Baselines live in the operator's memory (``Runtime.baselines``): after a restart they are
 rebuilt from the sessions that end from then on. A failure to report is logged and counted as
@@ -18,7 +19,7 @@ from typing import Any
 
 from .._anomaly import Anomaly, Baseline, observe
 from .._kube import AlreadyExistsError
-from .._resources import COORDINATION, EVENT
+from .._resources import COORDINATION, EVENT, Res
 from ..errors import ApiError, ConflictError
 from ..models._base import rfc3339, set_condition
 from ._runtime import Runtime, clock
@@ -37,6 +38,7 @@ async def observe_session(
     protocol: str,
     outcome: str,
     latency_seconds: float | None,
+    res: Res = COORDINATION,
 ) -> dict[str, Any]:
     """Record one ended session (``outcome``: its final phase); report it if it is anomalous.
 
@@ -50,22 +52,22 @@ async def observe_session(
         meta = body.get("metadata") or {}
         message = (
             f"{anomaly.describe(protocol)} Check the participants' health and the session's answers: "
-            f"kubectl mabeam describe coordination {meta.get('name')} -n {meta.get('namespace')}"
+            f"kubectl mabeam describe {res.kind.lower()} {meta.get('name')} -n {meta.get('namespace')}"
         )
         log.warning(
             "%s/%s: %s", meta.get("namespace"), meta.get("name"), message, extra={"session": meta.get("name")}
         )
         try:
-            body = await _set_condition(runtime, body, anomaly, message)
-            await _post_event(runtime, body, anomaly, message)
+            body = await _set_condition(runtime, res, body, anomaly, message)
+            await _post_event(runtime, res, body, anomaly, message)
         except (ApiError, ConflictError) as exc:
-            runtime.metrics.api_errors.labels(kind="Coordination").inc()
+            runtime.metrics.api_errors.labels(kind=res.kind).inc()
             log.warning("Could not report an anomaly of %s: %s", meta.get("name"), exc)
     return body
 
 
 async def _set_condition(
-    runtime: Runtime, body: dict[str, Any], anomaly: Anomaly, message: str
+    runtime: Runtime, res: Res, body: dict[str, Any], anomaly: Anomaly, message: str
 ) -> dict[str, Any]:
     """Set ``Anomalous=True`` with the resourceVersion read as a precondition; re-read on a race."""
     meta = body["metadata"]
@@ -81,7 +83,7 @@ async def _set_condition(
         )
         try:
             return await runtime.kube.patch(
-                COORDINATION,
+                res,
                 meta["name"],
                 {
                     "metadata": {"resourceVersion": meta["resourceVersion"]},
@@ -93,14 +95,16 @@ async def _set_condition(
         except ConflictError:
             if attempt == _WRITE_ATTEMPTS - 1:
                 raise
-            current = await runtime.kube.get(COORDINATION, meta["name"], meta["namespace"])
+            current = await runtime.kube.get(res, meta["name"], meta["namespace"])
             if current is None:
                 return body  # deleted meanwhile: nothing to mark
             body, meta = current, current["metadata"]
     return body  # pragma: no cover - the loop returns or raises
 
 
-async def _post_event(runtime: Runtime, body: dict[str, Any], anomaly: Anomaly, message: str) -> None:
+async def _post_event(
+    runtime: Runtime, res: Res, body: dict[str, Any], anomaly: Anomaly, message: str
+) -> None:
     meta = body["metadata"]
     now = rfc3339(clock())
     event = {
@@ -111,8 +115,8 @@ async def _post_event(runtime: Runtime, body: dict[str, Any], anomaly: Anomaly, 
             "labels": {"app.kubernetes.io/managed-by": "mabeam"},
         },
         "involvedObject": {
-            "apiVersion": COORDINATION.api_version,
-            "kind": COORDINATION.kind,
+            "apiVersion": res.api_version,
+            "kind": res.kind,
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta.get("uid"),

@@ -1,0 +1,563 @@
+"""What the session controllers share: one reconcile loop per session object, driving a pure engine.
+
+A session is a Coordination (answered by Votes), an Auction (Bids) or a Market (Orders). Each
+kind describes itself with a :class:`SessionKind`: its resources, its spec and status models,
+its pure engine (``start``/``step``/``next_deadline``/``outcome_effects``) and how to read one
+answer object. The loop is the same for all of them:
+
+1. read the session; a spec or status that does not parse is reported (``Invalid``), not fixed;
+2. a new session: resolve the participants (named Agents or a label selector, once) and
+   ``start``; a running one: list its answers (label ``mabeam.io/session``) and ``step``;
+3. write the new status with the ``resourceVersion`` read as a precondition (a second operator
+   loses the race with a 409 and reads again), then each answer's verdict, then carry out the
+   effects. An outcome effect (a Variable's value, a resource's owner) is applied at most once:
+   the Variable records the session; ``status.outcomeApplied`` stops re-issuing it after a
+   restart.
+
+When an answer was received is what the *operator* saw: the first time it saw that generation of
+the answer object (in a watch event or a list). After an operator restart, versions it never saw
+before count as received at the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import kopf
+import pydantic
+
+from .. import protocols
+from .._kube import Kube
+from .._resources import AGENT, Res
+from .._selectors import matches
+from ..errors import ApiError, ConflictError, InvalidSpecError
+from ..models._base import MabeamModel
+from ._anomaly import observe_session
+from ._events import post
+from ._loop import Wakers, sleep_or_wake
+from ._runtime import Runtime, clock
+
+__all__ = ["SESSION_LABEL", "ParsedAnswer", "SessionKind", "SessionLoop", "register", "run_session_loop"]
+
+SESSION_LABEL = "mabeam.io/session"
+
+#: How many answer status writes one session has in flight at once.
+VERDICT_WRITES_IN_FLIGHT = 16
+
+
+class _Step(Protocol):
+    @property
+    def status(self) -> Any: ...
+    @property
+    def effects(self) -> tuple[Any, ...]: ...
+    @property
+    def verdicts(self) -> tuple[protocols.Verdict, ...]: ...
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """One answer object read: the engine's answer, or why the object is refused before it."""
+
+    agent: str | None
+    answer: Any = None
+    refusal: tuple[str, str] | None = None
+
+
+@dataclass
+class SessionKind:
+    """Everything the loop needs to know about one kind of session."""
+
+    res: Res
+    answer_res: Res
+    spec_model: type[MabeamModel]
+    status_model: type[MabeamModel]
+    terminal: frozenset[str]
+    start: Callable[[str, Any, Sequence[protocols.Participant], dt.datetime], _Step]
+    step: Callable[[str, Any, Any, Mapping[str, Any], Mapping[str, bool], dt.datetime], _Step]
+    next_deadline: Callable[[Any, Any], dt.datetime | None]
+    outcome_effects: Callable[[str, Any, Any], tuple[Any, ...]]
+    #: (session name, answer object, received at) -> the parsed answer.
+    parse_answer: Callable[[str, dict[str, Any], dt.datetime], ParsedAnswer]
+    #: The name an agent's answer object must have.
+    answer_name: Callable[[str, str], str]
+    #: The metrics label of a session: its protocol or mechanism.
+    label: Callable[[Any], str]
+    #: The loop class that carries out the kind's own effects.
+    loop: type[SessionLoop]
+    #: Phases in which readiness matters before the deadline (contract net's awarding).
+    readiness_phases: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.wakers = Wakers()
+        #: (namespace, session) -> the participants, for waking on readiness changes.
+        self.open: dict[tuple[str, str], frozenset[str]] = {}
+        #: (namespace, session) -> the resourceVersion of the loop's own last status write.
+        self.written: dict[tuple[str, str], str] = {}
+        self.status_fields = {f.alias or n for n, f in self.status_model.model_fields.items()}
+
+    def forget(self) -> None:
+        self.open.clear()
+        self.written.clear()
+
+
+#: Every kind registered by a controller module, for the shared Agent and startup handlers.
+KINDS: list[SessionKind] = []
+#: (answer uid, generation) -> when the operator first saw that version of an answer.
+_seen: dict[tuple[str, int], dt.datetime] = {}
+#: (namespace, agent) -> Ready, as last seen in an Agent event.
+_ready: dict[tuple[str, str], bool] = {}
+
+
+def register(kind: SessionKind) -> SessionKind:
+    """Register ``kind``'s kopf handlers: answer events, session events, the daemon."""
+    KINDS.append(kind)
+
+    @kopf.on.event(kind.answer_res.kopf_ref, labels={SESSION_LABEL: kopf.PRESENT}, id="answer_changed")  # type: ignore[arg-type]
+    async def answer_changed(
+        event: dict[str, Any], body: kopf.Body, namespace: str, labels: dict[str, str], **_: Any
+    ) -> None:
+        if event.get("type") == "DELETED" or see(dict(body), clock())[1]:
+            # A status write or a metadata change is no new answer.
+            kind.wakers.wake(namespace, labels.get(SESSION_LABEL))
+
+    @kopf.on.event(kind.res.kopf_ref, id="session_changed")  # type: ignore[arg-type]
+    async def session_changed(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+        if kind.written.get((namespace, name)) == body.get("metadata", {}).get("resourceVersion"):
+            return  # the loop's own status write: it already knows
+        kind.wakers.wake(namespace, name)
+
+    @kopf.daemon(kind.res.kopf_ref, cancellation_timeout=10, id="session_loop")  # type: ignore[arg-type]
+    async def session_loop(
+        namespace: str,
+        name: str,
+        stopped: kopf.DaemonStopped,
+        memo: Runtime,
+        logger: logging.Logger,
+        **_: Any,
+    ) -> None:
+        await run_session_loop(kind, kind.loop(kind, memo, namespace, name, logger), stopped)
+
+    return kind
+
+
+def _is_ready(agent: dict[str, Any]) -> bool:
+    return (agent.get("status") or {}).get("phase") == "Ready"
+
+
+def see(obj: dict[str, Any], now: dt.datetime) -> tuple[dt.datetime, bool]:
+    """When this version of answer ``obj`` was first seen, and whether it is new now."""
+    meta = obj.get("metadata", {})
+    key = (str(meta.get("uid", meta.get("name"))), int(meta.get("generation") or 1))
+    first = key not in _seen
+    return _seen.setdefault(key, now), first
+
+
+@kopf.on.startup()
+async def forget(**_: Any) -> None:
+    """A new operator run starts without the last run's observations (as after a crash)."""
+    _seen.clear()
+    _ready.clear()
+    for kind in KINDS:
+        kind.forget()
+
+
+@kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
+async def participant_changed(
+    event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any
+) -> None:
+    ready = event.get("type") != "DELETED" and _is_ready(dict(body))
+    if _ready.get((namespace, name)) == ready:
+        return
+    _ready[(namespace, name)] = ready
+    for kind in KINDS:
+        for (ns, session), names in list(kind.open.items()):
+            if ns == namespace and name in names:
+                kind.wakers.wake(ns, session)
+
+
+async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kopf.DaemonStopped) -> None:
+    """Pass after pass until kopf stops the daemon (the object is deleted or the operator stops)."""
+    memo, namespace, name = session.memo, session.namespace, session.name
+    waker = kind.wakers.get(namespace, name)
+    settings = memo.settings.agents
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                with memo.metrics.reconcile_seconds.labels(kind=kind.res.kind).time():
+                    delay = await session.reconcile()
+            except ConflictError:
+                delay = 0.0  # someone wrote in between: read again at once
+            except (pydantic.ValidationError, InvalidSpecError) as exc:
+                # Data written by a user or an agent that the pass could not read: report it and
+                # wait for a change (or the resync) instead of crashing or spinning.
+                session.logger.warning(f"Pass of {kind.res.kind} {name} could not read its inputs: {exc}")
+                delay = None
+            except ApiError as exc:
+                session.logger.warning(f"Pass of {kind.res.kind} {name} failed, retrying: {exc}")
+                memo.metrics.api_errors.labels(kind=kind.res.kind).inc()
+                delay = settings.retry_seconds
+            delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
+            await sleep_or_wake(waker, stopped, delay)
+    finally:
+        kind.wakers.forget(namespace, name)
+        kind.open.pop((namespace, name), None)
+        kind.written.pop((namespace, name), None)
+
+
+class SessionLoop:
+    """The operator's side of one session: gather inputs, call the engine, carry out effects.
+
+    Subclasses carry out the kind's own effects in :meth:`carry_out_effect`.
+    """
+
+    def __init__(self, kind: SessionKind, memo: Runtime, namespace: str, name: str, logger: logging.Logger):
+        self.kind = kind
+        self.memo = memo
+        self.kube: Kube = memo.kube
+        self.namespace = namespace
+        self.name = name
+        self.logger = logger
+        #: A terminal session whose status.outcomeApplied is not set has its outcome re-issued
+        #: once per operator run (and again after a failed attempt to record it).
+        self.outcome_checked = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    async def reconcile(self) -> float | None:
+        """One pass; returns seconds until the next wanted pass (None: on events only)."""
+        kind = self.kind
+        body = await self.kube.get(kind.res, self.name, self.namespace)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        now = clock()
+        try:
+            spec = kind.spec_model.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError as exc:
+            await self._invalid(body, InvalidSpecError(str(exc), path="spec"), now)
+            return None
+        raw = {k: v for k, v in (body.get("status") or {}).items() if k in kind.status_fields}
+        try:
+            status = kind.status_model.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            await self._invalid_status(body, exc, now)
+            return None
+        phase = getattr(status, "phase", None)
+        answers_objs: list[dict[str, Any]] = []
+        refused: dict[str, tuple[str, str]] = {}
+        if phase in (None, "Pending"):
+            agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+            result = kind.start(self.name, spec, self._resolve(spec, agents), now)
+            self.outcome_checked = True
+        else:
+            if phase in kind.terminal and not status.outcome_applied and not self.outcome_checked:  # type: ignore[attr-defined]
+                # After a restart the outcome may not have been carried out. Only while
+                # status.outcomeApplied is unset: a Variable remembers the sessions it applied for
+                # a while only, so an old outcome must not be offered to it again.
+                self.outcome_checked = True
+                effects = kind.outcome_effects(self.name, spec, status)
+                if await self._carry_out(body, spec, effects):
+                    body = await self._record_applied(body)
+                    status = status.model_copy(update={"outcome_applied": True})
+            self.outcome_checked = True
+            answers_objs = await self.kube.list(
+                kind.answer_res, self.namespace, labels={SESSION_LABEL: self.name}
+            )
+            answers, refused = self._answers(answers_objs, now)
+            alive = await self._alive(status, now)
+            result = kind.step(self.name, spec, status, answers, alive, now)
+        new_phase = getattr(result.status, "phase", None)
+        if new_phase not in kind.terminal:
+            kind.open[self.key] = frozenset(p.name for p in result.status.participants)
+        else:
+            kind.open.pop(self.key, None)
+        if result.status != status or status.observed_generation != body["metadata"].get("generation"):  # type: ignore[attr-defined]
+            body = await self._write_status(body, result.status)
+            if phase not in kind.terminal and new_phase in kind.terminal:
+                body = await self._ended(body, spec, result.status)
+        await self._write_verdicts(spec, answers_objs, result.verdicts, refused)
+        if await self._carry_out(body, spec, result.effects):
+            await self._record_applied(body)
+        wake_at = kind.next_deadline(spec, result.status)
+        if wake_at is None:
+            return None
+        # A timer may fire a little early; a millisecond later the deadline has surely passed.
+        return max((wake_at - clock()).total_seconds(), 0.0) + 0.001
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def _resolve(self, spec: Any, agents: dict[str, dict[str, Any]]) -> list[protocols.Participant]:
+        """The participants, once at the start: the named Agents or those the selector matches."""
+        chosen: list[dict[str, Any]] = []
+        if spec.participants.agents is not None:
+            missing = [n for n in spec.participants.agents if n not in agents]
+            if missing:
+                self.logger.warning(
+                    f"Named participants that do not exist are left out: {', '.join(missing)}"
+                )
+            chosen = [agents[n] for n in spec.participants.agents if n in agents]
+        elif spec.participants.selector is not None:
+            selector = spec.participants.selector
+            chosen = [a for a in agents.values() if matches(selector, a["metadata"].get("labels") or {})]
+        out = []
+        for agent in chosen:
+            aspec = agent.get("spec") or {}
+            try:
+                participant = protocols.Participant(
+                    name=agent["metadata"]["name"],
+                    weight=float(aspec.get("weight", 1.0)),
+                    priority=int(aspec.get("priority", 0)),
+                    capabilities=frozenset(str(c) for c in aspec.get("capabilities") or ()),
+                )
+            except (TypeError, ValueError) as exc:
+                self.logger.warning(
+                    f"Agent {agent['metadata']['name']} is left out: its spec.weight, spec.priority "
+                    f"or spec.capabilities cannot be read ({exc})"
+                )
+                continue
+            out.append(participant)
+        return out
+
+    async def _alive(self, status: Any, now: dt.datetime) -> dict[str, bool]:
+        """Readiness, read only when an engine uses it: at a deadline, or in readiness phases.
+
+        Before the deadline the engines treat every participant as able to answer (an early
+        decision never depends on readiness), so a missing map is the same as all alive.
+        """
+        if status.phase not in self.kind.readiness_phases and (
+            status.deadline is None or now < status.deadline
+        ):
+            return {}
+        agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+        return {p.name: p.name in agents and _is_ready(agents[p.name]) for p in status.participants}
+
+    def _answers(
+        self, objs: list[dict[str, Any]], now: dt.datetime
+    ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+        """The answers to pass to the engine, and the objects refused before it (by name)."""
+        answers: dict[str, Any] = {}
+        refused: dict[str, tuple[str, str]] = {}
+        for obj in objs:
+            oname = obj["metadata"]["name"]
+            if obj["metadata"].get("deletionTimestamp"):
+                continue
+            at, _ = see(obj, now)
+            parsed = self.kind.parse_answer(self.name, obj, at)
+            if parsed.refusal is not None:
+                refused[oname] = parsed.refusal
+                continue
+            assert parsed.agent is not None  # a parser returns an agent or a refusal
+            if oname != self.kind.answer_name(self.name, parsed.agent):
+                refused[oname] = (
+                    "WrongName",
+                    f"an answer of {parsed.agent} must be the {self.kind.answer_res.kind} "
+                    f"{self.kind.answer_name(self.name, parsed.agent)}",
+                )
+                continue
+            answers[parsed.agent] = parsed.answer
+        return answers, refused
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def _write_status(self, body: dict[str, Any], status: Any) -> dict[str, Any]:
+        status.observed_generation = body["metadata"].get("generation")
+        wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        old = body.get("status") or {}
+        patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
+        patch.update({k: None for k in old if k not in wire})
+        precondition = {"resourceVersion": body["metadata"]["resourceVersion"]}
+        written = await self.kube.patch(
+            self.kind.res,
+            self.name,
+            {"metadata": precondition, "status": patch},
+            namespace=self.namespace,
+            status=True,
+        )
+        self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        return written
+
+    async def _ended(self, body: dict[str, Any], spec: Any, status: Any) -> dict[str, Any]:
+        """Count the ended session in the metrics and feed the anomaly detector."""
+        label = self.kind.label(spec)
+        phase = str(status.phase)
+        metrics = self.memo.metrics
+        # The outcome label is the terminal phase (a handful of values, what the alerts match);
+        # the reason stays in the session's status and Events.
+        metrics.sessions.labels(protocol=label, outcome=phase).inc()
+        latency = None
+        if status.started_at is not None and status.result is not None:
+            latency = (status.result.decided_at - status.started_at).total_seconds()
+            if phase not in ("Failed", "Cancelled", "NoDecision", "NoSale", "NoTrade"):
+                metrics.decision_latency.labels(protocol=label).observe(max(latency, 0.0))
+        return await observe_session(self.memo, body, label, phase, latency, res=self.kind.res)
+
+    async def _write_answer_status(
+        self, obj: dict[str, Any], accepted: bool, reason: str, message: str
+    ) -> None:
+        meta = obj["metadata"]
+        wanted = {
+            "accepted": accepted,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": meta.get("generation"),
+        }
+        current = obj.get("status") or {}
+        # One verdict per version of the answer, given when the operator first judged it: a
+        # later pass does not reword it (a Late answer stays Late after the session ends, where
+        # the engine would now say Closed), and a new version (generation) gets a new verdict.
+        if current.get("reason") and current.get("observedGeneration") == wanted["observedGeneration"]:
+            return
+        try:
+            await self.kube.patch(
+                self.kind.answer_res, meta["name"], {"status": wanted}, namespace=self.namespace, status=True
+            )
+        except ApiError as exc:
+            if exc.status != 404:  # an answer deleted meanwhile needs no verdict
+                raise
+
+    async def _write_verdicts(
+        self,
+        spec: Any,
+        objs: list[dict[str, Any]],
+        verdicts: tuple[protocols.Verdict, ...],
+        refused: dict[str, tuple[str, str]],
+    ) -> None:
+        """Write each answer's verdict (only where it changed), a bounded number at a time."""
+        by_name = {o["metadata"]["name"]: o for o in objs}
+        writes: list[tuple[dict[str, Any], bool, str, str]] = [
+            (by_name[n], False, reason, message) for n, (reason, message) in refused.items() if n in by_name
+        ]
+        for verdict in verdicts:
+            obj = by_name.get(self.kind.answer_name(self.name, verdict.agent))
+            if obj is not None:
+                writes.append((obj, verdict.accepted, verdict.reason, verdict.message))
+        limit = asyncio.Semaphore(VERDICT_WRITES_IN_FLIGHT)
+        label = self.kind.label(spec)
+
+        async def write(obj: dict[str, Any], accepted: bool, reason: str, message: str) -> None:
+            current = obj.get("status") or {}
+            generation = obj["metadata"].get("generation")
+            if not current.get("reason") or current.get("observedGeneration") != generation:
+                result = "counted" if accepted else reason
+                self.memo.metrics.answers.labels(protocol=label, result=result).inc()
+            async with limit:
+                await self._write_answer_status(obj, accepted, reason, message)
+
+        await asyncio.gather(*(write(*w) for w in writes))
+
+    async def _record_applied(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Set status.outcomeApplied, on the version just read or written (resourceVersion)."""
+        try:
+            written = await self.kube.patch(
+                self.kind.res,
+                self.name,
+                {
+                    "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                    "status": {"outcomeApplied": True},
+                },
+                namespace=self.namespace,
+                status=True,
+            )
+        except ConflictError:
+            # Not recorded: the next pass reads again and re-issues the outcome (the Variable
+            # still remembers this session, so that changes nothing) before recording it.
+            self.outcome_checked = False
+            raise
+        self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        return written
+
+    async def _carry_out(self, body: dict[str, Any], spec: Any, effects: tuple[Any, ...]) -> bool:
+        """Carry out ``effects``; True if an outcome effect is now applied (now, or already)."""
+        applied = False
+        for effect in effects:
+            if isinstance(effect, protocols.EmitEvent):
+                post(body, type=effect.type, reason=effect.reason, message=effect.message)
+            elif await self.carry_out_effect(body, spec, effect):
+                applied = True
+        return applied
+
+    async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
+        """Carry out one effect of the kind; True if it is an outcome now applied."""
+        raise NotImplementedError(f"{type(self).__name__} does not carry out {type(effect).__name__}")
+
+    # --- bad input ---------------------------------------------------------------------------
+
+    async def _invalid(self, body: dict[str, Any], error: InvalidSpecError, now: dt.datetime) -> None:
+        status = body.get("status") or {}
+        if status.get("phase") == "Failed":
+            return
+        patch = {
+            "phase": "Failed",
+            "result": {"reason": "Invalid", "message": str(error), "decidedAt": now.isoformat()},
+            "observedGeneration": body["metadata"].get("generation"),
+        }
+        await self.kube.patch(
+            self.kind.res, self.name, {"status": patch}, namespace=self.namespace, status=True
+        )
+        post(body, type="Warning", reason="Invalid", message=str(error))
+
+    async def _invalid_status(
+        self, body: dict[str, Any], error: pydantic.ValidationError, now: dt.datetime
+    ) -> None:
+        """The status was edited into something the operator cannot read: say so, once.
+
+        A session that had not ended fails (its record of answers cannot be trusted); an ended
+        one keeps its phase. Either way an ``Invalid`` condition (reason InvalidStatus) names
+        the field, and the session can be run again only by deleting and re-creating it.
+        """
+        kind = self.kind.res.kind
+        first = error.errors()[0]
+        where = "status." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "status"
+        message = (
+            f"{where}: {first['msg']} ({error.error_count()} problem(s) in the status). The status "
+            f"is written by the operator only; delete and re-create the {kind} to run the "
+            "session again."
+        )
+        status = body.get("status") or {}
+        conditions = status.get("conditions")
+        conditions = conditions if isinstance(conditions, list) else []
+        if any(
+            isinstance(c, dict) and c.get("type") == "Invalid" and c.get("message") == message
+            for c in conditions
+        ):
+            return  # already reported
+        condition = {
+            "type": "Invalid",
+            "status": "True",
+            "reason": "InvalidStatus",
+            "message": message,
+            "lastTransitionTime": now.isoformat(),
+        }
+        others = [c for c in conditions if not (isinstance(c, dict) and c.get("type") == "Invalid")]
+        patch: dict[str, Any] = {
+            "conditions": [*others, condition],
+            "observedGeneration": body["metadata"].get("generation"),
+        }
+        if status.get("phase") not in self.kind.terminal:
+            patch["phase"] = "Failed"
+            patch["result"] = {"reason": "InvalidStatus", "message": message, "decidedAt": now.isoformat()}
+        precondition = {"resourceVersion": body["metadata"]["resourceVersion"]}
+        try:
+            written = await self.kube.patch(
+                self.kind.res,
+                self.name,
+                {"metadata": precondition, "status": patch},
+                namespace=self.namespace,
+                status=True,
+            )
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            # The API server refused the merge (the bad fields clash with it): report by Event only.
+            self.logger.warning(f"Could not mark {kind} {self.name} invalid: {exc}")
+        else:
+            self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        self.kind.open.pop(self.key, None)
+        post(body, type="Warning", reason="InvalidStatus", message=message)
