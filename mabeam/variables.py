@@ -71,6 +71,7 @@ __all__ = [
     "projection",
     "reconcile_spec",
     "release",
+    "transfer_ownership",
     "validate_spec",
     "validate_value",
     "value_hash",
@@ -457,6 +458,24 @@ def apply_write(
     reason, message = _valid_message(new)
     new = _set_valid(new, True, reason, message, now)
     return new, WriteOutcome(True, "Applied", f"version {version} applied", version)
+
+
+def transfer_ownership(
+    status: VariableStatus, owner: Actor, session: str, now: _dt.datetime
+) -> tuple[VariableStatus, WriteOutcome]:
+    """Make ``owner`` the owner of the resource the Variable stands for, once per ``session``.
+
+    An auction's allocation: the value, its version and history stay as they are (ownership is
+    not a value); ``session`` joins ``status.appliedSessions`` in the same status, so a second
+    call with it changes nothing (reason ``AlreadyApplied``).
+    """
+    if session in status.applied_sessions:
+        message = f"the allocation of session {session} was applied already"
+        return status, WriteOutcome(False, "AlreadyApplied", message, status.version)
+    sessions = [*status.applied_sessions, session][-APPLIED_SESSIONS_LIMIT:]
+    new = status.model_copy(update={"owner": owner, "applied_sessions": sessions})
+    previous = f" (was {status.owner.name})" if status.owner is not None else ""
+    return new, WriteOutcome(True, "Applied", f"owned by {owner.kind} {owner.name}{previous}", status.version)
 
 
 def reconcile_spec(

@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -55,6 +56,7 @@ from ..models.variable import (
     WriteResult,
 )
 from ..variables import (
+    WriteOutcome,
     apply_write,
     can_write,
     is_expired,
@@ -62,6 +64,7 @@ from ..variables import (
     parse_status,
     projection,
     reconcile_spec,
+    transfer_ownership,
     value_hash,
 )
 from ._events import post
@@ -524,6 +527,35 @@ async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value
     and constraints (then the Variable keeps its value and reports Valid=False), ApiError if the
     API fails, ConflictError if the compare-and-swap kept losing (retry later).
     """
+
+    def change(spec: VariableSpec, status: VariableStatus) -> tuple[VariableStatus, WriteOutcome]:
+        write = VariableWrite(
+            value=value, writer=Writer(kind="Session", name=session), session=session,
+            reason=f"the outcome of session {session}",
+        )  # fmt: skip
+        return apply_write(spec, status, write, clock())
+
+    return await _apply_session(kube, namespace, variable, session, change)
+
+
+async def apply_session_owner(kube: Kube, namespace: str, variable: str, agent: str, session: str) -> bool:
+    """Make Agent ``agent`` the owner of Variable ``variable`` (an auction's allocation), at most
+    once per ``session``; True if applied now. Errors as for :func:`apply_session_outcome`."""
+
+    def change(spec: VariableSpec, status: VariableStatus) -> tuple[VariableStatus, WriteOutcome]:
+        return transfer_ownership(status, Actor(kind="Agent", name=agent), session, clock())
+
+    return await _apply_session(kube, namespace, variable, session, change)
+
+
+async def _apply_session(
+    kube: Kube,
+    namespace: str,
+    variable: str,
+    session: str,
+    change: Callable[[VariableSpec, VariableStatus], tuple[VariableStatus, WriteOutcome]],
+) -> bool:
+    """Apply ``change`` and record ``session`` in one compare-and-swap, unless it is recorded."""
     for attempt in range(SESSION_ATTEMPTS):
         obj = await kube.get(VARIABLE, variable, namespace)
         if obj is None:
@@ -532,11 +564,7 @@ async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value
         status = parse_status(obj.get("status"))
         if session in status.applied_sessions:
             return False
-        write = VariableWrite(
-            value=value, writer=Writer(kind="Session", name=session), session=session,
-            reason=f"the outcome of session {session}",
-        )  # fmt: skip
-        new, outcome = apply_write(spec, status, write, clock())
+        new, outcome = change(spec, status)
         try:
             await kube.patch(
                 VARIABLE, variable, status_patch(obj["metadata"]["resourceVersion"], new),
@@ -547,8 +575,7 @@ async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value
             continue
         if not outcome.applied:
             raise InvalidSpecError(outcome.message, path="value")
-        log.info("Applied the outcome of session %s to %s/%s: version %s", session, namespace, variable,
-                 outcome.version)  # fmt: skip
+        log.info("Applied session %s to %s/%s: %s", session, namespace, variable, outcome.message)
         return True
     raise ConflictError(
         f"Variable {namespace}/{variable} kept changing; the outcome of {session} was not applied"

@@ -316,3 +316,23 @@ def test_phase_and_value_summary_for_kubectl_get() -> None:
     status, _ = reconcile_spec(parse_spec({"type": "boolean"}), status, 2, T0)
     assert status.phase == "Invalid"
     VariableStatus.model_validate(status.to_wire())
+
+
+# --- ownership (an auction's allocation) ---------------------------------------------------------
+
+
+def test_ownership_moves_once_per_session_and_leaves_the_value_alone() -> None:
+    from mabeam.models.variable import Actor
+    from mabeam.variables import transfer_ownership
+
+    s = spec()
+    status, _ = apply_write(s, VariableStatus(), write(3), T0)
+    owned, outcome = transfer_ownership(status, Actor(kind="Agent", name="bob"), "auction-1:uid", T0)
+    assert outcome.applied and owned.owner == Actor(kind="Agent", name="bob")
+    assert (owned.value, owned.version, owned.history) == (status.value, status.version, status.history)
+    assert owned.applied_sessions[-1] == "auction-1:uid"
+    again, outcome = transfer_ownership(owned, Actor(kind="Agent", name="carol"), "auction-1:uid", T0)
+    assert not outcome.applied and outcome.reason == "AlreadyApplied" and again.owner == owned.owner
+    moved, outcome = transfer_ownership(owned, Actor(kind="Agent", name="carol"), "auction-2:uid", T0)
+    assert outcome.applied and moved.owner is not None and moved.owner.name == "carol"
+    assert "was bob" in outcome.message
