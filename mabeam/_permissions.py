@@ -28,12 +28,21 @@ _READ = ("get", "list", "watch")
 OPERATOR_RULES: tuple[Rule, ...] = (
     # "update" on variables is never a request of ours: RBAC lets the operator grant writers
     # update on their Variable (the writer Roles) only if it holds that right itself.
-    Rule("mabeam.io", ("agents", "coordinations"), (*_READ, "patch")),
+    Rule("mabeam.io", ("agents", "coordinations", "auctions", "markets"), (*_READ, "patch")),
     Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
-    Rule("mabeam.io", ("votes",), ("list", "watch")),
+    Rule("mabeam.io", ("votes", "bids", "orders"), ("list", "watch")),
     Rule(
         "mabeam.io",
-        ("agents/status", "variables/status", "coordinations/status", "votes/status"),
+        (
+            "agents/status",
+            "variables/status",
+            "coordinations/status",
+            "votes/status",
+            "auctions/status",
+            "bids/status",
+            "markets/status",
+            "orders/status",
+        ),
         ("patch",),
     ),
     Rule("", ("pods",), ("list", "watch", "create", "delete")),
@@ -61,7 +70,7 @@ OPERATOR_CLUSTER_RULES: tuple[Rule, ...] = (
 #: ConfigMaps only the projection mabeam-variables is readable (list/watch with the field
 #: selector metadata.name=mabeam-variables, as Kubernetes authorizes it).
 AGENT_RULES: tuple[Rule, ...] = (
-    Rule("mabeam.io", ("agents", "variables", "coordinations"), _READ),
-    Rule("mabeam.io", ("votes",), (*_READ, "create", "update", "patch")),
+    Rule("mabeam.io", ("agents", "variables", "coordinations", "auctions", "markets"), _READ),
+    Rule("mabeam.io", ("votes", "bids", "orders"), (*_READ, "create", "update", "patch")),
     Rule("", ("configmaps",), _READ, resource_names=("mabeam-variables",)),
 )

@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, write_annotations
+from mabeam.models.auction import BidSpec
 from mabeam.models.coordination import VoteSpec
+from mabeam.models.market import OrderSpec
 from mabeam.models.variable import VariableSpec, VariableWrite, Writer
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "charts" / "mabeam"
@@ -50,20 +52,32 @@ def variable_policy() -> dict[str, Any]:
     return named_policy(render_policy(), "mabeam-variable-writer")
 
 
+#: Per answer kind: the field that names its session, and an answer's content.
+ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Vote": ("session", {"choice": "yes"}),
+    "Bid": ("auction", {"round": 1, "accept": True}),
+    "Order": ("market", {"side": "buy", "price": 3.0}),
+}
+
+
 def vote(
     agent: str = "alice", session: str = "s1", namespace: str = "team", kind: str = "Vote"
 ) -> dict[str, Any]:
+    """A Vote (or a Bid or an Order, by ``kind``) of ``agent`` in ``session``."""
+    field, content = ANSWERS[kind]
     return {
         "apiVersion": "mabeam.io/v1alpha1",
         "kind": kind,
         "metadata": {"name": f"{session}-{agent}", "namespace": namespace},
-        "spec": {"agent": agent, "session": session, "choice": "yes"},
+        "spec": {"agent": agent, field: session, **content},
     }
 
 
-def test_the_test_votes_are_valid_votes() -> None:
-    # The requests below carry Votes the schema accepts, so admission is what decides them.
+def test_the_test_answers_are_valid_answers() -> None:
+    # The requests below carry objects the schema accepts, so admission is what decides them.
     assert VoteSpec.model_validate(vote("alice", "s1")["spec"]).agent == "alice"
+    assert BidSpec.model_validate(vote("alice", "s1", kind="Bid")["spec"]).auction == "s1"
+    assert OrderSpec.model_validate(vote("alice", "s1", kind="Order")["spec"]).market == "s1"
 
 
 def request(
@@ -195,7 +209,20 @@ def test_update(policy: dict[str, Any], username: str, change: dict[str, str], r
     ok, messages, reasons = admitted(policy, request(username, new, old))
     assert (ok, reasons) == (not refused_for, refused_for), messages
     if INVALID in refused_for:
-        assert "spec.agent and spec.session cannot change; create a new object instead" in messages
+        assert any("cannot change; create a new object instead" in m for m in messages)
+
+
+@pytest.mark.parametrize("kind", ["Vote", "Bid", "Order"])
+@pytest.mark.parametrize("username", [sa("team", "mabeam-agent-alice"), "jane@example.com"])
+def test_no_answer_moves_to_another_session(policy: dict[str, Any], kind: str, username: str) -> None:
+    old = vote("alice", "s1", kind=kind)
+    field = ANSWERS[kind][0]
+    same = copy.deepcopy(old)
+    assert admitted(policy, request(username, same, old))[0]
+    moved = copy.deepcopy(old)
+    moved["spec"][field] = "s2"
+    ok, messages, reasons = admitted(policy, request(username, moved, old))
+    assert (ok, reasons) == (False, {INVALID}), messages
 
 
 def test_operator_username_follows_release_and_service_account() -> None:

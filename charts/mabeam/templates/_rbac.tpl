@@ -5,17 +5,25 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
 {{/* OPERATOR_RULES: namespaced (a Role per watched namespace, or a ClusterRole). */}}
 {{- define "mabeam.operatorRules" -}}
 - apiGroups: ["mabeam.io"]
-  resources: ["agents", "coordinations"]
+  resources: ["agents", "coordinations", "auctions", "markets"]
   verbs: ["get", "list", "watch", "patch"]
 # update is granted, not used: the operator gives each Variable's writers update on it.
 - apiGroups: ["mabeam.io"]
   resources: ["variables"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["mabeam.io"]
-  resources: ["votes"]
+  resources: ["votes", "bids", "orders"]
   verbs: ["list", "watch"]
 - apiGroups: ["mabeam.io"]
-  resources: ["agents/status", "variables/status", "coordinations/status", "votes/status"]
+  resources:
+    - agents/status
+    - variables/status
+    - coordinations/status
+    - votes/status
+    - auctions/status
+    - bids/status
+    - markets/status
+    - orders/status
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["pods"]
@@ -58,10 +66,10 @@ The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_c
 {{/* AGENT_RULES: what every agent's ServiceAccount may do in its namespace. */}}
 {{- define "mabeam.agentRules" -}}
 - apiGroups: ["mabeam.io"]
-  resources: ["agents", "variables", "coordinations"]
+  resources: ["agents", "variables", "coordinations", "auctions", "markets"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["mabeam.io"]
-  resources: ["votes"]
+  resources: ["votes", "bids", "orders"]
   verbs: ["get", "list", "watch", "create", "update", "patch"]
 # Only the projection; list/watch only with the field selector metadata.name=mabeam-variables.
 - apiGroups: [""]
