@@ -19,6 +19,16 @@ the agent, and the credentials are the Pod's ServiceAccount (in a cluster) or ``
 
 from ._app import AgentApp, Context
 from ._sessions import Session, Task
+from ._trading import AuctionView, MarketView
 from ._variables import Variables, VariableValue
 
-__all__ = ["AgentApp", "Context", "Session", "Task", "VariableValue", "Variables"]
+__all__ = [
+    "AgentApp",
+    "AuctionView",
+    "Context",
+    "MarketView",
+    "Session",
+    "Task",
+    "VariableValue",
+    "Variables",
+]

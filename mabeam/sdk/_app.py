@@ -17,6 +17,7 @@ from .._kube import Kube
 from .._resources import AGENT
 from ..errors import MabeamError
 from ._sessions import SessionCallbacks, SessionResponder
+from ._trading import TradeResponder, TradingCallbacks
 from ._variables import Variables
 
 log = logging.getLogger("mabeam.sdk")
@@ -72,6 +73,7 @@ class AgentApp:
         self.ready_file = ready_file or default_ready_file()
         self._on_start: list[Callback] = []
         self._sessions = SessionCallbacks()
+        self._trading = TradingCallbacks()
         #: How long a session callback (on_vote, ...) may run before it counts as no answer.
         self.callback_timeout = callback_timeout
         self._stop = asyncio.Event()
@@ -98,6 +100,28 @@ class AgentApp:
         self._sessions.on_award = fn
         return fn
 
+    def on_bid(self, fn: Callback) -> Callback:
+        """``fn(auction) -> amount | bundles | None``: bid in sealed auctions (sealed for you)."""
+        self._trading.on_bid = fn
+        return fn
+
+    def on_clock(self, fn: Callback) -> Callback:
+        """``fn(auction) -> bool``: each round of a clock auction, stay in (english) or buy (dutch)
+        at ``auction.price``."""
+        self._trading.on_clock = fn
+        return fn
+
+    def on_order(self, fn: Callback) -> Callback:
+        """``fn(market) -> {"side", "price", "quantity"} | None``: trade in double auctions."""
+        self._trading.on_order = fn
+        return fn
+
+    def on_price(self, fn: Callback) -> Callback:
+        """``fn(market, price) -> net demand``: buy (positive) or sell (negative) at ``price``
+        in equilibrium markets; asked at every price of the market's grid."""
+        self._trading.on_price = fn
+        return fn
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -111,7 +135,7 @@ class AgentApp:
             ctx = Context(self.name, self.namespace, kube, log, spec=me.get("spec", {}))
             for fn in self._on_start:
                 await call(fn, ctx)
-            responder: asyncio.Task[None] | None = None
+            responders: list[asyncio.Task[None]] = []
             if self._sessions:
                 answers = SessionResponder(
                     kube,
@@ -121,13 +145,23 @@ class AgentApp:
                     agent_spec=ctx.spec,
                     timeout=self.callback_timeout,
                 )
-                responder = asyncio.ensure_future(answers.run())
+                responders.append(asyncio.ensure_future(answers.run()))
+            if self._trading.wants_auctions() or self._trading.wants_markets():
+                trader = TradeResponder(
+                    kube,
+                    self.name,
+                    self.namespace,
+                    self._trading,
+                    agent_spec=ctx.spec,
+                    timeout=self.callback_timeout,
+                )
+                responders.append(asyncio.ensure_future(trader.run()))
             self._mark_ready()
             log.info("agent %s/%s is ready", self.namespace, self.name)
             await self._stop.wait()
-            if responder is not None:
+            for responder in responders:
                 responder.cancel()
-                await asyncio.gather(responder, return_exceptions=True)
+            await asyncio.gather(*responders, return_exceptions=True)
         finally:
             if ctx is not None and "variables" in ctx.__dict__:
                 await ctx.variables.close()

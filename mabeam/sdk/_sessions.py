@@ -31,7 +31,7 @@ import pydantic
 
 from .. import protocols
 from .._kube import AlreadyExistsError, Kube
-from .._resources import COORDINATION, VOTE
+from .._resources import COORDINATION, VOTE, Res
 from ..errors import InvalidSpecError
 from ..models.coordination import CoordinationSpec, CoordinationStatus, Proposal, vote_name
 
@@ -252,26 +252,52 @@ class SessionResponder:
 
     async def answer(self, session: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Write (or update) this agent's Vote in ``session`` with ``fields`` of its spec."""
-        vname = vote_name(session, self.agent)
-        metadata: dict[str, Any] = {
-            "name": vname,
-            "namespace": self.namespace,
-            "labels": {SESSION_LABEL: session, AGENT_LABEL: self.agent},
-        }
-        uid = self._uids.get(session)
-        if uid is not None:  # deleted with the session by the garbage collector
-            metadata["ownerReferences"] = [
-                {
-                    "apiVersion": COORDINATION.api_version,
-                    "kind": COORDINATION.kind,
-                    "name": session,
-                    "uid": uid,
-                }
-            ]
-        body = {"metadata": metadata, "spec": {"session": session, "agent": self.agent, **fields}}
-        try:
-            vote = await self.kube.create(VOTE, body)
-        except AlreadyExistsError:
-            vote = await self.kube.patch(VOTE, vname, {"spec": dict(fields)}, namespace=self.namespace)
+        vote = await write_answer(
+            self.kube,
+            VOTE,
+            COORDINATION,
+            name=vote_name(session, self.agent),
+            namespace=self.namespace,
+            session=session,
+            session_uid=self._uids.get(session),
+            agent=self.agent,
+            spec={"session": session, "agent": self.agent},
+            fields=fields,
+        )
         log.info("answered session %s: %s", session, dict(fields))
         return vote
+
+
+async def write_answer(
+    kube: Kube,
+    res: Res,
+    owner: Res,
+    *,
+    name: str,
+    namespace: str,
+    session: str,
+    session_uid: str | None,
+    agent: str,
+    spec: Mapping[str, Any],
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Create the answer object ``name`` (a Vote, Bid or Order) or update its ``fields``.
+
+    It carries the labels the operator selects on (``mabeam.io/session``, ``mabeam.io/agent``)
+    and, when the session's uid is known, an ownerReference to the session, so that the
+    garbage collector deletes it with the session.
+    """
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {SESSION_LABEL: session, AGENT_LABEL: agent},
+    }
+    if session_uid is not None:
+        metadata["ownerReferences"] = [
+            {"apiVersion": owner.api_version, "kind": owner.kind, "name": session, "uid": session_uid}
+        ]
+    body = {"metadata": metadata, "spec": {**spec, **fields}}
+    try:
+        return await kube.create(res, body)
+    except AlreadyExistsError:
+        return await kube.patch(res, name, {"spec": dict(fields)}, namespace=namespace)

@@ -1,0 +1,86 @@
+"""An example trading agent: bids in auctions and trades in markets from a private valuation.
+
+Run in a Pod made by the operator. Its settings (Pod env):
+
+- ``TRADER_VALUE``: what one unit of the resource (a GPU slot, a kWh) is worth to it; for a
+  seller, its cost of one unit (default 10);
+- ``TRADER_SIDE``: ``buy`` or ``sell`` in markets (default buy);
+- ``TRADER_UNITS``: how many units it wants to buy or sell (default 1);
+- ``TRADER_BUNDLE_BONUS``: in a combinatorial auction, how much more than the sum of its items a
+  whole bundle of two or more items is worth to it (complementarity, default 0).
+
+Strategies: truthful where the mechanism makes truth the best strategy (second-price, english,
+combinatorial VCG, McAfee double auction, a price-taking demand schedule); in first-price and
+dutch auctions it shades its value by (n-1)/n, the symmetric equilibrium for values drawn
+uniformly, n being the number of bidders.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+
+from mabeam.sdk import AgentApp, AuctionView, MarketView
+
+app = AgentApp()
+log = logging.getLogger("trader")
+
+
+def value() -> float:
+    return float(os.environ.get("TRADER_VALUE", "10"))
+
+
+def units() -> int:
+    return int(os.environ.get("TRADER_UNITS", "1"))
+
+
+def side() -> str:
+    return os.environ.get("TRADER_SIDE", "buy")
+
+
+def shaded(auction: AuctionView) -> float:
+    n = max(len(auction.participants), 1)
+    return value() * (n - 1) / n if n > 1 else value()
+
+
+@app.on_bid
+def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
+    if auction.mechanism == "combinatorial":
+        bonus = float(os.environ.get("TRADER_BUNDLE_BONUS", "0"))
+        bundles: dict[tuple[str, ...], float] = {}
+        for size in range(1, len(auction.items) + 1):
+            for items in itertools.combinations(auction.items, size):
+                bundles[items] = value() * size + (bonus if size > 1 else 0.0)
+        log.info("auction %s: XOR bids on %d bundles", auction.name, len(bundles))
+        return bundles
+    amount = shaded(auction) if auction.mechanism == "first-price" else value()
+    log.info("auction %s: sealed bid placed", auction.name)  # the amount stays sealed
+    return amount
+
+
+@app.on_clock
+def clock(auction: AuctionView) -> bool:
+    price = float(auction.price or 0.0)
+    limit = shaded(auction) if auction.mechanism == "dutch" else value()
+    stay = price <= limit
+    log.info("auction %s round %s at %g: %s", auction.name, auction.round, price, "in" if stay else "out")
+    return stay
+
+
+@app.on_order
+def order(market: MarketView) -> dict[str, object]:
+    log.info("market %s: %s %d at %g", market.name, side(), units(), value())
+    return {"side": side(), "price": value(), "quantity": units()}
+
+
+@app.on_price
+def demand(market: MarketView, price: float) -> float:
+    if side() == "buy":
+        return float(units()) if price <= value() else 0.0
+    return -float(units()) if price >= value() else 0.0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.run()

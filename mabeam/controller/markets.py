@@ -1,0 +1,66 @@
+"""Market handlers: one session loop per Market, driving :mod:`mabeam.economics.market`.
+
+The loop is the shared one (:mod:`._session`); Orders are the answers. A cleared market's price
+goes into ``spec.priceVariableRef`` (at most once per market, see docs/economics.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pydantic
+
+from .. import protocols
+from .._resources import MARKET, ORDER
+from ..economics import OrderAnswer, market
+from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
+from ._session import ParsedAnswer, SessionKind, SessionLoop, register
+from .coordination import set_variable
+
+
+def parse_order(session: str, order: dict[str, Any], at: dt.datetime) -> ParsedAnswer:
+    """An Order as the engine's answer, or why it is refused before the engine sees it."""
+    try:
+        spec = OrderSpec.model_validate(order.get("spec") or {})
+    except pydantic.ValidationError as exc:
+        return ParsedAnswer(
+            None, refusal=("Invalid", f"the Order's spec is not valid: {exc.errors()[0]['msg']}")
+        )
+    if spec.market != session:
+        return ParsedAnswer(
+            None, refusal=("WrongSession", f"spec.market is {spec.market!r}, the label says {session!r}")
+        )
+    return ParsedAnswer(spec.agent, OrderAnswer.from_order(spec, at))
+
+
+class MarketLoop(SessionLoop):
+    """Carries out a market's outcome: the clearing price into its Variable."""
+
+    async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
+        if not isinstance(effect, protocols.SetVariable):
+            raise TypeError(f"a market has no effect {type(effect).__name__}")
+        return await set_variable(self, body, effect)
+
+
+def _label(spec: MarketSpec) -> str:
+    return spec.mechanism
+
+
+KIND = register(
+    SessionKind(
+        res=MARKET,
+        answer_res=ORDER,
+        spec_model=MarketSpec,
+        status_model=MarketStatus,
+        terminal=market.TERMINAL_PHASES,
+        start=market.start,
+        step=market.step,
+        next_deadline=market.next_deadline,
+        outcome_effects=market.outcome_effects,
+        parse_answer=parse_order,
+        answer_name=order_name,
+        label=_label,
+        loop=MarketLoop,
+    )
+)
