@@ -91,6 +91,9 @@ class SessionKind:
     loop: type[SessionLoop]
     #: Phases in which readiness matters before the deadline (contract net's awarding).
     readiness_phases: frozenset[str] = frozenset()
+    #: Run ``step`` in a worker thread: it may solve something big (winner determination), and
+    #: the event loop must keep serving the other sessions meanwhile.
+    step_in_thread: bool = False
 
     def __post_init__(self) -> None:
         self.wakers = Wakers()
@@ -272,7 +275,10 @@ class SessionLoop:
             )
             answers, refused = self._answers(answers_objs, now)
             alive = await self._alive(status, now)
-            result = kind.step(self.name, spec, status, answers, alive, now)
+            if kind.step_in_thread:
+                result = await asyncio.to_thread(kind.step, self.name, spec, status, answers, alive, now)
+            else:
+                result = kind.step(self.name, spec, status, answers, alive, now)
         new_phase = getattr(result.status, "phase", None)
         if new_phase not in kind.terminal:
             kind.open[self.key] = frozenset(p.name for p in result.status.participants)
