@@ -140,7 +140,11 @@ class OrderSpec(MabeamModel):
 
 class OrderStatus(MabeamModel):
     accepted: bool | None = Field(default=None, description="True if the order is counted.")
-    reason: str = Field(default="", description="Counted, or why the order was refused.")
+    reason: str = Field(
+        default="",
+        description="Counted, or why the order was refused: NotParticipant, Late, Closed, "
+        "WrongAnswerKind, OffGrid, Unsorted, NotMonotone.",
+    )
     message: str = Field(default="", description="The verdict in a sentence.")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
@@ -182,7 +186,7 @@ class MarketResult(MabeamModel):
     )
     reason: str = Field(
         description="Cleared: Equilibrium, AllEfficientTrades, TradeReduction. NoTrade: NoOrders, "
-        "NoCrossing, NoEquilibrium. Cancelled, Invalid."
+        "NoCrossing, NoEquilibrium, TradeReduction (the only efficient pair was cut). Cancelled, Invalid."
     )
     message: str = Field(default="", description="The outcome in a sentence.")
     decided_at: _dt.datetime = Field(description="When the market cleared or closed.")
