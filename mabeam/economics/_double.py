@@ -141,7 +141,7 @@ def _fills(taken: list[tuple[LimitOrder, int]], price: Fraction) -> list[Fill]:
 
 
 def _num(value: Fraction) -> str:
-    return f"{float(value):g}"
+    return f"{float(value):.12g}"
 
 
 def clear_double_auction(orders: Sequence[LimitOrder]) -> DoubleAuctionOutcome:

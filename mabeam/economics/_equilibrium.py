@@ -93,7 +93,7 @@ def _check(schedules: Sequence[NetDemand], grid: Sequence[Fraction]) -> None:
 
 
 def _num(value: Fraction) -> str:
-    return f"{float(value):g}"
+    return f"{float(value):.12g}"
 
 
 def clear_equilibrium(schedules: Sequence[NetDemand], grid: Sequence[Fraction]) -> EquilibriumOutcome:

@@ -81,7 +81,7 @@ _SCHEDULE_FIELDS = ("schedule",)
 
 
 def _num(value: float) -> str:
-    return f"{value:g}"
+    return f"{value:.12g}"
 
 
 def _grid(spec: MarketSpec) -> list[float]:
@@ -340,7 +340,10 @@ def _clear(spec: MarketSpec, grid: list[float], orders: Sequence[OrderRecord]) -
     ]
     if not schedules:
         return _Outcome("NoTrade", "NoOrders", "no participant placed an order that counts")
-    market = clear_equilibrium(schedules, [Fraction(p) for p in grid])
+    try:
+        market = clear_equilibrium(schedules, [Fraction(p) for p in grid])
+    except ValueError as error:  # only a status edited by hand gets here: orders are checked
+        return _Outcome("Failed", "Invalid", f"status.orders: {error}")
     return _Outcome(
         "Cleared" if market.traded else "NoTrade",
         market.reason,

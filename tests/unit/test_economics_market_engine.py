@@ -105,6 +105,16 @@ def test_a_spec_edited_into_one_that_cannot_work_fails_the_open_market() -> None
     )
 
 
+def test_a_status_edited_by_hand_into_a_rising_schedule_fails_instead_of_crashing() -> None:
+    spec = make_spec("equilibrium")
+    status = step("m1", spec, opened(spec), {"a": schedule((0, 1))}, {}, at(1)).status
+    rising = [SchedulePoint(price=0, quantity=1), SchedulePoint(price=2, quantity=3)]
+    edited = status.model_copy(update={"orders": [status.orders[0].model_copy(update={"schedule": rising})]})
+    result = step("m1", spec, edited, {}, {}, at(61))  # deleted after the deadline: it stays
+    assert result.status.phase == "Failed"
+    assert result.status.result is not None and result.status.result.message.startswith("status.orders:")
+
+
 def test_an_equilibrium_spec_without_a_grid_fails_with_the_path() -> None:
     spec = make_spec("equilibrium").model_copy(update={"price_grid": None})
     result = start("m1", spec, ABCD, T0)
