@@ -1,5 +1,7 @@
 """``mabeam get|describe|watch|vote``: read and answer MABEAM objects from the command line.
 
+``watch`` draws coordinations here and auctions and markets with :mod:`mabeam._cli_trade`.
+
 Tables use the printer columns of the generated CRDs, so ``mabeam get agents`` and
 ``kubectl get agents`` show the same columns. Every command talks to the API through
 ``mabeam._kube.Kube`` with ``--kubeconfig`` (default ``$KUBECONFIG``, then ``~/.kube/config``).
@@ -11,7 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -344,34 +346,50 @@ def render_session(obj: dict[str, Any], now: dt.datetime) -> str:
     return "\n".join(lines)
 
 
+def _watched(res: Res) -> tuple[Callable[[dict[str, Any], dt.datetime], str], frozenset[str]] | None:
+    """How to draw one frame of ``res`` and its terminal phases (None: not watchable)."""
+    from . import _cli_trade  # deferred: _cli_trade builds on this module
+
+    return {
+        COORDINATION: (render_session, TERMINAL),
+        AUCTION: (_cli_trade.render_auction, _cli_trade.AUCTION_TERMINAL),
+        MARKET: (_cli_trade.render_market, _cli_trade.MARKET_TERMINAL),
+    }.get(res)
+
+
 async def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     view = resolve_kind(args.kind)
-    if view.res is not COORDINATION:
-        print("Error: only coordinations can be watched (mabeam watch coordination NAME)", file=sys.stderr)
+    watched = _watched(view.res)
+    if watched is None:
+        print(
+            "Error: only coordinations, auctions and markets can be watched (mabeam watch KIND NAME)",
+            file=sys.stderr,
+        )
         return 2
+    render, terminal = watched
     namespace = _namespace(args)
     tty = out.isatty()
     kube = Kube.connect(args.kubeconfig)
     updates: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
     async def follow(resource_version: str | None) -> None:
-        async for event, obj in kube.watch(COORDINATION, namespace, resource_version=resource_version):
+        async for event, obj in kube.watch(view.res, namespace, resource_version=resource_version):
             if (obj.get("metadata") or {}).get("name") == args.name:
                 await updates.put((event, obj))
 
     def draw(obj: dict[str, Any]) -> None:
-        frame = render_session(obj, _now())
+        frame = render(obj, _now())
         print(("\x1b[H\x1b[2J" + frame) if tty else frame + "\n", file=out, flush=True)
 
     watcher: asyncio.Task[None] | None = None
     try:
-        obj = await kube.get(COORDINATION, args.name, namespace)
+        obj = await kube.get(view.res, args.name, namespace)
         if obj is None:
-            print(f'Error: Coordination "{args.name}" not found in {namespace}', file=sys.stderr)
+            print(f'Error: {view.kind} "{args.name}" not found in {namespace}', file=sys.stderr)
             return 1
         watcher = asyncio.create_task(follow(obj["metadata"].get("resourceVersion")))
         draw(obj)
-        while (obj.get("status") or {}).get("phase") not in TERMINAL:
+        while (obj.get("status") or {}).get("phase") not in terminal:
             try:
                 event, new = await asyncio.wait_for(updates.get(), timeout=args.refresh)
             except TimeoutError:
@@ -381,7 +399,7 @@ async def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
                     draw(obj)  # the countdown moves
                 continue
             if event == "DELETED":
-                print(f"Coordination {namespace}/{args.name} was deleted.", file=out)
+                print(f"{view.kind} {namespace}/{args.name} was deleted.", file=out)
                 return 1
             if new != obj:
                 obj = new
@@ -403,8 +421,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("get", help="list agents, variables, coordinations or votes")
-    p.add_argument("kind", help="agents, variables, coordinations or votes (or a short name)")
+    p = sub.add_parser(
+        "get", help="list agents, variables, coordinations, votes, auctions, bids, markets or orders"
+    )
+    p.add_argument(
+        "kind",
+        help="agents, variables, coordinations, votes, auctions, bids, markets or orders (or a short name)",
+    )
     p.add_argument("name", nargs="?", help="only this object")
     _common(p)
     p.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
@@ -417,8 +440,8 @@ def add_commands(sub: Any) -> None:
     _common(p)
     p.set_defaults(async_func=cmd_describe)
 
-    p = sub.add_parser("watch", help="follow a coordination live until it ends")
-    p.add_argument("kind", help="coordination")
+    p = sub.add_parser("watch", help="follow a coordination, auction or market live until it ends")
+    p.add_argument("kind", help="coordination, auction or market")
     p.add_argument("name")
     _common(p)
     p.add_argument("--refresh", type=float, default=1.0, help="seconds between countdown redraws")

@@ -5,10 +5,14 @@ Subcommands:
     run       run the operator against a cluster (kubeconfig, in-cluster, or the local API)
     local     run the local control plane: API server, kubelet (and the operator with --operator)
     demo      the whole thing on the local control plane, with progress printed
-    get       list agents, variables, coordinations or votes (the CRDs' printer columns)
+    get       list agents, variables, coordinations, votes, auctions, bids, markets or orders
+              (the CRDs' printer columns)
     describe  one object's spec, status, conditions and recent Events
-    watch     follow a coordination live (answers, tally, phase, countdown) until it ends
+    watch     follow a coordination, auction or market live (answers, phase, countdown, result)
+              until it ends
     vote      answer a session by hand as an agent
+    bid       bid in an auction by hand as an agent (sealed: commit, then reveal; clock: accept)
+    order     place an order in a market by hand as an agent
     validate  check manifests offline against the CRD schemas (strict, CEL rules included)
 """
 
@@ -21,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import _cli_kubectl, _cli_run, _cli_validate, _logging
+from . import _cli_kubectl, _cli_run, _cli_trade, _cli_validate, _logging
 from .errors import MabeamError
 
 __all__ = ["main"]
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     _cli_kubectl.add_commands(sub)
+    _cli_trade.add_commands(sub)
     _cli_validate.add_command(sub)
     return parser
 
