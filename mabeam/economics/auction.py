@@ -256,9 +256,27 @@ def _round_record(status: AuctionStatus, round: int) -> RoundRecord | None:
     return next((r for r in status.rounds if r.round == round), None)
 
 
+def _round_closed_at(spec: AuctionSpec, status: AuctionStatus, round_: int) -> _dt.datetime | None:
+    """When a clock round closed, if the status tells: the last round's deadline (or the decision,
+    if earlier); a dutch round's fixed deadline. An earlier english round may have closed early."""
+    if round_ == status.round and status.deadline is not None:
+        end = status.deadline
+    elif spec.mechanism == "dutch" and status.started_at is not None:
+        end = status.started_at + _dt.timedelta(seconds=round_ * spec.round_seconds)
+    else:
+        return None
+    if status.result is not None:
+        end = min(end, status.result.decided_at)
+    return end
+
+
 def _was_counted(spec: AuctionSpec, status: AuctionStatus, agent: str, answer: BidAnswer) -> bool:
-    """Whether this answer is the one the status counted for its agent (sealed: the bid record;
-    clock: the record of the round it names)."""
+    """Whether this answer is the one the status counted for its agent.
+
+    Sealed: it opens (or is) the agent's counted commitment. Clock: the record of the round it
+    names lists the agent as accepting (``accept: true``), or (``accept: false``) the agent was in
+    that round, does not accept in it, and the answer arrived before the round closed (when the
+    status tells when it closed)."""
     if spec.mechanism in SEALED_MECHANISMS:
         bid = next((r for r in status.bids if r.agent == agent), None)
         if bid is None:
@@ -275,6 +293,9 @@ def _was_counted(spec: AuctionSpec, status: AuctionStatus, agent: str, answer: B
         return agent in record.accepted
     if agent not in {p.name for p in status.participants} or agent in record.accepted:
         return False
+    closed_at = _round_closed_at(spec, status, answer.round)
+    if closed_at is None or answer.at > closed_at:
+        return False
     if spec.mechanism == "dutch" or answer.round == 1:
         return True
     before = _round_record(status, answer.round - 1)
@@ -285,11 +306,8 @@ def _closed_verdicts(
     spec: AuctionSpec, status: AuctionStatus, answers: Mapping[str, BidAnswer]
 ) -> tuple[Verdict, ...]:
     out = []
-    decided = status.result.decided_at if status.result is not None else None
     for agent in sorted(answers):
-        answer = answers[agent]
-        in_time = decided is None or answer.at <= decided
-        if in_time and _was_counted(spec, status, agent, answer):
+        if _was_counted(spec, status, agent, answers[agent]):
             out.append(Verdict(agent, True, "Counted", "the bid was counted"))
         else:
             out.append(Verdict(agent, False, "Closed", f"the auction has ended ({status.phase})"))
