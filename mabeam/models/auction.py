@@ -249,8 +249,8 @@ class AuctionResult(MabeamModel):
     )
     revenue: float = Field(default=0.0, description="The sum of the prices.")
     reason: str = Field(
-        description="Awarded: HighestBid, SecondPrice, ClockWinner, FirstAccept, Optimal. "
-        "NoSale: NoBids, BelowReserve, NoAcceptance. Cancelled, Invalid."
+        description="Awarded: HighestBid, SecondPrice, ClockWinner, MaxRounds, FirstAccept, Optimal. "
+        "NoSale: NoBidders, NoBids, BelowReserve, NoAcceptance, Unsolved. Cancelled, Invalid."
     )
     message: str = Field(default="", description="The outcome in a sentence.")
     decided_at: _dt.datetime = Field(description="When the auction ended.")
