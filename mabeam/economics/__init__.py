@@ -5,6 +5,7 @@ Nothing here imports kopf or a Kubernetes client, reads the clock or does I/O: t
 carries out the effects (:class:`SetOwner`, ``SetVariable``, ``EmitEvent``).
 """
 
+from . import auction, market
 from ._common import AuctionStep, BidAnswer, EconomicEffect, MarketStep, OrderAnswer, SetOwner, commitment
 
 __all__ = [
@@ -14,5 +15,7 @@ __all__ = [
     "MarketStep",
     "OrderAnswer",
     "SetOwner",
+    "auction",
     "commitment",
+    "market",
 ]

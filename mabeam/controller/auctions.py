@@ -1,0 +1,83 @@
+"""Auction handlers: one session loop per Auction, driving :mod:`mabeam.economics.auction`.
+
+The loop is the shared one (:mod:`._session`); Bids are the answers. An Awarded auction makes
+each winner the owner of the items it won (``status.owner`` of the item's Variable), at most
+once per auction even across operator restarts (see docs/economics.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pydantic
+
+from .._resources import AUCTION, BID
+from ..economics import BidAnswer, SetOwner, auction
+from ..errors import InvalidSpecError
+from ..models.auction import AuctionSpec, AuctionStatus, BidSpec, bid_name
+from ._events import post
+from ._session import ParsedAnswer, SessionKind, SessionLoop, register
+from .variables import apply_session_owner
+
+
+def parse_bid(session: str, bid: dict[str, Any], at: dt.datetime) -> ParsedAnswer:
+    """A Bid as the engine's answer, or why it is refused before the engine sees it."""
+    try:
+        spec = BidSpec.model_validate(bid.get("spec") or {})
+    except pydantic.ValidationError as exc:
+        return ParsedAnswer(
+            None, refusal=("Invalid", f"the Bid's spec is not valid: {exc.errors()[0]['msg']}")
+        )
+    if spec.auction != session:
+        return ParsedAnswer(
+            None, refusal=("WrongSession", f"spec.auction is {spec.auction!r}, the label says {session!r}")
+        )
+    return ParsedAnswer(spec.agent, BidAnswer.from_bid(spec, at))
+
+
+class AuctionLoop(SessionLoop):
+    """Carries out an auction's allocations: each sold item's Variable gets its new owner."""
+
+    async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
+        if not isinstance(effect, SetOwner):
+            raise TypeError(f"an auction has no effect {type(effect).__name__}")
+        session_id = f"{effect.session}:{body['metadata'].get('uid', '')}"
+        try:
+            if await apply_session_owner(
+                self.kube, self.namespace, effect.variable, effect.agent, session_id
+            ):
+                post(
+                    body,
+                    type="Normal",
+                    reason="Allocated",
+                    message=f"{effect.variable} is now owned by {effect.agent}",
+                )
+        except InvalidSpecError as exc:
+            post(body, type="Warning", reason="AllocationNotApplied", message=str(exc))
+            return False
+        return True
+
+
+def _label(spec: AuctionSpec) -> str:
+    return spec.mechanism
+
+
+KIND = register(
+    SessionKind(
+        res=AUCTION,
+        answer_res=BID,
+        spec_model=AuctionSpec,
+        status_model=AuctionStatus,
+        terminal=auction.TERMINAL_PHASES,
+        start=auction.start,
+        step=auction.step,
+        next_deadline=auction.next_deadline,
+        outcome_effects=auction.outcome_effects,
+        parse_answer=parse_bid,
+        answer_name=bid_name,
+        label=_label,
+        loop=AuctionLoop,
+        step_in_thread=True,
+    )
+)

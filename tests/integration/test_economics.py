@@ -1,0 +1,279 @@
+"""Auctions and markets against the local API: agents' real answers in, owners and prices out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from mabeam._kube import AlreadyExistsError, Kube
+from mabeam._resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
+from mabeam.economics import commitment
+from mabeam.local.cluster import LocalCluster
+from mabeam.models.auction import BidReveal, bid_name
+from mabeam.models.market import order_name
+from tests.integration._coordination import NS, AsAgents
+from tests.integration._util import eventually
+from tests.integration.test_coordination import suspended
+
+AUCTION_DONE = ("Awarded", "NoSale", "Failed", "Cancelled")
+MARKET_DONE = ("Cleared", "NoTrade", "Failed", "Cancelled")
+
+
+@pytest.fixture
+async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
+    agents = AsAgents(cluster)
+    yield agents
+    await agents.close()
+
+
+async def answer(as_agent: AsAgents, res: Res, session: str, agent: str, **fields: Any) -> dict[str, Any]:
+    """Create or change ``agent``'s Bid or Order in ``session``, as the agent."""
+    kube = as_agent(agent)
+    name = bid_name(session, agent) if res is BID else order_name(session, agent)
+    session_field = "auction" if res is BID else "market"
+    try:
+        return await kube.create(
+            res,
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": NS,
+                    "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent},
+                },
+                "spec": {session_field: session, "agent": agent, **fields},
+            },
+        )
+    except AlreadyExistsError:
+        return await kube.patch(res, name, {"spec": fields}, namespace=NS)
+
+
+async def phase_in(
+    kube: Kube, res: Res, name: str, phases: tuple[str, ...], timeout: float = 10.0
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        obj = await kube.get(res, name, NS)
+        s = (obj or {}).get("status") or {}
+        return s if s.get("phase") in phases else None
+
+    result: dict[str, Any] = await eventually(
+        check, timeout=timeout, interval=0.02, what=f"{name} in {phases}"
+    )
+    return result
+
+
+async def verdict(kube: Kube, res: Res, name: str, generation: int | None = None) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        obj = await kube.get(res, name, NS)
+        s = (obj or {}).get("status") or {}
+        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
+            return None
+        return s
+
+    result: dict[str, Any] = await eventually(check, timeout=10, interval=0.02, what=f"verdict on {name}")
+    return result
+
+
+async def resource(kube: Kube, name: str, type_: str = "string", value: Any = "slot") -> None:
+    await kube.create(
+        VARIABLE, {"metadata": {"name": name, "namespace": NS}, "spec": {"type": type_, "value": value}}
+    )
+
+
+def terminal_versions(cluster: LocalCluster, plural: str, name: str, phases: tuple[str, ...]) -> list[str]:
+    """Every terminal phase the object's stored history went through, in order (no repeats)."""
+    seen: list[str] = []
+    for version in cluster.api.history(f"mabeam.io/v1alpha1/{plural}", name, NS):
+        phase = ((version or {}).get("status") or {}).get("phase")
+        if phase in phases and (not seen or seen[-1] != phase):
+            seen.append(phase)
+    return seen
+
+
+def sealed(amount: float, nonce: str) -> tuple[dict[str, Any], str]:
+    reveal = BidReveal(amount=amount, nonce=nonce)
+    return reveal.model_dump(mode="json", exclude_none=True), commitment(reveal)
+
+
+async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["ann", "ben", "cat"]
+    await suspended(kube, names)
+    await resource(kube, "gpu")
+    await kube.create(
+        AUCTION,
+        {
+            "metadata": {"name": "sale", "namespace": NS},
+            "spec": {
+                "mechanism": "second-price",
+                "participants": {"agents": names},
+                "items": ["gpu"],
+                "reservePrice": 5,
+                "bidSeconds": 30,
+                "revealSeconds": 30,
+            },
+        },
+    )
+    await phase_in(kube, AUCTION, "sale", ("Bidding",))
+    bids = {
+        "ann": sealed(40, "n" * 16 + "ann"),
+        "ben": sealed(25, "n" * 16 + "ben"),
+        "cat": sealed(10, "n" * 16 + "cat"),
+    }
+    for agent, (_, digest) in bids.items():
+        await answer(as_agent, BID, "sale", agent, commitment=digest)
+    # Everyone committed: bidding closes early; no amount is visible anywhere yet.
+    revealing = await phase_in(kube, AUCTION, "sale", ("Revealing",))
+    assert all("amount" not in b for b in revealing["bids"])
+    # cat opens its commitment with another amount: refused, and not counted.
+    cheat, _ = sealed(99, "n" * 16 + "cat")
+    bad = await answer(as_agent, BID, "sale", "cat", reveal=cheat)
+    assert (await verdict(kube, BID, bid_name("sale", "cat"), bad["metadata"]["generation"]))["reason"] == (
+        "BadCommitment"
+    )
+    for agent in ("ann", "ben"):
+        await answer(as_agent, BID, "sale", agent, reveal=bids[agent][0])
+    s = await phase_in(kube, AUCTION, "sale", AUCTION_DONE, timeout=40)
+    assert s["phase"] == "Awarded"
+    (allocation,) = s["result"]["allocations"]
+    assert (allocation["agent"], allocation["items"], allocation["price"]) == ("ann", ["gpu"], 25)
+    assert terminal_versions(cluster, "auctions", "sale", AUCTION_DONE) == ["Awarded"]
+
+    async def owned() -> bool:
+        var = await kube.get(VARIABLE, "gpu", NS)
+        return ((var or {}).get("status") or {}).get("owner") == {"kind": "Agent", "name": "ann"}
+
+    await eventually(owned, what="gpu owned by ann")
+    var = await kube.get(VARIABLE, "gpu", NS)
+    assert var is not None
+    assert sum(1 for s_ in var["status"]["appliedSessions"] if s_.startswith("sale:")) == 1
+    events = await kube.list(EVENT, NS)
+    assert any(e.get("reason") == "Allocated" and "ann" in e.get("message", "") for e in events)
+
+
+async def test_english_auction_rounds_follow_the_agents_answers(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "slot")
+    await kube.create(
+        AUCTION,
+        {
+            "metadata": {"name": "clock", "namespace": NS},
+            "spec": {
+                "mechanism": "english",
+                "participants": {"agents": names},
+                "items": ["slot"],
+                "startPrice": 10,
+                "increment": 5,
+                "roundSeconds": 30,
+            },
+        },
+    )
+    values = {"ann": 22, "ben": 17}
+    for round_ in range(1, 10):
+        s = await phase_in(kube, AUCTION, "clock", ("Bidding", *AUCTION_DONE))
+        if s["phase"] != "Bidding":
+            break
+
+        async def at_round(r: int = round_) -> dict[str, Any] | None:
+            obj = await kube.get(AUCTION, "clock", NS)
+            st = (obj or {}).get("status") or {}
+            return st if st.get("round") == r or st.get("phase") in AUCTION_DONE else None
+
+        s = await eventually(at_round, what=f"round {round_}")
+        if s.get("phase") in AUCTION_DONE:
+            break
+        for agent in s["active"]:
+            await answer(as_agent, BID, "clock", agent, round=round_, accept=s["clockPrice"] <= values[agent])
+    s = await phase_in(kube, AUCTION, "clock", AUCTION_DONE)
+    # 10 and 15: both in; 20: ben (17) drops, ann (22) alone wins at 20.
+    assert s["phase"] == "Awarded"
+    (allocation,) = s["result"]["allocations"]
+    assert (allocation["agent"], allocation["price"]) == ("ann", 20)
+    assert [(r["round"], r["price"]) for r in s["rounds"]][:2] == [(1, 10), (2, 15)]
+
+
+async def test_double_auction_trades_at_mcafee_prices(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["b1", "b2", "b3", "s1", "s2", "s3", "outsider"]
+    await suspended(kube, names)
+    await kube.create(
+        MARKET,
+        {
+            "metadata": {"name": "dx", "namespace": NS},
+            "spec": {
+                "mechanism": "double-auction",
+                "good": "slot-hours",
+                "participants": {"agents": names[:-1]},
+                "orderSeconds": 30,
+            },
+        },
+    )
+    await phase_in(kube, MARKET, "dx", ("Collecting",))
+    refused = await answer(as_agent, ORDER, "dx", "outsider", side="buy", price=100)
+    for agent, side, price in [("b1", "buy", 10), ("b2", "buy", 8), ("b3", "buy", 3), ("s1", "sell", 2),
+                               ("s2", "sell", 4), ("s3", "sell", 9)]:  # fmt: skip
+        await answer(as_agent, ORDER, "dx", agent, side=side, price=price)
+    s = await phase_in(kube, MARKET, "dx", MARKET_DONE)
+    # k = 2 efficient pairs (10>=2, 8>=4); p0 = (3 + 9) / 2 = 6 lies in [4, 8]: both trade at 6.
+    assert (s["phase"], s["result"]["reason"], s["result"]["price"], s["result"]["volume"]) == (
+        "Cleared",
+        "AllEfficientTrades",
+        6,
+        2,
+    )
+    traded = {t["agent"]: (t["side"], t["quantity"], t["price"]) for t in s["result"]["trades"]}
+    assert traded == {"b1": ("buy", 1, 6), "b2": ("buy", 1, 6), "s1": ("sell", 1, 6), "s2": ("sell", 1, 6)}
+    outsider = await verdict(kube, ORDER, order_name("dx", "outsider"), refused["metadata"]["generation"])
+    assert (outsider["accepted"], outsider["reason"]) == (False, "NotParticipant")
+
+
+async def test_equilibrium_market_sets_its_price_variable_once(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator_process()
+    names = ["buyer", "seller"]
+    await suspended(kube, names)
+    await resource(kube, "power-price", "number", 0)
+    await kube.create(
+        MARKET,
+        {
+            "metadata": {"name": "power", "namespace": NS},
+            "spec": {
+                "mechanism": "equilibrium",
+                "good": "kW",
+                "participants": {"agents": names},
+                "priceGrid": {"min": 0, "max": 10, "step": 1},
+                "orderSeconds": 30,
+                "priceVariableRef": {"name": "power-price"},
+            },
+        },
+    )
+    await phase_in(kube, MARKET, "power", ("Collecting",))
+    # The buyer wants 4 up to 6, 2 up to 8, none above; the seller sells 3 from 5 on.
+    await answer(as_agent, ORDER, "power", "buyer", schedule=[
+        {"price": 0, "quantity": 4}, {"price": 7, "quantity": 2}, {"price": 9, "quantity": 0}])  # fmt: skip
+    await cluster.kill_operator()  # the last order lands while no operator runs
+    await answer(as_agent, ORDER, "power", "seller", schedule=[
+        {"price": 0, "quantity": 0}, {"price": 5, "quantity": -3}])  # fmt: skip
+    await cluster.start_operator_process()
+    s = await phase_in(kube, MARKET, "power", MARKET_DONE, timeout=20)
+    # Z(p) = 4 below 5, 4 - 3 = 1 at 5 and 6, 2 - 3 = -1 from 7: clears at 7; 2 of 3 sold.
+    assert (s["phase"], s["result"]["price"], s["result"]["volume"]) == ("Cleared", 7, 2)
+
+    async def priced() -> bool:
+        var = await kube.get(VARIABLE, "power-price", NS)
+        return ((var or {}).get("status") or {}).get("value") == 7
+
+    await eventually(priced, what="power-price set")
+    var = await kube.get(VARIABLE, "power-price", NS)
+    assert var is not None and [h["value"] for h in var["status"]["history"]][-1:] == [7]
+    assert terminal_versions(cluster, "markets", "power", MARKET_DONE) == ["Cleared"]
