@@ -19,15 +19,19 @@ import aiohttp
 import yaml
 
 from .._kube import Kube
-from .._resources import AGENT, COORDINATION, VARIABLE, VOTE, Res
+from .._resources import AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, Res
 from ..errors import MabeamError
 from .cluster import LocalCluster
 
 __all__ = ["main"]
 
-_ORDER: tuple[Res, ...] = (AGENT, VARIABLE, COORDINATION, VOTE)
+_ORDER: tuple[Res, ...] = (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, MARKET)
 _BY_KIND = {res.kind: res for res in _ORDER}
-_SESSION_DONE = {"Decided", "NoDecision", "Failed", "Cancelled"}
+_SESSION_DONE = {
+    COORDINATION: {"Decided", "NoDecision", "Failed", "Cancelled"},
+    AUCTION: {"Awarded", "NoSale", "Failed", "Cancelled"},
+    MARKET: {"Cleared", "NoTrade", "Failed", "Cancelled"},
+}
 
 
 def load_manifests(directory: Path) -> list[dict[str, Any]]:
@@ -48,8 +52,8 @@ def _done(res: Res, obj: dict[str, Any]) -> bool:
         return status.get("version") is not None or any(
             c.get("type") == "Valid" and c.get("status") == "False" for c in status.get("conditions") or []
         )
-    if res is COORDINATION:
-        return status.get("phase") in _SESSION_DONE
+    if res in _SESSION_DONE:
+        return status.get("phase") in _SESSION_DONE[res]
     return True
 
 
@@ -63,10 +67,32 @@ def _line(res: Res, obj: dict[str, Any]) -> str:
         value = json.dumps(status.get("value")) if "value" in status else "-"
         changed = status.get("changedBy") or {}
         who = f"{changed.get('kind', '')}/{changed.get('name', '')}" if changed else "-"
-        return f"  {name:<32} v{status.get('version', '-')!s:<9} value={value} by={who}"
+        owner = status.get("owner") or {}
+        owned = f" owner={owner.get('name')}" if owner else ""
+        return f"  {name:<32} v{status.get('version', '-')!s:<9} value={value} by={who}{owned}"
     if res is COORDINATION:
         result = status.get("result") or {}
         outcome = f"result={json.dumps(result.get('value'))} ({result.get('reason', '')})" if result else ""
+        return f"  {name:<32} {status.get('phase') or 'Pending':<10} {outcome}"
+    if res is AUCTION:
+        result = status.get("result") or {}
+        if result:
+            sold = ", ".join(
+                f"{'+'.join(a.get('items', []))} to {a.get('agent')} at {a.get('price'):g}"
+                for a in result.get("allocations") or []
+            )
+            outcome = f"{sold or '-'} ({result.get('reason', '')})"
+        else:
+            clock = status.get("clockPrice")
+            outcome = f"round {status.get('round')} at {clock:g}" if clock is not None else ""
+        return f"  {name:<32} {status.get('phase') or 'Pending':<10} {outcome}"
+    if res is MARKET:
+        result = status.get("result") or {}
+        outcome = ""
+        if result:
+            price = result.get("price")
+            outcome = f"price={price:g} volume={result.get('volume', 0):g}" if price is not None else ""
+            outcome += f" ({result.get('reason', '')})"
         return f"  {name:<32} {status.get('phase') or 'Pending':<10} {outcome}"
     return f"  {name}"
 

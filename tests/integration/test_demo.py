@@ -22,3 +22,14 @@ async def test_demo_reaches_every_outcome(tmp_path: Path, capsys: pytest.Capture
     # The operator's metrics endpoint was scraped over HTTP at the end of the demo.
     agents = sum(1 for d in demo.load_manifests(EXAMPLES) if d["kind"] == "Agent")
     assert f'mabeam_agents{{namespace="default",phase="Ready"}} {agents}.0' in out
+    # The economics examples end as worked out in docs/economics.md, from the traders' answers.
+    for line in (
+        "gpu-0 to dave at 24 (SecondPrice)",
+        "gpu-1 to dave at 26 (ClockWinner)",
+        "gpu-2+gpu-3 to dave at 50 (Optimal)",
+        "price=24 volume=2 (TradeReduction)",
+        "price=16 volume=3 (Equilibrium)",
+    ):
+        assert line in out, line
+    assert "variable/power-price" in out and "value=16.0" in out
+    assert out.count("owner=dave") == 4
