@@ -213,7 +213,9 @@ class Refusal(MabeamModel):
 
     agent: str = Field(description="Who answered.")
     reason: str = Field(
-        description="NotParticipant, Late, Closed, WrongAnswerKind, UnknownOption or NotEligible."
+        description="Why it was not counted. Votes: NotParticipant, Late, Closed, WrongAnswerKind, "
+        "UnknownOption, NotEligible. Bids also: RevealTooEarly, NoCommitment, BadCommitment, "
+        "UnknownItem, DuplicateItem, WrongRound, NotActive. Orders also: OffGrid, Unsorted, NotMonotone."
     )
     message: str = Field(default="", description="What was wrong, for humans.")
 
