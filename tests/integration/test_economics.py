@@ -278,3 +278,62 @@ async def test_equilibrium_market_sets_its_price_variable_once(
     var = await kube.get(VARIABLE, "power-price", NS)
     assert var is not None and [h["value"] for h in var["status"]["history"]][-1:] == [7]
     assert terminal_versions(cluster, "markets", "power", MARKET_DONE) == ["Cleared"]
+
+
+async def test_an_operator_killed_mid_auction_allocates_once_after_restart(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator_process()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    for item in ("g1", "g2"):
+        await resource(kube, item)
+    await kube.create(
+        AUCTION,
+        {
+            "metadata": {"name": "pair", "namespace": NS},
+            "spec": {
+                "mechanism": "combinatorial",
+                "participants": {"agents": names},
+                "items": ["g1", "g2"],
+                "bidSeconds": 30,
+                "revealSeconds": 30,
+            },
+        },
+    )
+    await phase_in(kube, AUCTION, "pair", ("Bidding",))
+    reveals = {
+        "ann": BidReveal.model_validate({"bundles": [{"items": ["g1"], "amount": 9}], "nonce": "a" * 16}),
+        "ben": BidReveal.model_validate(
+            {
+                "bundles": [{"items": ["g2"], "amount": 4}, {"items": ["g1", "g2"], "amount": 11}],
+                "nonce": "b" * 16,
+            }
+        ),
+    }
+    for agent, reveal in reveals.items():
+        await answer(as_agent, BID, "pair", agent, commitment=commitment(reveal))
+    await phase_in(kube, AUCTION, "pair", ("Revealing",))
+    await cluster.kill_operator()
+    for agent, reveal in reveals.items():  # revealed while no operator runs
+        await answer(as_agent, BID, "pair", agent, reveal=reveal.model_dump(mode="json", exclude_none=True))
+    await cluster.start_operator_process()
+    s = await phase_in(kube, AUCTION, "pair", AUCTION_DONE, timeout=20)
+    # ann g1 (9) + ben g2 (4) = 13 beats ben's pair (11). VCG: ann pays 11 - (13 - 9) = 7;
+    # without ben the best is 9 (ann's g1), so ben pays 9 - (13 - 4) = 0.
+    assert s["phase"] == "Awarded"
+    won = {a["agent"]: (a["items"], a["price"]) for a in s["result"]["allocations"]}
+    assert won == {"ann": (["g1"], 7), "ben": (["g2"], 0)}
+    assert terminal_versions(cluster, "auctions", "pair", AUCTION_DONE) == ["Awarded"]
+    for item, owner in (("g1", "ann"), ("g2", "ben")):
+
+        async def owned(item: str = item, owner: str = owner) -> bool:
+            var = await kube.get(VARIABLE, item, NS)
+            return ((var or {}).get("status") or {}).get("owner") == {"kind": "Agent", "name": owner}
+
+        await eventually(owned, what=f"{item} owned by {owner}")
+    # Each item's Variable records the auction once, in all its stored versions' history.
+    for item in ("g1", "g2"):
+        var = await kube.get(VARIABLE, item, NS)
+        assert var is not None
+        assert sum(1 for x in var["status"]["appliedSessions"] if x.startswith("pair:")) == 1
