@@ -259,7 +259,14 @@ class TradeResponder:
             return None
         try:
             return bid_reveal(value, self._nonce(view, uid))
-        except (TypeError, ValueError, pydantic.ValidationError) as exc:
+        except pydantic.ValidationError as exc:
+            # Name the problems, never the input: it holds the nonce.
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
+            )
+            log.warning("on_bid for auction %s gave no valid bid: %s", view.name, problems)
+            return None
+        except (TypeError, ValueError) as exc:
             log.warning("on_bid for auction %s gave no valid bid: %s", view.name, exc)
             return None
 

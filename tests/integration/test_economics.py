@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -153,6 +154,10 @@ async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
     assert sum(1 for s_ in var["status"]["appliedSessions"] if s_.startswith("sale:")) == 1
     events = await kube.list(EVENT, NS)
     assert any(e.get("reason") == "Allocated" and "ann" in e.get("message", "") for e in events)
+    # The secrets that sealed the bids are in no status and no Event.
+    auction = await kube.get(AUCTION, "sale", NS)
+    published = json.dumps([auction, events])
+    assert not any(reveal["nonce"] in published for reveal, _ in bids.values())
 
 
 async def test_english_auction_rounds_follow_the_agents_answers(

@@ -77,3 +77,13 @@ def test_with_a_bid_key_a_restarted_agent_opens_its_own_commitment() -> None:
     # Another auction (uid) gets another nonce; without a key every nonce is fresh.
     assert first._nonce(view(), "uid-2") != first._nonce(view(), "uid-1")
     assert no_key._nonce(view(), "uid-1") != no_key._nonce(view(), "uid-1")
+
+
+async def test_a_bad_sealed_bid_is_logged_without_its_secret(caplog: pytest.LogCaptureFixture) -> None:
+    callbacks = TradingCallbacks(on_bid=lambda auction: [{"items": [], "amount": -1}])
+    responder = TradeResponder(None, "ann", "ns", callbacks, bid_key=b"secret")  # type: ignore[arg-type]
+    nonce = responder._nonce(view(), "uid-1")
+    with caplog.at_level("DEBUG", logger="mabeam.sdk"):
+        assert await responder._sealed_bid(callbacks.on_bid, view(), "uid-1") is None  # type: ignore[arg-type]
+    assert "gave no valid bid" in caplog.text
+    assert nonce not in caplog.text and "secret" not in caplog.text
