@@ -210,7 +210,6 @@ class _Problem:
         ones: AbstractSet[int] = frozenset(),
         zeros: AbstractSet[int] = frozenset(),
         integral: bool = True,
-        start: AbstractSet[int] | None = None,
     ) -> tuple[frozenset[int], float] | None:
         """Maximize the surplus with ``ones`` fixed in and ``zeros`` fixed out.
 
@@ -250,14 +249,6 @@ class _Problem:
         h.setOptionValue("mip_rel_gap", 0.0)
         h.setOptionValue("mip_abs_gap", 0.0)
         h.passModel(lp)
-        if start is not None and integral:
-            hint = np.zeros(n)
-            for k in start:
-                hint[k] = 1.0
-            solution = highspy.HighsSolution()
-            solution.col_value = hint
-            solution.value_valid = True
-            h.setSolution(solution)
         h.run()
         self.budget -= h.getRunTime()
         status = h.getModelStatus()
@@ -277,13 +268,19 @@ class _Problem:
                 chosen.add(k)
         if not ones <= chosen or chosen & zeros or not is_feasible(self.bids, self.allocation(chosen)):
             raise _Unsolved("HiGHS returned an allocation that breaks a constraint")
+        # HiGHS has reported an optimal objective with columns that do not reach it (seen when it
+        # was given a warm start): prices from such columns would be too low. Trust only columns whose exact
+        # value is the objective.
+        if abs(float(self.value(chosen)) - objective) > 1e-7 * max(1.0, abs(objective)):
+            raise _Unsolved(
+                f"HiGHS's objective {objective:g} does not match the value "
+                f"{float(self.value(chosen)):g} of the allocation it returned"
+            )
         return frozenset(chosen), objective
 
 
-def _optimum(
-    problem: _Problem, *, zeros: AbstractSet[int] = frozenset(), start: AbstractSet[int] | None = None
-) -> frozenset[int]:
-    found = problem.solve(zeros=zeros, start=start)
+def _optimum(problem: _Problem, *, zeros: AbstractSet[int] = frozenset()) -> frozenset[int]:
+    found = problem.solve(zeros=zeros)
     if found is None:  # never: selling nothing is always feasible
         raise _Unsolved("HiGHS found no allocation at all")
     return found[0]
@@ -384,7 +381,7 @@ def clear_combinatorial(
         for i, j in sorted(allocation.items(), key=lambda ij: bids[ij[0]].agent):
             bundle = bids[i].bundles[j]
             own = {k for k, (ci, _) in enumerate(problem.columns) if ci == i}
-            without = _optimum(problem, zeros=own, start=chosen - own)
+            without = _optimum(problem, zeros=own)
             others = welfare(bids, problem.allocation(without), items, reserve)
             known = best - bundle.amount + reserve * len(bundle.items)
             others = max(others, known)

@@ -182,3 +182,30 @@ def test_the_time_limit_ends_in_unsolved_and_sells_nothing() -> None:
     outcome = clear_combinatorial(bids, ("i1",), Fraction(0), time_limit=0.0)
     assert outcome.reason == "Unsolved"
     assert outcome.wins == ()
+
+
+# Found by bench/economics.py (seed 20261125, 8 x 3 x 6, instance 19): when HiGHS was given the
+# chosen allocation as a warm start for a winner's VCG sub-problem, it reported the right
+# objective with the start's columns, and b00 paid the reserve (2) instead of its VCG price (28).
+REGRESSION_19 = [
+    ("b00", [(["i00"], 30), (["i01", "i02"], 36), (["i03", "i05"], 40)]),
+    ("b01", [(["i02", "i04", "i05"], 70), (["i04"], 14), (["i02", "i04"], 15)]),
+    ("b02", [(["i03", "i05"], 31), (["i02", "i05"], 28), (["i00", "i02", "i03"], 19)]),
+    ("b03", [(["i02", "i03"], 19), (["i05"], 12), (["i01", "i04"], 41)]),
+    ("b04", [(["i01", "i03", "i05"], 34), (["i05"], 2), (["i01", "i02", "i04"], 25)]),
+    ("b05", [(["i01", "i02", "i04"], 39), (["i01", "i03", "i04"], 34), (["i01", "i03"], 50)]),
+    ("b06", [(["i02", "i04"], 37), (["i01", "i02", "i03"], 37), (["i01", "i03"], 17)]),
+    ("b07", [(["i02"], 7), (["i00"], 28), (["i02", "i04"], 26)]),
+]
+
+
+def test_vcg_prices_of_a_larger_instance_match_brute_force() -> None:
+    bids = [
+        XorBid(agent, tuple(BundleBid(frozenset(items), Fraction(amount)) for items, amount in offers))
+        for agent, offers in REGRESSION_19
+    ]
+    case = XorInstance(items=tuple(f"i{k:02d}" for k in range(6)), bids=bids, reserve=Fraction(2))
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    prices = {w.agent: w.price for w in outcome.wins}
+    assert prices == brute_force_vcg(case)
+    assert prices["b00"] == 28
