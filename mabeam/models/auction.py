@@ -30,9 +30,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .._selectors import selector_cel_rule
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
-from .coordination import NAME_PATTERN, ParticipantRecord, ParticipantsSpec, Refusal
+from .coordination import (
+    NAME_PATTERN,
+    PARTICIPANTS_VALIDATIONS,
+    AnswerStatus,
+    ParticipantRecord,
+    ParticipantsSpec,
+    Refusal,
+)
 
 __all__ = [
     "AUCTION",
@@ -203,13 +209,8 @@ class BidSpec(MabeamModel):
         return self
 
 
-class BidStatus(MabeamModel):
-    accepted: bool | None = Field(default=None, description="True if the bid is counted.")
-    reason: str = Field(default="", description="Counted, or why the bid was refused.")
-    message: str = Field(default="", description="The verdict in a sentence.")
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation this status reflects."
-    )
+class BidStatus(AnswerStatus):
+    """The verdict on a Bid."""
 
 
 class BidRecord(MabeamModel):
@@ -310,14 +311,7 @@ AUCTION = KindInfo(
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
     spec_validations=(
-        (
-            "has(self.participants.agents) != has(self.participants.selector)",
-            "spec.participants must set exactly one of agents and selector",
-        ),
-        (
-            selector_cel_rule("participants.selector"),
-            "spec.participants.selector: In and NotIn need values, Exists and DoesNotExist take none",
-        ),
+        *PARTICIPANTS_VALIDATIONS,
         (
             "self.mechanism == 'combinatorial' || size(self.items) == 1",
             "spec.items: only a combinatorial auction sells more than one item",

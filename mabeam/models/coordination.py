@@ -28,8 +28,10 @@ from .variable import LabelSelector
 
 __all__ = [
     "COORDINATION",
+    "PARTICIPANTS_VALIDATIONS",
     "VOTE",
     "AnswerRecord",
+    "AnswerStatus",
     "AwardRecord",
     "CoordinationPhase",
     "CoordinationResult",
@@ -321,13 +323,34 @@ class VoteSpec(MabeamModel):
         return self
 
 
-class VoteStatus(MabeamModel):
+class AnswerStatus(MabeamModel):
+    """The operator's verdict on an answer (a Vote, Bid or Order), once per version of it."""
+
     accepted: bool | None = Field(default=None, description="True if the answer is counted.")
-    reason: str = Field(default="", description="Counted, or why the answer was refused.")
+    reason: str = Field(
+        default="", description="Counted, or why the answer was refused (see the session's refusals)."
+    )
     message: str = Field(default="", description="The verdict in a sentence.")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
     )
+
+
+class VoteStatus(AnswerStatus):
+    """The verdict on a Vote."""
+
+
+#: The CEL rules on a session's spec.participants (Coordination, Auction, Market).
+PARTICIPANTS_VALIDATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "has(self.participants.agents) != has(self.participants.selector)",
+        "spec.participants must set exactly one of agents and selector",
+    ),
+    (
+        selector_cel_rule("participants.selector"),
+        "spec.participants.selector: In and NotIn need values, Exists and DoesNotExist take none",
+    ),
+)
 
 
 COORDINATION = KindInfo(
@@ -346,16 +369,7 @@ COORDINATION = KindInfo(
         PrinterColumn("Deadline", ".status.deadline", type="date", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
-    spec_validations=(
-        (
-            "has(self.participants.agents) != has(self.participants.selector)",
-            "spec.participants must set exactly one of agents and selector",
-        ),
-        (
-            selector_cel_rule("participants.selector"),
-            "spec.participants.selector: In and NotIn need values, Exists and DoesNotExist take none",
-        ),
-    ),
+    spec_validations=PARTICIPANTS_VALIDATIONS,
 )
 
 VOTE = KindInfo(

@@ -23,9 +23,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .._selectors import selector_cel_rule
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
-from .coordination import NAME_PATTERN, ParticipantRecord, ParticipantsSpec, Refusal, VariableRef
+from .coordination import (
+    NAME_PATTERN,
+    PARTICIPANTS_VALIDATIONS,
+    AnswerStatus,
+    ParticipantRecord,
+    ParticipantsSpec,
+    Refusal,
+    VariableRef,
+)
 
 __all__ = [
     "MARKET",
@@ -138,17 +145,8 @@ class OrderSpec(MabeamModel):
         return self
 
 
-class OrderStatus(MabeamModel):
-    accepted: bool | None = Field(default=None, description="True if the order is counted.")
-    reason: str = Field(
-        default="",
-        description="Counted, or why the order was refused: NotParticipant, Late, Closed, "
-        "WrongAnswerKind, OffGrid, Unsorted, NotMonotone.",
-    )
-    message: str = Field(default="", description="The verdict in a sentence.")
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation this status reflects."
-    )
+class OrderStatus(AnswerStatus):
+    """The verdict on an Order."""
 
 
 class OrderRecord(MabeamModel):
@@ -231,14 +229,7 @@ MARKET = KindInfo(
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
     spec_validations=(
-        (
-            "has(self.participants.agents) != has(self.participants.selector)",
-            "spec.participants must set exactly one of agents and selector",
-        ),
-        (
-            selector_cel_rule("participants.selector"),
-            "spec.participants.selector: In and NotIn need values, Exists and DoesNotExist take none",
-        ),
+        *PARTICIPANTS_VALIDATIONS,
         (
             "self.mechanism != 'equilibrium' || has(self.priceGrid)",
             "spec.priceGrid is required for an equilibrium market",
