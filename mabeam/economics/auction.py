@@ -72,7 +72,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..errors import InvalidSpecError
-from ..models._base import Condition, set_condition
+from ..models._base import ending_conditions
 from ..models.auction import (
     SEALED_MECHANISMS,
     Allocation,
@@ -219,13 +219,8 @@ def _finish(
     verdicts: Sequence[Verdict] = (),
 ) -> AuctionStep:
     """End the auction: record the result, set the condition, emit SetOwner effects and the event."""
-    conditions = set_condition(
-        [c.to_wire() for c in status.conditions],
-        type="Invalid" if phase == "Failed" else "Complete",
-        status="True",
-        reason=reason,
-        message=message,
-        now=now,
+    conditions = ending_conditions(
+        status.conditions, failed=phase == "Failed", reason=reason, message=message, now=now
     )
     ordered = sorted(wins, key=lambda w: w.agent)
     result = AuctionResult(
@@ -242,7 +237,7 @@ def _finish(
         update={
             "phase": phase,
             "result": result,
-            "conditions": [Condition.model_validate(c) for c in conditions],
+            "conditions": conditions,
         }
     )
     effects = (

@@ -55,7 +55,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..errors import InvalidSpecError
-from ..models._base import Condition, set_condition
+from ..models._base import ending_conditions
 from ..models.coordination import ParticipantRecord, Refusal
 from ..models.market import (
     MAX_GRID_POINTS,
@@ -265,10 +265,9 @@ def _finish(
     now: _dt.datetime,
     verdicts: Sequence[Verdict] = (),
 ) -> MarketStep:
-    conditions = set_condition(
-        [c.to_wire() for c in status.conditions],
-        type="Invalid" if outcome.phase == "Failed" else "Complete",
-        status="True",
+    conditions = ending_conditions(
+        status.conditions,
+        failed=outcome.phase == "Failed",
         reason=outcome.reason,
         message=outcome.message,
         now=now,
@@ -296,7 +295,7 @@ def _finish(
         update={
             "phase": outcome.phase,
             "result": result,
-            "conditions": [Condition.model_validate(c) for c in conditions],
+            "conditions": conditions,
         }
     )
     effects: list[EconomicEffect] = list(outcome_effects(session, spec, new))

@@ -100,6 +100,21 @@ def set_condition(
     return result
 
 
+def ending_conditions(
+    conditions: list[Condition], *, failed: bool, reason: str, message: str, now: _dt.datetime
+) -> list[Condition]:
+    """The conditions of a session that has just ended: ``Invalid`` if it failed, else ``Complete``."""
+    wire = set_condition(
+        [c.to_wire() for c in conditions],
+        type="Invalid" if failed else "Complete",
+        status="True",
+        reason=reason,
+        message=message,
+        now=now,
+    )
+    return [Condition.model_validate(c) for c in wire]
+
+
 @dataclass(frozen=True)
 class PrinterColumn:
     name: str

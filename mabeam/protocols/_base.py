@@ -48,7 +48,7 @@ from fractions import Fraction
 from typing import ClassVar, Literal
 
 from ..errors import InvalidSpecError
-from ..models._base import Condition, set_condition
+from ..models._base import ending_conditions
 from ..models.coordination import (
     AnswerRecord,
     CoordinationResult,
@@ -361,19 +361,14 @@ def finish(
     effects: Sequence[Effect] = (),
 ) -> StepResult:
     """End the session: record the result, set the Complete condition, emit the outcome effects."""
-    conditions = set_condition(
-        [c.to_wire() for c in status.conditions],
-        type="Invalid" if phase == "Failed" else "Complete",
-        status="True",
-        reason=reason,
-        message=message,
-        now=now,
+    conditions = ending_conditions(
+        status.conditions, failed=phase == "Failed", reason=reason, message=message, now=now
     )
     new = status.model_copy(
         update={
             "phase": phase,
             "result": CoordinationResult(value=value, reason=reason, message=message, decided_at=now),
-            "conditions": [Condition.model_validate(c) for c in conditions],
+            "conditions": conditions,
         }
     )
     out: list[Effect] = list(effects)
