@@ -55,7 +55,6 @@ __all__ = [
     "XorBid",
     "clear_combinatorial",
     "is_feasible",
-    "max_welfare",
     "welfare",
     "winner_determination",
 ]
@@ -312,27 +311,6 @@ def _canonical(problem: _Problem) -> frozenset[int]:
         else:
             zeros.add(k)
     return best
-
-
-def max_welfare(
-    bids: Sequence[XorBid],
-    items: Sequence[str],
-    reserve: Fraction,
-    *,
-    time_limit: float = DEFAULT_TIME_LIMIT,
-) -> tuple[dict[int, int], Fraction]:
-    """Some welfare-maximizing allocation and its exact welfare (no tie-break).
-
-    Raises RuntimeError if HiGHS does not prove an optimum within ``time_limit`` seconds.
-    """
-    _check(bids, items)
-    problem = _Problem(bids, items, reserve, time_limit)
-    try:
-        chosen = _optimum(problem)
-    except _Unsolved as error:
-        raise RuntimeError(str(error)) from error
-    allocation = problem.allocation(chosen)
-    return allocation, welfare(bids, allocation, items, reserve)
 
 
 def winner_determination(
