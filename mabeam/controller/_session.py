@@ -21,6 +21,7 @@ before count as received at the restart.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import datetime as dt
 import logging
@@ -213,7 +214,7 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
         kind.written.pop((namespace, name), None)
 
 
-class SessionLoop:
+class SessionLoop(abc.ABC):
     """The operator's side of one session: gather inputs, call the engine, carry out effects.
 
     Subclasses carry out the kind's own effects in :meth:`carry_out_effect`.
@@ -489,9 +490,9 @@ class SessionLoop:
                 applied = True
         return applied
 
+    @abc.abstractmethod
     async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         """Carry out one effect of the kind; True if it is an outcome now applied."""
-        raise NotImplementedError(f"{type(self).__name__} does not carry out {type(effect).__name__}")
 
     # --- bad input ---------------------------------------------------------------------------
 

@@ -128,15 +128,7 @@ class SessionResponder:
     async def run(self) -> None:
         """Watch until cancelled; a broken watch is resumed after a short pause."""
         try:
-            while True:
-                try:
-                    async for _, obj in self.kube.watch(COORDINATION, self.namespace):
-                        self.consider(obj)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a dropped watch must not stop the agent
-                    log.warning("watching coordinations failed, resuming: %s", exc)
-                    await asyncio.sleep(1.0)
+            await watch_forever(self.kube, COORDINATION, self.namespace, self.consider)
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -266,6 +258,22 @@ class SessionResponder:
         )
         log.info("answered session %s: %s", session, dict(fields))
         return vote
+
+
+async def watch_forever(
+    kube: Kube, res: Res, namespace: str, consider: Callable[[dict[str, Any]], None]
+) -> None:
+    """Pass every object of ``res`` seen in ``namespace`` to ``consider``, until cancelled; a
+    dropped watch is resumed after a short pause (it must not stop the agent)."""
+    while True:
+        try:
+            async for _, obj in kube.watch(res, namespace):
+                consider(obj)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("watching %s failed, resuming: %s", res.plural, exc)
+            await asyncio.sleep(1.0)
 
 
 async def write_answer(

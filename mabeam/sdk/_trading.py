@@ -44,7 +44,7 @@ from .._resources import AUCTION, BID, MARKET, ORDER, Res
 from ..economics import commitment
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, bid_name
 from ..models.market import MarketSpec, MarketStatus, order_name
-from ._sessions import Callback, write_answer
+from ._sessions import Callback, watch_forever, write_answer
 
 log = logging.getLogger("mabeam.sdk")
 
@@ -176,15 +176,7 @@ class TradeResponder:
                 task.cancel()
 
     async def _watch(self, res: Res) -> None:
-        while True:
-            try:
-                async for _, obj in self.kube.watch(res, self.namespace):
-                    self.consider(res, obj)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a dropped watch must not stop the agent
-                log.warning("watching %s failed, resuming: %s", res.plural, exc)
-                await asyncio.sleep(1.0)
+        await watch_forever(self.kube, res, self.namespace, lambda obj: self.consider(res, obj))
 
     def consider(self, res: Res, obj: dict[str, Any]) -> None:
         """Start answering ``obj`` if it asks something of this agent not answered yet."""
