@@ -128,23 +128,28 @@ def session_requests(records: list[Any], users: set[str]) -> collections.Counter
     return counts
 
 
+async def suspended_agents(kube: Kube, n: int) -> list[str]:
+    """``n`` Agents without Pods (nothing to schedule), bound to the agents' ClusterRole so that
+    each can answer with its own ServiceAccount token."""
+    names = [f"p{i:04d}" for i in range(n)]
+    await asyncio.gather(*(kube.create(AGENT, {
+        "metadata": {"name": a, "namespace": NS},
+        "spec": {"suspend": True, "template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "command": ["sleep", "1"]}]}}},
+    }) for a in names))  # fmt: skip
+    await kube.create(ROLE_BINDING, {
+        "metadata": {"name": "bench-agents", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "mabeam-agent"},
+        "subjects": [{"kind": "ServiceAccount", "name": f"mabeam-agent-{a}", "namespace": NS} for a in names],
+    })  # fmt: skip
+    return names
+
+
 async def main(n: int, sessions: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with LocalCluster(Path(tmp)) as cluster:
             kube = cluster.client()
-            names = [f"p{i:04d}" for i in range(n)]
-            await asyncio.gather(*(kube.create(AGENT, {
-                "metadata": {"name": a, "namespace": NS},
-                "spec": {"suspend": True, "template": {"spec": {"containers": [
-                    {"name": "a", "image": "x", "command": ["sleep", "1"]}]}}},
-            }) for a in names))  # fmt: skip
-            await kube.create(ROLE_BINDING, {
-                "metadata": {"name": "bench-voters", "namespace": NS},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "mabeam-agent"},
-                "subjects": [{"kind": "ServiceAccount", "name": f"mabeam-agent-{a}", "namespace": NS}
-                             for a in names],
-            })  # fmt: skip
+            names = await suspended_agents(kube, n)
             voters = Voters(cluster, names)
             await cluster.start_operator_process()
             await asyncio.sleep(2.0)  # let the Agent loops settle (they are not what is measured)

@@ -34,10 +34,17 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from coordination import OPERATOR_USER, Voters, one_session, session_requests, verdicts_written
+from coordination import (
+    OPERATOR_USER,
+    Voters,
+    one_session,
+    session_requests,
+    suspended_agents,
+    verdicts_written,
+)
 
 from mabeam._kube import Kube
-from mabeam._resources import AGENT, AUCTION, BID, ROLE_BINDING, VARIABLE
+from mabeam._resources import AUCTION, BID, VARIABLE
 from mabeam.economics import commitment
 from mabeam.economics._combinatorial import BundleBid, CombinatorialOutcome, XorBid, clear_combinatorial
 from mabeam.economics._double import EPOCH, LimitOrder, clear_double_auction
@@ -297,19 +304,7 @@ async def bench_operator(n: int, sessions: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with LocalCluster(Path(tmp)) as cluster:
             kube = cluster.client()
-            names = [f"p{i:04d}" for i in range(n)]
-            await asyncio.gather(*(kube.create(AGENT, {
-                "metadata": {"name": a, "namespace": NS},
-                "spec": {"suspend": True, "template": {"spec": {"containers": [
-                    {"name": "a", "image": "x", "command": ["sleep", "1"]}]}}},
-            }) for a in names))  # fmt: skip
-            await kube.create(ROLE_BINDING, {
-                "metadata": {"name": "bench-bidders", "namespace": NS},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "mabeam-agent"},
-                "subjects": [{"kind": "ServiceAccount", "name": f"mabeam-agent-{a}", "namespace": NS}
-                             for a in names],
-            })  # fmt: skip
+            names = await suspended_agents(kube, n)
             for s in range(sessions):  # the items for sale, created before anything is measured
                 await kube.create(VARIABLE, {"metadata": {"name": f"a{s}", "namespace": NS},
                                              "spec": {"type": "string", "value": "slot"}})  # fmt: skip
