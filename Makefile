@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-flaky lint typecheck crds bench clean
+.PHONY: demo demo-cluster test e2e cluster-binaries test-flaky lint typecheck crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mabeam demo
 
+# The real control plane (etcd, kube-apiserver, kube-controller-manager, kwok), built once with
+# Go from Kubernetes' modules into ~/.cache/mabeam (hack/build-cluster.sh).
+cluster-binaries:
+	bash hack/build-cluster.sh
+
+demo-cluster: $(STAMP) cluster-binaries
+	$(BIN)/mabeam demo --cluster
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not flaky" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not flaky" --ignore=tests/e2e tests
 	$(BIN)/lint-imports
 	$(BIN)/ruff check mabeam tests agents bench requirements
 	$(BIN)/mypy
+
+e2e: $(STAMP) cluster-binaries
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 
 test-flaky: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m flaky tests

@@ -72,6 +72,11 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.cluster:
+        from .cluster import _demo
+
+        workdir = Path(args.workdir if args.workdir != ".mabeam-local" else ".mabeam-cluster-demo")
+        return asyncio.run(_demo.main(Path(args.examples), timeout=max(args.timeout, 180.0), workdir=workdir))
     from .local import demo
 
     return asyncio.run(demo.main(Path(args.examples), timeout=args.timeout, workdir=Path(args.workdir)))
@@ -103,8 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", default="examples", help="directory of manifests to apply")
     p.add_argument("--timeout", type=float, default=90.0, help="give up after this many seconds")
     p.add_argument("--workdir", default=".mabeam-local", help="logs and kubeconfigs of local pods")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run on a real control plane (etcd, kube-apiserver, ...; built with Go on first use)",
+    )
     p.set_defaults(func=_cmd_demo)
 
+    from .cluster import _cli as _cli_cluster
+
+    _cli_cluster.add_command(sub)
     _cli_kubectl.add_commands(sub)
     _cli_trade.add_commands(sub)
     _cli_validate.add_command(sub)

@@ -23,7 +23,7 @@ from .._resources import AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, R
 from ..errors import MabeamError
 from .cluster import LocalCluster
 
-__all__ = ["main"]
+__all__ = ["load_manifests", "main", "metrics_summary", "play", "quiet_logs"]
 
 _ORDER: tuple[Res, ...] = (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, MARKET)
 _BY_KIND = {res.kind: res for res in _ORDER}
@@ -131,7 +131,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _metrics_summary(url: str) -> str:
+async def metrics_summary(url: str) -> str:
     """Scrape the operator's endpoint, as Prometheus would, and show the headline series."""
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
@@ -156,10 +156,15 @@ async def play(kube: Kube, docs: list[dict[str, Any]], deadline: float) -> bool:
     return ok
 
 
-async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # keep the outcome readable
+def quiet_logs() -> None:
+    """Keep the outcome readable (unless debug logging was asked for)."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
         for noisy in ("kopf", "aiohttp", "httpx", "httpx2", "mabeam", "asyncio"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
+    quiet_logs()
     docs = load_manifests(examples)
     if not docs:
         print(f"No MABEAM manifests in {examples}/")
@@ -183,7 +188,7 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
         finally:
             await kube.close()
             if ok:
-                print(await _metrics_summary(metrics_url))
+                print(await metrics_summary(metrics_url))
             await cluster.stop_operator()
         print(f"{'Done' if ok else 'Failed'} in {time.monotonic() - started:.1f}s.")
         return 0 if ok else 1

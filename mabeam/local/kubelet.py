@@ -27,6 +27,16 @@ subresource. What it does, and what it leaves out on purpose:
   object still exists with a ``deletionTimestamp`` and has no finalizers, the kubelet deletes
   it with grace period 0, as the real kubelet does.
 - ``evict()`` simulates a node-pressure eviction; ``stop()`` ends every process.
+
+Against a real API server (``mabeam cluster``) it behaves as a real kubelet does where MABEAM
+relies on it: it speaks TLS with the CA and client certificate of its kubeconfig, registers its
+``Node`` (``register_node=True``), binds pods with the ``pods/binding`` subresource (there is
+no scheduler; a server without that subresource gets a merge patch of ``spec.nodeName``),
+and hands every pod a ServiceAccount token obtained with the TokenRequest API, bound to the
+pod (``token_requests=True``), in the pod's kubeconfig next to the cluster's CA. ``images``
+maps an image (its repository, without tag or digest) to its entrypoint, for containers that
+give only ``args``, as the operator's Deployment does. Every process dies with the kubelet
+(``PR_SET_PDEATHSIG`` on Linux), so a killed kubelet leaves no pod behind.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +79,25 @@ _FIELD_REFS = (
     "status.hostIP",
 )
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: be killed when the kubelet dies (Linux only; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _image_repository(image: str) -> str:
+    """``registry/repo:tag@sha256:...`` -> ``registry/repo``."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
 
 
 class _StartError(Exception):
@@ -258,6 +288,10 @@ class LocalKubelet:
         grace_period: float | None = None,
         retry_delay: float = 0.5,
         watch_timeout: float = 300.0,
+        register_node: bool = False,
+        token_requests: bool = False,
+        token_seconds: int = 86400,
+        images: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.node_name = node_name
@@ -270,7 +304,12 @@ class LocalKubelet:
         self.grace_period = grace_period
         self.retry_delay = retry_delay
         self.watch_timeout = watch_timeout
-        self._token = self._read_token(kubeconfig_path) if kubeconfig_path else None
+        self.register_node = register_node
+        self.token_requests = token_requests
+        self.token_seconds = token_seconds
+        self.images = {k: list(v) for k, v in (images or {}).items()}
+        self._credentials = _Credentials.read(kubeconfig_path) if kubeconfig_path else _Credentials()
+        self._token = self._credentials.token
         self._pods: dict[tuple[str, str], _Pod] = {}
         self._session: aiohttp.ClientSession | None = None
         self._probe_session: aiohttp.ClientSession | None = None
@@ -292,8 +331,12 @@ class LocalKubelet:
         """Serve pods until ``stop()`` is called (or the task is cancelled); then end every process."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        self._session = aiohttp.ClientSession(headers=headers)
+        ssl_context = self._credentials.ssl_context()
+        connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context is not None else None
+        self._session = aiohttp.ClientSession(headers=headers, connector=connector)
         self._probe_session = aiohttp.ClientSession()
+        if self.register_node:
+            await self._register_node()
         sync = asyncio.create_task(self._sync_loop(), name="kubelet sync")
         stop = asyncio.create_task(self._stop_requested.wait())
         try:
@@ -360,19 +403,6 @@ class LocalKubelet:
                 raise
 
     # ----------------------------------------------------------------- API access
-
-    @staticmethod
-    def _read_token(path: Path) -> str | None:
-        config = yaml.safe_load(path.read_text()) or {}
-        context_name = config.get("current-context")
-        context: dict[str, Any] = next(
-            (c["context"] for c in config.get("contexts", []) if c["name"] == context_name), {}
-        )
-        user: dict[str, Any] = next(
-            (u["user"] for u in config.get("users", []) if u["name"] == context.get("user")), {}
-        )
-        token = user.get("token")
-        return str(token) if token else None
 
     async def _call(
         self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
@@ -524,12 +554,72 @@ class LocalKubelet:
 
     # ----------------------------------------------------------------- running a pod
 
-    async def _bind(self, rt: _Pod) -> bool:
-        """Set ``spec.nodeName`` (retrying while the API is unreachable); False if the pod is gone."""
+    async def _register_node(self) -> None:
+        """Create this kubelet's Node (Ready, on 127.0.0.1), or find it from an earlier run."""
+        now = rfc3339(_dt.datetime.now(_dt.UTC))
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "the MABEAM local kubelet runs pods as processes on this machine",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        capacity = {"cpu": "64", "memory": "256Gi", "pods": "10000", "ephemeral-storage": "100Gi"}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "mabeam.io/local-kubelet": "true",
+                },
+            },
+        }
+        status = {
+            "status": {
+                "conditions": [ready],
+                "addresses": [{"type": "InternalIP", "address": POD_IP}],
+                "capacity": capacity,
+                "allocatable": capacity,
+                "nodeInfo": {"kubeletVersion": "mabeam-local", "operatingSystem": "linux"},
+            }
+        }
+        while True:
+            try:
+                with contextlib.suppress(ApiError):  # 409: registered by an earlier run
+                    await self._call("POST", "/api/v1/nodes", body=body)
+                await self._call("PATCH", f"/api/v1/nodes/{self.node_name}/status", body=status)
+                return
+            except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+                logger.warning("kubelet %s: cannot register the node yet (%s)", self.node_name, exc)
+                await asyncio.sleep(self.retry_delay)
+
+    async def _bind_once(self, rt: _Pod) -> None:
+        """Bind with the ``binding`` subresource, as a scheduler does; merge-patch where absent."""
         path = self._pod_path(rt.namespace, rt.name)
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": rt.name, "namespace": rt.namespace, "uid": rt.uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
+        try:
+            await self._call("POST", path + "/binding", body=binding)
+        except ApiError as exc:
+            if exc.status not in (404, 405):
+                raise
+            rt.obj = await self._call("PATCH", path, body={"spec": {"nodeName": self.node_name}})
+            return
+        rt.obj = await self._call("GET", path)
+
+    async def _bind(self, rt: _Pod) -> bool:
+        """Bind the pod to this node (retrying while the API is unreachable); False if it is gone."""
         while not rt.terminating:
             try:
-                rt.obj = await self._call("PATCH", path, body={"spec": {"nodeName": self.node_name}})
+                await self._bind_once(rt)
                 return True
             except ApiError as exc:
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
@@ -563,19 +653,58 @@ class LocalKubelet:
                 }
             self._report(rt)
             return
-        self._write_kubeconfig(rt)
+        try:
+            await self._write_kubeconfig(rt)
+        except _StartError as exc:
+            for c in rt.containers.values():
+                c.state = {"waiting": {"reason": exc.reason, "message": exc.message}}
+            self._report(rt)
+            return
         for c in rt.containers.values():
             rt.tasks.append(asyncio.create_task(self._run_container(rt, c), name=f"container {c.name}"))
         self._report(rt)
 
-    def _write_kubeconfig(self, rt: _Pod) -> None:
+    async def _pod_token(self, rt: _Pod) -> str:
+        """The pod's ServiceAccount token: a TokenRequest bound to the pod, or the local form."""
+        account = _service_account(rt.obj)
+        if not self.token_requests:
+            return f"sa:{rt.namespace}:{account}"
+        path = f"/api/v1/namespaces/{rt.namespace}/serviceaccounts/{account}/token"
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": self.token_seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": rt.name, "uid": rt.uid},
+            },
+        }
+        while True:
+            try:
+                answer = await self._call("POST", path, body=body)
+                return str((answer.get("status") or {})["token"])
+            except ApiError as exc:
+                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                    raise _StartError(
+                        "CreateContainerConfigError",
+                        f"no token for ServiceAccount {rt.namespace}/{account}: {exc}",
+                    ) from exc
+            except (aiohttp.ClientError, TimeoutError, KeyError):
+                pass
+            if rt.terminating:
+                raise _StartError("ContainerCreating", "the pod is being deleted")
+            await asyncio.sleep(self.retry_delay)
+
+    async def _write_kubeconfig(self, rt: _Pod) -> None:
         path = self.kubeconfig_for(rt.namespace, rt.name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        cluster: dict[str, Any] = {"server": self.api_url}
+        if self._credentials.ca_data:
+            cluster["certificate-authority-data"] = self._credentials.ca_data
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "mabeam-local", "cluster": {"server": self.api_url}}],
-            "users": [{"name": "pod", "user": {"token": f"sa:{rt.namespace}:{_service_account(rt.obj)}"}}],
+            "clusters": [{"name": "mabeam-local", "cluster": cluster}],
+            "users": [{"name": "pod", "user": {"token": await self._pod_token(rt)}}],
             "contexts": [
                 {
                     "name": "mabeam-local",
@@ -602,6 +731,8 @@ class LocalKubelet:
             raise _StartError(
                 "CreateContainerConfigError", f"container {c.name}: command and args must be lists"
             )
+        if not command:
+            command = self.images.get(_image_repository(str(c.spec.get("image") or "")), [])
         argv = [_expand(str(a), declared) for a in [*command, *args]]
         if not command:
             raise _StartError(
@@ -650,6 +781,7 @@ class LocalKubelet:
                         stdout=log,
                         stderr=asyncio.subprocess.STDOUT,
                         start_new_session=True,
+                        preexec_fn=_die_with_parent,
                     )
             except OSError as exc:
                 c.state = {
@@ -741,6 +873,7 @@ class LocalKubelet:
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             except (OSError, ValueError):
                 return False
@@ -886,3 +1019,69 @@ class LocalKubelet:
         if rt.failure:
             status["reason"], status["message"] = rt.failure
         return status
+
+
+@dataclass
+class _Credentials:
+    """What the kubelet's kubeconfig says about the server and about itself."""
+
+    token: str | None = None
+    ca_data: str | None = None  # base64, as in a kubeconfig
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+    @classmethod
+    def read(cls, path: Path) -> _Credentials:
+        import base64
+        import tempfile
+
+        config = yaml.safe_load(path.read_text()) or {}
+        context_name = config.get("current-context")
+        context: dict[str, Any] = next(
+            (c["context"] for c in config.get("contexts", []) if c["name"] == context_name), {}
+        )
+        user: dict[str, Any] = next(
+            (u["user"] for u in config.get("users", []) if u["name"] == context.get("user")), {}
+        )
+        cluster: dict[str, Any] = next(
+            (c["cluster"] for c in config.get("clusters", []) if c["name"] == context.get("cluster")), {}
+        )
+        ca_data = cluster.get("certificate-authority-data")
+        if not ca_data and cluster.get("certificate-authority"):
+            ca_data = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+
+        def file_of(key: str) -> str | None:
+            if user.get(key):
+                return str(user[key])
+            data = user.get(f"{key}-data")
+            if not data:
+                return None
+            fd, name = tempfile.mkstemp(prefix="mabeam-kubelet-", suffix=".pem")
+            with os.fdopen(fd, "wb") as f:
+                f.write(base64.b64decode(data))
+            return name
+
+        token = user.get("token")
+        return cls(
+            token=str(token) if token else None,
+            ca_data=str(ca_data) if ca_data else None,
+            cert_file=file_of("client-certificate"),
+            key_file=file_of("client-key"),
+            insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.ca_data or self.cert_file or self.insecure):
+            return None
+        import base64
+
+        context = ssl.create_default_context()
+        if self.ca_data:
+            context.load_verify_locations(cadata=base64.b64decode(self.ca_data).decode())
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context

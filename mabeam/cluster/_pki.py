@@ -1,0 +1,193 @@
+"""Certificates and keys of the real control plane: one CA, the API server's serving
+certificate, client certificates (the admin, the controller manager, the kubelet) and the
+ServiceAccount token signing key pair. Written once per cluster folder, as PEM files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["Pki", "write_pki"]
+
+_VALID = _dt.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the PEM files in a cluster folder."""
+
+    dir: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    @property
+    def serving_cert(self) -> Path:
+        return self.dir / "apiserver.crt"
+
+    @property
+    def serving_key(self) -> Path:
+        return self.dir / "apiserver.key"
+
+    @property
+    def sa_key(self) -> Path:
+        return self.dir / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.dir / "sa.pub"
+
+    def client_cert(self, name: str) -> Path:
+        return self.dir / f"{name}.crt"
+
+    def client_key(self, name: str) -> Path:
+        return self.dir / f"{name}.key"
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write(path: Path, data: bytes, *, private: bool = False) -> None:
+    path.write_bytes(data)
+    if private:
+        path.chmod(0o600)
+
+
+def _name(common: str, orgs: tuple[str, ...] = ()) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    return x509.Name(attrs)
+
+
+def write_pki(directory: Path) -> Pki:
+    """Create the CA, the serving certificate, the client certificates and the SA key pair."""
+    pki = Pki(Path(directory))
+    pki.dir.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
+
+    ca_key = _key()
+    ca_name = _name("mabeam-cluster-ca")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALID)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(pki.ca_cert, ca.public_bytes(serialization.Encoding.PEM))
+    _write(pki.ca_key, _pem_key(ca_key), private=True)
+
+    def issue(
+        subject: x509.Name,
+        usage: x509.ObjectIdentifier,
+        sans: list[x509.GeneralName] | None,
+        cert_path: Path,
+        key_path: Path,
+    ) -> None:
+        key = _key()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + _VALID)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        _write(key_path, _pem_key(key), private=True)
+
+    issue(
+        _name("kube-apiserver"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default"),
+            x509.DNSName("kubernetes.default.svc"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        ],
+        pki.serving_cert,
+        pki.serving_key,
+    )
+    for user, groups in CLIENTS.items():
+        issue(
+            _name(user, groups),
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            None,
+            pki.client_cert(_file(user)),
+            pki.client_key(_file(user)),
+        )
+
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _write(pki.sa_key, _pem_key(sa_key), private=True)
+    _write(
+        pki.sa_pub,
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return pki
+
+
+#: Client certificates: user name -> groups (the certificate's organisations).
+CLIENTS: dict[str, tuple[str, ...]] = {
+    "kubernetes-admin": ("system:masters",),
+    "system:kube-controller-manager": (),
+    # The local kubelet also binds pods to its node (there is no kube-scheduler), which the
+    # Node authorizer does not allow a kubelet: it is in system:masters as well.
+    "system:node:mabeam-node": ("system:nodes", "system:masters"),
+    "system:kwok": ("system:masters",),
+}
+
+
+def _file(user: str) -> str:
+    return user.replace(":", "-")
+
+
+def client_files(pki: Pki, user: str) -> tuple[Path, Path]:
+    """The certificate and key of a client in ``CLIENTS``."""
+    return pki.client_cert(_file(user)), pki.client_key(_file(user))
