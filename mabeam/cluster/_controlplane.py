@@ -171,6 +171,7 @@ class ControlPlane:
                 "etcd-servers": f"http://127.0.0.1:{etcd_port}",
                 "bind-address": "127.0.0.1",
                 "advertise-address": "127.0.0.1",
+                "endpoint-reconciler-type": "none",
                 "secure-port": str(self.port),
                 "cert-dir": str(self.workdir / "apiserver-certs"),
                 "tls-cert-file": str(pki.serving_cert),
@@ -254,6 +255,8 @@ class ControlPlane:
                     ],
                 )
             self._wait_default_service_account(timeout)
+            if self.kubelet:
+                self._wait_node(timeout)
         except BaseException:
             self.stop()
             raise
@@ -311,9 +314,19 @@ class ControlPlane:
         return context
 
     def request(self, path: str) -> Any:
-        """A GET as the admin (for readiness checks); the decoded JSON body."""
-        with urllib.request.urlopen(self.url + path, context=self._ssl(), timeout=10) as resp:
-            return json.loads(resp.read() or b"null")
+        """A GET as the admin (for readiness checks); the decoded JSON body.
+
+        Raises ``urllib.error.HTTPError`` (closed) for an error status.
+        """
+        try:
+            with urllib.request.urlopen(self.url + path, context=self._ssl(), timeout=10) as resp:
+                body = resp.read()
+                if resp.headers.get_content_type() != "application/json":
+                    return body.decode(errors="replace")
+                return json.loads(body or b"null")
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -321,10 +334,9 @@ class ControlPlane:
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                with urllib.request.urlopen(self.url + "/readyz", context=self._ssl(), timeout=5) as resp:
-                    if resp.status == 200:
-                        self.request("/api/v1/namespaces/default")
-                        return
+                self.request("/readyz")
+                self.request("/api/v1/namespaces/default")
+                return
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last = exc
             time.sleep(0.2)
@@ -340,6 +352,17 @@ class ControlPlane:
                 return
             time.sleep(0.2)
         raise ControlPlaneError("kube-controller-manager created no ServiceAccount in time")
+
+    def _wait_node(self, timeout: float) -> None:
+        """The local kubelet registered its Node."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+                self.request(f"/api/v1/nodes/{NODE_NAME}")
+                return
+            time.sleep(0.2)
+        raise ControlPlaneError(f"the local kubelet registered no Node in time; see {self.workdir}/logs/kubelet.log")
 
     def _write_kubeconfig(self, path: Path, user: str) -> None:
         cert, key = client_files(self.pki, user)

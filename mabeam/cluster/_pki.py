@@ -176,7 +176,9 @@ def write_pki(directory: Path) -> Pki:
 #: Client certificates: user name -> groups (the certificate's organisations).
 CLIENTS: dict[str, tuple[str, ...]] = {
     "kubernetes-admin": ("system:masters",),
-    "system:kube-controller-manager": (),
+    # With --use-service-account-credentials=false every controller acts as the manager
+    # itself, so it needs the union of the controllers' roles: system:masters, for a test cluster.
+    "system:kube-controller-manager": ("system:masters",),
     # The local kubelet also binds pods to its node (there is no kube-scheduler), which the
     # Node authorizer does not allow a kubelet: it is in system:masters as well.
     "system:node:mabeam-node": ("system:nodes", "system:masters"),

@@ -31,6 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.e2e)
+            # The first test also waits for the control plane to start and MABEAM to install.
+            item.add_marker(pytest.mark.timeout(600))
 
 
 @pytest.fixture(scope="session")

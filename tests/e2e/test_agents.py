@@ -72,7 +72,7 @@ async def test_a_deleted_pod_is_replaced_and_a_deleted_agent_leaves_nothing(kube
         return pod if pod and pod != first else None
 
     await eventually(replaced, what="a new pod for phoenix")
-    assert (await agent_status(kube, "phoenix", ns)).get("restarts", 0) >= 1
+    assert (await agent_status(kube, "phoenix", ns)).get("incarnation", 0) >= 2
 
     await kube.delete(AGENT, "phoenix", ns)
 

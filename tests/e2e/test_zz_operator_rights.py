@@ -24,5 +24,8 @@ def test_the_operator_needed_nothing_beyond_the_charts_rules(e2e: E2E) -> None:
         f"{e['verb']} {e.get('requestURI')}"
         for e in events
         if (e.get("responseStatus") or {}).get("code") == 403
+        # NamespaceLifecycle refuses new objects in a namespace being deleted with a 403, to
+        # everyone: an Event or a replacement written while a test's namespace goes away.
+        and "because it is being terminated" not in (e.get("responseStatus") or {}).get("message", "")
     ]
     assert not forbidden, forbidden
