@@ -247,6 +247,7 @@ class ControlPlane:
                     [
                         str(self.bin_dir / "kwok"),
                         f"--kubeconfig={self.admin_kubeconfig}",
+                        f"--config={Path(__file__).with_name('kwok-stages.yaml')}",
                         "--manage-all-nodes=false",
                         "--manage-nodes-with-label-selector=type=kwok",
                         "--cidr=10.64.0.0/12",
@@ -362,7 +363,8 @@ class ControlPlane:
                 self.request(f"/api/v1/nodes/{NODE_NAME}")
                 return
             time.sleep(0.2)
-        raise ControlPlaneError(f"the local kubelet registered no Node in time; see {self.workdir}/logs/kubelet.log")
+        log = self.workdir / "logs" / "kubelet.log"
+        raise ControlPlaneError(f"the local kubelet registered no Node in time; see {log}")
 
     def _write_kubeconfig(self, path: Path, user: str) -> None:
         cert, key = client_files(self.pki, user)

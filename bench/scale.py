@@ -1,0 +1,341 @@
+"""Scale: N Agents to Ready, on the real control plane (pods faked by kwok) and on the emulator.
+
+For each control plane, in the same run:
+
+- the floor: the same N Pods created by hand (32 in flight), bound to the fake nodes, timed
+  until the API server accepted all of them, and until all were Ready;
+- MABEAM: N Agents created the same way, timed until every Agent is Ready (the operator made
+  each one's ServiceAccount, RoleBinding and Pod, and saw the Pod Ready);
+- the operator's requests per Agent (the API server's audit log: requests whose user is the
+  operator's ServiceAccount) and its RSS once all are Ready.
+
+On the real control plane there are no processes per pod: kwok's nodes (label type=kwok) make
+pods Running and Ready. On the emulator a small task does kwok's job (marks bound pods Ready).
+The operator runs as its own process under the chart's ServiceAccount (its token from the
+TokenRequest API) with the chart's RBAC.
+
+    python bench/scale.py [--agents 1000] [--skip-emulator] [--skip-cluster] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from mabeam._kube import Kube
+from mabeam._resources import AGENT, NAMESPACE, POD, Res
+
+IN_FLIGHT = 32
+NODES = 10
+NODE = {"pods": "5000", "cpu": "1000", "memory": "10Ti"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pod_body(name: str, ns: str, node: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "floor"}},
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "c", "image": "example/agent:1", "command": ["sleep", "3600"]}],
+        },
+    }
+
+
+def agent_body(name: str, ns: str, node: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "capabilities": ["vote"],
+            "template": {
+                "spec": {
+                    "nodeName": node,
+                    "containers": [{"name": "agent", "image": "example/agent:1", "command": ["sleep", "3600"]}],
+                }
+            },
+        },
+    }
+
+
+async def create_all(kube: Kube, res: Res, bodies: list[dict[str, Any]]) -> float:
+    """Create every body, IN_FLIGHT at a time; seconds taken."""
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with limit:
+            await kube.create(res, body)
+
+    start = time.monotonic()
+    await asyncio.gather(*(one(b) for b in bodies))
+    return time.monotonic() - start
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+def pods_ready(pods: list[dict[str, Any]]) -> int:
+    return sum(
+        1
+        for p in pods
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
+    )
+
+
+async def measure(
+    kube: Kube, n: int, count_requests: Callable[[], int], rss: Callable[[], int], timeout: float
+) -> dict[str, float]:
+    """The floor (pods by hand) and MABEAM (agents) on one control plane."""
+    await kube.create(NAMESPACE, {"metadata": {"name": "floor"}})
+    await kube.create(NAMESPACE, {"metadata": {"name": "fleet"}})
+    nodes = [f"kwok-{i}" for i in range(NODES)]
+    start = time.monotonic()
+    accept = await create_all(kube, POD, [pod_body(f"p-{i}", "floor", nodes[i % NODES]) for i in range(n)])
+
+    async def floor_ready() -> bool:
+        return pods_ready(await kube.list(POD, "floor")) >= n
+
+    await until(floor_ready, timeout, "the floor's pods Ready")
+    floor = time.monotonic() - start
+
+    before = count_requests()
+    start = time.monotonic()
+    await create_all(kube, AGENT, [agent_body(f"a-{i}", "fleet", nodes[i % NODES]) for i in range(n)])
+
+    async def agents_ready() -> bool:
+        agents = await kube.list(AGENT, "fleet")
+        return sum(1 for a in agents if (a.get("status") or {}).get("phase") == "Ready") >= n
+
+    await until(agents_ready, timeout, "every Agent Ready")
+    fleet = time.monotonic() - start
+    await asyncio.sleep(2)  # requests still in flight when the last Agent turned Ready
+    requests = count_requests() - before
+    return {
+        "floor_accept_s": accept,
+        "floor_ready_s": floor,
+        "agents_ready_s": fleet,
+        "requests_per_agent": requests / n,
+        "operator_rss_mb": rss() / 2**20,
+    }
+
+
+def rss_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the operator exited; see {log}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"the operator did not become healthy; see {log}")
+
+
+# --------------------------------------------------------------------------- the real one
+
+
+async def on_cluster(n: int, workdir: Path, timeout: float) -> dict[str, float]:
+    from mabeam.cluster import ControlPlane, build_binaries
+    from mabeam.cluster._install import apply, crds, kubectl, render_chart
+
+    plane = ControlPlane(
+        workdir,
+        bin_dir=build_binaries(),
+        kubelet=False,
+        kwok=True,
+        audit=True,
+        apiserver_flags={"max-requests-inflight": "1000", "max-mutating-requests-inflight": "500"},
+    )
+    await asyncio.to_thread(plane.start)
+    operator: subprocess.Popen[bytes] | None = None
+    kube = Kube.connect(plane.admin_kubeconfig)
+    try:
+        config = plane.admin_kubeconfig
+        apply(config, crds())
+        kubectl(config, "wait", "--for=condition=Established", "--all", "crd", "--timeout=60s")
+        kubectl(config, "create", "namespace", "mabeam-system")
+        objects = [o for o in render_chart({"clusterWide": True}) if o.get("kind") != "Deployment"]
+        apply(config, objects)
+        account = next(o for o in objects if o.get("kind") == "ServiceAccount")["metadata"]["name"]
+        token = kubectl(config, "-n", "mabeam-system", "create", "token", account, "--duration=24h").strip()
+        admin = yaml.safe_load(config.read_text())
+        operator_config = workdir / "operator.kubeconfig"
+        operator_config.write_text(
+            yaml.safe_dump(
+                {
+                    **admin,
+                    "users": [{"name": "operator", "user": {"token": token}}],
+                    "contexts": [{"name": "mabeam", "context": {"cluster": "mabeam", "user": "operator"}}],
+                }
+            )
+        )
+        for i in range(NODES):
+            kubectl(config, "apply", "-f", "-", stdin=yaml.safe_dump(kwok_node(f"kwok-{i}")))
+        port = free_port()
+        log = workdir / "operator.log"
+        with open(log, "ab") as out:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "mabeam.cli", "run", "--kubeconfig", str(operator_config),
+                 "--liveness", f"http://127.0.0.1:{port}/healthz"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        await wait_healthy(port, operator, log)
+        user = f"system:serviceaccount:mabeam-system:{account}"
+        pid = operator.pid
+        return await measure(kube, n, lambda: count_audit(plane.audit_log, user), lambda: rss_of(pid), timeout)
+    finally:
+        await kube.close()
+        if operator is not None:
+            operator.terminate()
+            operator.wait()
+        await asyncio.to_thread(plane.stop)
+
+
+def kwok_node(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"type": "kwok"}, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+        "status": {"allocatable": NODE, "capacity": NODE},
+    }
+
+
+def count_audit(path: Path, user: str) -> int:
+    if not path.exists():
+        return 0
+    needle = f'"username":"{user}"'
+    with open(path) as f:
+        return sum(1 for line in f if needle in line)
+
+
+# --------------------------------------------------------------------------- the emulator
+
+
+async def fake_kwok(kube: Kube, stop: asyncio.Event) -> None:
+    """kwok's job on the emulator: pods bound to kwok-* nodes become Running and Ready."""
+    done: set[tuple[str, str]] = set()
+    while not stop.is_set():
+        for pod in await kube.list(POD):
+            meta = pod["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if key in done or not str((pod.get("spec") or {}).get("nodeName", "")).startswith("kwok-"):
+                continue
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            status = {
+                "phase": "Running",
+                "podIP": "10.64.0.1",
+                "startTime": now,
+                "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                               for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+                "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0, "image": c["image"],
+                                       "imageID": "", "started": True, "state": {"running": {"startedAt": now}}}
+                                      for c in pod["spec"]["containers"]],
+            }  # fmt: skip
+            with contextlib.suppress(Exception):
+                await kube.patch(POD, meta["name"], {"status": status}, namespace=meta["namespace"], status=True)
+                done.add(key)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
+async def on_emulator(n: int, workdir: Path, timeout: float) -> dict[str, float]:
+    from mabeam.local.cluster import OPERATOR_IDENTITY, LocalCluster
+
+    user = "system:serviceaccount:" + OPERATOR_IDENTITY.removeprefix("sa:")
+    async with LocalCluster(workdir) as cluster:
+        cluster.api.emulator.audit = collections.deque(maxlen=None)  # count every request
+        await cluster.start_operator_process()
+        assert cluster._process is not None
+        pid = cluster._process.pid
+        kube = cluster.client()
+        stop = asyncio.Event()
+        kwok = asyncio.create_task(fake_kwok(kube, stop))
+        try:
+            return await measure(
+                kube,
+                n,
+                lambda: sum(1 for r in cluster.api.emulator.audit if r.user == user),
+                lambda: rss_of(pid),
+                timeout,
+            )
+        finally:
+            stop.set()
+            await kwok
+            await kube.close()
+            await cluster.stop_operator()
+
+
+def report(name: str, figures: dict[str, float], n: int) -> None:
+    print(f"\n{name}: {n} Agents")
+    print(f"  floor: {n} Pods by hand accepted in {figures['floor_accept_s']:.1f} s, all Ready in "
+          f"{figures['floor_ready_s']:.1f} s")  # fmt: skip
+    ratio = figures["agents_ready_s"] / figures["floor_ready_s"]
+    print(f"  MABEAM: {n} Agents all Ready in {figures['agents_ready_s']:.1f} s "
+          f"({ratio:.2f}x the floor's Ready time; "
+          f"{figures['agents_ready_s'] / figures['floor_accept_s']:.2f}x its accept time)")  # fmt: skip
+    print(f"  operator requests per Agent: {figures['requests_per_agent']:.1f} "
+          f"(floor: 1 Pod create; the target is at most 6)")  # fmt: skip
+    print(f"  operator RSS: {figures['operator_rss_mb']:.0f} MB")
+
+
+async def main(args: argparse.Namespace) -> None:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mabeam-scale-") as tmp:
+        if not args.skip_cluster:
+            results["real control plane (kube-apiserver v1.37 + kwok)"] = await on_cluster(
+                args.agents, Path(tmp) / "cluster", args.timeout
+            )
+        if not args.skip_emulator:
+            results["emulator (mabeam local)"] = await on_emulator(args.agents, Path(tmp) / "local", args.timeout)
+    for name, figures in results.items():
+        report(name, figures, args.agents)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="20 Agents: checks that the benchmark runs")
+    parser.add_argument("--skip-cluster", action="store_true", help="only the emulator")
+    parser.add_argument("--skip-emulator", action="store_true", help="only the real control plane")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--json", action="store_true")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.agents = 20
+    if os.environ.get("MABEAM_BENCH_NO_CLUSTER"):
+        arguments.skip_cluster = True
+    asyncio.run(main(arguments))
