@@ -25,12 +25,14 @@ demo-cluster: $(STAMP) cluster-binaries
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not flaky" --ignore=tests/e2e tests
+	$(BIN)/python bench/scale.py --quick --skip-cluster
 	$(BIN)/lint-imports
 	$(BIN)/ruff check mabeam tests agents bench requirements
 	$(BIN)/mypy
 
 e2e: $(STAMP) cluster-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
+	$(BIN)/python bench/scale.py --quick --skip-emulator
 
 test-flaky: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m flaky tests

@@ -484,15 +484,20 @@ _INT64 = 2**63
 
 
 def _as_stored(value: Any) -> Any:
-    """JSON numbers as a real API server stores them: it decodes a number that parses as an
-    int64 to an integer, anything else to a float64, and encodes a float64 that is integral
-    without a fraction (16.0 -> 16). So after one round trip, 16.0 reads back as 16."""
+    """JSON numbers as a real API server stores them, changed in place: it decodes a number
+    that parses as an int64 to an integer, anything else to a float64, and encodes a float64
+    that is integral without a fraction (16.0 -> 16). So after one round trip, 16.0 reads
+    back as 16."""
     if isinstance(value, float) and value.is_integer() and -_INT64 <= value < _INT64:
         return int(value)
     if isinstance(value, dict):
-        return {k: _as_stored(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_stored(v) for v in value]
+        for key, item in value.items():
+            if isinstance(item, (dict, list, float)):
+                value[key] = _as_stored(item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, (dict, list, float)):
+                value[i] = _as_stored(item)
     return value
 
 
@@ -643,7 +648,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         self, rtype: ResourceType, old: dict[str, Any] | None, new: dict[str, Any], event: str
     ) -> dict[str, Any]:
         if event != "DELETED":
-            new = _as_stored(new)
+            _as_stored(new)
         meta = new["metadata"]
         namespace, name = meta.get("namespace"), meta["name"]
         key = (rtype.store_key, namespace, name)

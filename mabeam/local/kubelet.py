@@ -81,15 +81,22 @@ _FIELD_REFS = (
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
-def _die_with_parent() -> None:
-    """In a child before exec: be killed when the kubelet dies (Linux only; elsewhere a no-op)."""
+def _load_prctl() -> Any:
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_PRCTL = _load_prctl()  # looked up here: a forked child must not import or dlopen
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: be killed when the parent dies (Linux only; elsewhere a no-op)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _image_repository(image: str) -> str:
@@ -249,6 +256,15 @@ def _group_alive(pgid: int) -> bool:
     return False  # only zombies, which their new parent (init) reaps
 
 
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait for it, cancelling again if a cancellation was swallowed."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("a cancelled task ended with %r", task.exception())
+
+
 async def _kill_group(pgid: int, timeout: float = 2.0) -> None:
     """SIGKILL a process group and wait (a bounded time) until none of its members runs."""
     loop = asyncio.get_running_loop()
@@ -363,9 +379,7 @@ class LocalKubelet:
         await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(self._terminate(rt) for rt in self._pods.values()))
         for rt in self._pods.values():
-            for task in rt.tasks:
-                task.cancel()
-            await asyncio.gather(*rt.tasks, return_exceptions=True)
+            await asyncio.gather(*(_cancel(task) for task in rt.tasks))
         self._pods.clear()
         for session in (self._session, self._probe_session):
             if session is not None:
@@ -795,13 +809,12 @@ class LocalKubelet:
             probe = c.spec.get("readinessProbe")
             c.state, c.ready = {"running": {"startedAt": started_at}}, not probe
             self._report(rt)
-            prober = asyncio.create_task(self._probe_loop(rt, c, probe, env, cwd)) if probe else None
+            prober = asyncio.create_task(self._probe_loop(rt, c, probe, env, cwd, proc)) if probe else None
             try:
                 code = await proc.wait()
             finally:
                 if prober is not None:
-                    prober.cancel()
-                    await asyncio.gather(prober, return_exceptions=True)
+                    await _cancel(prober)
                 await _kill_group(proc.pid)  # what the main process left behind dies with it
             exit_code = code if code >= 0 else 128 - code
             terminated = {
@@ -838,15 +851,23 @@ class LocalKubelet:
             c.restart_count += 1
 
     async def _probe_loop(
-        self, rt: _Pod, c: _Container, probe: dict[str, Any], env: dict[str, str], cwd: str | None
+        self,
+        rt: _Pod,
+        c: _Container,
+        probe: dict[str, Any],
+        env: dict[str, str],
+        cwd: str | None,
+        proc: asyncio.subprocess.Process,
     ) -> None:
+        """Probe until the container's process ends (the loop also stops by itself: a
+        cancellation can be lost inside ``asyncio.wait_for`` on Python 3.11)."""
         period = self.probe_period if self.probe_period is not None else float(probe.get("periodSeconds", 10))
         timeout = float(probe.get("timeoutSeconds", 1))
         success_threshold = int(probe.get("successThreshold", 1))
         failure_threshold = int(probe.get("failureThreshold", 3))
         successes = failures = 0
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
-        while True:
+        while proc.returncode is None and not rt.terminating:
             ok = await self._probe_once(c, probe, env, cwd, timeout)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if ok and not c.ready and successes >= success_threshold:

@@ -241,6 +241,24 @@ async def test_create_sets_identity_and_rejects_a_duplicate(http: aiohttp.Client
     assert body["reason"] == "AlreadyExists"
 
 
+async def test_numbers_are_stored_as_a_real_api_server_stores_them(http: aiohttp.ClientSession) -> None:
+    # Go decodes 16.0 to a float64 and encodes it back as 16: integral floats read back as
+    # integers (found by running the demo on kube-apiserver); fractions and huge values stay.
+    body = widget("w-numbers", size=3)
+    body["metadata"]["annotations"] = {"note": "16.0"}
+    body["spec"]["limit"] = 4.0
+    status, created = await call(http, "POST", WIDGETS, body)
+    assert status == 201, created
+    status, w = await call(http, "GET", f"{WIDGETS}/w-numbers")
+    assert w["spec"]["limit"] == 4 and isinstance(w["spec"]["limit"], int)
+    assert w["metadata"]["annotations"]["note"] == "16.0"  # strings are strings
+    status, w = await call(
+        http, "PATCH", f"{WIDGETS}/w-numbers/status", {"status": {"count": 2.0}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    assert status == 200 and w["status"]["count"] == 2 and isinstance(w["status"]["count"], int)
+
+
 async def test_stale_put_is_a_conflict(http: aiohttp.ClientSession) -> None:
     _, w = await call(http, "POST", WIDGETS, widget("w1"))
     fresh = {**w, "spec": {"size": 4}}
