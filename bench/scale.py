@@ -70,7 +70,9 @@ def agent_body(name: str, ns: str, node: str) -> dict[str, Any]:
             "template": {
                 "spec": {
                     "nodeName": node,
-                    "containers": [{"name": "agent", "image": "example/agent:1", "command": ["sleep", "3600"]}],
+                    "containers": [
+                        {"name": "agent", "image": "example/agent:1", "command": ["sleep", "3600"]}
+                    ],
                 }
             },
         },
@@ -102,7 +104,10 @@ def pods_ready(pods: list[dict[str, Any]]) -> int:
     return sum(
         1
         for p in pods
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions") or []
+        )
     )
 
 
@@ -214,7 +219,9 @@ async def on_cluster(n: int, workdir: Path, timeout: float) -> dict[str, float]:
         await wait_healthy(port, operator, log)
         user = f"system:serviceaccount:mabeam-system:{account}"
         pid = operator.pid
-        return await measure(kube, n, lambda: count_audit(plane.audit_log, user), lambda: rss_of(pid), timeout)
+        return await measure(
+            kube, n, lambda: count_audit(plane.audit_log, user), lambda: rss_of(pid), timeout
+        )
     finally:
         await kube.close()
         if operator is not None:
@@ -259,12 +266,16 @@ async def fake_kwok(kube: Kube, stop: asyncio.Event) -> None:
                 "startTime": now,
                 "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
                                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
-                "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0, "image": c["image"],
-                                       "imageID": "", "started": True, "state": {"running": {"startedAt": now}}}
-                                      for c in pod["spec"]["containers"]],
+                "containerStatuses": [
+                    {"name": c["name"], "ready": True, "restartCount": 0, "image": c["image"], "imageID": "",
+                     "started": True, "state": {"running": {"startedAt": now}}}
+                    for c in pod["spec"]["containers"]
+                ],
             }  # fmt: skip
             with contextlib.suppress(Exception):
-                await kube.patch(POD, meta["name"], {"status": status}, namespace=meta["namespace"], status=True)
+                await kube.patch(
+                    POD, meta["name"], {"status": status}, namespace=meta["namespace"], status=True
+                )
                 done.add(key)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
@@ -318,7 +329,9 @@ async def main(args: argparse.Namespace) -> None:
                 args.agents, Path(tmp) / "cluster", args.timeout
             )
         if not args.skip_emulator:
-            results["emulator (mabeam local)"] = await on_emulator(args.agents, Path(tmp) / "local", args.timeout)
+            results["emulator (mabeam local)"] = await on_emulator(
+                args.agents, Path(tmp) / "local", args.timeout
+            )
     for name, figures in results.items():
         report(name, figures, args.agents)
     if args.json:
