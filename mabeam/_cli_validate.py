@@ -5,9 +5,9 @@ searched for ``*.yaml``/``*.yml``/``*.json``) is validated with :func:`mabeam._s
 in strict mode, as ``kubectl apply --validate=strict`` would be by the API server: unknown fields
 are errors, and the CEL rules run. An object that passes its schema then gets the operator's own
 checks, those that need no cluster: a Variable's constraints must fit its type
-(:func:`mabeam.variables.validate_spec`) and its ``spec.value`` must fit both
-(:func:`mabeam.variables.validate_value`); a Coordination's protocol must be installed
-(:func:`mabeam.protocols.default_registry`) and its spec must fit that protocol.
+(:func:`mabeam.core.variables.validate_spec`) and its ``spec.value`` must fit both
+(:func:`mabeam.core.variables.validate_value`); a Coordination's protocol must be installed
+(:func:`mabeam.core.protocols.default_registry`) and its spec must fit that protocol.
 
 Each problem is one line ``file:line: Kind/name: field.path: message``; the line (from 1) is the
 field's when the file has it, else the nearest enclosing field's, else the document's first.
@@ -96,14 +96,14 @@ def _semantic(kind: str, spec: Any) -> list[InvalidSpecError]:
         return []
     try:
         if kind == "Variable":
-            from . import variables
+            from .core import variables
 
             vspec = variables.parse_spec(spec)
             variables.validate_spec(vspec)
             if vspec.value is not None:
                 variables.validate_value(vspec, vspec.value)
         elif kind == "Coordination":
-            from . import protocols
+            from .core import protocols
             from .models.coordination import CoordinationSpec
 
             try:

@@ -12,9 +12,9 @@ from typing import Any
 
 import kopf
 
-from .. import _agents
 from .._kube import AlreadyExistsError, Kube
 from .._resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
+from ..core import agents as _agents
 from ..errors import ApiError, ConflictError
 from ._events import post
 from ._loop import Wakers, sleep_or_wake

@@ -11,8 +11,8 @@ from typing import Any
 
 import pydantic
 
-from .. import protocols
 from .._resources import MARKET, ORDER
+from ..core import protocols
 from ..economics import OrderAnswer, market
 from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register

@@ -1,7 +1,7 @@
 """What the auction and market engines share: the answers they read, the steps they return,
 the allocation effect, and the commitment that seals a bid.
 
-Pure: no clock, no I/O. The effects and verdicts are the ones of :mod:`mabeam.protocols`
+Pure: no clock, no I/O. The effects and verdicts are the ones of :mod:`mabeam.core.protocols`
 (``EmitEvent``, ``SetVariable``, ``Verdict``), plus :class:`SetOwner`.
 """
 
@@ -12,9 +12,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..core.protocols import EmitEvent, SetVariable, Verdict
 from ..models.auction import AuctionStatus, BidReveal, BidSpec
 from ..models.market import MarketStatus, OrderSpec, SchedulePoint
-from ..protocols import EmitEvent, SetVariable, Verdict
 
 __all__ = [
     "AuctionStep",

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from ..core.protocols import EmitEvent, Participant, SetVariable, Verdict
 from ..errors import InvalidSpecError
 from ..models._base import ending_conditions
 from ..models.coordination import ParticipantRecord, Refusal
@@ -66,7 +67,6 @@ from ..models.market import (
     SchedulePoint,
     Trade,
 )
-from ..protocols import EmitEvent, Participant, SetVariable, Verdict
 from ._common import EconomicEffect, MarketStep, OrderAnswer
 from ._double import Fill, LimitOrder, clear_double_auction
 from ._equilibrium import NetDemand, clear_equilibrium

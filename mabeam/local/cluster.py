@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 
 from .. import _crdgen
-from .._agents import AGENT_CLUSTER_ROLE
 from .._kube import Kube
 from .._permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from ..core.agents import AGENT_CLUSTER_ROLE
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 

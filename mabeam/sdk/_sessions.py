@@ -29,9 +29,9 @@ from typing import Any
 
 import pydantic
 
-from .. import protocols
 from .._kube import AlreadyExistsError, Kube
 from .._resources import COORDINATION, VOTE, Res
+from ..core import protocols
 from ..errors import InvalidSpecError
 from ..models.coordination import CoordinationSpec, CoordinationStatus, Proposal, vote_name
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from mabeam import _permissions
-from mabeam._agents import service_account_name
 from mabeam._kube import Kube
 from mabeam._permissions import Rule
 from mabeam._resources import AGENT, POD, ROLE_BINDING
-from mabeam._variables_io import writer_role_name
+from mabeam.core.agents import service_account_name
+from mabeam.core.variables_wire import writer_role_name
 from mabeam.local.apiserver import AuditRecord
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually

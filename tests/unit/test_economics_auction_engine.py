@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mabeam.core.protocols import EmitEvent, Participant
 from mabeam.economics import BidAnswer, SetOwner, commitment
 from mabeam.economics.auction import (
     TERMINAL_PHASES,
@@ -18,7 +19,6 @@ from mabeam.economics.auction import (
     step,
 )
 from mabeam.models.auction import AuctionSpec, AuctionStatus, BidReveal, Bundle
-from mabeam.protocols import EmitEvent, Participant
 from tests.strategies_auctions import AGENT_POOL, NONCE, T0, at
 
 ABC = [Participant("cy"), Participant("ada"), Participant("bob")]

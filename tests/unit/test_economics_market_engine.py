@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mabeam.economics.market as engine
+from mabeam.core.protocols import EmitEvent, Participant, SetVariable
 from mabeam.economics import MarketStep, OrderAnswer
 from mabeam.economics._double import LimitOrder, clear_double_auction
 from mabeam.economics._equilibrium import NetDemand, clear_equilibrium
 from mabeam.economics.market import TERMINAL_PHASES, next_deadline, outcome_effects, start, step
 from mabeam.models.market import MarketSpec, MarketStatus, SchedulePoint
-from mabeam.protocols import EmitEvent, Participant, SetVariable
 from tests.strategies_markets import DEADLINE, T0, at, markets
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mabeam._variables_io import (
+from mabeam.core.variables_wire import (
     WRITE_ANNOTATION,
     clear_write_patch,
     decode_write,

@@ -22,9 +22,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import InvalidSpecError
-from .models._base import API_VERSION, rfc3339, set_condition
-from .models.agent import AgentSpec
+from ..errors import InvalidSpecError
+from ..models._base import API_VERSION, rfc3339, set_condition
+from ..models.agent import AgentSpec
 
 __all__ = [
     "AGENT_LABEL",

@@ -40,10 +40,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._selectors import matches, validate_selector
-from .errors import ConflictError, InvalidSpecError, LockError
-from .models._base import Condition, ConditionStatus, rfc3339, set_condition
-from .models.variable import (
+from ..errors import ConflictError, InvalidSpecError, LockError
+from ..models._base import Condition, ConditionStatus, rfc3339, set_condition
+from ..models.variable import (
     APPLIED_SESSIONS_LIMIT,
     Actor,
     HistoryEntry,
@@ -54,6 +53,7 @@ from .models.variable import (
     VariableWrite,
     Writer,
 )
+from .selectors import matches, validate_selector
 
 __all__ = [
     "PROJECTION_MAX_BYTES",

@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping, Sequence
 
-from ..errors import InvalidSpecError
-from ..models.coordination import CoordinationSpec, CoordinationStatus
+from ...errors import InvalidSpecError
+from ...models.coordination import CoordinationSpec, CoordinationStatus
 from ._base import (
     TERMINAL_PHASES,
     Answer,

@@ -47,9 +47,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import ClassVar, Literal
 
-from ..errors import InvalidSpecError
-from ..models._base import ending_conditions
-from ..models.coordination import (
+from ...errors import InvalidSpecError
+from ...models._base import ending_conditions
+from ...models.coordination import (
     AnswerRecord,
     CoordinationResult,
     CoordinationSpec,

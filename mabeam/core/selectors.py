@@ -1,4 +1,4 @@
-"""Kubernetes label selectors: a pure matcher and the CEL rule that keeps them well formed.
+"""Kubernetes label selectors: a pure matcher.
 
 The semantics are those of ``metav1.LabelSelector``:
 
@@ -10,42 +10,22 @@ The semantics are those of ``metav1.LabelSelector``:
 
 ``In``/``NotIn`` need at least one value; ``Exists``/``DoesNotExist`` take none.
 
-The pydantic models (``LabelSelector``, ``LabelSelectorRequirement``) live in
-``mabeam.models.variable``; this module holds the logic and imports no model at runtime.
+The pydantic models (``LabelSelector``, ``LabelSelectorRequirement``) and the CEL rule that keeps
+them well formed (``selector_cel_rule``) live in ``mabeam.models.variable``; this module holds the
+logic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from .errors import InvalidSpecError
-
-if TYPE_CHECKING:  # the models import this module (for the CEL rule): no import cycle at runtime
-    from .models.variable import LabelSelector, LabelSelectorRequirement
+from ..errors import InvalidSpecError
+from ..models.variable import LabelSelector, LabelSelectorRequirement
 
 __all__ = [
     "matches",
-    "selector_cel_rule",
     "validate_selector",
 ]
-
-
-def selector_cel_rule(path: str) -> str:
-    """A standard-CEL rule (rooted at ``self``) checking the operator/values pairing at ``path``.
-
-    ``path`` is the dotted path of an optional selector below ``self``, e.g. ``access.selector``.
-    Every component on the way is guarded with ``has()``.
-    """
-    parts = path.split(".")
-    guards = ["!has(self." + ".".join(parts[: i + 1]) + ")" for i in range(len(parts))]
-    sel = "self." + path
-    guards.append(f"!has({sel}.matchExpressions)")
-    body = (
-        f"{sel}.matchExpressions.all(e, e.operator == 'In' || e.operator == 'NotIn' "
-        "? has(e.values) && size(e.values) > 0 : !has(e.values) || size(e.values) == 0)"
-    )
-    return " || ".join([*guards, body])
 
 
 def validate_selector(selector: LabelSelector, *, path: str) -> None:

@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import ClassVar
 
-from ..models.coordination import CoordinationSpec, CoordinationStatus
+from ...models.coordination import CoordinationSpec, CoordinationStatus
 from ._base import (
     Answer,
     Protocol,

@@ -6,7 +6,7 @@ A third-party distribution adds a protocol with an entry point::
     coin-free = "my_package.protocols:MyProtocol"
 
 The entry point's name is the protocol's name in ``spec.protocol``; its object is a
-:class:`~mabeam.protocols.Protocol` subclass (instantiated without arguments) or instance.
+:class:`~mabeam.core.protocols.Protocol` subclass (instantiated without arguments) or instance.
 Built-in names cannot be replaced. An entry point that fails to load, or does not give a
 Protocol, is skipped and listed in :attr:`Registry.problems` (and logged), so that one broken
 plug-in does not stop the operator.
@@ -19,7 +19,7 @@ import importlib.metadata
 import logging
 from collections.abc import Mapping
 
-from ..errors import InvalidSpecError
+from ...errors import InvalidSpecError
 from ._base import Protocol
 from ._contract_net import ContractNet
 from ._priority import Priority

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 
-from ..models.coordination import CoordinationSpec, CoordinationStatus, RankEntry
+from ...models.coordination import CoordinationSpec, CoordinationStatus, RankEntry
 from ._base import Answer, Protocol, StepResult, collect, finish, invalid
 
 __all__ = ["Priority"]

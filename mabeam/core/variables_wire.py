@@ -19,8 +19,8 @@ import json
 import math
 from typing import Any
 
-from .errors import InvalidSpecError
-from .models.variable import VariableLock, VariableStatus, VariableWrite
+from ..errors import InvalidSpecError
+from ..models.variable import VariableLock, VariableStatus, VariableWrite
 from .variables import is_expired, parse_write
 
 __all__ = [

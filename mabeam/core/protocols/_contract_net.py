@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 
-from ..models.coordination import (
+from ...models.coordination import (
     AwardRecord,
     CoordinationSpec,
     CoordinationStatus,
