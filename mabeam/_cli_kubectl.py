@@ -4,7 +4,7 @@
 
 Tables use the printer columns of the generated CRDs, so ``mabeam get agents`` and
 ``kubectl get agents`` show the same columns. Every command talks to the API through
-``mabeam._kube.Kube`` with ``--kubeconfig`` (default ``$KUBECONFIG``, then ``~/.kube/config``).
+``mabeam.kube.client.Kube`` with ``--kubeconfig`` (default ``$KUBECONFIG``, then ``~/.kube/config``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import _crdgen
-from ._kube import Kube, load_config
-from ._resources import AGENT, AUCTION, BID, COORDINATION, EVENT, MARKET, ORDER, VARIABLE, VOTE, Res
 from .errors import ConflictError, MabeamError
+from .kube import crdgen
+from .kube.client import Kube, load_config
+from .kube.resources import AGENT, AUCTION, BID, COORDINATION, EVENT, MARKET, ORDER, VARIABLE, VOTE, Res
 from .models.coordination import VoteSpec, vote_name
 
 __all__ = ["add_commands", "resolve_kind"]
@@ -43,7 +43,7 @@ class KindView:
 
 def _views() -> list[KindView]:
     views = []
-    for crd in _crdgen.generate_crds():
+    for crd in crdgen.generate_crds():
         names = crd["spec"]["names"]
         version = crd["spec"]["versions"][0]
         views.append(
@@ -62,7 +62,7 @@ def resolve_kind(word: str) -> KindView:
         crd_names = {view.res.plural, view.res.plural[:-1], view.kind.lower()}
         if lowered in crd_names:
             return view
-    for crd, view in zip(_crdgen.generate_crds(), views, strict=True):
+    for crd, view in zip(crdgen.generate_crds(), views, strict=True):
         if lowered in crd["spec"]["names"].get("shortNames", ()):
             return view
     known = ", ".join(v.res.plural for v in views)

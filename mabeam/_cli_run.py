@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._kube import Kube
+from .kube.client import Kube
 from .metrics import serve_metrics
 
 if TYPE_CHECKING:

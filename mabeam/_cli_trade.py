@@ -26,10 +26,10 @@ from typing import Any, TextIO
 import pydantic
 
 from ._cli_kubectl import _common, _indent, _namespace, _parse_time, render_table
-from ._kube import Kube
-from ._resources import AUCTION, BID, MARKET, ORDER
 from .economics import commitment
 from .errors import MabeamError
+from .kube.client import Kube
+from .kube.resources import AUCTION, BID, MARKET, ORDER
 from .models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
 from .models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
 from .sdk._sessions import write_answer

@@ -1,7 +1,7 @@
 """``mabeam validate -f PATH``: check manifests offline, as the API server and the operator would.
 
 Every ``mabeam.io`` object in the files (YAML, several documents per file; directories are
-searched for ``*.yaml``/``*.yml``/``*.json``) is validated with :func:`mabeam._schema.validate`
+searched for ``*.yaml``/``*.yml``/``*.json``) is validated with :func:`mabeam.kube.schema.validate`
 in strict mode, as ``kubectl apply --validate=strict`` would be by the API server: unknown fields
 are errors, and the CEL rules run. An object that passes its schema then gets the operator's own
 checks, those that need no cluster: a Variable's constraints must fit its type
@@ -26,8 +26,8 @@ from typing import Any, TextIO
 import pydantic
 import yaml
 
-from . import _crdgen
 from .errors import InvalidSpecError
+from .kube import crdgen
 from .models._base import GROUP
 
 __all__ = ["add_command", "validate_paths"]
@@ -47,7 +47,7 @@ def _files(paths: list[str]) -> Iterator[Path]:
 def _schemas() -> dict[str, dict[str, Any]]:
     """Each mabeam.io kind's openAPIV3Schema, for every served version (``apiVersion -> kind``)."""
     out: dict[str, dict[str, Any]] = {}
-    for crd in _crdgen.generate_crds():
+    for crd in crdgen.generate_crds():
         kind = crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             out[f"{GROUP}/{version['name']}/{kind}"] = version["schema"]["openAPIV3Schema"]
@@ -118,7 +118,7 @@ def _semantic(kind: str, spec: Any) -> list[InvalidSpecError]:
 
 def validate_paths(paths: list[str], out: TextIO, notes: TextIO) -> int:
     """Validate every document; print problems to ``out``, skips to ``notes``; return the count."""
-    from . import _schema  # needs cel-python (the [local] extra)
+    from .kube import schema as crd_schema  # needs cel-python (the [local] extra)
 
     schemas = _schemas()
     problems = 0
@@ -164,7 +164,7 @@ def validate_paths(paths: list[str], out: TextIO, notes: TextIO) -> int:
             errors: list[tuple[str, str]] = []
             if not (doc.get("metadata") or {}).get("name"):
                 errors.append(("metadata.name", "metadata.name: Required value"))
-            _, found = _schema.validate(doc, schema, strict=True)
+            _, found = crd_schema.validate(doc, schema, strict=True)
             errors.extend((e.path, str(e)) for e in found)
             if not found:
                 errors.extend((e.path, str(e)) for e in _semantic(kind, doc.get("spec")))

@@ -32,18 +32,18 @@ __all__ = ["main"]
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
-    from . import _crdgen
+    from .kube import crdgen
 
     if args.check:
-        stale = _crdgen.check_crds(Path(args.check))
+        stale = crdgen.check_crds(Path(args.check))
         for name in stale:
             print(f"{name}: differs from the models; run `make crds`", file=sys.stderr)
         return 1 if stale else 0
     if args.write:
-        for path in _crdgen.write_crds(Path(args.write)):
+        for path in crdgen.write_crds(Path(args.write)):
             print(path)
         return 0
-    print("\n---\n".join(_crdgen.render_yaml(crd) for crd in _crdgen.generate_crds()), end="")
+    print("\n---\n".join(crdgen.render_yaml(crd) for crd in crdgen.generate_crds()), end="")
     return 0
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .._kube import AlreadyExistsError
-from .._resources import COORDINATION, EVENT, Res
 from ..core.anomaly import Anomaly, Baseline, observe
 from ..errors import ApiError, ConflictError
+from ..kube.client import AlreadyExistsError
+from ..kube.resources import COORDINATION, EVENT, Res
 from ..models._base import rfc3339, set_condition
 from ._runtime import Runtime, clock
 

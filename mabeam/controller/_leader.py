@@ -32,9 +32,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .._kube import AlreadyExistsError, Kube
-from .._resources import LEASE
 from ..errors import ApiError, ConflictError
+from ..kube.client import AlreadyExistsError, Kube
+from ..kube.resources import LEASE
 from ..metrics import Metrics
 
 __all__ = [

@@ -10,9 +10,9 @@ from typing import Any
 
 import kopf
 
-from .._kube import Kube, load_config
 from ..core.anomaly import Baseline, DetectorConfig
 from ..errors import MabeamError
+from ..kube.client import Kube, load_config
 from ..metrics import Metrics
 from ._settings import Settings
 

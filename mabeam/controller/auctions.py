@@ -12,9 +12,9 @@ from typing import Any
 
 import pydantic
 
-from .._resources import AUCTION, BID
 from ..economics import BidAnswer, SetOwner, auction
 from ..errors import InvalidSpecError
+from ..kube.resources import AUCTION, BID
 from ..models.auction import AuctionSpec, AuctionStatus, BidSpec, bid_name
 from ._events import post
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register

@@ -16,9 +16,9 @@ from typing import Any
 
 import pydantic
 
-from .._resources import COORDINATION, VOTE
 from ..core import protocols
 from ..errors import InvalidSpecError
+from ..kube.resources import COORDINATION, VOTE
 from ..models.coordination import CoordinationSpec, CoordinationStatus, VoteSpec, vote_name
 from ._events import post
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register

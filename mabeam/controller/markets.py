@@ -11,9 +11,9 @@ from typing import Any
 
 import pydantic
 
-from .._resources import MARKET, ORDER
 from ..core import protocols
 from ..economics import OrderAnswer, market
+from ..kube.resources import MARKET, ORDER
 from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register
 from .coordination import set_variable

@@ -30,8 +30,6 @@ from typing import Any
 
 import kopf
 
-from .._kube import AlreadyExistsError, Kube
-from .._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from ..core import agents as _agents
 from ..core.variables import (
     WriteOutcome,
@@ -58,6 +56,8 @@ from ..core.variables_wire import (
     writer_role_name,
 )
 from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
+from ..kube.client import AlreadyExistsError, Kube
+from ..kube.resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from ..models._base import API_VERSION, Condition, set_condition
 from ..models.variable import (
     Actor,

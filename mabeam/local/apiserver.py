@@ -14,7 +14,7 @@ HTTP with :class:`kmock.Server`. Resource requests are handled here, like a real
   resumption, 410 Gone for expired versions, ``timeoutSeconds`` and bookmarks;
 * CustomResourceDefinitions: creating one registers its kind in discovery, and every custom
   resource is pruned, defaulted and validated against its ``openAPIV3Schema`` (with CEL rules)
-  by :mod:`mabeam._schema`; failures are 422 ``Invalid`` with field paths;
+  by :mod:`mabeam.kube.schema`; failures are 422 ``Invalid`` with field paths;
 * namespaces must exist; deleting one deletes its content.
 
 Entry point::
@@ -55,8 +55,8 @@ import attrs
 import kmock
 import yaml
 
-from mabeam import _schema
 from mabeam.errors import InvalidSpecError
+from mabeam.kube import schema as crd_schema
 
 from . import rbac
 
@@ -233,11 +233,11 @@ def _conflict(rtype: ResourceType, name: str, why: str) -> _ApiError:
 _STALE = "the object has been modified; please apply your changes to the latest version and try again"
 
 
-def _invalid(rtype: ResourceType, name: str, errors: list[_schema.SchemaError]) -> _ApiError:
+def _invalid(rtype: ResourceType, name: str, errors: list[crd_schema.SchemaError]) -> _ApiError:
     return _ApiError(
         422,
         "Invalid",
-        _schema.format_invalid(rtype.qualified_kind, name, errors),
+        crd_schema.format_invalid(rtype.qualified_kind, name, errors),
         {
             "name": name,
             "group": rtype.group,
@@ -682,7 +682,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         name = meta.get("name")
         if not name:
             raise _invalid(
-                rtype, "", [_schema.SchemaError("metadata.name", "Required value", "FieldValueRequired")]
+                rtype, "", [crd_schema.SchemaError("metadata.name", "Required value", "FieldValueRequired")]
             )
         if rtype.namespaced:
             if namespace is None:
@@ -763,7 +763,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                 rtype,
                 name,
                 [
-                    _schema.SchemaError(
+                    crd_schema.SchemaError(
                         "metadata.resourceVersion", "Invalid value: 0: must be specified for an update"
                     )
                 ],
@@ -806,7 +806,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                     rtype,
                     name,
                     [
-                        _schema.SchemaError(
+                        crd_schema.SchemaError(
                             "metadata.finalizers",
                             "Forbidden: no new finalizers can be added if the object is being deleted, "
                             f"found new finalizers {sorted(added)}",
@@ -1038,7 +1038,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
                 rtype,
                 name,
                 [
-                    _schema.SchemaError(
+                    crd_schema.SchemaError(
                         "metadata.name",
                         f"Invalid value: {json.dumps(name)}: a lowercase {what} must consist of lower case "
                         f"alphanumeric characters, {chars}, must start and end with "
@@ -1054,7 +1054,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             self._check_crd(rtype, obj)
         if rtype.schema is None:
             return obj
-        result, errors = _schema.validate(obj, rtype.schema, strict=strict, old=old)
+        result, errors = crd_schema.validate(obj, rtype.schema, strict=strict, old=old)
         if errors:
             raise _invalid(rtype, _meta(obj).get("name", ""), errors)
         return result
@@ -1098,20 +1098,20 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
     # ---- custom resource definitions ----
 
     def _check_crd(self, rtype: ResourceType, crd: dict[str, Any]) -> None:
-        errors: list[_schema.SchemaError] = []
+        errors: list[crd_schema.SchemaError] = []
         spec: dict[str, Any] = crd["spec"] if isinstance(crd.get("spec"), dict) else {}
         names: dict[str, Any] = spec["names"] if isinstance(spec.get("names"), dict) else {}
         for field in ("group",):
             if not spec.get(field):
-                errors.append(_schema.SchemaError(f"spec.{field}", "Required value", "FieldValueRequired"))
+                errors.append(crd_schema.SchemaError(f"spec.{field}", "Required value", "FieldValueRequired"))
         for field in ("plural", "kind"):
             if not names.get(field):
                 errors.append(
-                    _schema.SchemaError(f"spec.names.{field}", "Required value", "FieldValueRequired")
+                    crd_schema.SchemaError(f"spec.names.{field}", "Required value", "FieldValueRequired")
                 )
         if spec.get("scope") not in ("Namespaced", "Cluster"):
             errors.append(
-                _schema.SchemaError(
+                crd_schema.SchemaError(
                     "spec.scope",
                     f"Unsupported value: {json.dumps(spec.get('scope'))}: "
                     'supported values: "Cluster", "Namespaced"',
@@ -1122,21 +1122,21 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         for index, version in enumerate(versions):
             if not isinstance(version, dict) or not isinstance(version.get("name"), str):
                 errors.append(
-                    _schema.SchemaError(
+                    crd_schema.SchemaError(
                         f"spec.versions[{index}].name", "Required value", "FieldValueRequired"
                     )
                 )
         versions = [v for v in versions if isinstance(v, dict) and isinstance(v.get("name"), str)]
         if not versions:
             errors.append(
-                _schema.SchemaError(
+                crd_schema.SchemaError(
                     "spec.versions",
                     "Invalid value: null: must have exactly one version marked as storage version",
                 )
             )
         elif sum(1 for v in versions if v.get("storage")) != 1:
             errors.append(
-                _schema.SchemaError(
+                crd_schema.SchemaError(
                     "spec.versions", "Invalid value: must have exactly one version marked as storage version"
                 )
             )
@@ -1144,7 +1144,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
         name = _meta(crd).get("name")
         if names.get("plural") and spec.get("group") and name != expected:
             errors.append(
-                _schema.SchemaError(
+                crd_schema.SchemaError(
                     "metadata.name",
                     f'Invalid value: {json.dumps(name)}: must be spec.names.plural+"."+spec.group',
                 )
@@ -1156,7 +1156,7 @@ class LocalApiEmulator(kmock.KubernetesEmulator):
             if isinstance(schema, dict):
                 errors.extend(
                     dataclasses.replace(e, path=f"spec.versions[{index}].schema.{e.path}")
-                    for e in _schema.check_rules(schema)
+                    for e in crd_schema.check_rules(schema)
                 )
         if errors:
             raise _invalid(rtype, name or "", errors)

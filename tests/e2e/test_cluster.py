@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, POD
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, POD
 
 KUBECONFIG = os.environ.get("MABEAM_E2E_KUBECONFIG")
 IMAGE = os.environ.get("MABEAM_E2E_AGENT_IMAGE", "")

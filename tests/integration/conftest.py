@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mabeam._kube import Kube
+from mabeam.kube.client import Kube
 from mabeam.local.cluster import LocalCluster
 
 FAST_KUBELET = {"probe_period": 0.2, "backoff_base": 0.2, "backoff_cap": 1.0, "grace_period": 1.0}

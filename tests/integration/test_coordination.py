@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION
 from mabeam.local.cluster import LocalCluster
 from mabeam.sdk import AgentApp, Session
 from tests.integration._coordination import (

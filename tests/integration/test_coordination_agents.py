@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION, VARIABLE, VOTE
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION, VARIABLE, VOTE
 from mabeam.local.cluster import LocalCluster
 from tests.integration._coordination import (
     NS,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT
 from mabeam.local.cluster import LocalCluster
 from tests.integration._coordination import AsAgents, agent_body, create_session, ended, grant_agents
 

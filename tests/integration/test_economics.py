@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import AlreadyExistsError, Kube
-from mabeam._resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
 from mabeam.economics import commitment
+from mabeam.kube.client import AlreadyExistsError, Kube
+from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import BidReveal, bid_name
 from mabeam.models.market import order_name

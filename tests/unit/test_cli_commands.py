@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION, EVENT, NAMESPACE, VOTE
 from mabeam.cli import build_parser
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION, EVENT, NAMESPACE, VOTE
 from mabeam.local.cluster import LocalCluster
 
 TEMPLATE = {"spec": {"containers": [{"name": "agent", "image": "x"}]}}

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from mabeam._cli_trade import render_auction, render_market
-from mabeam._kube import Kube
-from mabeam._resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.cli import build_parser
 from mabeam.economics import commitment
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import BidReveal
 

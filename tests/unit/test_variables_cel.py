@@ -17,9 +17,9 @@ import pytest
 from celpy import celtypes
 from hypothesis import given
 
-from mabeam._crdgen import crd_for
 from mabeam.core.variables import parse_spec, parse_status, reconcile_spec, validate_spec
 from mabeam.errors import InvalidSpecError
+from mabeam.kube.crdgen import crd_for
 from mabeam.models.variable import VARIABLE
 from tests.strategies_variables import any_specs
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
-from .models._base import GROUP, VERSION
+from ..models._base import GROUP, VERSION
 
 
 @dataclass(frozen=True)

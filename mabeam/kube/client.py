@@ -18,8 +18,8 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError as LightkubeApiError
 from lightkube.types import PatchType
 
-from ._resources import Res
-from .errors import ApiError, ConflictError
+from ..errors import ApiError, ConflictError
+from .resources import Res
 
 __all__ = ["AlreadyExistsError", "Kube", "load_config"]
 

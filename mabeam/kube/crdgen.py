@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from .models import GROUP, KINDS, VERSION, Condition, KindInfo, MabeamModel
+from ..models import GROUP, KINDS, VERSION, Condition, KindInfo, MabeamModel
 
 __all__ = ["check_crds", "crd_filename", "crd_for", "generate_crds", "render_yaml", "write_crds"]
 
