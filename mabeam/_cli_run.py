@@ -12,8 +12,8 @@ import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .controller._metrics import serve_metrics
 from .kube.client import Kube
-from .metrics import serve_metrics
 
 if TYPE_CHECKING:
     from aiohttp import web

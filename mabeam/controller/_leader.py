@@ -35,7 +35,7 @@ from typing import Any, Literal
 from ..errors import ApiError, ConflictError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import LEASE
-from ..metrics import Metrics
+from ._metrics import Metrics
 
 __all__ = [
     "LEASE_NAME",

@@ -13,7 +13,7 @@ import kopf
 from ..core.anomaly import Baseline, DetectorConfig
 from ..errors import MabeamError
 from ..kube.client import Kube, load_config
-from ..metrics import Metrics
+from ._metrics import Metrics
 from ._settings import Settings
 
 

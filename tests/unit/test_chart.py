@@ -523,7 +523,7 @@ DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
 def declared_metric_series() -> set[str]:
     """Every series name the operator's metrics expose (counters as *_total, histograms'
     *_bucket/_sum/_count)."""
-    from mabeam.metrics import Metrics
+    from mabeam.controller._metrics import Metrics
 
     names: set[str] = set()
     for family in Metrics().registry.collect():

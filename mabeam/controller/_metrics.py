@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from .models.agent import AgentPhase
+from ..models.agent import AgentPhase
 
 __all__ = ["AGENT_PHASES", "Metrics", "MetricsServer", "serve_metrics"]
 
