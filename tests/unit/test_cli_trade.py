@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from mabeam._cli_trade import render_auction, render_market
 from mabeam.cli import build_parser
+from mabeam.cli.watch import render_auction, render_market
 from mabeam.economics import commitment
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AUCTION, BID, MARKET, ORDER, Res

@@ -9,19 +9,18 @@ import logging
 import os
 import signal
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .controller._metrics import serve_metrics
-from .kube.client import Kube
+from ..kube.client import Kube
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .controller import Runtime
-    from .controller._leader import LeaderElector
+    from ..controller import Runtime
+    from ..controller._leader import LeaderElector
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_commands", "cmd_run", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    from . import controller
+    from .. import controller
+    from ..controller._metrics import serve_metrics
 
     runtime = controller.Runtime(kubeconfig=args.kubeconfig)
     metrics_server = None
@@ -83,8 +83,8 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def _run_elected(args: argparse.Namespace, runtime: Runtime) -> None:
-    from . import controller
-    from .controller._leader import LeaderElector, default_identity, operator_in_thread
+    from .. import controller
+    from ..controller._leader import LeaderElector, default_identity, operator_in_thread
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,3 +133,14 @@ async def _serve_health(endpoint: str, elector: LeaderElector) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, url.hostname or "0.0.0.0", url.port or 8080).start()
     return runner
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    asyncio.run(run(args))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the operator")
+    add_arguments(p)
+    p.set_defaults(func=cmd_run)

@@ -26,11 +26,11 @@ from typing import Any, TextIO
 import pydantic
 import yaml
 
-from .errors import InvalidSpecError
-from .kube import crdgen
-from .models._base import GROUP
+from ..errors import InvalidSpecError
+from ..kube import crdgen
+from ..models._base import GROUP
 
-__all__ = ["add_command", "validate_paths"]
+__all__ = ["add_commands", "validate_paths"]
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -96,15 +96,15 @@ def _semantic(kind: str, spec: Any) -> list[InvalidSpecError]:
         return []
     try:
         if kind == "Variable":
-            from .core import variables
+            from ..core import variables
 
             vspec = variables.parse_spec(spec)
             variables.validate_spec(vspec)
             if vspec.value is not None:
                 variables.validate_value(vspec, vspec.value)
         elif kind == "Coordination":
-            from .core import protocols
-            from .models.coordination import CoordinationSpec
+            from ..core import protocols
+            from ..models.coordination import CoordinationSpec
 
             try:
                 cspec = CoordinationSpec.model_validate(spec)
@@ -118,7 +118,7 @@ def _semantic(kind: str, spec: Any) -> list[InvalidSpecError]:
 
 def validate_paths(paths: list[str], out: TextIO, notes: TextIO) -> int:
     """Validate every document; print problems to ``out``, skips to ``notes``; return the count."""
-    from .kube import schema as crd_schema  # needs cel-python (the [local] extra)
+    from ..kube import schema as crd_schema  # needs cel-python (the [local] extra)
 
     schemas = _schemas()
     problems = 0
@@ -184,7 +184,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if validate_paths(args.filename, sys.stdout, sys.stderr) else 0
 
 
-def add_command(sub: Any) -> None:
+def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "validate", help="check manifests offline: the CRD schemas (strict) and the operator's own checks"
     )

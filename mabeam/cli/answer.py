@@ -1,6 +1,8 @@
-"""``mabeam bid``, ``mabeam order`` and the frames of ``mabeam watch auction|market``.
+"""``mabeam vote``, ``mabeam bid`` and ``mabeam order``: answer a session by hand, as an agent.
 
-``bid`` and ``order`` answer an Auction or a Market by hand, as an agent: they read the session,
+``vote`` writes the agent's Vote ``<coordination>-<agent>`` with the chosen option.
+
+``bid`` and ``order`` answer an Auction or a Market: they read the session,
 check that the options fit its mechanism and phase, and write the agent's Bid
 ``<auction>-<agent>`` or Order ``<market>-<agent>`` (labels ``mabeam.io/session`` and
 ``mabeam.io/agent``, owned by the session) with the same create-or-update logic as the SDK.
@@ -13,7 +15,6 @@ Without ``--nonce`` the command draws one and prints the exact command that reve
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import math
 import secrets
@@ -25,18 +26,17 @@ from typing import Any, TextIO
 
 import pydantic
 
-from ._cli_kubectl import _common, _indent, _namespace, _parse_time, render_table
-from .economics import commitment
-from .errors import MabeamError
-from .kube.client import Kube
-from .kube.resources import AUCTION, BID, MARKET, ORDER
-from .models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
-from .models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
-from .sdk._sessions import write_answer
+from ..economics import commitment
+from ..errors import ConflictError, MabeamError
+from ..kube.client import Kube
+from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE
+from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
+from ..models.coordination import VoteSpec, vote_name
+from ..models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
+from ..sdk._sessions import write_answer
+from ._common import AUCTION_TERMINAL, CLOCK_MECHANISMS, MARKET_TERMINAL, add_connection_options, namespace_of
 
 __all__ = [
-    "AUCTION_TERMINAL",
-    "MARKET_TERMINAL",
     "BidOptions",
     "OrderOptions",
     "Planned",
@@ -44,17 +44,15 @@ __all__ = [
     "bid_fields",
     "cmd_bid",
     "cmd_order",
+    "cmd_vote",
     "order_fields",
-    "render_auction",
-    "render_market",
 ]
 
-#: Auction phases after which nothing changes any more.
-AUCTION_TERMINAL = frozenset({"Awarded", "NoSale", "Failed", "Cancelled"})
-#: Market phases after which nothing changes any more.
-MARKET_TERMINAL = frozenset({"Cleared", "NoTrade", "Failed", "Cancelled"})
-_CLOCK_MECHANISMS = frozenset({"english", "dutch"})
+SESSION_LABEL = "mabeam.io/session"
+
+AGENT_LABEL = "mabeam.io/agent"
 _MAX_AMOUNT = 1e15
+
 _SNAP = 1e-6  # a schedule price within this many steps of a grid price is that grid price
 
 
@@ -139,11 +137,6 @@ def _exact(value: float) -> str:
     """A float as text that reads back as the same float (no trailing ``.0``)."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
-
-
-def _show(value: Any) -> str:
-    """A number for humans (12 significant digits)."""
-    return f"{value:.12g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 # --- what to write -----------------------------------------------------------------------------
@@ -232,7 +225,7 @@ def bid_fields(
             f"auction {auction} {when} (phase {phase}); it takes bids while {' or '.join(open_phases)}"
         )
     _participant(options.agent, [p.name for p in status.participants], "auction", auction)
-    if spec.mechanism in _CLOCK_MECHANISMS:
+    if spec.mechanism in CLOCK_MECHANISMS:
         if options.amount is not None or options.bundles or options.nonce is not None:
             raise MabeamError(
                 f"{auction} is a {spec.mechanism} (clock) auction: answer the round with --accept or "
@@ -325,6 +318,44 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
 # --- commands ----------------------------------------------------------------------------------
 
 
+async def cmd_vote(args: argparse.Namespace, out: TextIO) -> int:
+    namespace = namespace_of(args)
+    spec = VoteSpec(session=args.session, agent=args.agent, choice=args.choice).to_wire()
+    name = vote_name(args.session, args.agent)
+    labels = {SESSION_LABEL: args.session, AGENT_LABEL: args.agent}
+    kube = Kube.connect(args.kubeconfig)
+    try:
+        for _ in range(3):
+            current = await kube.get(VOTE, name, namespace)
+            try:
+                if current is None:
+                    await kube.create(
+                        VOTE,
+                        {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
+                    )
+                    print(f"vote.mabeam.io/{name} created", file=out)
+                else:
+                    meta = current["metadata"]
+                    body = {
+                        "metadata": {
+                            "name": name,
+                            "namespace": namespace,
+                            "labels": {**(meta.get("labels") or {}), **labels},
+                            "resourceVersion": meta["resourceVersion"],
+                        },
+                        "spec": spec,
+                    }
+                    await kube.replace(VOTE, body)
+                    print(f"vote.mabeam.io/{name} updated", file=out)
+                return 0
+            except ConflictError:
+                continue  # someone wrote it meanwhile; read again
+    finally:
+        await kube.close()
+    print(f"Error: vote {name} kept changing; try again", file=sys.stderr)
+    return 1
+
+
 async def _answer(
     args: argparse.Namespace,
     out: TextIO,
@@ -334,7 +365,7 @@ async def _answer(
     plan: Any,
 ) -> int:
     """Read the session, plan the fields with ``plan(spec, status, namespace, current)`` and write them."""
-    namespace = _namespace(args)
+    namespace = namespace_of(args)
     session: str = args.session
     owner, res, name = (
         (AUCTION, BID, bid_name(session, args.agent))
@@ -410,156 +441,17 @@ async def cmd_order(args: argparse.Namespace, out: TextIO) -> int:
     return await _answer(args, out, kind="market", session_field="market", plan=plan)
 
 
-# --- watch frames ------------------------------------------------------------------------------
-
-
-def _countdown(phase: str, deadline: Any, now: dt.datetime, terminal: frozenset[str]) -> str:
-    if phase in terminal:
-        return "closed"
-    when = _parse_time(deadline) if deadline else None
-    if when is None:
-        return "no deadline yet"
-    left = (when - now).total_seconds()
-    return f"closes in {left:.0f}s" if left > 0 else "deadline passed"
-
-
-def _bundles(bundles: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(f"{','.join(b.get('items') or [])}={_show(b.get('amount'))}" for b in bundles)
-
-
-def _auction_states(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[list[str]]:
-    names = [p.get("name", "") for p in status.get("participants") or []]
-    bids = {b.get("agent"): b for b in status.get("bids") or []}
-    refusals = {r.get("agent"): r for r in status.get("refusals") or []}
-    accepted: dict[str, int] = {}
-    for record in status.get("rounds") or []:
-        for agent in record.get("accepted") or []:
-            accepted[agent] = max(accepted.get(agent, 0), int(record.get("round") or 0))
-    clock = spec.get("mechanism") in _CLOCK_MECHANISMS
-    active = set(status.get("active") or [])
-    rows = []
-    for agent in names or sorted({*bids, *refusals, *accepted}):
-        bid = bids.get(agent)
-        if bid is not None and bid.get("revealed"):
-            shown = (
-                _show(bid["amount"]) if bid.get("amount") is not None else _bundles(bid.get("bundles") or [])
-            )
-            state = f"revealed ({shown})"
-        elif bid is not None:
-            state = "committed"
-        elif agent in accepted:
-            state = f"accepted round {accepted[agent]}"
-        else:
-            state = ""
-        if clock and spec.get("mechanism") == "english" and status.get("rounds") and agent not in active:
-            state = f"out ({state})" if state else "out"
-        refusal = refusals.get(agent)
-        if refusal is not None:
-            refused = f"refused: {refusal.get('reason')}"
-            state = f"{state}; {refused}" if state else refused
-        rows.append([agent, state or "waiting"])
-    return rows
-
-
-def render_auction(obj: Mapping[str, Any], now: dt.datetime) -> str:
-    """One frame of ``mabeam watch auction``."""
-    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    phase = status.get("phase") or "Pending"
-    lines = [
-        f"Auction {meta.get('namespace')}/{meta.get('name')}   mechanism {spec.get('mechanism')}   "
-        f"phase {phase}   {_countdown(phase, status.get('deadline'), now, AUCTION_TERMINAL)}",
-        f"Items: {', '.join(spec.get('items') or [])}   reserve {_show(spec.get('reservePrice', 0.0))}",
-    ]
-    if spec.get("mechanism") in _CLOCK_MECHANISMS and status.get("round") is not None:
-        line = f"Round {status['round']}   clock price {_show(status.get('clockPrice'))}"
-        if spec.get("mechanism") == "english":
-            line += f"   active: {', '.join(status.get('active') or []) or '(none)'}"
-        lines.append(line)
-    rows = _auction_states(spec, status)
-    lines.append(_indent(render_table(["AGENT", "BID"], rows)) if rows else "  (no participants yet)")
-    result = status.get("result")
-    if result:
-        lines.append(f"Result: {phase} ({result.get('reason')}) {result.get('message', '')}".rstrip())
-        allocations = result.get("allocations") or []
-        if allocations:
-            table = [
-                [
-                    a.get("agent", ""),
-                    ",".join(a.get("items") or []),
-                    _show(a.get("price")),
-                    "" if a.get("bid") is None else _show(a["bid"]),
-                ]
-                for a in allocations
-            ]
-            lines.append(_indent(render_table(["WINNER", "ITEMS", "PRICE", "BID"], table)))
-            lines.append(f"Revenue: {_show(result.get('revenue', 0.0))}")
-    return "\n".join(lines)
-
-
-def _order_shown(order: Mapping[str, Any]) -> str:
-    schedule = order.get("schedule")
-    if schedule is not None:
-        points = [f"{_show(p.get('price'))}={_show(p.get('quantity'))}" for p in schedule]
-        return (
-            "schedule " + ",".join(points[:6]) + (f",... ({len(points)} points)" if len(points) > 6 else "")
-        )
-    return f"{order.get('side')} {order.get('quantity') or 1} @ {_show(order.get('price'))}"
-
-
-def render_market(obj: Mapping[str, Any], now: dt.datetime) -> str:
-    """One frame of ``mabeam watch market``."""
-    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    phase = status.get("phase") or "Pending"
-    lines = [
-        f"Market {meta.get('namespace')}/{meta.get('name')}   mechanism {spec.get('mechanism')}   "
-        f"good {spec.get('good')}   phase {phase}   "
-        f"{_countdown(phase, status.get('deadline'), now, MARKET_TERMINAL)}",
-    ]
-    names = [p.get("name", "") for p in status.get("participants") or []]
-    orders = {o.get("agent"): o for o in status.get("orders") or []}
-    refusals = {r.get("agent"): r for r in status.get("refusals") or []}
-    rows = []
-    for agent in names or sorted({*orders, *refusals}):
-        order, refusal = orders.get(agent), refusals.get(agent)
-        state = "counted" if order is not None else "" if refusal is not None else "waiting"
-        if refusal is not None:
-            refused = f"refused: {refusal.get('reason')}"
-            state = f"{state}; {refused}" if state else refused
-        rows.append([agent, _order_shown(order) if order is not None else "", state])
-    lines.append(
-        _indent(render_table(["AGENT", "ORDER", "STATE"], rows)) if rows else "  (no participants yet)"
-    )
-    result = status.get("result")
-    if result:
-        price = result.get("price")
-        seller = result.get("sellerPrice")
-        priced = "" if price is None else f"price {_show(price)}   "
-        if seller is not None and seller != price:
-            priced += f"seller price {_show(seller)}   "
-        lines.append(
-            f"Result: {phase} ({result.get('reason')})   {priced}volume {_show(result.get('volume', 0.0))}   "
-            f"{result.get('message', '')}".rstrip()
-        )
-        trades = result.get("trades") or []
-        if trades:
-            table = [
-                [
-                    t.get("agent", ""),
-                    t.get("side", ""),
-                    _show(t.get("quantity")),
-                    _show(t.get("price")),
-                    _show(t.get("total")),
-                ]
-                for t in trades
-            ]
-            lines.append(_indent(render_table(["TRADER", "SIDE", "QUANTITY", "PRICE", "TOTAL"], table)))
-    return "\n".join(lines)
-
-
 # --- argument parsing --------------------------------------------------------------------------
 
 
 def add_commands(sub: Any) -> None:
+    p = sub.add_parser("vote", help="answer a session by hand, as an agent")
+    p.add_argument("session", help="the Coordination's name")
+    p.add_argument("choice", help="the option to vote for")
+    p.add_argument("--as", dest="agent", required=True, help="the Agent the Vote is for")
+    add_connection_options(p)
+    p.set_defaults(async_func=cmd_vote)
+
     p = sub.add_parser(
         "bid",
         help="bid in an auction by hand, as an agent",
@@ -583,7 +475,7 @@ def add_commands(sub: Any) -> None:
         "--accept", dest="accept", action="store_const", const=True, help="clock: stay in / buy"
     )
     choice.add_argument("--decline", dest="accept", action="store_const", const=False, help="clock: drop out")
-    _common(p)
+    add_connection_options(p)
     p.set_defaults(async_func=cmd_bid)
 
     p = sub.add_parser(
@@ -600,5 +492,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--schedule", type=_schedule, metavar="PRICE=QTY[,PRICE=QTY...]", help="equilibrium: net demand"
     )
-    _common(p)
+    add_connection_options(p)
     p.set_defaults(async_func=cmd_order)
