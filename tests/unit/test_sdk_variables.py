@@ -16,7 +16,7 @@ from mabeam.core.variables_wire import (
     settled,
 )
 from mabeam.errors import InvalidSpecError
-from mabeam.local.apiserver import json_patch
+from mabeam.local.apiserver._patch import json_patch
 from mabeam.models.variable import VariableWrite, Writer
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
