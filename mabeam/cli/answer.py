@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import pydantic
 
-from ..economics import commitment
+from ..core.economics import commitment
 from ..errors import ConflictError, MabeamError
 from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE

@@ -10,4 +10,5 @@ does I/O (an import-linter contract in ``pyproject.toml`` enforces it). The shel
 - ``selectors``: Kubernetes label selectors.
 - ``anomaly``: anomaly detection on ended sessions against per-protocol baselines.
 - ``protocols``: the coordination protocols and their engine.
+- ``economics``: auctions and markets, their engines and clearing algorithms.
 """

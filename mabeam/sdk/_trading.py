@@ -39,7 +39,7 @@ from typing import Any
 
 import pydantic
 
-from ..economics import commitment
+from ..core.economics import commitment
 from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, bid_name

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mabeam.economics import commitment
+from mabeam.core.economics import commitment
 from mabeam.kube.client import AlreadyExistsError, Kube
 from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
 from mabeam.local.cluster import LocalCluster

@@ -14,7 +14,7 @@ import pytest
 
 from mabeam.cli import build_parser
 from mabeam.cli.watch import render_auction, render_market
-from mabeam.economics import commitment
+from mabeam.core.economics import commitment
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.local.cluster import LocalCluster

@@ -12,9 +12,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ..core.protocols import EmitEvent, SetVariable, Verdict
-from ..models.auction import AuctionStatus, BidReveal, BidSpec
-from ..models.market import MarketStatus, OrderSpec, SchedulePoint
+from ...models.auction import AuctionStatus, BidReveal, BidSpec
+from ...models.market import MarketStatus, OrderSpec, SchedulePoint
+from ..protocols import EmitEvent, SetVariable, Verdict
 
 __all__ = [
     "AuctionStep",

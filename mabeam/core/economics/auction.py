@@ -71,10 +71,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from ..core.protocols import EmitEvent, Participant, Verdict
-from ..errors import InvalidSpecError
-from ..models._base import ending_conditions
-from ..models.auction import (
+from ...errors import InvalidSpecError
+from ...models._base import ending_conditions
+from ...models.auction import (
     SEALED_MECHANISMS,
     Allocation,
     AuctionResult,
@@ -85,7 +84,8 @@ from ..models.auction import (
     Bundle,
     RoundRecord,
 )
-from ..models.coordination import ParticipantRecord, Refusal
+from ...models.coordination import ParticipantRecord, Refusal
+from ..protocols import EmitEvent, Participant, Verdict
 from ._clock import dutch_price, dutch_rounds, dutch_winner, english_close, english_price, exact
 from ._combinatorial import DEFAULT_TIME_LIMIT, BundleBid, XorBid, clear_combinatorial
 from ._common import AuctionStep, BidAnswer, EconomicEffect, SetOwner, commitment

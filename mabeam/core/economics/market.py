@@ -54,11 +54,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from ..core.protocols import EmitEvent, Participant, SetVariable, Verdict
-from ..errors import InvalidSpecError
-from ..models._base import ending_conditions
-from ..models.coordination import ParticipantRecord, Refusal
-from ..models.market import (
+from ...errors import InvalidSpecError
+from ...models._base import ending_conditions
+from ...models.coordination import ParticipantRecord, Refusal
+from ...models.market import (
     MAX_GRID_POINTS,
     MarketResult,
     MarketSpec,
@@ -67,6 +66,7 @@ from ..models.market import (
     SchedulePoint,
     Trade,
 )
+from ..protocols import EmitEvent, Participant, SetVariable, Verdict
 from ._common import EconomicEffect, MarketStep, OrderAnswer
 from ._double import Fill, LimitOrder, clear_double_auction
 from ._equilibrium import NetDemand, clear_equilibrium

@@ -46,7 +46,7 @@ from fractions import Fraction
 import highspy
 import numpy as np
 
-from ..errors import InvalidSpecError
+from ...errors import InvalidSpecError
 
 __all__ = [
     "BundleBid",
