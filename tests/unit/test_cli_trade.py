@@ -6,8 +6,6 @@ import asyncio
 import datetime as dt
 import io
 import shlex
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,19 +25,6 @@ NONCE = "0123456789abcdef0123"
 
 def later(seconds: float) -> str:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(tmp_path) as c:
-        yield c
-
-
-@pytest.fixture
-async def kube(cluster: LocalCluster) -> AsyncIterator[Kube]:
-    client = cluster.client()
-    yield client
-    await client.close()
 
 
 async def run(argv: list[str]) -> tuple[int, str]:
