@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
 from mabeam.local.cluster import OPERATOR_IDENTITY, LocalCluster
 from mabeam.models.coordination import vote_name
 

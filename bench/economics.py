@@ -43,12 +43,12 @@ from coordination import (
     verdicts_written,
 )
 
-from mabeam._kube import Kube
-from mabeam._resources import AUCTION, BID, VARIABLE
-from mabeam.economics import commitment
-from mabeam.economics._combinatorial import BundleBid, CombinatorialOutcome, XorBid, clear_combinatorial
-from mabeam.economics._double import EPOCH, LimitOrder, clear_double_auction
-from mabeam.economics._equilibrium import NetDemand, clear_equilibrium
+from mabeam.core.economics import commitment
+from mabeam.core.economics._combinatorial import BundleBid, CombinatorialOutcome, XorBid, clear_combinatorial
+from mabeam.core.economics._double import EPOCH, LimitOrder, clear_double_auction
+from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AUCTION, BID, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import BidReveal, bid_name
 

@@ -37,8 +37,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, NAMESPACE, POD, Res
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, NAMESPACE, POD, Res
 
 IN_FLIGHT = 32
 NODES = 10

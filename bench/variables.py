@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, CONFIG_MAP, ROLE_BINDING, VARIABLE
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, CONFIG_MAP, ROLE_BINDING, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from mabeam.sdk import Variables
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from mabeam.core.protocols import Participant
 from mabeam.models.coordination import CoordinationSpec
-from mabeam.protocols import Participant
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ANSWER_SECONDS = 60.0

@@ -12,8 +12,8 @@ from fractions import Fraction
 
 from hypothesis import strategies as st
 
-from mabeam.economics._combinatorial import BundleBid, XorBid
-from mabeam.economics._sealed import SealedBid
+from mabeam.core.economics._combinatorial import BundleBid, XorBid
+from mabeam.core.economics._sealed import SealedBid
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 AGENT_POOL = ("ada", "bob", "cy", "dee", "eve", "fay")

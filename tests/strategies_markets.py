@@ -12,8 +12,8 @@ from fractions import Fraction
 
 from hypothesis import strategies as st
 
-from mabeam.economics._double import LimitOrder
-from mabeam.economics._equilibrium import NetDemand
+from mabeam.core.economics._double import LimitOrder
+from mabeam.core.economics._equilibrium import NetDemand
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ORDER_SECONDS = 60.0

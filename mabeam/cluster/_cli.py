@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import MabeamError
 
-__all__ = ["add_command", "operator_values"]
+__all__ = ["add_commands", "operator_values"]
 
 
 def _free_port() -> int:
@@ -70,7 +70,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(sub: Any) -> None:
+def add_commands(sub: Any) -> None:
     p = sub.add_parser("cluster", help="a real Kubernetes control plane on this machine (built with Go)")
     cmds = p.add_subparsers(dest="cluster_command", required=True)
     up = cmds.add_parser(

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .._kube import Kube
 from ..errors import MabeamError
+from ..kube.client import Kube
 from ..local import demo as local_demo
 
 __all__ = ["main"]

@@ -2,7 +2,7 @@
 
 The session controllers (Coordination, Auction, Market) call :func:`observe_session` once per
 session, right after it has written the session's terminal status. When the session departs
-from its protocol's baseline (see :mod:`mabeam._anomaly` for the rules), the session gets a
+from its protocol's baseline (see :mod:`mabeam.core.anomaly` for the rules), the session gets a
 condition ``Anomalous=True`` (reason ``SlowDecision`` or ``FailureRateHigh``), a Warning Event
 says what departed, by how much and from which baseline, and
 ``mabeam_anomalies_total{protocol, signal}`` counts it.
@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .._anomaly import Anomaly, Baseline, observe
-from .._kube import AlreadyExistsError
-from .._resources import COORDINATION, EVENT, Res
+from ..core.anomaly import Anomaly, Baseline, observe
 from ..errors import ApiError, ConflictError
+from ..kube.client import AlreadyExistsError
+from ..kube.resources import COORDINATION, EVENT, Res
 from ..models._base import rfc3339, set_condition
 from ._runtime import Runtime, clock
 

@@ -32,10 +32,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .._kube import AlreadyExistsError, Kube
-from .._resources import LEASE
 from ..errors import ApiError, ConflictError
-from ..metrics import Metrics
+from ..kube.client import AlreadyExistsError, Kube
+from ..kube.resources import LEASE
+from ._metrics import Metrics
 
 __all__ = [
     "LEASE_NAME",

@@ -10,10 +10,10 @@ from typing import Any
 
 import kopf
 
-from .._anomaly import Baseline, DetectorConfig
-from .._kube import Kube, load_config
+from ..core.anomaly import Baseline, DetectorConfig
 from ..errors import MabeamError
-from ..metrics import Metrics
+from ..kube.client import Kube, load_config
+from ._metrics import Metrics
 from ._settings import Settings
 
 

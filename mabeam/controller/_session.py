@@ -32,11 +32,11 @@ from typing import Any, Protocol
 import kopf
 import pydantic
 
-from .. import protocols
-from .._kube import Kube
-from .._resources import AGENT, Res
-from .._selectors import matches
+from ..core import protocols
+from ..core.selectors import matches
 from ..errors import ApiError, ConflictError, InvalidSpecError
+from ..kube.client import Kube
+from ..kube.resources import AGENT, Res
 from ..models._base import MabeamModel
 from ._anomaly import observe_session
 from ._events import post

@@ -12,10 +12,10 @@ from typing import Any
 
 import kopf
 
-from .. import _agents
-from .._kube import AlreadyExistsError, Kube
-from .._resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
+from ..core import agents as _agents
 from ..errors import ApiError, ConflictError
+from ..kube.client import AlreadyExistsError, Kube
+from ..kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ._events import post
 from ._loop import Wakers, sleep_or_wake
 from ._runtime import Runtime, clock

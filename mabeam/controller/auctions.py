@@ -1,4 +1,4 @@
-"""Auction handlers: one session loop per Auction, driving :mod:`mabeam.economics.auction`.
+"""Auction handlers: one session loop per Auction, driving :mod:`mabeam.core.economics.auction`.
 
 The loop is the shared one (:mod:`._session`); Bids are the answers. An Awarded auction makes
 each winner the owner of the items it won (``status.owner`` of the item's Variable), at most
@@ -12,9 +12,9 @@ from typing import Any
 
 import pydantic
 
-from .._resources import AUCTION, BID
-from ..economics import BidAnswer, SetOwner, auction
+from ..core.economics import BidAnswer, SetOwner, auction
 from ..errors import InvalidSpecError
+from ..kube.resources import AUCTION, BID
 from ..models.auction import AuctionSpec, AuctionStatus, BidSpec, bid_name
 from ._events import post
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register

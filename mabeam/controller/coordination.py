@@ -1,11 +1,11 @@
-"""Coordination handlers: one session loop per Coordination, driving :mod:`mabeam.protocols`.
+"""Coordination handlers: one session loop per Coordination, driving :mod:`mabeam.core.protocols`.
 
 The loop itself is shared with auctions and markets (:mod:`._session`): it reads the session and
-its Votes, calls :func:`mabeam.protocols.start` or :func:`mabeam.protocols.step`, writes the
+its Votes, calls :func:`mabeam.core.protocols.start` or :func:`mabeam.core.protocols.step`, writes the
 status and the Votes' verdicts, then carries out the effects below (see docs/coordination.md).
 
 Wakes: a Vote of the session changed (label ``mabeam.io/session``), a participant's readiness
-changed, the Coordination changed, or the time from :func:`mabeam.protocols.next_deadline`
+changed, the Coordination changed, or the time from :func:`mabeam.core.protocols.next_deadline`
 came; a resync interval is the safety net.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pydantic
 
-from .. import protocols
-from .._resources import COORDINATION, VOTE
+from ..core import protocols
 from ..errors import InvalidSpecError
+from ..kube.resources import COORDINATION, VOTE
 from ..models.coordination import CoordinationSpec, CoordinationStatus, VoteSpec, vote_name
 from ._events import post
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register

@@ -1,4 +1,4 @@
-"""Market handlers: one session loop per Market, driving :mod:`mabeam.economics.market`.
+"""Market handlers: one session loop per Market, driving :mod:`mabeam.core.economics.market`.
 
 The loop is the shared one (:mod:`._session`); Orders are the answers. A cleared market's price
 goes into ``spec.priceVariableRef`` (at most once per market, see docs/economics.md).
@@ -11,9 +11,9 @@ from typing import Any
 
 import pydantic
 
-from .. import protocols
-from .._resources import MARKET, ORDER
-from ..economics import OrderAnswer, market
+from ..core import protocols
+from ..core.economics import OrderAnswer, market
+from ..kube.resources import MARKET, ORDER
 from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register
 from .coordination import set_variable

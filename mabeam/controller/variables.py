@@ -7,8 +7,8 @@ its namespace wake it, a resync is the safety net. Each pass (see docs/variables
 1. reads the Variable and its Lease ``mabeam-var-<name>`` (the lock: holder, fencing token);
 2. if the annotation ``mabeam.io/write`` holds an agent's write whose id is not yet in
    ``status.lastWrite``, checks the writer (an Agent allowed by ``spec.access``) and applies it
-   with :func:`mabeam.variables.apply_write`; otherwise, if the spec changed, applies it with
-   :func:`mabeam.variables.reconcile_spec` (a write by a User);
+   with :func:`mabeam.core.variables.apply_write`; otherwise, if the spec changed, applies it with
+   :func:`mabeam.core.variables.reconcile_spec` (a write by a User);
 3. writes the whole status with a resourceVersion precondition: the write id (or the
    observedGeneration) is recorded in the same write as its effect, so a write is applied at
    most once even if the operator dies at any line;
@@ -30,10 +30,20 @@ from typing import Any
 
 import kopf
 
-from .. import _agents
-from .._kube import AlreadyExistsError, Kube
-from .._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
-from .._variables_io import (
+from ..core import agents as _agents
+from ..core.variables import (
+    WriteOutcome,
+    apply_write,
+    can_write,
+    is_expired,
+    parse_spec,
+    parse_status,
+    projection,
+    reconcile_spec,
+    transfer_ownership,
+    value_hash,
+)
+from ..core.variables_wire import (
     PROJECTION_CONFIGMAP,
     WRITE_ANNOTATION,
     WRITER_ANNOTATION,
@@ -46,6 +56,8 @@ from .._variables_io import (
     writer_role_name,
 )
 from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
+from ..kube.client import AlreadyExistsError, Kube
+from ..kube.resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from ..models._base import API_VERSION, Condition, set_condition
 from ..models.variable import (
     Actor,
@@ -54,18 +66,6 @@ from ..models.variable import (
     VariableWrite,
     Writer,
     WriteResult,
-)
-from ..variables import (
-    WriteOutcome,
-    apply_write,
-    can_write,
-    is_expired,
-    parse_spec,
-    parse_status,
-    projection,
-    reconcile_spec,
-    transfer_ownership,
-    value_hash,
 )
 from ._events import post
 from ._loop import Wakers, sleep_or_wake

@@ -19,10 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from .. import _crdgen
-from .._agents import AGENT_CLUSTER_ROLE
-from .._kube import Kube
-from .._permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from ..core.agents import AGENT_CLUSTER_ROLE
+from ..kube import crdgen
+from ..kube.client import Kube
+from ..kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
@@ -54,7 +54,7 @@ class LocalCluster:
     async def __aenter__(self) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         await self.api.__aenter__()
-        self.api.install_crds(_crdgen.generate_crds())
+        self.api.install_crds(crdgen.generate_crds())
         for obj in rbac_objects():
             self.api.create(obj)
         self.admin_kubeconfig = self.api.kubeconfig(self.workdir / "kubeconfig")
@@ -190,7 +190,7 @@ def rbac_objects() -> list[dict[str, Any]]:
     """What the Helm chart installs for RBAC: the agents' ClusterRole and the operator's rights.
 
     The local API server enforces RBAC for service accounts, so the operator (a service
-    account) is held to its declared rules (mabeam._permissions), as in a cluster.
+    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster.
     """
     namespace, _, name = OPERATOR_IDENTITY.removeprefix("sa:").partition(":")
     operator_rules = [_rule(r) for r in (*OPERATOR_RULES, *OPERATOR_CLUSTER_RULES)]

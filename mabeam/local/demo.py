@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from .._kube import Kube
-from .._resources import AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, Res
 from ..errors import MabeamError
+from ..kube.client import Kube
+from ..kube.resources import AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, Res
 from .cluster import LocalCluster
 
 __all__ = ["load_manifests", "main", "metrics_summary", "play", "quiet_logs"]

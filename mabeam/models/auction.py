@@ -9,7 +9,7 @@ Mechanisms:
 
 - ``first-price`` and ``second-price`` (Vickrey): sealed bids on one item. Bids are sealed by
   commit-reveal: while ``Bidding`` a Bid carries only ``commitment`` (a SHA-256 of the bid and a
-  secret nonce, see :func:`mabeam.economics.commitment`); while ``Revealing`` the agent adds
+  secret nonce, see :func:`mabeam.core.economics.commitment`); while ``Revealing`` the agent adds
   ``reveal`` (the amount and the nonce). Nobody, not even a reader of every Bid, learns an amount
   before bidding has closed.
 - ``combinatorial``: sealed XOR bids on bundles of items (``reveal.bundles``); the winners are

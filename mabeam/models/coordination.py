@@ -7,7 +7,7 @@ participants (a list of Agent names or a label selector, resolved once when the 
 and recorded with a weight/priority snapshot in ``status.participants``), the question
 (``options`` for votes, ``task`` for contract net, ``resource`` for priority resolution), the
 deadlines and the rules (quorum, threshold, tie and absence policies). The operator feeds the
-session's Votes to the pure engine in ``mabeam.protocols``; the engine writes the status.
+session's Votes to the pure engine in ``mabeam.core.protocols``; the engine writes the status.
 
 A Vote is named ``<session>-<agent>`` (see :func:`vote_name`): one per agent per session, so an
 agent that answers again updates its Vote, and the newest version replaces the old one until
@@ -22,9 +22,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._selectors import selector_cel_rule
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
-from .variable import LabelSelector
+from .variable import LabelSelector, selector_cel_rule
 
 __all__ = [
     "COORDINATION",

@@ -3,7 +3,7 @@
 ``spec.value`` is the desired value (kubectl, GitOps or an outcome set it); ``status.value`` is
 the value that was applied, with its ``version``. Agents write through the operator, which checks
 the write against the type and constraints, the access rules, the lock and the conflict policy
-(see ``mabeam.variables``).
+(see ``mabeam.core.variables``).
 
 Admission (CEL) can only check what the apiserver can type: ``spec.value`` accepts any JSON
 (``x-kubernetes-preserve-unknown-fields`` without a type), and the apiserver leaves such fields
@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .._selectors import selector_cel_rule
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
 
 VariableType = Literal["number", "integer", "string", "boolean", "enum", "json"]
@@ -56,6 +55,23 @@ class LabelSelector(MabeamModel):
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, max_length=32, description="Requirements that must all hold."
     )
+
+
+def selector_cel_rule(path: str) -> str:
+    """A standard-CEL rule (rooted at ``self``) checking the operator/values pairing at ``path``.
+
+    ``path`` is the dotted path of an optional selector below ``self``, e.g. ``access.selector``.
+    Every component on the way is guarded with ``has()``.
+    """
+    parts = path.split(".")
+    guards = ["!has(self." + ".".join(parts[: i + 1]) + ")" for i in range(len(parts))]
+    sel = "self." + path
+    guards.append(f"!has({sel}.matchExpressions)")
+    body = (
+        f"{sel}.matchExpressions.all(e, e.operator == 'In' || e.operator == 'NotIn' "
+        "? has(e.values) && size(e.values) > 0 : !has(e.values) || size(e.values) == 0)"
+    )
+    return " || ".join([*guards, body])
 
 
 class VariableConstraints(MabeamModel):

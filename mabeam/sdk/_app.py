@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._kube import Kube
-from .._resources import AGENT
 from ..errors import MabeamError
+from ..kube.client import Kube
+from ..kube.resources import AGENT
 from ._sessions import SessionCallbacks, SessionResponder
 from ._trading import TradeResponder, TradingCallbacks
 from ._variables import Variables

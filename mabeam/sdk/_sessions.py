@@ -29,10 +29,10 @@ from typing import Any
 
 import pydantic
 
-from .. import protocols
-from .._kube import AlreadyExistsError, Kube
-from .._resources import COORDINATION, VOTE, Res
+from ..core import protocols
 from ..errors import InvalidSpecError
+from ..kube.client import AlreadyExistsError, Kube
+from ..kube.resources import COORDINATION, VOTE, Res
 from ..models.coordination import CoordinationSpec, CoordinationStatus, Proposal, vote_name
 
 log = logging.getLogger("mabeam.sdk")

@@ -39,9 +39,9 @@ from typing import Any
 
 import pydantic
 
-from .._kube import Kube
-from .._resources import AUCTION, BID, MARKET, ORDER, Res
-from ..economics import commitment
+from ..core.economics import commitment
+from ..kube.client import Kube
+from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, bid_name
 from ..models.market import MarketSpec, MarketStatus, order_name
 from ._sessions import Callback, watch_forever, write_answer

@@ -27,12 +27,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
-from .._kube import Kube, _dict
-from .._resources import LEASE, VARIABLE
-from .._variables_io import lease_is_free, lease_name, micro_time, settled, write_annotations
+from ..core.variables import parse_spec, parse_status
+from ..core.variables_wire import lease_is_free, lease_name, micro_time, settled, write_annotations
 from ..errors import AccessDeniedError, ApiError, ConflictError, InvalidSpecError, LockError, MabeamError
+from ..kube.client import Kube, _dict
+from ..kube.resources import LEASE, VARIABLE
 from ..models.variable import VariableWrite, Writer, WriteResult
-from ..variables import parse_spec, parse_status
 
 __all__ = ["VariableValue", "Variables"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from mabeam._kube import Kube
+from mabeam.kube.client import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import NAMESPACE as NAMESPACE_RES
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import NAMESPACE as NAMESPACE_RES
 from tests.e2e._helpers import E2E, leftover_processes
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, BID, COORDINATION, ORDER, VARIABLE, VOTE
 from mabeam.errors import ApiError
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, BID, COORDINATION, ORDER, VARIABLE, VOTE
 from tests.e2e._helpers import E2E, eventually
 from tests.e2e.test_agents import sleeper
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from tests.e2e._helpers import E2E, eventually
 
 

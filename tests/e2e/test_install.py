@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT
 from tests.e2e._helpers import E2E, REPO, eventually
 
 KINDS = ("agents", "variables", "coordinations", "votes", "auctions", "bids", "markets", "orders")

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import VARIABLE
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import VARIABLE
 from mabeam.local import demo
 from tests.e2e._helpers import E2E, REPO
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mabeam._kube import AlreadyExistsError, Kube
-from mabeam._resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
+from mabeam.kube.client import AlreadyExistsError, Kube
+from mabeam.kube.resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.coordination import vote_name
 from tests.integration._util import eventually

@@ -13,8 +13,8 @@ import signal
 from typing import Any
 
 from mabeam import controller
-from mabeam._kube import Kube
-from mabeam._resources import POD
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import POD
 
 
 class DiesAfterPodCreate(Kube):

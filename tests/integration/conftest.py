@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mabeam._kube import Kube
+from mabeam.kube.client import Kube
 from mabeam.local.cluster import LocalCluster
+from tests.integration._coordination import AsAgents
 
 FAST_KUBELET = {"probe_period": 0.2, "backoff_base": 0.2, "backoff_cap": 1.0, "grace_period": 1.0}
 
@@ -24,3 +25,11 @@ async def kube(cluster: LocalCluster) -> AsyncIterator[Kube]:
     client = cluster.client()
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
+    """Votes, Bids and Orders written with each agent's own credentials."""
+    agents = AsAgents(cluster)
+    yield agents
+    await agents.close()

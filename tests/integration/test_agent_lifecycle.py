@@ -7,9 +7,9 @@ import os
 import sys
 from typing import Any
 
-from mabeam import _agents
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, POD, SERVICE_ACCOUNT
+from mabeam.core import agents as _agents
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, POD, SERVICE_ACCOUNT
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT
 from tests.integration._util import eventually
 
 

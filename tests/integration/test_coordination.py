@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION
 from mabeam.local.cluster import LocalCluster
 from mabeam.sdk import AgentApp, Session
 from tests.integration._coordination import (
@@ -35,13 +34,6 @@ from tests.integration._util import eventually
 
 #: How late after its deadline a session may end (timer, one pass, one status write).
 SLACK = 1.0
-
-
-@pytest.fixture
-async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
-    agents = AsAgents(cluster)
-    yield agents
-    await agents.close()
 
 
 async def suspended(kube: Kube, names: list[str], **spec: object) -> None:

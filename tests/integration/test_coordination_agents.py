@@ -4,13 +4,10 @@ local kubelet), outcomes applied to a Variable exactly once, and an operator SIG
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION, VARIABLE, VOTE
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION, VARIABLE, VOTE
 from mabeam.local.cluster import LocalCluster
 from tests.integration._coordination import (
     NS,
@@ -26,13 +23,6 @@ from tests.integration._coordination import (
     vote_status,
 )
 from tests.integration._util import eventually
-
-
-@pytest.fixture
-async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
-    agents = AsAgents(cluster)
-    yield agents
-    await agents.close()
 
 
 async def channel_variable(kube: Kube) -> None:

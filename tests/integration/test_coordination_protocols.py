@@ -6,22 +6,14 @@ weighted voting and priority resolution run end to end, each with a hand-compute
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT
 from mabeam.local.cluster import LocalCluster
 from tests.integration._coordination import AsAgents, agent_body, create_session, ended, grant_agents
-
-
-@pytest.fixture
-async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
-    agents = AsAgents(cluster)
-    yield agents
-    await agents.close()
 
 
 async def agents(kube: Kube, spec: dict[str, dict[str, Any]]) -> list[str]:

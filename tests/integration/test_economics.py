@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from mabeam._kube import AlreadyExistsError, Kube
-from mabeam._resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
-from mabeam.economics import commitment
+from mabeam.core.economics import commitment
+from mabeam.kube.client import AlreadyExistsError, Kube
+from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import BidReveal, bid_name
 from mabeam.models.market import order_name
@@ -20,13 +17,6 @@ from tests.integration.test_coordination import suspended
 
 AUCTION_DONE = ("Awarded", "NoSale", "Failed", "Cancelled")
 MARKET_DONE = ("Cleared", "NoTrade", "Failed", "Cancelled")
-
-
-@pytest.fixture
-async def as_agent(cluster: LocalCluster) -> AsyncIterator[AsAgents]:
-    agents = AsAgents(cluster)
-    yield agents
-    await agents.close()
 
 
 async def answer(as_agent: AsAgents, res: Res, session: str, agent: str, **fields: Any) -> dict[str, Any]:

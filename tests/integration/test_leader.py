@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, LEASE
 from mabeam.controller._leader import LEASE_NAME, LeaderElector
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, LEASE
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
 from tests.integration.test_agent_lifecycle import agent_manifest, ready

@@ -10,11 +10,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mabeam import controller
-from mabeam._kube import Kube
-from mabeam._resources import AGENT
+from mabeam.controller._metrics import MetricsServer, serve_metrics
 from mabeam.errors import ApiError
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT
 from mabeam.local.cluster import LocalCluster
-from mabeam.metrics import MetricsServer, serve_metrics
 from tests.integration._util import eventually
 from tests.integration.test_agent_lifecycle import agent_manifest, ready
 

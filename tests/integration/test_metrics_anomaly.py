@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from mabeam import controller
-from mabeam._anomaly import DetectorConfig
-from mabeam._kube import Kube
-from mabeam._resources import COORDINATION, EVENT
 from mabeam.controller._anomaly import observe_session
+from mabeam.core.anomaly import DetectorConfig
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import COORDINATION, EVENT
 from mabeam.local.cluster import LocalCluster
 
 

@@ -1,4 +1,4 @@
-"""Every API call the operator makes is allowed by the RBAC rules we ship (mabeam/_permissions.py).
+"""Every API call the operator makes is allowed by the RBAC rules we ship (mabeam/kube/permissions.py).
 
 The operator runs a realistic scenario against the local cluster; the API server's audit log
 then lists every request made under the operator's ServiceAccount, and each one must be granted
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from mabeam import _permissions
-from mabeam._agents import service_account_name
-from mabeam._kube import Kube
-from mabeam._permissions import Rule
-from mabeam._resources import AGENT, POD, ROLE_BINDING
-from mabeam._variables_io import writer_role_name
+from mabeam.core.agents import service_account_name
+from mabeam.core.variables_wire import writer_role_name
+from mabeam.kube import permissions as _permissions
+from mabeam.kube.client import Kube
+from mabeam.kube.permissions import Rule
+from mabeam.kube.resources import AGENT, POD, ROLE_BINDING
 from mabeam.local.apiserver import AuditRecord
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually

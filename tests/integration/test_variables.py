@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from lightkube.resources.core_v1 import ConfigMap
 
-from mabeam import _agents
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
-from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, settled
 from mabeam.controller.variables import apply_session_outcome
+from mabeam.core import agents as _agents
+from mabeam.core.variables import decode_projection
+from mabeam.core.variables_wire import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, settled
 from mabeam.errors import AccessDeniedError, ApiError, ConflictError, InvalidSpecError, LockError
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.variable import VariableWrite, Writer
 from mabeam.sdk import Variables
-from mabeam.variables import decode_projection
 from tests.integration._util import eventually
 
 NS = "default"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, VARIABLE
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
 

@@ -20,7 +20,7 @@ import helm_python
 import pytest
 import yaml
 
-from mabeam._variables_io import WRITE_ANNOTATION, WRITER_ANNOTATION, write_annotations
+from mabeam.core.variables_wire import WRITE_ANNOTATION, WRITER_ANNOTATION, write_annotations
 from mabeam.models.auction import BidSpec
 from mabeam.models.coordination import VoteSpec
 from mabeam.models.market import OrderSpec

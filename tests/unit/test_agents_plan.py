@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mabeam import _agents
+from mabeam.core import agents as _agents
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -1,6 +1,6 @@
 """The anomaly detector against hand-computed references and bounds derived by hand.
 
-Bounds used (from the update rules in mabeam/_anomaly.py): the running mean is a convex
+Bounds used (from the update rules in mabeam/core/anomaly.py): the running mean is a convex
 combination of past latencies, so it stays inside any band [a, a+w] that holds them all; the
 running variance then stays at or below (1 - alpha) * w**2 (induction on
 v' = (1-alpha)(v + alpha d^2) with d^2 <= w^2), so the standard deviation is at most w.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mabeam._anomaly import Baseline, DetectorConfig, observe
+from mabeam.core.anomaly import Baseline, DetectorConfig, observe
 
 
 def feed(outcomes: list[tuple[str, float | None]], cfg: DetectorConfig) -> list[tuple[int, str]]:

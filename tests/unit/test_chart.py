@@ -4,7 +4,7 @@ The chart is rendered offline with helm-python-sdk (Helm as a library) for the d
 and each main option. Every rendered object is checked by an independent tool where one
 exists: kubernetes-validate (the Kubernetes OpenAPI schemas, strict) for built-in kinds, and
 hand checks for the Prometheus Operator's kinds. The operator's RBAC must equal
-mabeam/_permissions.py exactly; the pod must pass the Pod Security Standard "restricted"
+mabeam/kube/permissions.py exactly; the pod must pass the Pod Security Standard "restricted"
 (checked by a reference implementation of its controls, itself tested on bad pods); the
 Dockerfiles are parsed and checked for the properties the chart's securityContext assumes.
 """
@@ -29,7 +29,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from mabeam._permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from mabeam.kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "charts" / "mabeam"
@@ -523,7 +523,7 @@ DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
 def declared_metric_series() -> set[str]:
     """Every series name the operator's metrics expose (counters as *_total, histograms'
     *_bucket/_sum/_count)."""
-    from mabeam.metrics import Metrics
+    from mabeam.controller._metrics import Metrics
 
     names: set[str] = set()
     for family in Metrics().registry.collect():

@@ -5,31 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from mabeam._kube import Kube
-from mabeam._resources import AGENT, COORDINATION, EVENT, NAMESPACE, VOTE
 from mabeam.cli import build_parser
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AGENT, COORDINATION, EVENT, NAMESPACE, VOTE
 from mabeam.local.cluster import LocalCluster
 
 TEMPLATE = {"spec": {"containers": [{"name": "agent", "image": "x"}]}}
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(tmp_path) as c:
-        yield c
-
-
-@pytest.fixture
-async def kube(cluster: LocalCluster) -> AsyncIterator[Kube]:
-    client = cluster.client()
-    yield client
-    await client.close()
 
 
 async def mabeam(cluster: LocalCluster, *argv: str) -> tuple[int, str]:

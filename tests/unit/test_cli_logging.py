@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from mabeam._logging import JsonFormatter, log_context
+from mabeam.cli._logging import JsonFormatter, log_context
 
 
 def record(message: str, **extra: object) -> dict[str, object]:

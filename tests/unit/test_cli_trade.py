@@ -6,17 +6,15 @@ import asyncio
 import datetime as dt
 import io
 import shlex
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mabeam._cli_trade import render_auction, render_market
-from mabeam._kube import Kube
-from mabeam._resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.cli import build_parser
-from mabeam.economics import commitment
+from mabeam.cli.watch import render_auction, render_market
+from mabeam.core.economics import commitment
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import BidReveal
 
@@ -27,19 +25,6 @@ NONCE = "0123456789abcdef0123"
 
 def later(seconds: float) -> str:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(tmp_path) as c:
-        yield c
-
-
-@pytest.fixture
-async def kube(cluster: LocalCluster) -> AsyncIterator[Kube]:
-    client = cluster.client()
-    yield client
-    await client.close()
 
 
 async def run(argv: list[str]) -> tuple[int, str]:

@@ -22,7 +22,7 @@ import yaml
 from celpy import celtypes
 from pydantic import Field
 
-from mabeam._crdgen import (
+from mabeam.kube.crdgen import (
     check_crds,
     crd_filename,
     crd_for,

@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mabeam.economics import BidAnswer, SetOwner, commitment
-from mabeam.economics.auction import (
+from mabeam.core.economics import BidAnswer, SetOwner, commitment
+from mabeam.core.economics.auction import (
     TERMINAL_PHASES,
     next_deadline,
     outcome_effects,
     start,
     step,
 )
+from mabeam.core.protocols import EmitEvent, Participant
 from mabeam.models.auction import AuctionSpec, AuctionStatus, BidReveal, Bundle
-from mabeam.protocols import EmitEvent, Participant
 from tests.strategies_auctions import AGENT_POOL, NONCE, T0, at
 
 ABC = [Participant("cy"), Participant("ada"), Participant("bob")]

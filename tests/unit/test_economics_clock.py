@@ -9,10 +9,10 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mabeam.economics import BidAnswer
-from mabeam.economics.auction import start, step
+from mabeam.core.economics import BidAnswer
+from mabeam.core.economics.auction import start, step
+from mabeam.core.protocols import Participant
 from mabeam.models.auction import AuctionSpec, AuctionStatus
-from mabeam.protocols import Participant
 from tests.strategies_auctions import T0, clock_values
 
 ROUND = 10.0

@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mabeam.economics._combinatorial import (
+from mabeam.core.economics._combinatorial import (
     BundleBid,
     XorBid,
     clear_combinatorial,

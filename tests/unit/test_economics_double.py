@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mabeam.economics._double import DoubleAuctionOutcome, LimitOrder, clear_double_auction
+from mabeam.core.economics._double import DoubleAuctionOutcome, LimitOrder, clear_double_auction
 from tests.strategies_markets import at, limit_orders, prices, times
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

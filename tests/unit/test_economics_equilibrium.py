@@ -9,7 +9,7 @@ from fractions import Fraction as F
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mabeam.economics._equilibrium import NetDemand, clear_equilibrium
+from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
 from tests.strategies_markets import markets
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

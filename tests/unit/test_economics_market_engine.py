@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mabeam.economics.market as engine
-from mabeam.economics import MarketStep, OrderAnswer
-from mabeam.economics._double import LimitOrder, clear_double_auction
-from mabeam.economics._equilibrium import NetDemand, clear_equilibrium
-from mabeam.economics.market import TERMINAL_PHASES, next_deadline, outcome_effects, start, step
+import mabeam.core.economics.market as engine
+from mabeam.core.economics import MarketStep, OrderAnswer
+from mabeam.core.economics._double import LimitOrder, clear_double_auction
+from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
+from mabeam.core.economics.market import TERMINAL_PHASES, next_deadline, outcome_effects, start, step
+from mabeam.core.protocols import EmitEvent, Participant, SetVariable
 from mabeam.models.market import MarketSpec, MarketStatus, SchedulePoint
-from mabeam.protocols import EmitEvent, Participant, SetVariable
 from tests.strategies_markets import DEADLINE, T0, at, markets
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

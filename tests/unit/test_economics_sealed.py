@@ -8,7 +8,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mabeam.economics._sealed import SealedBid, first_price, second_price
+from mabeam.core.economics._sealed import SealedBid, first_price, second_price
 from tests.strategies_auctions import at, halves, sealed_bids, seconds
 
 FAST = settings(max_examples=300, deadline=None)

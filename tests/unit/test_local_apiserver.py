@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from mabeam.errors import InvalidSpecError
-from mabeam.local.apiserver import LocalApiServer, parse_label_selector
+from mabeam.local.apiserver import LocalApiServer
+from mabeam.local.apiserver._selectors import parse_label_selector
 
 WIDGETS = "/apis/test.mabeam.io/v1/namespaces/default/widgets"
 CMS = "/api/v1/namespaces/default/configmaps"

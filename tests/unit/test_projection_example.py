@@ -8,9 +8,9 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from mabeam._variables_io import PROJECTION_CONFIGMAP
+from mabeam.core.variables import decode_projection, projection
+from mabeam.core.variables_wire import PROJECTION_CONFIGMAP
 from mabeam.models.variable import VariableStatus
-from mabeam.variables import decode_projection, projection
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "plain" / "reads-variables-as-files.yaml"
 

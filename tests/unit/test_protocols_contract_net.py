@@ -9,8 +9,8 @@ import datetime as dt
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from mabeam.core.protocols import Answer, Award, Participant, SetVariable, StepResult, start, step
 from mabeam.models.coordination import CoordinationSpec, CoordinationStatus
-from mabeam.protocols import Answer, Award, Participant, SetVariable, StepResult, start, step
 from tests.strategies import DEADLINE, T0, Bidder, at, bidders
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-import mabeam.protocols
-from mabeam.models.coordination import CoordinationSpec, VoteSpec, vote_name
-from mabeam.protocols import (
+import mabeam.core.protocols
+from mabeam.core.protocols import (
     Answer,
     EmitEvent,
     Participant,
@@ -24,6 +23,7 @@ from mabeam.protocols import (
     start,
     step,
 )
+from mabeam.models.coordination import CoordinationSpec, VoteSpec, vote_name
 from tests.strategies import DEADLINE, T0, at
 
 ABC = [Participant("a"), Participant("b"), Participant("c")]
@@ -218,7 +218,7 @@ FORBIDDEN_IMPORTS = {"random", "time", "os", "socket", "kopf", "lightkube", "aio
 
 
 @pytest.mark.parametrize(
-    "path", sorted(Path(mabeam.protocols.__file__).parent.glob("*.py")), ids=lambda p: p.name
+    "path", sorted(Path(mabeam.core.protocols.__file__).parent.glob("*.py")), ids=lambda p: p.name
 )
 def test_protocols_read_no_clock_and_do_no_io(path: Path) -> None:
     tree = ast.parse(path.read_text())

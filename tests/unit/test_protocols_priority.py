@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from mabeam.core.protocols import Answer, Participant, SetVariable, StepResult, start, step
 from mabeam.models.coordination import CoordinationSpec, CoordinationStatus
-from mabeam.protocols import Answer, Participant, SetVariable, StepResult, start, step
 from tests.strategies import DEADLINE, T0, Claimant, at, claimants
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

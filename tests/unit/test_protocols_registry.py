@@ -12,14 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from mabeam.core.protocols import (
+    ENTRY_POINT_GROUP,
+    Answer,
+    Participant,
+    builtin_protocols,
+    discover,
+    start,
+    step,
+)
 from mabeam.errors import InvalidSpecError
 from mabeam.models.coordination import CoordinationSpec
-from mabeam.protocols import ENTRY_POINT_GROUP, Answer, Participant, builtin_protocols, discover, start, step
 from tests.strategies import DEADLINE, T0, at
 
 PLUGIN = '''
 """A third-party protocol: the earliest counted vote decides (ties by agent name)."""
-from mabeam.protocols import Protocol, StepResult, collect, finish
+from mabeam.core.protocols import Protocol, StepResult, collect, finish
 
 
 class FirstAnswer(Protocol):

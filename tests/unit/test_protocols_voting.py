@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mabeam.core.protocols import Answer, Participant, SetVariable, StepResult, start, step
 from mabeam.models.coordination import CoordinationSpec, CoordinationStatus
-from mabeam.protocols import Answer, Participant, SetVariable, StepResult, start, step
 from tests.strategies import DEADLINE, T0, VoteScenario, at, vote_scenarios
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

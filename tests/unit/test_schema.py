@@ -1,4 +1,4 @@
-"""mabeam._schema: pruning, defaulting and validation as the Kubernetes API server does them."""
+"""mabeam.kube.schema: pruning, defaulting and validation as the Kubernetes API server does them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mabeam._schema import SchemaError, check_rules, format_invalid, validate
+from mabeam.kube.schema import SchemaError, check_rules, format_invalid, validate
 
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",

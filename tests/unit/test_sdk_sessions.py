@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mabeam._kube import AlreadyExistsError
-from mabeam._resources import Res
+from mabeam.kube.client import AlreadyExistsError
+from mabeam.kube.resources import Res
 from mabeam.models.coordination import Proposal
 from mabeam.sdk import Session, Task
 from mabeam.sdk._sessions import SessionCallbacks, SessionResponder

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mabeam.economics import commitment
+from mabeam.core.economics import commitment
 from mabeam.sdk._trading import (
     AuctionView,
     TradeResponder,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mabeam._variables_io import (
+from mabeam.core.variables_wire import (
     WRITE_ANNOTATION,
     clear_write_patch,
     decode_write,
@@ -16,7 +16,7 @@ from mabeam._variables_io import (
     settled,
 )
 from mabeam.errors import InvalidSpecError
-from mabeam.local.apiserver import json_patch
+from mabeam.local.apiserver._patch import json_patch
 from mabeam.models.variable import VariableWrite, Writer
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)

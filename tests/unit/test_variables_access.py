@@ -1,4 +1,4 @@
-"""Label selector matching (mabeam._selectors) and who may write a Variable (can_write)."""
+"""Label selector matching (mabeam.core.selectors) and who may write a Variable (can_write)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from mabeam._selectors import matches
+from mabeam.core.selectors import matches
+from mabeam.core.variables import can_write
 from mabeam.errors import InvalidSpecError
 from mabeam.models.variable import LabelSelector, VariableAccess
-from mabeam.variables import can_write
 from tests.strategies_variables import labels, selector_dicts
 
 

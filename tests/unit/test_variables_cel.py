@@ -17,10 +17,10 @@ import pytest
 from celpy import celtypes
 from hypothesis import given
 
-from mabeam._crdgen import crd_for
+from mabeam.core.variables import parse_spec, parse_status, reconcile_spec, validate_spec
 from mabeam.errors import InvalidSpecError
+from mabeam.kube.crdgen import crd_for
 from mabeam.models.variable import VARIABLE
-from mabeam.variables import parse_spec, parse_status, reconcile_spec, validate_spec
 from tests.strategies_variables import any_specs
 
 SPEC_SCHEMA: dict[str, Any] = crd_for(VARIABLE)["spec"]["versions"][0]["schema"]["openAPIV3Schema"][

@@ -13,13 +13,13 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, cast
 
-from mabeam._kube import Kube
-from mabeam._resources import VARIABLE, Res
-from mabeam._variables_io import WRITE_ANNOTATION
 from mabeam.controller._runtime import Runtime
 from mabeam.controller.variables import STATUS_CORRUPT, _repaired, reconcile
+from mabeam.core.variables import parse_status
+from mabeam.core.variables_wire import WRITE_ANNOTATION
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import VARIABLE, Res
 from mabeam.models.variable import VariableStatus
-from mabeam.variables import parse_status
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mabeam.core.variables import acquire, expire_lock, is_expired, parse_status, release
 from mabeam.errors import InvalidSpecError, LockError
 from mabeam.models.variable import VariableStatus
-from mabeam.variables import acquire, expire_lock, is_expired, parse_status, release
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mabeam.core.variables import PROJECTION_MAX_BYTES, decode_projection, projection
 from mabeam.errors import InvalidSpecError
 from mabeam.models.variable import VariableStatus
-from mabeam.variables import PROJECTION_MAX_BYTES, decode_projection, projection
 
 finite_json = st.recursive(
     st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()),

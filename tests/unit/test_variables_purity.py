@@ -10,7 +10,7 @@ SHELL = ("kopf", "lightkube", "aiohttp", "kubernetes", "httpx", "mabeam.controll
 
 def test_the_core_imports_no_io_shell() -> None:
     probe = (
-        "import sys, mabeam.variables, mabeam._selectors, mabeam.models.variable\n"
+        "import sys, mabeam.core.variables, mabeam.core.selectors, mabeam.models.variable\n"
         f"print(sorted(m for m in sys.modules if m.startswith({SHELL!r})))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -1,4 +1,4 @@
-"""Value validation against the type and constraints, and spec coherence (mabeam.variables)."""
+"""Value validation against the type and constraints, and spec coherence (mabeam.core.variables)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mabeam.core.variables import parse_spec, validate_spec, validate_value
 from mabeam.errors import InvalidSpecError
 from mabeam.models.variable import VariableSpec
-from mabeam.variables import parse_spec, validate_spec, validate_value
 from tests.strategies_variables import candidate_values, coherent_specs, json_values
 
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mabeam.core.variables import acquire, apply_write, parse_spec, parse_status, reconcile_spec
 from mabeam.errors import ConflictError, LockError
 from mabeam.models.variable import APPLIED_SESSIONS_LIMIT, VariableSpec, VariableStatus, VariableWrite
-from mabeam.variables import acquire, apply_write, parse_spec, parse_status, reconcile_spec
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -322,8 +322,8 @@ def test_phase_and_value_summary_for_kubectl_get() -> None:
 
 
 def test_ownership_moves_once_per_session_and_leaves_the_value_alone() -> None:
+    from mabeam.core.variables import transfer_ownership
     from mabeam.models.variable import Actor
-    from mabeam.variables import transfer_ownership
 
     s = spec()
     status, _ = apply_write(s, VariableStatus(), write(3), T0)

@@ -1,5 +1,5 @@
 {{/*
-The operator's rights, kept equal to mabeam/_permissions.py by tests/unit/test_chart.py.
+The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/test_chart.py.
 */}}
 
 {{/* OPERATOR_RULES: namespaced (a Role per watched namespace, or a ClusterRole). */}}

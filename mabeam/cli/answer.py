@@ -1,0 +1,496 @@
+"""``mabeam vote``, ``mabeam bid`` and ``mabeam order``: answer a session by hand, as an agent.
+
+``vote`` writes the agent's Vote ``<coordination>-<agent>`` with the chosen option.
+
+``bid`` and ``order`` answer an Auction or a Market: they read the session,
+check that the options fit its mechanism and phase, and write the agent's Bid
+``<auction>-<agent>`` or Order ``<market>-<agent>`` (labels ``mabeam.io/session`` and
+``mabeam.io/agent``, owned by the session) with the same create-or-update logic as the SDK.
+
+Sealed bids are committed while the auction is ``Bidding`` (only the SHA-256 of the bid and a
+secret nonce is written) and revealed while it is ``Revealing`` with the same amount and nonce.
+Without ``--nonce`` the command draws one and prints the exact command that reveals the bid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import secrets
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import pydantic
+
+from ..core.economics import commitment
+from ..errors import ConflictError, MabeamError
+from ..kube.client import Kube
+from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE
+from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
+from ..models.coordination import VoteSpec, vote_name
+from ..models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
+from ..sdk._sessions import write_answer
+from ._common import AUCTION_TERMINAL, CLOCK_MECHANISMS, MARKET_TERMINAL, add_connection_options, namespace_of
+
+__all__ = [
+    "BidOptions",
+    "OrderOptions",
+    "Planned",
+    "add_commands",
+    "bid_fields",
+    "cmd_bid",
+    "cmd_order",
+    "cmd_vote",
+    "order_fields",
+]
+
+SESSION_LABEL = "mabeam.io/session"
+
+AGENT_LABEL = "mabeam.io/agent"
+_MAX_AMOUNT = 1e15
+
+_SNAP = 1e-6  # a schedule price within this many steps of a grid price is that grid price
+
+
+# --- parsing the options -----------------------------------------------------------------------
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{what} {text!r} must be a finite number")
+    return value
+
+
+def _amount(text: str, what: str = "amount") -> float:
+    value = _number(text, what)
+    if not 0 <= value <= _MAX_AMOUNT:
+        raise argparse.ArgumentTypeError(f"{what} {text!r} must be between 0 and {_MAX_AMOUNT:g}")
+    return value
+
+
+def _price(text: str) -> float:
+    return _amount(text, "price")
+
+
+def _quantity(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"quantity {text!r} is not a whole number") from None
+    if not 1 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"quantity {text!r} must be between 1 and 10000")
+    return value
+
+
+def _nonce(text: str) -> str:
+    if not 16 <= len(text) <= 256:
+        raise argparse.ArgumentTypeError(f"a nonce has 16 to 256 characters, {text!r} has {len(text)}")
+    return text
+
+
+def _bundle(text: str) -> Bundle:
+    """``ITEM[,ITEM...]=AMOUNT`` as a Bundle."""
+    items_text, sep, amount_text = text.rpartition("=")
+    items = [item.strip() for item in items_text.split(",")] if sep else []
+    if not items or not all(items):
+        raise argparse.ArgumentTypeError(f"a bundle is ITEM[,ITEM...]=AMOUNT, not {text!r}")
+    if len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(f"bundle {text!r} names an item twice")
+    return Bundle(items=items, amount=_amount(amount_text))
+
+
+def _schedule(text: str) -> list[SchedulePoint]:
+    """``PRICE=QTY[,PRICE=QTY...]`` as schedule points, prices rising."""
+    points = []
+    for part in text.split(","):
+        price_text, sep, quantity_text = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"a schedule is PRICE=QTY[,PRICE=QTY...], not {text!r}")
+        price = _number(price_text, "price")
+        quantity = _number(quantity_text, "quantity")
+        if not 0 <= price <= _MAX_AMOUNT or abs(quantity) > 1e12:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: prices go from 0 to {_MAX_AMOUNT:g}, quantities from -1e12 to 1e12"
+            )
+        points.append(SchedulePoint(price=price, quantity=quantity))
+    points.sort(key=lambda p: p.price)
+    for low, high in itertools.pairwise(points):
+        if low.price == high.price:
+            raise argparse.ArgumentTypeError(f"the schedule names the price {_exact(low.price)} twice")
+        if high.quantity > low.quantity:
+            raise argparse.ArgumentTypeError(
+                f"net demand must not rise with the price: {_exact(high.quantity)} at "
+                f"{_exact(high.price)} is more than {_exact(low.quantity)} at {_exact(low.price)}"
+            )
+    return points
+
+
+def _exact(value: float) -> str:
+    """A float as text that reads back as the same float (no trailing ``.0``)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+# --- what to write -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BidOptions:
+    """What ``mabeam bid`` was told."""
+
+    agent: str
+    amount: float | None = None
+    nonce: str | None = None
+    bundles: tuple[Bundle, ...] = ()
+    accept: bool | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The spec fields to write, and what to tell the user on stderr (or "")."""
+
+    fields: dict[str, Any]
+    note: str = ""
+
+
+def _participant(agent: str, names: Sequence[str], what: str, session: str) -> None:
+    if agent not in names:
+        shown = ", ".join(names) or "nobody"
+        raise MabeamError(f"{agent} is not a participant of {what} {session} (participants: {shown})")
+
+
+def _sealed_reveal(spec: AuctionSpec, auction: str, options: BidOptions, nonce: str) -> BidReveal:
+    if options.accept is not None:
+        raise MabeamError(f"--accept and --decline are for clock auctions; {auction} is {spec.mechanism}")
+    if spec.mechanism == "combinatorial":
+        if options.amount is not None or not options.bundles:
+            raise MabeamError(
+                f"{auction} is a combinatorial auction: bid with --bundle ITEM[,ITEM...]=AMOUNT "
+                f"(repeatable; items: {', '.join(spec.items)}), not --amount"
+            )
+        for bundle in options.bundles:
+            unknown = [item for item in bundle.items if item not in spec.items]
+            if unknown:
+                raise MabeamError(
+                    f"{auction} does not sell {', '.join(unknown)} (items: {', '.join(spec.items)})"
+                )
+        return BidReveal(bundles=list(options.bundles), nonce=nonce)
+    if options.bundles or options.amount is None:
+        raise MabeamError(f"{auction} is a {spec.mechanism} auction: bid with --amount A, not --bundle")
+    return BidReveal(amount=options.amount, nonce=nonce)
+
+
+def _reveal_command(
+    auction: str, namespace: str, kubeconfig: str | None, reveal: BidReveal, agent: str
+) -> str:
+    argv = ["mabeam", "bid", auction, "--as", agent]
+    if reveal.amount is not None:
+        argv += ["--amount", _exact(reveal.amount)]
+    for bundle in reveal.bundles or ():
+        argv += ["--bundle", f"{','.join(bundle.items)}={_exact(bundle.amount)}"]
+    argv += ["--nonce", reveal.nonce, "-n", namespace]
+    if kubeconfig:
+        argv += ["--kubeconfig", kubeconfig]
+    return shlex.join(argv)
+
+
+def bid_fields(
+    auction: str,
+    namespace: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    options: BidOptions,
+    current: Mapping[str, Any] | None,
+    *,
+    kubeconfig: str | None = None,
+) -> Planned:
+    """The Bid spec fields ``options`` stand for, given the auction's mechanism and phase.
+
+    ``current`` is the agent's Bid spec on record (None: none yet). Raises MabeamError with a
+    message the user can act on when the options do not fit the auction as it is now.
+    """
+    phase = status.phase or "Pending"
+    open_phases = ("Bidding", "Revealing") if spec.mechanism in SEALED_MECHANISMS else ("Bidding",)
+    if phase not in open_phases:
+        when = "has ended" if phase in AUCTION_TERMINAL else "has not opened yet"
+        raise MabeamError(
+            f"auction {auction} {when} (phase {phase}); it takes bids while {' or '.join(open_phases)}"
+        )
+    _participant(options.agent, [p.name for p in status.participants], "auction", auction)
+    if spec.mechanism in CLOCK_MECHANISMS:
+        if options.amount is not None or options.bundles or options.nonce is not None:
+            raise MabeamError(
+                f"{auction} is a {spec.mechanism} (clock) auction: answer the round with --accept or "
+                "--decline, not --amount, --bundle or --nonce"
+            )
+        if options.accept is None:
+            raise MabeamError(f"{auction} is a {spec.mechanism} auction: answer with --accept or --decline")
+        if status.round is None:
+            raise MabeamError(f"auction {auction} has no round open yet; try again in a moment")
+        if spec.mechanism == "english" and options.agent not in status.active:
+            raise MabeamError(
+                f"{options.agent} is out of auction {auction}: it did not stay in an earlier round"
+            )
+        return Planned({"round": status.round, "accept": options.accept})
+    if phase == "Bidding":
+        nonce = options.nonce or secrets.token_hex(16)
+        reveal = _sealed_reveal(spec, auction, options, nonce)
+        note = ""
+        if options.nonce is None:
+            note = (
+                f"Sealed bid committed with a new nonce; keep it secret until bidding closes. When "
+                f"auction {auction} is Revealing, reveal the bid with:\n  "
+                + _reveal_command(auction, namespace, kubeconfig, reveal, options.agent)
+            )
+        return Planned({"commitment": commitment(reveal)}, note)
+    if options.nonce is None:
+        raise MabeamError(
+            f"auction {auction} is Revealing: reveal with the bid and the --nonce you committed with"
+        )
+    reveal = _sealed_reveal(spec, auction, options, options.nonce)
+    counted = next((b.commitment for b in status.bids if b.agent == options.agent and b.commitment), None)
+    on_record = counted or (current or {}).get("commitment")  # the counted one is what a reveal opens
+    if not on_record:
+        raise MabeamError(
+            f"{options.agent} committed no bid in auction {auction} while it was Bidding; "
+            "there is nothing to reveal"
+        )
+    if commitment(reveal) != on_record:
+        raise MabeamError(
+            f"this bid and nonce do not open the commitment on record for {options.agent} in auction "
+            f"{auction} ({on_record[:12]}...); use exactly the amount (or bundles) and nonce you "
+            "committed with. Nothing was written."
+        )
+    return Planned({"reveal": reveal.model_dump(mode="json", by_alias=True, exclude_none=True)})
+
+
+@dataclass(frozen=True)
+class OrderOptions:
+    """What ``mabeam order`` was told."""
+
+    agent: str
+    side: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+    schedule: tuple[SchedulePoint, ...] = ()
+
+
+def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions) -> Planned:
+    """The Order spec fields ``options`` stand for (MabeamError when they do not fit the market)."""
+    phase = status.phase or "Pending"
+    if phase != "Collecting":
+        when = "has ended" if phase in MARKET_TERMINAL else "has not opened yet"
+        raise MabeamError(f"market {market} {when} (phase {phase}); it takes orders while Collecting")
+    _participant(options.agent, [p.name for p in status.participants], "market", market)
+    if spec.mechanism == "double-auction":
+        if options.schedule or options.side is None or options.price is None:
+            raise MabeamError(
+                f"{market} is a double auction: order with --side buy|sell --price P [--quantity Q], "
+                "not --schedule"
+            )
+        return Planned({"side": options.side, "price": options.price, "quantity": options.quantity or 1})
+    if not options.schedule or options.side is not None or options.price is not None or options.quantity:
+        raise MabeamError(
+            f"{market} is an equilibrium market: order with --schedule PRICE=QTY[,PRICE=QTY...] "
+            "(net demand: positive buys, negative sells), not --side, --price or --quantity"
+        )
+    grid = spec.price_grid
+    if grid is not None:
+        prices = grid.prices()
+        for point in options.schedule:
+            index = round((point.price - grid.min) / grid.step)
+            if not (0 <= index < len(prices) and abs(point.price - prices[index]) <= _SNAP * grid.step):
+                raise MabeamError(
+                    f"price {_exact(point.price)} is not on market {market}'s price grid "
+                    f"({_exact(grid.min)} to {_exact(prices[-1])} in steps of {_exact(grid.step)})"
+                )
+    return Planned({"schedule": [p.model_dump(mode="json", by_alias=True) for p in options.schedule]})
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+async def cmd_vote(args: argparse.Namespace, out: TextIO) -> int:
+    namespace = namespace_of(args)
+    spec = VoteSpec(session=args.session, agent=args.agent, choice=args.choice).to_wire()
+    name = vote_name(args.session, args.agent)
+    labels = {SESSION_LABEL: args.session, AGENT_LABEL: args.agent}
+    kube = Kube.connect(args.kubeconfig)
+    try:
+        for _ in range(3):
+            current = await kube.get(VOTE, name, namespace)
+            try:
+                if current is None:
+                    await kube.create(
+                        VOTE,
+                        {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
+                    )
+                    print(f"vote.mabeam.io/{name} created", file=out)
+                else:
+                    meta = current["metadata"]
+                    body = {
+                        "metadata": {
+                            "name": name,
+                            "namespace": namespace,
+                            "labels": {**(meta.get("labels") or {}), **labels},
+                            "resourceVersion": meta["resourceVersion"],
+                        },
+                        "spec": spec,
+                    }
+                    await kube.replace(VOTE, body)
+                    print(f"vote.mabeam.io/{name} updated", file=out)
+                return 0
+            except ConflictError:
+                continue  # someone wrote it meanwhile; read again
+    finally:
+        await kube.close()
+    print(f"Error: vote {name} kept changing; try again", file=sys.stderr)
+    return 1
+
+
+async def _answer(
+    args: argparse.Namespace,
+    out: TextIO,
+    *,
+    kind: str,
+    session_field: str,
+    plan: Any,
+) -> int:
+    """Read the session, plan the fields with ``plan(spec, status, namespace, current)`` and write them."""
+    namespace = namespace_of(args)
+    session: str = args.session
+    owner, res, name = (
+        (AUCTION, BID, bid_name(session, args.agent))
+        if kind == "auction"
+        else (MARKET, ORDER, order_name(session, args.agent))
+    )
+    kube = Kube.connect(args.kubeconfig)
+    try:
+        obj = await kube.get(owner, session, namespace)
+        if obj is None:
+            print(f'Error: {owner.kind} "{session}" not found in {namespace}', file=sys.stderr)
+            return 1
+        current = await kube.get(res, name, namespace)
+        try:
+            planned: Planned = plan(obj, namespace, (current or {}).get("spec"))
+        except pydantic.ValidationError as exc:
+            print(f"Error: {owner.kind} {session} cannot be read: {exc}", file=sys.stderr)
+            return 1
+        except MabeamError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return 1
+        await write_answer(
+            kube,
+            res,
+            owner,
+            name=name,
+            namespace=namespace,
+            session=session,
+            session_uid=(obj.get("metadata") or {}).get("uid"),
+            agent=args.agent,
+            spec={session_field: session, "agent": args.agent},
+            fields=planned.fields,
+        )
+    finally:
+        await kube.close()
+    print(f"{res.kind.lower()}.mabeam.io/{name} {'created' if current is None else 'updated'}", file=out)
+    if planned.note:
+        print(planned.note, file=sys.stderr)
+    return 0
+
+
+async def cmd_bid(args: argparse.Namespace, out: TextIO) -> int:
+    options = BidOptions(
+        agent=args.agent,
+        amount=args.amount,
+        nonce=args.nonce,
+        bundles=tuple(args.bundle or ()),
+        accept=args.accept,
+    )
+
+    def plan(obj: dict[str, Any], namespace: str, current: Mapping[str, Any] | None) -> Planned:
+        spec = AuctionSpec.model_validate(obj.get("spec") or {})
+        status = AuctionStatus.model_validate(obj.get("status") or {})
+        return bid_fields(args.session, namespace, spec, status, options, current, kubeconfig=args.kubeconfig)
+
+    return await _answer(args, out, kind="auction", session_field="auction", plan=plan)
+
+
+async def cmd_order(args: argparse.Namespace, out: TextIO) -> int:
+    options = OrderOptions(
+        agent=args.agent,
+        side=args.side,
+        price=args.price,
+        quantity=args.quantity,
+        schedule=tuple(args.schedule or ()),
+    )
+
+    def plan(obj: dict[str, Any], namespace: str, current: Mapping[str, Any] | None) -> Planned:
+        spec = MarketSpec.model_validate(obj.get("spec") or {})
+        status = MarketStatus.model_validate(obj.get("status") or {})
+        return order_fields(args.session, spec, status, options)
+
+    return await _answer(args, out, kind="market", session_field="market", plan=plan)
+
+
+# --- argument parsing --------------------------------------------------------------------------
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("vote", help="answer a session by hand, as an agent")
+    p.add_argument("session", help="the Coordination's name")
+    p.add_argument("choice", help="the option to vote for")
+    p.add_argument("--as", dest="agent", required=True, help="the Agent the Vote is for")
+    add_connection_options(p)
+    p.set_defaults(async_func=cmd_vote)
+
+    p = sub.add_parser(
+        "bid",
+        help="bid in an auction by hand, as an agent",
+        description="Sealed auctions (first-price, second-price): --amount while Bidding (commits), "
+        "--amount and --nonce while Revealing. combinatorial: --bundle instead of --amount. "
+        "Clock auctions (english, dutch): --accept or --decline the current round.",
+    )
+    p.add_argument("session", metavar="AUCTION", help="the Auction's name")
+    p.add_argument("--as", dest="agent", required=True, help="the Agent the Bid is for")
+    p.add_argument("--amount", type=_amount, help="sealed: the offer")
+    p.add_argument(
+        "--bundle",
+        type=_bundle,
+        action="append",
+        metavar="ITEM[,ITEM...]=AMOUNT",
+        help="combinatorial: an offer for a set of items (repeatable; at most one wins)",
+    )
+    p.add_argument("--nonce", type=_nonce, help="sealed: the secret the bid is committed with (16+ chars)")
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--accept", dest="accept", action="store_const", const=True, help="clock: stay in / buy"
+    )
+    choice.add_argument("--decline", dest="accept", action="store_const", const=False, help="clock: drop out")
+    add_connection_options(p)
+    p.set_defaults(async_func=cmd_bid)
+
+    p = sub.add_parser(
+        "order",
+        help="place an order in a market by hand, as an agent",
+        description="double-auction: --side buy|sell --price P [--quantity Q]. "
+        "equilibrium: --schedule PRICE=QTY[,PRICE=QTY...] (net demand: positive buys, negative sells).",
+    )
+    p.add_argument("session", metavar="MARKET", help="the Market's name")
+    p.add_argument("--as", dest="agent", required=True, help="the Agent the Order is for")
+    p.add_argument("--side", choices=("buy", "sell"), help="double-auction: buy or sell")
+    p.add_argument("--price", type=_price, help="double-auction: the limit price per unit")
+    p.add_argument("--quantity", type=_quantity, metavar="Q", help="double-auction: units (1-10000)")
+    p.add_argument(
+        "--schedule", type=_schedule, metavar="PRICE=QTY[,PRICE=QTY...]", help="equilibrium: net demand"
+    )
+    add_connection_options(p)
+    p.set_defaults(async_func=cmd_order)

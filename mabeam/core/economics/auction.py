@@ -1,0 +1,813 @@
+"""The auction engine the operator calls: one pure state machine per Auction.
+
+::
+
+    start(session, spec, participants, now)                -> AuctionStep
+    step(session, spec, status, answers, alive, now)       -> AuctionStep (any number of times)
+    next_deadline(spec, status)                            -> datetime | None
+    outcome_effects(session, spec, status)                 -> the SetOwner effects of an Awarded status
+
+Pure: ``now`` is an argument, nothing is read or written. ``answers`` is the complete current set
+of the auction's Bids (agent -> :class:`BidAnswer`, ``at`` = when that version was received).
+``alive`` (agent -> Ready) is part of the contract but changes nothing here: a bidder that is not
+Ready is judged by its Bid like any other, and silence is judged at deadlines. A step repeated
+with the status it returned returns that status again with no effects; each ``step`` runs until
+nothing more changes at ``now`` (a phase or round that closes opens the next one, and the same
+answers are judged again there), so outcome effects come only with the transition to a terminal
+phase. Each answer gets a :class:`Verdict` (written to its Bid's status); the refused ones are
+listed in ``status.refusals``. Reasons: ``Counted``; ``NotParticipant``, ``Late`` (received
+after the deadline; an earlier counted version stays counted), ``Closed`` (the auction has
+ended), ``WrongAnswerKind`` (a clock answer in a sealed auction or the reverse, or a reveal that
+does not fit the mechanism), ``RevealTooEarly``, ``NoCommitment``, ``BadCommitment``,
+``UnknownItem``, ``DuplicateItem``, ``WrongRound``, ``NotActive``.
+
+Sealed mechanisms (first-price, second-price, combinatorial) use commit-reveal.
+
+- ``start``: phase ``Bidding`` until ``now + bidSeconds``. No participant: ``NoSale``/``NoBidders``.
+- Bidding: a Bid counts with ``commitment`` only (newest version replaces the last; a Bid
+  deleted before the deadline withdraws). A Bid that carries ``reveal`` is refused
+  (``RevealTooEarly``: a reveal would unseal the bid). Bidding closes at its deadline, or early
+  once every participant has a counted commitment; then ``Revealing`` until the close time plus
+  ``revealSeconds`` (close time: the deadline, or ``now`` when early). Nobody committed: ``NoSale``
+  / ``NoBids`` at once.
+- Revealing: a reveal counts when :func:`commitment` of it equals the agent's counted commitment
+  (else ``BadCommitment``; no commitment: ``NoCommitment``) and it fits the mechanism
+  (``amount`` for first/second-price, ``bundles`` of items from ``spec.items`` with no item twice
+  in a bundle for combinatorial). The commitment is binding: it can no longer change (``Late``),
+  and a deleted Bid does not withdraw it. Revealing closes at its deadline, or early once every
+  committer has revealed. Unrevealed commitments are not counted (the outcome event says so).
+- Clearing: :mod:`._sealed` (first-price ``HighestBid``, second-price ``SecondPrice``; ties: the
+  earliest received commitment, then the name) or :mod:`._combinatorial` (``Optimal``: welfare
+  maximizing XOR allocation with VCG prices, the reserve being the seller's value per item).
+  Nothing sold: ``NoBids`` or ``BelowReserve`` (``Unsolved`` if the solver ran out of time).
+
+Clock mechanisms (:mod:`._clock` has the prices and the decisions): a Bid sets ``round`` and
+``accept``; an answer for another round is refused ``WrongRound`` (unless it was counted in the
+round it names, see ``status.rounds``).
+
+- english: round 1 opens at ``startPrice`` (default: the reserve) with every participant active.
+  A round closes at its deadline or early once every active bidder has answered it; the stayers
+  are those that answered ``accept: true`` (silence is a drop). See
+  :func:`mabeam.economics._clock.english_close` for the outcome (``ClockWinner``, ``MaxRounds``,
+  ``NoAcceptance``); otherwise the next round opens at the close time for ``roundSeconds``.
+- dutch: round ``k`` has the price ``startPrice - (k - 1) * decrement``. A counted
+  ``accept: true`` ends the auction at once (``FirstAccept``; several: earliest ``at``, then the
+  name). At a round's deadline without an accept the next round opens, unless its price is
+  below the reserve (``NoSale``/``NoAcceptance``).
+
+Every auction: ``spec.cancel`` ends it ``Cancelled``; a spec that parses but cannot work ends it
+``Failed`` with reason ``Invalid`` (see :func:`validate`). Every terminal transition records
+``status.result``, sets the ``Complete`` condition (``Invalid`` when Failed) and emits an
+``EmitEvent``; an Awarded one first emits ``SetOwner`` for every sold item (the same effects
+:func:`outcome_effects` derives from the status). A terminal status never changes again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+from ...errors import InvalidSpecError
+from ...models._base import ending_conditions
+from ...models.auction import (
+    SEALED_MECHANISMS,
+    Allocation,
+    AuctionResult,
+    AuctionSpec,
+    AuctionStatus,
+    BidRecord,
+    BidReveal,
+    Bundle,
+    RoundRecord,
+)
+from ...models.coordination import ParticipantRecord, Refusal
+from ..protocols import EmitEvent, Participant, Verdict
+from ._clock import dutch_price, dutch_rounds, dutch_winner, english_close, english_price, exact
+from ._combinatorial import DEFAULT_TIME_LIMIT, BundleBid, XorBid, clear_combinatorial
+from ._common import AuctionStep, BidAnswer, EconomicEffect, SetOwner, commitment
+from ._sealed import SealedBid, first_price, second_price
+
+__all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step", "validate"]
+
+TERMINAL_PHASES = frozenset({"Awarded", "NoSale", "Failed", "Cancelled"})
+MAX_BID_ROUND = 100000
+"""The highest round a Bid can name (BidSpec.round)."""
+KEEP_ROUNDS = 100
+_MAX_PASSES = 16
+_Terminal = Literal["Awarded", "NoSale", "Failed", "Cancelled"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The spec
+
+
+def _opening(spec: AuctionSpec) -> float:
+    """The clock's first price: startPrice, or (english only, when unset) the reserve."""
+    return spec.start_price if spec.start_price is not None else spec.reserve_price
+
+
+def _too_fine(step: float, price: Fraction) -> bool:
+    """Whether prices near ``price`` written as floats could not show steps of ``step``."""
+    return exact(step) < 2 * Fraction(math.ulp(float(price)))
+
+
+def validate(spec: AuctionSpec) -> None:
+    """Raise InvalidSpecError (with the field path) if the spec cannot work.
+
+    Besides what the model itself checks (repeated here for specs built without validation):
+    an english opening price below the reserve, an increment or decrement too fine for the
+    float prices it would produce, and a dutch clock that needs more rounds than a Bid can name.
+    """
+    mechanism = spec.mechanism
+    if mechanism != "combinatorial" and len(spec.items) != 1:
+        raise InvalidSpecError(f"a {mechanism} auction sells exactly one item", path="spec.items")
+    for i, item in enumerate(spec.items):
+        if item in spec.items[:i]:
+            raise InvalidSpecError(f"item {item!r} is listed twice", path=f"spec.items[{i}]")
+    if mechanism == "english":
+        if spec.increment is None:
+            raise InvalidSpecError(
+                "an english auction needs the clock's rise per round", path="spec.increment"
+            )
+        if spec.start_price is not None and spec.start_price < spec.reserve_price:
+            raise InvalidSpecError(
+                f"the opening price {spec.start_price:g} is below the reserve price "
+                f"{spec.reserve_price:g}; raise it or leave it unset to open at the reserve",
+                path="spec.startPrice",
+            )
+        top = english_price(_opening(spec), spec.increment, spec.max_rounds)
+        if _too_fine(spec.increment, top):
+            raise InvalidSpecError(
+                f"{spec.increment:g} is too fine for prices up to {float(top):g}; use a larger "
+                "increment (or fewer spec.maxRounds)",
+                path="spec.increment",
+            )
+    if mechanism == "dutch":
+        if spec.start_price is None or spec.decrement is None:
+            raise InvalidSpecError(
+                "a dutch auction needs spec.startPrice and spec.decrement",
+                path="spec.startPrice" if spec.start_price is None else "spec.decrement",
+            )
+        if spec.start_price < spec.reserve_price:
+            raise InvalidSpecError(
+                f"the opening price {spec.start_price:g} is below the reserve price {spec.reserve_price:g}",
+                path="spec.startPrice",
+            )
+        rounds = dutch_rounds(spec.start_price, spec.decrement, spec.reserve_price)
+        if rounds > MAX_BID_ROUND:
+            raise InvalidSpecError(
+                f"the clock would take {rounds} rounds from {spec.start_price:g} down to the reserve "
+                f"{spec.reserve_price:g}, but a Bid names at most round {MAX_BID_ROUND}; use a larger "
+                "decrement",
+                path="spec.decrement",
+            )
+        if _too_fine(spec.decrement, exact(spec.start_price)):
+            raise InvalidSpecError(
+                f"{spec.decrement:g} is too fine for prices near {spec.start_price:g}; use a larger "
+                "decrement",
+                path="spec.decrement",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts, terminal transitions
+
+
+@dataclass
+class _Judge:
+    verdicts: list[Verdict] = field(default_factory=list)
+    refusals: dict[str, Refusal] = field(default_factory=dict)
+
+    def count(self, agent: str, message: str) -> None:
+        self.verdicts.append(Verdict(agent, True, "Counted", message))
+
+    def refuse(self, agent: str, reason: str, message: str, *, kept: bool = False) -> None:
+        if kept:
+            message += "; the earlier counted bid stays counted"
+        self.refusals[agent] = Refusal(agent=agent, reason=reason, message=message)
+        self.verdicts.append(Verdict(agent, False, reason, message))
+
+    def refusal_list(self) -> list[Refusal]:
+        return [self.refusals[a] for a in sorted(self.refusals)]
+
+
+@dataclass(frozen=True)
+class _Win:
+    agent: str
+    items: tuple[str, ...]
+    price: Fraction
+    bid: float | None = None
+
+
+def _set_owner(session: str, result: AuctionResult) -> tuple[EconomicEffect, ...]:
+    return tuple(SetOwner(item, a.agent, session) for a in result.allocations for item in a.items)
+
+
+def _finish(
+    session: str,
+    status: AuctionStatus,
+    *,
+    phase: _Terminal,
+    reason: str,
+    message: str,
+    now: _dt.datetime,
+    wins: Sequence[_Win] = (),
+    verdicts: Sequence[Verdict] = (),
+) -> AuctionStep:
+    """End the auction: record the result, set the condition, emit SetOwner effects and the event."""
+    conditions = ending_conditions(
+        status.conditions, failed=phase == "Failed", reason=reason, message=message, now=now
+    )
+    ordered = sorted(wins, key=lambda w: w.agent)
+    result = AuctionResult(
+        allocations=[
+            Allocation(agent=w.agent, items=sorted(w.items), price=float(w.price), bid=w.bid) for w in ordered
+        ],
+        winners=",".join(w.agent for w in ordered) or None,
+        revenue=float(sum((w.price for w in ordered), Fraction(0))),
+        reason=reason,
+        message=message,
+        decided_at=now,
+    )
+    new = status.model_copy(
+        update={
+            "phase": phase,
+            "result": result,
+            "conditions": conditions,
+        }
+    )
+    effects = (
+        *_set_owner(session, result),
+        EmitEvent(reason, message, "Warning" if phase == "Failed" else "Normal"),
+    )
+    return AuctionStep(status=new, effects=effects, verdicts=tuple(verdicts))
+
+
+def _round_record(status: AuctionStatus, round: int) -> RoundRecord | None:
+    return next((r for r in status.rounds if r.round == round), None)
+
+
+def _round_closed_at(spec: AuctionSpec, status: AuctionStatus, round_: int) -> _dt.datetime | None:
+    """When a clock round closed, if the status tells: the last round's deadline (or the decision,
+    if earlier); a dutch round's fixed deadline. An earlier english round may have closed early."""
+    if round_ == status.round and status.deadline is not None:
+        end = status.deadline
+    elif spec.mechanism == "dutch" and status.started_at is not None:
+        end = status.started_at + _dt.timedelta(seconds=round_ * spec.round_seconds)
+    else:
+        return None
+    if status.result is not None:
+        end = min(end, status.result.decided_at)
+    return end
+
+
+def _was_counted(spec: AuctionSpec, status: AuctionStatus, agent: str, answer: BidAnswer) -> bool:
+    """Whether this answer is the one the status counted for its agent.
+
+    Sealed: it opens (or is) the agent's counted commitment. Clock: the record of the round it
+    names lists the agent as accepting (``accept: true``), or (``accept: false``) the agent was in
+    that round, does not accept in it, and the answer arrived before the round closed (when the
+    status tells when it closed)."""
+    if spec.mechanism in SEALED_MECHANISMS:
+        bid = next((r for r in status.bids if r.agent == agent), None)
+        if bid is None:
+            return False
+        if answer.reveal is not None:
+            return bool(bid.revealed) and commitment(answer.reveal) == bid.commitment
+        return answer.commitment is not None and answer.commitment == bid.commitment
+    if answer.round is None or answer.accept is None:
+        return False
+    record = _round_record(status, answer.round)
+    if record is None:
+        return False
+    if answer.accept:
+        return agent in record.accepted
+    if agent not in {p.name for p in status.participants} or agent in record.accepted:
+        return False
+    closed_at = _round_closed_at(spec, status, answer.round)
+    if closed_at is None or answer.at > closed_at:
+        return False
+    if spec.mechanism == "dutch" or answer.round == 1:
+        return True
+    before = _round_record(status, answer.round - 1)
+    return before is not None and agent in before.accepted
+
+
+def _closed_verdicts(
+    spec: AuctionSpec, status: AuctionStatus, answers: Mapping[str, BidAnswer]
+) -> tuple[Verdict, ...]:
+    out = []
+    for agent in sorted(answers):
+        if _was_counted(spec, status, agent, answers[agent]):
+            out.append(Verdict(agent, True, "Counted", "the bid was counted"))
+        else:
+            out.append(Verdict(agent, False, "Closed", f"the auction has ended ({status.phase})"))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sealed mechanisms: Bidding and Revealing
+
+
+def _bidding(
+    session: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    answers: Mapping[str, BidAnswer],
+    now: _dt.datetime,
+) -> tuple[AuctionStep, bool]:
+    deadline = status.deadline or now
+    participants = {p.name for p in status.participants}
+    records = {r.agent: r for r in status.bids}
+    judge = _Judge()
+    if now <= deadline:
+        for agent in [a for a in records if a not in answers]:
+            del records[agent]
+    for agent in sorted(answers):
+        answer = answers[agent]
+        old = records.get(agent)
+        if agent not in participants:
+            judge.refuse(agent, "NotParticipant", f"{agent} is not a bidder in this auction")
+        elif answer.reveal is not None:
+            judge.refuse(
+                agent,
+                "RevealTooEarly",
+                f"bidding is open until {deadline.isoformat()}: send only spec.commitment now and "
+                "add spec.reveal once the auction is Revealing (a reveal now would unseal the bid)",
+                kept=old is not None,
+            )
+        elif answer.commitment is None or answer.round is not None:
+            judge.refuse(
+                agent,
+                "WrongAnswerKind",
+                f"a {spec.mechanism} auction takes sealed bids: spec.commitment while Bidding, then "
+                "spec.reveal while Revealing (no round or accept)",
+                kept=old is not None,
+            )
+        elif old is not None and old.commitment == answer.commitment:
+            judge.count(agent, "the commitment is counted; reveal it once bidding closes")
+        elif answer.at > deadline:
+            judge.refuse(
+                agent,
+                "Late",
+                f"received after bidding closed at {deadline.isoformat()}",
+                kept=old is not None,
+            )
+        else:
+            records[agent] = BidRecord(agent=agent, commitment=answer.commitment, received_at=answer.at)
+            judge.count(agent, "the commitment is counted; reveal it once bidding closes")
+    status = status.model_copy(
+        update={"bids": [records[a] for a in sorted(records)], "refusals": judge.refusal_list()}
+    )
+    if now >= deadline:
+        closed_at = deadline
+    elif participants and participants <= records.keys():
+        closed_at = now
+    else:
+        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
+    if not records:
+        return _finish(
+            session,
+            status,
+            phase="NoSale",
+            reason="NoBids",
+            message=f"no bidder committed a bid before bidding closed at {closed_at.isoformat()}",
+            now=now,
+            verdicts=judge.verdicts,
+        ), False
+    reveal_by = closed_at + _dt.timedelta(seconds=spec.reveal_seconds)
+    status = status.model_copy(
+        update={
+            "phase": "Revealing",
+            "deadline": reveal_by,
+            "bids": [r.model_copy(update={"revealed": False}) for r in status.bids],
+        }
+    )
+    event = EmitEvent(
+        "Revealing",
+        f"bidding closed with {len(records)} commitments ({', '.join(sorted(records))}); reveal the "
+        f"bids (spec.reveal) before {reveal_by.isoformat()}",
+    )
+    return AuctionStep(status=status, effects=(event,), verdicts=tuple(judge.verdicts)), True
+
+
+def _unfit(spec: AuctionSpec, reveal: BidReveal) -> tuple[str, str] | None:
+    """(reason, message) if the reveal does not fit the mechanism."""
+    if spec.mechanism != "combinatorial":
+        if reveal.amount is None or reveal.bundles is not None:
+            return ("WrongAnswerKind", f"a {spec.mechanism} auction's reveal sets amount (and no bundles)")
+        return None
+    if reveal.bundles is None or reveal.amount is not None:
+        return ("WrongAnswerKind", "a combinatorial auction's reveal sets bundles (and no amount)")
+    items = set(spec.items)
+    for j, bundle in enumerate(reveal.bundles):
+        unknown = sorted(set(bundle.items) - items)
+        if unknown:
+            return ("UnknownItem", f"reveal.bundles[{j}]: {unknown} are not for sale here (spec.items)")
+        for k, item in enumerate(bundle.items):
+            if item in bundle.items[:k]:
+                return ("DuplicateItem", f"reveal.bundles[{j}] names item {item!r} twice")
+    return None
+
+
+def _revealing(
+    session: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    answers: Mapping[str, BidAnswer],
+    now: _dt.datetime,
+    solver_seconds: float,
+) -> tuple[AuctionStep, bool]:
+    deadline = status.deadline or now
+    participants = {p.name for p in status.participants}
+    records = {r.agent: r for r in status.bids}
+    judge = _Judge()
+    for agent in sorted(answers):
+        answer = answers[agent]
+        old = records.get(agent)
+        if agent not in participants:
+            judge.refuse(agent, "NotParticipant", f"{agent} is not a bidder in this auction")
+        elif answer.reveal is None and answer.commitment is None:
+            judge.refuse(
+                agent,
+                "WrongAnswerKind",
+                f"a {spec.mechanism} auction takes spec.reveal now (no round or accept)",
+            )
+        elif answer.reveal is None:
+            if old is not None and old.commitment == answer.commitment:
+                judge.count(
+                    agent,
+                    "the revealed bid is counted"
+                    if old.revealed
+                    else f"the commitment is counted; add spec.reveal before {deadline.isoformat()}",
+                )
+            else:
+                judge.refuse(
+                    agent,
+                    "Late",
+                    "bidding has closed: a commitment can no longer be made or changed",
+                    kept=old is not None,
+                )
+        elif old is None:
+            judge.refuse(agent, "NoCommitment", f"{agent} has no counted commitment to open")
+        elif commitment(answer.reveal) == old.commitment and old.revealed:
+            judge.count(agent, "the revealed bid is counted")
+        elif answer.at > deadline:
+            judge.refuse(
+                agent,
+                "Late",
+                f"received after revealing closed at {deadline.isoformat()}",
+                kept=bool(old.revealed),
+            )
+        elif commitment(answer.reveal) != old.commitment:
+            judge.refuse(
+                agent,
+                "BadCommitment",
+                "the reveal (bid and nonce) does not hash to the counted commitment; send exactly the "
+                "bid and nonce you committed to",
+                kept=bool(old.revealed),
+            )
+        else:
+            problem = _unfit(spec, answer.reveal)
+            if problem is not None:
+                judge.refuse(agent, problem[0], problem[1] + "; the committed bid cannot be counted")
+            else:
+                bundles = answer.reveal.bundles
+                records[agent] = old.model_copy(
+                    update={
+                        "amount": answer.reveal.amount,
+                        "bundles": [Bundle(items=list(b.items), amount=b.amount) for b in bundles]
+                        if bundles is not None
+                        else None,
+                        "revealed": True,
+                    }
+                )
+                judge.count(agent, "the revealed bid is counted")
+    status = status.model_copy(
+        update={"bids": [records[a] for a in sorted(records)], "refusals": judge.refusal_list()}
+    )
+    if now < deadline and not all(r.revealed for r in records.values()):
+        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
+    return _clear_sealed(session, spec, status, now, judge.verdicts, solver_seconds), False
+
+
+def _clear_sealed(
+    session: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    now: _dt.datetime,
+    verdicts: Sequence[Verdict],
+    solver_seconds: float,
+) -> AuctionStep:
+    revealed = [r for r in status.bids if r.revealed]
+    hidden = sorted(r.agent for r in status.bids if not r.revealed)
+    note = f"; {len(hidden)} unrevealed commitments ({', '.join(hidden)}) were not counted" if hidden else ""
+    wins: list[_Win] = []
+    if spec.mechanism == "combinatorial":
+        ordered = sorted(revealed, key=lambda r: (r.received_at, r.agent))
+        bids = [
+            XorBid(r.agent, tuple(BundleBid(frozenset(b.items), exact(b.amount)) for b in r.bundles or ()))
+            for r in ordered
+        ]
+        outcome = clear_combinatorial(bids, spec.items, exact(spec.reserve_price), time_limit=solver_seconds)
+        reason, message = outcome.reason, outcome.message
+        wins = [_Win(w.agent, w.items, w.price, float(w.bid)) for w in outcome.wins]
+    else:
+        sealed = [SealedBid(r.agent, float(r.amount or 0.0), r.received_at) for r in revealed]
+        clear = first_price if spec.mechanism == "first-price" else second_price
+        single = clear(sealed, spec.reserve_price)
+        reason, message = single.reason, single.message
+        if single.winner is not None and single.price is not None:
+            wins = [_Win(single.winner, tuple(spec.items), Fraction(single.price), single.bid)]
+    return _finish(
+        session,
+        status,
+        phase="Awarded" if wins else "NoSale",
+        reason=reason,
+        message=message + note,
+        now=now,
+        wins=wins,
+        verdicts=verdicts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Clock mechanisms
+
+
+def _clock_answers(
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    answers: Mapping[str, BidAnswer],
+    price: Fraction,
+) -> tuple[_Judge, dict[str, BidAnswer]]:
+    """Judge the answers to the current round; returns the judge and the counted answers."""
+    round_ = status.round or 1
+    deadline = status.deadline
+    participants = {p.name for p in status.participants}
+    active = set(status.active) if spec.mechanism == "english" else participants
+    judge = _Judge()
+    counted: dict[str, BidAnswer] = {}
+    for agent in sorted(answers):
+        answer = answers[agent]
+        if agent not in participants:
+            judge.refuse(agent, "NotParticipant", f"{agent} is not a bidder in this auction")
+        elif answer.round is None or answer.commitment is not None or answer.reveal is not None:
+            judge.refuse(
+                agent, "WrongAnswerKind", f"a {spec.mechanism} auction takes spec.round and spec.accept only"
+            )
+        elif agent not in active:
+            judge.refuse(agent, "NotActive", f"{agent} dropped out in an earlier round (no accept)")
+        elif answer.round != round_:
+            if answer.round < round_ and _was_counted(spec, status, agent, answer):
+                judge.count(
+                    agent,
+                    f"counted in round {answer.round}; round {round_} is open at {float(price):g}: answer it",
+                )
+            else:
+                judge.refuse(
+                    agent,
+                    "WrongRound",
+                    f"the current round is {round_} at {float(price):g}: set spec.round to it",
+                )
+        elif deadline is not None and answer.at > deadline:
+            judge.refuse(agent, "Late", f"received after round {round_} closed at {deadline.isoformat()}")
+        else:
+            counted[agent] = answer
+            judge.count(agent, f"counted for round {round_} at {float(price):g}")
+    return judge, counted
+
+
+def _english(
+    session: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    answers: Mapping[str, BidAnswer],
+    now: _dt.datetime,
+) -> tuple[AuctionStep, bool]:
+    round_ = status.round or 1
+    opening, increment = _opening(spec), spec.increment or 0.0
+    price = english_price(opening, increment, round_)
+    judge, counted = _clock_answers(spec, status, answers, price)
+    status = status.model_copy(update={"refusals": judge.refusal_list()})
+    deadline = status.deadline or now
+    active = set(status.active)
+    if now >= deadline:
+        closed_at = deadline
+    elif active and active <= counted.keys():
+        closed_at = now
+    else:
+        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
+    stayers = sorted(a for a, answer in counted.items() if answer.accept)
+    previous = english_price(opening, increment, round_ - 1) if round_ > 1 else None
+    decision = english_close(round_, sorted(active), stayers, price, previous, spec.max_rounds)
+    record = RoundRecord(round=round_, price=float(price), accepted=stayers)
+    status = status.model_copy(update={"rounds": [*status.rounds, record][-KEEP_ROUNDS:]})
+    if decision.kind == "next":
+        status = status.model_copy(
+            update={
+                "round": round_ + 1,
+                "clock_price": float(english_price(opening, increment, round_ + 1)),
+                "active": list(decision.active),
+                "deadline": closed_at + _dt.timedelta(seconds=spec.round_seconds),
+            }
+        )
+        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), True
+    wins = []
+    if decision.winner is not None and decision.price is not None:
+        wins = [_Win(decision.winner, tuple(spec.items), decision.price)]
+    return _finish(
+        session,
+        status,
+        phase="Awarded" if wins else "NoSale",
+        reason=decision.reason,
+        message=decision.message,
+        now=now,
+        wins=wins,
+        verdicts=judge.verdicts,
+    ), False
+
+
+def _dutch(
+    session: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    answers: Mapping[str, BidAnswer],
+    now: _dt.datetime,
+) -> tuple[AuctionStep, bool]:
+    round_ = status.round or 1
+    start_price, decrement = spec.start_price or 0.0, spec.decrement or 0.0
+    price = dutch_price(start_price, decrement, round_)
+    judge, counted = _clock_answers(spec, status, answers, price)
+    status = status.model_copy(update={"refusals": judge.refusal_list()})
+    deadline = status.deadline or now
+    accepts = {agent: answer.at for agent, answer in counted.items() if answer.accept}
+    if accepts:
+        winner = dutch_winner(accepts)
+        record = RoundRecord(round=round_, price=float(price), accepted=sorted(accepts))
+        status = status.model_copy(update={"rounds": [*status.rounds, record][-KEEP_ROUNDS:]})
+        others = f" (first of {len(accepts)}: earliest, then by name)" if len(accepts) > 1 else ""
+        return _finish(
+            session,
+            status,
+            phase="Awarded",
+            reason="FirstAccept",
+            message=f"{winner} accepted {float(price):g} in round {round_}{others} and wins at that price",
+            now=now,
+            wins=[_Win(winner, tuple(spec.items), price)],
+            verdicts=judge.verdicts,
+        ), False
+    if now < deadline:
+        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
+    record = RoundRecord(round=round_, price=float(price), accepted=[])
+    status = status.model_copy(update={"rounds": [*status.rounds, record][-KEEP_ROUNDS:]})
+    following = dutch_price(start_price, decrement, round_ + 1)
+    if following < exact(spec.reserve_price):
+        return _finish(
+            session,
+            status,
+            phase="NoSale",
+            reason="NoAcceptance",
+            message=f"nobody accepted down to {float(price):g} (the next price would be below the "
+            f"reserve {spec.reserve_price:g})",
+            now=now,
+            verdicts=judge.verdicts,
+        ), False
+    status = status.model_copy(
+        update={
+            "round": round_ + 1,
+            "clock_price": float(following),
+            "deadline": deadline + _dt.timedelta(seconds=spec.round_seconds),
+        }
+    )
+    return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), True
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+
+
+def start(
+    session: str, spec: AuctionSpec, participants: Sequence[Participant], now: _dt.datetime
+) -> AuctionStep:
+    """Open the auction: check the spec, record the participants (sorted; a name listed twice
+    counts once), open bidding (sealed) or round 1 (clock).
+
+    A spec that cannot work ends it Failed (reason Invalid, the field path in the message);
+    ``spec.cancel`` ends it Cancelled; no participant ends it NoSale (``NoBidders``).
+    """
+    pending = AuctionStatus(phase="Pending")
+    try:
+        validate(spec)
+    except InvalidSpecError as error:
+        return _finish(session, pending, phase="Failed", reason="Invalid", message=str(error), now=now)
+    unique: dict[str, Participant] = {}
+    for p in participants:
+        unique.setdefault(p.name, p)
+    records = [
+        ParticipantRecord(name=p.name, weight=p.weight, priority=p.priority)
+        for p in sorted(unique.values(), key=lambda p: p.name)
+    ]
+    status = AuctionStatus(phase="Bidding", participants=records, started_at=now)
+    if spec.cancel:
+        return _finish(
+            session, status, phase="Cancelled", reason="Cancelled", message="spec.cancel is true", now=now
+        )
+    if not records:
+        return _finish(
+            session, status, phase="NoSale", reason="NoBidders", message="no agent could bid", now=now
+        )
+    names = [r.name for r in records]
+    items = ", ".join(spec.items)
+    if spec.mechanism in SEALED_MECHANISMS:
+        deadline = now + _dt.timedelta(seconds=spec.bid_seconds)
+        message = (
+            f"{spec.mechanism} auction of {items} takes sealed bids (spec.commitment) from "
+            f"{len(names)} bidders until {deadline.isoformat()}"
+        )
+        status = status.model_copy(update={"deadline": deadline})
+    else:
+        deadline = now + _dt.timedelta(seconds=spec.round_seconds)
+        price = exact(_opening(spec))
+        status = status.model_copy(
+            update={
+                "deadline": deadline,
+                "round": 1,
+                "clock_price": float(price),
+                "active": names if spec.mechanism == "english" else [],
+            }
+        )
+        message = (
+            f"{spec.mechanism} auction of {items} opens at {float(price):g} with {len(names)} bidders; "
+            f"round 1 closes at {deadline.isoformat()}"
+        )
+    return AuctionStep(status=status, effects=(EmitEvent("Started", message),))
+
+
+def step(
+    session: str,
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    answers: Mapping[str, BidAnswer],
+    alive: Mapping[str, bool],
+    now: _dt.datetime,
+    *,
+    solver_seconds: float = DEFAULT_TIME_LIMIT,
+) -> AuctionStep:
+    """Advance an open auction with the complete current answers; see the module docstring.
+
+    A terminal status is returned unchanged (verdicts: Counted for what was counted, else
+    Closed). ``solver_seconds`` bounds the combinatorial winner determination (all solves
+    together); run a combinatorial step in a worker thread.
+    """
+    if status.phase in TERMINAL_PHASES:
+        return AuctionStep(status=status, verdicts=_closed_verdicts(spec, status, answers))
+    if status.phase in (None, "Pending"):
+        return AuctionStep(status=status)
+    if spec.cancel:
+        done = _finish(
+            session, status, phase="Cancelled", reason="Cancelled", message="spec.cancel is true", now=now
+        )
+        return AuctionStep(done.status, done.effects, _closed_verdicts(spec, done.status, answers))
+    try:
+        validate(spec)
+    except InvalidSpecError as error:
+        done = _finish(session, status, phase="Failed", reason="Invalid", message=str(error), now=now)
+        return AuctionStep(done.status, done.effects, _closed_verdicts(spec, done.status, answers))
+    effects: list[EconomicEffect] = []
+    for _ in range(_MAX_PASSES):
+        if status.phase == "Bidding" and spec.mechanism in SEALED_MECHANISMS:
+            result, moved = _bidding(session, spec, status, answers, now)
+        elif status.phase == "Revealing":
+            result, moved = _revealing(session, spec, status, answers, now, solver_seconds)
+        elif spec.mechanism == "english":
+            result, moved = _english(session, spec, status, answers, now)
+        else:
+            result, moved = _dutch(session, spec, status, answers, now)
+        effects.extend(result.effects)
+        status = result.status
+        if not moved:
+            break
+    return AuctionStep(status=status, effects=tuple(effects), verdicts=result.verdicts)
+
+
+def next_deadline(spec: AuctionSpec, status: AuctionStatus) -> _dt.datetime | None:
+    """When the operator must call :func:`step` again if nothing else happens (None: never)."""
+    if status.phase in ("Bidding", "Revealing"):
+        return status.deadline
+    return None
+
+
+def outcome_effects(session: str, spec: AuctionSpec, status: AuctionStatus) -> tuple[EconomicEffect, ...]:
+    """The SetOwner effects of an Awarded status (nothing otherwise), for re-applying after a crash.
+
+    The same effects, in the same order, as the transition to Awarded emitted; each names the
+    session, so a Variable that already applied it ignores it.
+    """
+    if status.phase != "Awarded" or status.result is None:
+        return ()
+    return _set_owner(session, status.result)

@@ -1,0 +1,443 @@
+"""The market engine the operator calls: a call market that collects Orders, then clears once.
+
+How the operator drives a Market (pure functions; ``now`` is an argument):
+
+1. A new Market (``status.phase`` unset or Pending): resolve the participants and call
+   :func:`start`. It records them (sorted by name, each once), opens the collection until
+   ``now + spec.orderSeconds`` and emits ``Started``. No participant: NoTrade (``NoOrders``).
+2. Whenever an Order of the market changes or is deleted, the spec changes, or the timer from
+   :func:`next_deadline` fires: call :func:`step` with the *complete* current set of Orders
+   (agent -> :class:`OrderAnswer`, ``at`` = when that version arrived).
+3. Write the returned status, each verdict to its Order's status, then carry out the effects.
+   After a crash between the two, :func:`outcome_effects` re-derives the SetVariable of a
+   cleared market (the Variable applies a session's write at most once).
+
+Collection. The newest version of each participant's Order counts (``status.orders``); it may
+change until the deadline, and an Order deleted up to the deadline is withdrawn (one deleted
+later stays counted: the market cannot tell when it went). Verdicts, one per Order in the
+answers: ``Counted``; ``NotParticipant``; ``Late`` (received after the deadline: an earlier
+counted version stays counted); ``WrongAnswerKind`` (double-auction: an Order without side and
+price; equilibrium: an Order without a schedule); for a schedule ``OffGrid`` (a price that is not
+on ``spec.priceGrid``; a price within a millionth of a step of a grid price is taken as that
+grid price and recorded so), ``Unsorted`` (prices not strictly rising) and ``NotMonotone`` (the
+net demand rises with the price); ``Closed`` once the market has ended. A refused Order is listed
+in ``status.refusals``; an Order re-sent unchanged keeps its first receive time (and counts even
+after the deadline). Readiness (``alive``) plays no part: an Order counts whether or not its
+agent is Ready.
+
+Clearing. The collection closes at the deadline (``now >= deadline``), or as soon as every
+participant has a counted Order; the market then clears at once with the counted Orders (see
+:mod:`._double` and :mod:`._equilibrium` for the rules, ties and rounding) and ends:
+
+- ``Cleared`` (reasons ``AllEfficientTrades``, ``TradeReduction``, ``Equilibrium``): the result
+  holds the price (double auction: the buyers' price, ``sellerPrice`` the sellers'), the volume,
+  one trade per trading agent (sorted by agent) and the surplus; effects: ``SetVariable`` of the
+  price into ``spec.priceVariableRef`` (if set), then ``EmitEvent``.
+- ``NoTrade``: ``NoOrders`` (no counted Order), ``NoCrossing`` (no buyer and seller agree),
+  ``NoEquilibrium`` (demand exceeds supply at every grid price), ``TradeReduction`` (a double
+  auction whose only efficient pair is cut). Only ``EmitEvent``.
+- ``Cancelled`` (``spec.cancel`` while open) and ``Failed`` (reason ``Invalid``: a spec that
+  pydantic accepts but that cannot work, e.g. a price grid too fine for the magnitude of its
+  prices; the message starts with the field path). Only ``EmitEvent`` (a Warning for Failed).
+
+Every ending records ``status.result`` and a ``Complete`` condition (``Invalid`` for Failed). An
+ended market is returned unchanged by further steps, without effects. Exact arithmetic
+(fractions) inside, floats written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from ...errors import InvalidSpecError
+from ...models._base import ending_conditions
+from ...models.coordination import ParticipantRecord, Refusal
+from ...models.market import (
+    MAX_GRID_POINTS,
+    MarketResult,
+    MarketSpec,
+    MarketStatus,
+    OrderRecord,
+    SchedulePoint,
+    Trade,
+)
+from ..protocols import EmitEvent, Participant, SetVariable, Verdict
+from ._common import EconomicEffect, MarketStep, OrderAnswer
+from ._double import Fill, LimitOrder, clear_double_auction
+from ._equilibrium import NetDemand, clear_equilibrium
+
+__all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step"]
+
+TERMINAL_PHASES = frozenset({"Cleared", "NoTrade", "Failed", "Cancelled"})
+EndPhase = Literal["Cleared", "NoTrade", "Failed", "Cancelled"]
+SNAP = 1e-6  # a schedule price within SNAP * step of a grid price is that grid price
+_DOUBLE_FIELDS = ("side", "price", "quantity")
+_SCHEDULE_FIELDS = ("schedule",)
+
+
+def _num(value: float) -> str:
+    return f"{value:.12g}"
+
+
+def _grid(spec: MarketSpec) -> list[float]:
+    """The checked price grid of an equilibrium market (empty for a double auction)."""
+    if spec.mechanism == "double-auction":
+        return []
+    if spec.mechanism != "equilibrium":
+        raise InvalidSpecError("use equilibrium or double-auction", path="spec.mechanism")
+    grid = spec.price_grid
+    if grid is None:
+        raise InvalidSpecError("an equilibrium market needs a price grid", path="spec.priceGrid")
+    prices = grid.prices()
+    if len(prices) > MAX_GRID_POINTS + 1:
+        raise InvalidSpecError(
+            f"the grid has {len(prices)} prices, more than {MAX_GRID_POINTS + 1}; use a larger step",
+            path="spec.priceGrid.step",
+        )
+    for low, high in itertools.pairwise(prices):
+        if high <= low:
+            raise InvalidSpecError(
+                f"the step {_num(grid.step)} is too fine for prices near {_num(low)}: two grid prices "
+                "come out equal in floating point; use a larger step",
+                path="spec.priceGrid.step",
+            )
+    return prices
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """An order that is not counted: the verdict's reason and message."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _on_grid(price: float, grid: list[float], step: float) -> float | None:
+    """The grid price ``price`` stands for, or None."""
+    guess = round((price - grid[0]) / step)
+    for index in (guess - 1, guess, guess + 1):
+        if 0 <= index < len(grid) and abs(price - grid[index]) <= SNAP * step:
+            return grid[index]
+    return None
+
+
+def _schedule(answer: OrderAnswer, spec: MarketSpec, grid: list[float]) -> list[SchedulePoint]:
+    if answer.schedule is None:
+        raise _Refused("WrongAnswerKind", "this is an equilibrium market: set spec.schedule")
+    step = spec.price_grid.step if spec.price_grid is not None else 1.0
+    points: list[SchedulePoint] = []
+    for j, point in enumerate(answer.schedule):
+        price = _on_grid(point.price, grid, step)
+        if price is None:
+            raise _Refused(
+                "OffGrid",
+                f"schedule[{j}].price {_num(point.price)} is not on the price grid ({_num(grid[0])} to "
+                f"{_num(grid[-1])} in steps of {_num(step)})",
+            )
+        if points and price <= points[-1].price:
+            raise _Refused(
+                "Unsorted",
+                f"schedule[{j}].price {_num(point.price)} is not above schedule[{j - 1}].price "
+                f"{_num(points[-1].price)}: list the points by rising price, each price once",
+            )
+        if points and point.quantity > points[-1].quantity:
+            raise _Refused(
+                "NotMonotone",
+                f"schedule[{j}].quantity {_num(point.quantity)} at price {_num(price)} is above "
+                f"schedule[{j - 1}].quantity {_num(points[-1].quantity)}: a demand schedule must "
+                "slope down (never rise with the price)",
+            )
+        points.append(SchedulePoint(price=price, quantity=point.quantity))
+    return points
+
+
+def _fields(answer: OrderAnswer, spec: MarketSpec, grid: list[float]) -> dict[str, object]:
+    """The part of ``answer`` the mechanism counts, checked (raises _Refused)."""
+    if spec.mechanism == "double-auction":
+        if answer.side not in ("buy", "sell") or answer.price is None:
+            raise _Refused(
+                "WrongAnswerKind", "this is a double auction: set spec.side (buy or sell) and spec.price"
+            )
+        return {"side": answer.side, "price": answer.price, "quantity": answer.quantity}
+    return {"schedule": _schedule(answer, spec, grid)}
+
+
+def _same(record: OrderRecord, answer: OrderAnswer, spec: MarketSpec) -> bool:
+    """Whether ``answer`` is the counted ``record`` as sent (a schedule as snapped to the grid)."""
+    if spec.mechanism == "double-auction":
+        return all(getattr(record, k) == getattr(answer, k) for k in _DOUBLE_FIELDS)
+    schedule = list(answer.schedule) if answer.schedule is not None else None
+    return record.schedule is not None and record.schedule == schedule
+
+
+def _collect(
+    spec: MarketSpec,
+    grid: list[float],
+    status: MarketStatus,
+    answers: Mapping[str, OrderAnswer],
+    now: _dt.datetime,
+) -> tuple[MarketStatus, list[Verdict]]:
+    participants = {p.name for p in status.participants}
+    deadline = status.deadline
+    open_now = deadline is not None and now <= deadline
+    records = {r.agent: r for r in status.orders if r.agent in answers or not open_now}
+    refusals = {r.agent: r for r in status.refusals if r.agent in answers}
+    verdicts: list[Verdict] = []
+    for agent in sorted(answers):
+        answer = answers[agent]
+        old = records.get(agent)
+        refusal: _Refused | None = None
+        fields: dict[str, object] = {}
+        if old is not None and _same(old, answer, spec):
+            refusals.pop(agent, None)
+            verdicts.append(Verdict(agent, True, "Counted", "the order is counted"))
+            continue
+        if agent not in participants:
+            refusal = _Refused("NotParticipant", f"{agent} is not a participant of this market")
+        elif deadline is not None and answer.at > deadline:
+            refusal = _Refused("Late", f"received after the deadline {deadline.isoformat()}")
+        else:
+            try:
+                fields = _fields(answer, spec, grid)
+            except _Refused as refused:
+                refusal = refused
+        if refusal is not None:
+            message = refusal.message + ("; the earlier order stays counted" if old is not None else "")
+            refusals[agent] = Refusal(agent=agent, reason=refusal.reason, message=message)
+            verdicts.append(Verdict(agent, False, refusal.reason, message))
+            continue
+        records[agent] = OrderRecord.model_validate({"agent": agent, "received_at": answer.at, **fields})
+        refusals.pop(agent, None)
+        verdicts.append(Verdict(agent, True, "Counted", "the order is counted"))
+    new = status.model_copy(
+        update={
+            "orders": [records[a] for a in sorted(records)],
+            "refusals": [refusals[a] for a in sorted(refusals)],
+        }
+    )
+    return new, verdicts
+
+
+def _closed_verdicts(
+    spec: MarketSpec, status: MarketStatus, answers: Mapping[str, OrderAnswer]
+) -> tuple[Verdict, ...]:
+    """Verdicts once the market has ended: what was counted stays counted, the rest is Closed."""
+    counted = {r.agent: r for r in status.orders}
+    out = []
+    for agent in sorted(answers):
+        record = counted.get(agent)
+        if record is not None and _same(record, answers[agent], spec):
+            out.append(Verdict(agent, True, "Counted", "the order was counted"))
+        else:
+            out.append(Verdict(agent, False, "Closed", f"the market has ended ({status.phase})"))
+    return tuple(out)
+
+
+# --- endings -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    phase: EndPhase
+    reason: str
+    message: str
+    price: Fraction | None = None
+    seller_price: Fraction | None = None
+    volume: Fraction = Fraction(0)
+    fills: tuple[Fill, ...] = ()
+    surplus: Fraction = Fraction(0)
+
+
+def _finish(
+    session: str,
+    spec: MarketSpec,
+    status: MarketStatus,
+    outcome: _Outcome,
+    now: _dt.datetime,
+    verdicts: Sequence[Verdict] = (),
+) -> MarketStep:
+    conditions = ending_conditions(
+        status.conditions,
+        failed=outcome.phase == "Failed",
+        reason=outcome.reason,
+        message=outcome.message,
+        now=now,
+    )
+    result = MarketResult(
+        price=float(outcome.price) if outcome.price is not None else None,
+        seller_price=float(outcome.seller_price) if outcome.seller_price is not None else None,
+        volume=float(outcome.volume),
+        trades=[
+            Trade(
+                agent=f.agent,
+                side=f.side,
+                quantity=float(f.quantity),
+                price=float(f.price),
+                total=float(f.total),
+            )
+            for f in outcome.fills
+        ],
+        surplus=float(outcome.surplus),
+        reason=outcome.reason,
+        message=outcome.message,
+        decided_at=now,
+    )
+    new = status.model_copy(
+        update={
+            "phase": outcome.phase,
+            "result": result,
+            "conditions": conditions,
+        }
+    )
+    effects: list[EconomicEffect] = list(outcome_effects(session, spec, new))
+    effects.append(
+        EmitEvent(outcome.reason, outcome.message, "Warning" if outcome.phase == "Failed" else "Normal")
+    )
+    return MarketStep(status=new, effects=tuple(effects), verdicts=tuple(verdicts))
+
+
+def _fail(
+    session: str, spec: MarketSpec, status: MarketStatus, error: InvalidSpecError, now: _dt.datetime
+) -> MarketStep:
+    return _finish(session, spec, status, _Outcome("Failed", "Invalid", str(error)), now)
+
+
+def _clear(spec: MarketSpec, grid: list[float], orders: Sequence[OrderRecord]) -> _Outcome:
+    """Clear the counted orders with the spec's mechanism (orders that do not fit it are left out)."""
+    if spec.mechanism == "double-auction":
+        limits = [
+            LimitOrder(r.agent, r.side, Fraction(r.price), r.quantity, r.received_at)
+            for r in orders
+            if r.side is not None and r.price is not None and r.quantity is not None
+        ]
+        if not limits:
+            return _Outcome("NoTrade", "NoOrders", "no participant placed an order that counts")
+        auction = clear_double_auction(limits)
+        return _Outcome(
+            "Cleared" if auction.traded else "NoTrade",
+            auction.reason,
+            auction.message,
+            price=auction.buyer_price,
+            seller_price=auction.seller_price,
+            volume=Fraction(auction.volume),
+            fills=auction.fills,
+            surplus=auction.surplus,
+        )
+    schedules = [
+        NetDemand(r.agent, tuple((Fraction(p.price), Fraction(p.quantity)) for p in r.schedule))
+        for r in orders
+        if r.schedule
+    ]
+    if not schedules:
+        return _Outcome("NoTrade", "NoOrders", "no participant placed an order that counts")
+    try:
+        market = clear_equilibrium(schedules, [Fraction(p) for p in grid])
+    except ValueError as error:  # only a status edited by hand gets here: orders are checked
+        return _Outcome("Failed", "Invalid", f"status.orders: {error}")
+    return _Outcome(
+        "Cleared" if market.traded else "NoTrade",
+        market.reason,
+        market.message,
+        price=market.price,
+        volume=market.volume,
+        fills=market.fills,
+    )
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+
+def start(
+    session: str, spec: MarketSpec, participants: Sequence[Participant], now: _dt.datetime
+) -> MarketStep:
+    """Open the market: record the participants (sorted, each once) and the deadline.
+
+    A spec that cannot work ends it as Failed (reason Invalid); no participant as NoTrade
+    (NoOrders).
+    """
+    pending = MarketStatus(phase="Pending")
+    try:
+        _grid(spec)
+    except InvalidSpecError as error:
+        return _fail(session, spec, pending, error, now)
+    unique: dict[str, Participant] = {}
+    for p in participants:
+        unique.setdefault(p.name, p)
+    records = [
+        ParticipantRecord(name=p.name, weight=p.weight, priority=p.priority)
+        for _, p in sorted(unique.items())
+    ]
+    status = MarketStatus(phase="Collecting", participants=records, started_at=now)
+    if not records:
+        return _finish(
+            session, spec, status, _Outcome("NoTrade", "NoOrders", "no participant could take part"), now
+        )
+    status.deadline = now + _dt.timedelta(seconds=spec.order_seconds)
+    message = (
+        f"{spec.mechanism} market for {spec.good} takes orders from {len(records)} participants "
+        f"until {status.deadline.isoformat()}"
+    )
+    return MarketStep(status=status, effects=(EmitEvent("Started", message),))
+
+
+def step(
+    session: str,
+    spec: MarketSpec,
+    status: MarketStatus,
+    answers: Mapping[str, OrderAnswer],
+    alive: Mapping[str, bool],
+    now: _dt.datetime,
+) -> MarketStep:
+    """Take the current Orders into account; clear once the collection closes.
+
+    An ended market is returned unchanged, without effects (Counted for what was counted, else
+    Closed); a market not yet started is returned unchanged. ``alive`` is part of the engine
+    contract but a market does not depend on readiness.
+    """
+    del alive  # a market does not depend on readiness (see the module docstring)
+    if status.phase in TERMINAL_PHASES:
+        return MarketStep(status=status, verdicts=_closed_verdicts(spec, status, answers))
+    if status.phase in (None, "Pending"):
+        return MarketStep(status=status)
+    if spec.cancel:
+        return _finish(
+            session,
+            spec,
+            status,
+            _Outcome("Cancelled", "Cancelled", "spec.cancel is true"),
+            now,
+            _closed_verdicts(spec, status, answers),
+        )
+    try:
+        grid = _grid(spec)
+    except InvalidSpecError as error:
+        return _fail(session, spec, status, error, now)
+    status, verdicts = _collect(spec, grid, status, answers, now)
+    counted = {r.agent for r in status.orders}
+    everyone = all(p.name in counted for p in status.participants)
+    if not everyone and status.deadline is not None and now < status.deadline:
+        return MarketStep(status=status, verdicts=tuple(verdicts))
+    return _finish(session, spec, status, _clear(spec, grid, status.orders), now, verdicts)
+
+
+def next_deadline(spec: MarketSpec, status: MarketStatus) -> _dt.datetime | None:
+    """When :func:`step` must run again if nothing else happens: the deadline while Collecting."""
+    return status.deadline if status.phase == "Collecting" else None
+
+
+def outcome_effects(session: str, spec: MarketSpec, status: MarketStatus) -> tuple[EconomicEffect, ...]:
+    """The SetVariable of a cleared market's price into ``spec.priceVariableRef`` (else nothing)."""
+    if status.phase != "Cleared" or status.result is None or status.result.price is None:
+        return ()
+    if spec.price_variable_ref is None:
+        return ()
+    return (SetVariable(name=spec.price_variable_ref.name, value=status.result.price, session=session),)

@@ -1,0 +1,158 @@
+"""A thin async Kubernetes client over lightkube that speaks plain dicts.
+
+Everything MABEAM sends to the API goes through here, so that errors are translated once:
+404 -> ``None``/``False`` where absence is a normal answer, 409 -> ``ConflictError`` (or
+``AlreadyExists``), other failures -> ``ApiError`` with the status code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.core.exceptions import ApiError as LightkubeApiError
+from lightkube.types import PatchType
+
+from ..errors import ApiError, ConflictError
+from .resources import Res
+
+__all__ = ["AlreadyExistsError", "Kube", "load_config"]
+
+
+class AlreadyExistsError(ConflictError):
+    """A create found an object of that name already."""
+
+
+def load_config(kubeconfig: str | os.PathLike[str] | None = None) -> KubeConfig:
+    """The kubeconfig to use: the given file, $KUBECONFIG, in-cluster, or ~/.kube/config."""
+    if kubeconfig is not None:
+        return KubeConfig.from_file(Path(kubeconfig))
+    return KubeConfig.from_env()
+
+
+def _status_code(exc: LightkubeApiError) -> int:
+    return int(getattr(exc.status, "code", 0) or 0)
+
+
+def _translate(exc: LightkubeApiError, what: str) -> Exception:
+    code = _status_code(exc)
+    message = getattr(exc.status, "message", None) or str(exc)
+    if code == 409:
+        reason = getattr(exc.status, "reason", "")
+        if reason == "AlreadyExists" or "already exists" in message.lower():
+            return AlreadyExistsError(f"{what}: {message}")
+        return ConflictError(f"{what}: {message}")
+    return ApiError(f"{what}: {message}", status=code)
+
+
+def _dict(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+class Kube:
+    """Async CRUD on any resource, with dict bodies."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        # lightkube's overloads are typed per resource class; we pass generic classes and dicts.
+        self.client: Any = client
+
+    @classmethod
+    def connect(
+        cls, kubeconfig: str | os.PathLike[str] | None = None, *, namespace: str | None = None
+    ) -> Kube:
+        config = load_config(kubeconfig)
+        return cls(AsyncClient(config=config, namespace=namespace, field_manager="mabeam"))
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def get(self, res: Res, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return _dict(await self.client.get(res.lightkube, name, namespace=namespace))
+        except LightkubeApiError as exc:
+            if _status_code(exc) == 404:
+                return None
+            raise _translate(exc, f"get {res.kind} {namespace}/{name}") from exc
+
+    async def list(
+        self,
+        res: Res,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        ns = namespace if namespace is not None else ("*" if res.namespaced else None)
+        try:
+            return [
+                _dict(obj)
+                async for obj in self.client.list(res.lightkube, namespace=ns, labels=dict(labels or {}))
+            ]
+        except LightkubeApiError as exc:
+            raise _translate(exc, f"list {res.plural}") from exc
+
+    async def create(self, res: Res, body: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": res.api_version, "kind": res.kind, **body}
+        namespace = body.get("metadata", {}).get("namespace") if res.namespaced else None
+        try:
+            obj = res.lightkube.from_dict(body)
+            return _dict(await self.client.create(obj, namespace=namespace))
+        except LightkubeApiError as exc:
+            raise _translate(exc, f"create {res.kind} {body.get('metadata', {}).get('name')}") from exc
+
+    async def patch(
+        self,
+        res: Res,
+        name: str,
+        patch: Mapping[str, Any] | builtins.list[dict[str, Any]],
+        *,
+        namespace: str | None = None,
+        status: bool = False,
+        json_patch: bool = False,
+    ) -> dict[str, Any]:
+        """A merge patch (or a JSON patch); ``metadata.resourceVersion`` in it is a precondition."""
+        target = res.lightkube.Status if status else res.lightkube
+        patch_type = PatchType.JSON if json_patch else PatchType.MERGE
+        try:
+            return _dict(
+                await self.client.patch(target, name, patch, namespace=namespace, patch_type=patch_type)
+            )
+        except LightkubeApiError as exc:
+            raise _translate(exc, f"patch {res.kind} {namespace}/{name}") from exc
+
+    async def replace(self, res: Res, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A PUT: fails with ConflictError when body's resourceVersion is no longer current."""
+        meta = body.get("metadata", {})
+        try:
+            obj = res.lightkube.from_dict({"apiVersion": res.api_version, "kind": res.kind, **body})
+            return _dict(await self.client.replace(obj, meta.get("name"), namespace=meta.get("namespace")))
+        except LightkubeApiError as exc:
+            raise _translate(exc, f"replace {res.kind} {meta.get('namespace')}/{meta.get('name')}") from exc
+
+    async def delete(self, res: Res, name: str, namespace: str | None = None) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            await self.client.delete(res.lightkube, name, namespace=namespace)
+            return True
+        except LightkubeApiError as exc:
+            if _status_code(exc) == 404:
+                return False
+            raise _translate(exc, f"delete {res.kind} {namespace}/{name}") from exc
+
+    async def watch(
+        self,
+        res: Res,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        resource_version: str | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        ns = namespace if namespace is not None else ("*" if res.namespaced else None)
+        async for event, obj in self.client.watch(
+            res.lightkube, namespace=ns, labels=dict(labels or {}), resource_version=resource_version
+        ):
+            yield event, _dict(obj)

@@ -1,0 +1,260 @@
+"""The emulator: kmock's HTTP plumbing with real API-server semantics for resource requests.
+
+:class:`LocalApiEmulator` stacks the layers (store, admission, writes, watches, authorization)
+and serves HTTP: it parses resource URLs, authorizes and audits each request, and dispatches it
+by verb; discovery goes through kmock as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+import yaml
+
+from ._auth import Authorization, identify
+from ._types import BUILTIN_TYPES, ResourceType, _ApiError, _json_response, _meta, _not_found
+
+logger = logging.getLogger("mabeam.local.apiserver")
+
+
+@attrs.define(kw_only=True)
+class LocalApiEmulator(Authorization):
+    """kmock's emulator with real API-server semantics for resource requests (see the package doc)."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for rtype in BUILTIN_TYPES:
+            self.declare(rtype)
+        self.create_object(BUILTIN_TYPES[0], None, {"metadata": {"name": "default"}})
+
+    # ---- HTTP ----
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's URL parser mistakes /api/v1/namespaces[/name] for a namespace scope (and fails on
+        # the bare list), so resource URLs are parsed here; discovery goes through kmock as is.
+        parsed = parse_resource_path(raw_request.path)
+        if parsed is None:
+            return await super().__call__(raw_request)
+        group, version, namespace, plural, name, subresource = parsed
+        body = await raw_request.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        request = kmock.Request(
+            id=len(self._requests),
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=raw_request.method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            text=body.decode("utf-8", errors="replace"),
+            data=data,
+            resource=kmock.resource(group, version, plural),
+            namespace=namespace,
+            name=name,
+            subresource=subresource,
+        )
+        self._requests.append(request)
+        if len(self._requests) > self.keep_requests:
+            del self._requests[: len(self._requests) - self.keep_requests // 2]
+        return await self._handle(request)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is None or not request.resource.plural:
+            self.counts["discovery"] += 1
+            return await kmock.KubernetesScaffold._handle(self, request)
+        verb = self._verb(request)
+        self.counts[verb] += 1
+        user = identify(request.headers)
+        code = 200
+        audited = False
+        try:
+            self._authorize(user, verb, request)
+            if verb == "watch":
+                # A watch is audited when it starts: a stream may outlive whoever reads the log.
+                self.audit.append(self._audit_record(request, verb, user, 200))
+                audited = True
+                return await self._stream_watch(request)
+            payload, code = self._serve(request, verb)
+            return _json_response(payload, code)
+        except _ApiError as exc:
+            code = exc.code
+            return _json_response(exc.status(), exc.code)
+        except Exception as exc:
+            code = 500
+            logger.exception("The local API server failed on %s %s", request.method, request.url)
+            self.server_errors.append(exc)
+            error = _ApiError(500, "InternalError", f"Internal error occurred: {exc!r}")
+            return _json_response(error.status(), 500)
+        finally:
+            if not audited:
+                self.audit.append(self._audit_record(request, verb, user, code))
+
+    @staticmethod
+    def _verb(request: kmock.Request) -> str:
+        method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
+        if method == "GET":
+            if request.params.get("watch") in ("true", "1"):
+                return "watch"
+            return "get" if request.name else "list"
+        if method == "DELETE":
+            return "delete" if request.name else "deletecollection"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+    @staticmethod
+    def _body(request: kmock.Request) -> Any:
+        if not request.body:
+            return None
+        try:
+            return json.loads(request.body)
+        except ValueError:
+            try:
+                return yaml.safe_load(request.body)
+            except yaml.YAMLError:
+                raise _ApiError(400, "BadRequest", "the request body is neither JSON nor YAML") from None
+
+    def _serve(self, request: kmock.Request, verb: str) -> tuple[Any, int]:
+        rtype = self._request_type(request)
+        params = request.params
+        strict = params.get("fieldValidation") == "Strict"
+        dry_run = params.get("dryRun") == "All"
+        ns, name = request.namespace, request.name
+        if verb == "get":
+            assert name is not None
+            obj = self.load(rtype, ns, name)
+            if obj is None:
+                raise _not_found(rtype, name)
+            return self.present(rtype, obj), 200
+        if verb == "list":
+            return self._list(rtype, ns, params), 200
+        if verb == "create":
+            if name:
+                raise _ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
+            return self.present(
+                rtype, self.create_object(rtype, ns, self._body(request), strict=strict, dry_run=dry_run)
+            ), 201
+        assert name is not None or verb == "deletecollection"
+        if verb == "update":
+            assert name is not None
+            obj = self.replace_object(
+                rtype,
+                ns,
+                name,
+                self._body(request),
+                subresource=request.subresource,
+                strict=strict,
+                dry_run=dry_run,
+                require_rv=rtype.custom,
+            )
+            return self.present(rtype, obj), 200
+        if verb == "patch":
+            assert name is not None
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            obj = self.patch_object(
+                rtype,
+                ns,
+                name,
+                content_type,
+                self._body(request),
+                subresource=request.subresource,
+                strict=strict,
+                dry_run=dry_run,
+            )
+            return self.present(rtype, obj), 200
+        options = self._body(request)
+        options = options if isinstance(options, dict) else {}
+        if "propagationPolicy" in params:
+            options.setdefault("propagationPolicy", params["propagationPolicy"])
+        if verb == "delete":
+            assert name is not None
+            return self.present(rtype, self.delete_object(rtype, ns, name, options, dry_run=dry_run)), 200
+        if verb == "deletecollection":
+            selector = self._selector(rtype, ns, params)
+            deleted = [
+                self.delete_object(
+                    rtype, _meta(obj).get("namespace"), _meta(obj)["name"], options, dry_run=dry_run
+                )
+                for obj in list(self.live(rtype, ns))
+                if selector(obj)
+            ]
+            return self._list_payload(rtype, [self.present(rtype, o) for o in deleted]), 200
+        raise _ApiError(405, "MethodNotAllowed", f"the server does not allow this method ({request.method})")
+
+    def _list_payload(self, rtype: ResourceType, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "apiVersion": rtype.group_version,
+            "kind": f"{rtype.kind}List",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
+    def _list(self, rtype: ResourceType, namespace: str | None, params: Any) -> dict[str, Any]:
+        selector = self._selector(rtype, namespace, params)
+        items = [self.present(rtype, obj) for obj in self.live(rtype, namespace) if selector(obj)]
+        start = 0
+        if params.get("continue"):
+            try:
+                token = json.loads(base64.urlsafe_b64decode(params["continue"].encode()))
+                start = int(token["start"])
+            except (ValueError, KeyError, TypeError):
+                raise _ApiError(400, "BadRequest", "invalid continue token") from None
+        payload = self._list_payload(rtype, items[start:])
+        limit = int(params.get("limit") or 0)
+        if limit > 0 and len(items) - start > limit:
+            payload["items"] = items[start : start + limit]
+            token = json.dumps({"start": start + limit}).encode()
+            payload["metadata"]["continue"] = base64.urlsafe_b64encode(token).decode()
+            payload["metadata"]["remainingItemCount"] = len(items) - start - limit
+        return payload
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        payload = await super()._serve_version(request)
+        if isinstance(payload, dict) and request.resource is not None and request.resource.group == "":
+            payload["groupVersion"] = request.resource.version  # "v1", not kmock's "/v1"
+        for entry in payload.get("resources", []) if isinstance(payload, dict) else []:
+            if "/" in entry["name"]:  # a subresource: no short names of its own, as in a real server
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+        return payload
+
+    async def _serve_server_version(self, request: kmock.Request) -> Any:
+        return {
+            "major": "1",
+            "minor": "31",
+            "gitVersion": "v1.31.0-mabeam-local",
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "2024-08-13T00:00:00Z",
+            "goVersion": "",
+            "compiler": "python",
+            "platform": "linux/amd64",
+        }
+
+
+def parse_resource_path(path: str) -> tuple[str, str, str | None, str, str | None, str | None] | None:
+    """Split a resource URL into (group, version, namespace, plural, name, subresource).
+
+    None for anything that is not a resource URL (discovery, /version, /openapi, ...).
+    """
+    parts = [part for part in path.strip("/").split("/") if part]
+    if len(parts) >= 3 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 4 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    namespace: str | None = None
+    namespace_subresource = group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")
+    if rest[0] == "namespaces" and len(rest) >= 3 and not namespace_subresource:
+        namespace, rest = rest[1], rest[2:]
+    plural = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    subresource = "/".join(rest[2:]) or None
+    return group, version, namespace, plural, name, subresource
