@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from ..local.kubelet import die_with_parent as _die_with_parent
 from ._pki import Pki, client_files, write_pki
 
 __all__ = ["CONTROLLERS", "ControlPlane", "ControlPlaneError", "stop_recorded"]
@@ -65,24 +66,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _load_prctl() -> Any:
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()  # looked up here: a forked child must not import or dlopen
-
-
-def _die_with_parent() -> None:
-    """In a child before exec: be killed when the parent dies (Linux only; elsewhere a no-op)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass

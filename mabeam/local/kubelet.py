@@ -63,7 +63,7 @@ import yaml
 from mabeam.errors import ApiError
 from mabeam.models._base import rfc3339
 
-__all__ = ["LocalKubelet"]
+__all__ = ["LocalKubelet", "die_with_parent"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()  # looked up here: a forked child must not import or dlopen
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In a child before exec: be killed when the parent dies (Linux only; elsewhere a no-op)."""
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -795,7 +795,7 @@ class LocalKubelet:
                         stdout=log,
                         stderr=asyncio.subprocess.STDOUT,
                         start_new_session=True,
-                        preexec_fn=_die_with_parent,
+                        preexec_fn=die_with_parent,
                     )
             except OSError as exc:
                 c.state = {
@@ -894,7 +894,7 @@ class LocalKubelet:
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             except (OSError, ValueError):
                 return False
