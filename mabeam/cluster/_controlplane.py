@@ -199,7 +199,7 @@ class ControlPlane:
             for user in ("kubernetes-admin", "system:kube-controller-manager", f"system:node:{NODE_NAME}"):
                 self._write_kubeconfig(self.kubeconfig(user), user)
             self._write_kubeconfig(self.admin_kubeconfig, "kubernetes-admin")
-            self._wait_ready(timeout)
+            self._wait_for(("/readyz", "/api/v1/namespaces/default"), timeout, "kube-apiserver was not ready")
             self._spawn(
                 "kube-controller-manager",
                 [
@@ -247,9 +247,18 @@ class ControlPlane:
                         "--server-address=127.0.0.1:0",
                     ],
                 )
-            self._wait_default_service_account(timeout)
+            # The ServiceAccount controller works: `default` has its `default` ServiceAccount.
+            self._wait_for(
+                ("/api/v1/namespaces/default/serviceaccounts/default",),
+                timeout,
+                "kube-controller-manager created no ServiceAccount",
+            )
             if self.kubelet:
-                self._wait_node(timeout)
+                self._wait_for(
+                    (f"/api/v1/nodes/{NODE_NAME}",),
+                    timeout,
+                    f"the local kubelet registered no Node (see {self.workdir / 'logs' / 'kubelet.log'})",
+                )
         except BaseException:
             self.stop()
             raise
@@ -321,42 +330,20 @@ class ControlPlane:
             exc.close()
             raise
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_for(self, paths: tuple[str, ...], timeout: float, failure: str) -> None:
+        """Poll until every path answers 200 (every child still running), or fail with ``failure``."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                self.request("/readyz")
-                self.request("/api/v1/namespaces/default")
+                for path in paths:
+                    self.request(path)
                 return
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last = exc
             time.sleep(0.2)
-        raise ControlPlaneError(f"kube-apiserver was not ready within {timeout:g} s: {last}")
-
-    def _wait_default_service_account(self, timeout: float) -> None:
-        """The ServiceAccount controller works: the `default` namespace has its `default` SA."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
-            with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-                self.request("/api/v1/namespaces/default/serviceaccounts/default")
-                return
-            time.sleep(0.2)
-        raise ControlPlaneError("kube-controller-manager created no ServiceAccount in time")
-
-    def _wait_node(self, timeout: float) -> None:
-        """The local kubelet registered its Node."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
-            with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-                self.request(f"/api/v1/nodes/{NODE_NAME}")
-                return
-            time.sleep(0.2)
-        log = self.workdir / "logs" / "kubelet.log"
-        raise ControlPlaneError(f"the local kubelet registered no Node in time; see {log}")
+        raise ControlPlaneError(f"{failure} within {timeout:g} s (last answer: {last})")
 
     def _write_kubeconfig(self, path: Path, user: str) -> None:
         cert, key = client_files(self.pki, user)

@@ -42,6 +42,7 @@ give only ``args``, as the operator's Deployment does. Every process dies with t
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as _dt
 import json
@@ -52,6 +53,7 @@ import shutil
 import signal
 import ssl
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1048,15 +1050,12 @@ class _Credentials:
 
     token: str | None = None
     ca_data: str | None = None  # base64, as in a kubeconfig
-    cert_file: str | None = None
-    key_file: str | None = None
+    cert_pem: bytes | None = None
+    key_pem: bytes | None = None
     insecure: bool = False
 
     @classmethod
     def read(cls, path: Path) -> _Credentials:
-        import base64
-        import tempfile
-
         config = yaml.safe_load(path.read_text()) or {}
         context_name = config.get("current-context")
         context: dict[str, Any] = next(
@@ -1072,37 +1071,35 @@ class _Credentials:
         if not ca_data and cluster.get("certificate-authority"):
             ca_data = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
 
-        def file_of(key: str) -> str | None:
+        def pem(key: str) -> bytes | None:
             if user.get(key):
-                return str(user[key])
+                return Path(user[key]).read_bytes()
             data = user.get(f"{key}-data")
-            if not data:
-                return None
-            fd, name = tempfile.mkstemp(prefix="mabeam-kubelet-", suffix=".pem")
-            with os.fdopen(fd, "wb") as f:
-                f.write(base64.b64decode(data))
-            return name
+            return base64.b64decode(data) if data else None
 
         token = user.get("token")
         return cls(
             token=str(token) if token else None,
             ca_data=str(ca_data) if ca_data else None,
-            cert_file=file_of("client-certificate"),
-            key_file=file_of("client-key"),
+            cert_pem=pem("client-certificate"),
+            key_pem=pem("client-key"),
             insecure=bool(cluster.get("insecure-skip-tls-verify")),
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        if not (self.ca_data or self.cert_file or self.insecure):
+        if not (self.ca_data or self.cert_pem or self.insecure):
             return None
-        import base64
-
         context = ssl.create_default_context()
         if self.ca_data:
             context.load_verify_locations(cadata=base64.b64decode(self.ca_data).decode())
         if self.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        if self.cert_file and self.key_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.cert_pem and self.key_pem:
+            # ssl loads a client certificate only from files: written privately, removed at once.
+            with tempfile.TemporaryDirectory(prefix="mabeam-kubelet-") as tmp:
+                cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+                cert.write_bytes(self.cert_pem)
+                key.write_bytes(self.key_pem)
+                context.load_cert_chain(cert, key)
         return context

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mabeam.kube.client import Kube
+from tests.integration._util import eventually as _eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +25,6 @@ class E2E:
 
     kubeconfig: Path
     plane: Any  # mabeam.cluster.ControlPlane | None
-    _tokens: dict[tuple[str, str], Path] = field(default_factory=dict)
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
@@ -78,18 +75,9 @@ class E2E:
         return events
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what or check}; last value: {last!r}")
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "") -> Any:
+    """The integration tests' ``eventually``, with the longer default a real cluster needs."""
+    return await _eventually(check, timeout=timeout, interval=0.2, what=what)
 
 
 def leftover_processes(workdir: Path) -> list[str]:
@@ -111,7 +99,3 @@ def leftover_processes(workdir: Path) -> list[str]:
             command = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{entry.name}: {command[:200]}")
     return found
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
