@@ -284,7 +284,7 @@ async def fake_kwok(kube: Kube, stop: asyncio.Event) -> None:
 async def on_emulator(n: int, workdir: Path, timeout: float) -> dict[str, float]:
     from mabeam.local.cluster import OPERATOR_IDENTITY, LocalCluster
 
-    user = "system:serviceaccount:" + OPERATOR_IDENTITY.removeprefix("sa:")
+    user = OPERATOR_IDENTITY
     async with LocalCluster(workdir) as cluster:
         cluster.api.emulator.audit = collections.deque(maxlen=None)  # count every request
         await cluster.start_operator_process()

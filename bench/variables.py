@@ -58,7 +58,7 @@ async def main(reads: int, writes: int) -> None:
             while not (await kube.get(ROLE_BINDING, "mabeam-var-x-writer", NS) or {}).get("subjects"):
                 await asyncio.sleep(0.05)
             path = cluster.api.kubeconfig(
-                cluster.workdir / "bench.kubeconfig", token=f"sa:{NS}:mabeam-agent-bench"
+                cluster.workdir / "bench.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-bench"
             )
             agent_kube = Kube.connect(path, namespace=NS)
             sdk = Variables(agent_kube, NS, "bench")

@@ -20,18 +20,20 @@ from typing import Any
 import aiohttp
 
 from ..core.agents import AGENT_CLUSTER_ROLE
-from ..kube import crdgen
+from ..kube import admission, crdgen
 from ..kube.client import Kube
 from ..kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
-__all__ = ["OPERATOR_IDENTITY", "LocalCluster", "serve"]
+__all__ = ["KUBELET_IDENTITY", "OPERATOR_IDENTITY", "LocalCluster", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: The identity the operator uses on the local API (as its ServiceAccount would in a cluster).
-OPERATOR_IDENTITY = "sa:mabeam-system:mabeam-operator"
+#: The user the operator authenticates as on the local API (its ServiceAccount, as in a cluster).
+OPERATOR_IDENTITY = "system:serviceaccount:mabeam-system:mabeam-operator"
+#: The local kubelet's user: a node, and (as the real control plane's kubelet) system:masters.
+KUBELET_IDENTITY = "system:node:local"
 
 
 class LocalCluster:
@@ -55,20 +57,22 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         await self.api.__aenter__()
         self.api.install_crds(crdgen.generate_crds())
-        for obj in rbac_objects():
+        for obj in (*rbac_objects(), *admission.policy_objects(OPERATOR_IDENTITY)):
             self.api.create(obj)
         self.admin_kubeconfig = self.api.kubeconfig(self.workdir / "kubeconfig")
         self.operator_kubeconfig = self.api.kubeconfig(
-            self.workdir / "operator.kubeconfig", token=OPERATOR_IDENTITY
+            self.workdir / "operator.kubeconfig", user=OPERATOR_IDENTITY
         )
         kubelet_config = self.api.kubeconfig(
-            self.workdir / "kubelet.kubeconfig", token="user:system:node:local"
+            self.workdir / "kubelet.kubeconfig",
+            user=KUBELET_IDENTITY,
+            groups=("system:nodes", "system:masters"),
         )
         self.kubelet = LocalKubelet(
             self.api.url,
             workdir=self.workdir / "pods",
             kubeconfig_path=kubelet_config,
-            **self.kubelet_options,
+            **{"token_requests": True, **self.kubelet_options},
         )
         await self.kubelet.__aenter__()
         return self
@@ -192,7 +196,7 @@ def rbac_objects() -> list[dict[str, Any]]:
     The local API server enforces RBAC for service accounts, so the operator (a service
     account) is held to its declared rules (mabeam.kube.permissions), as in a cluster.
     """
-    namespace, _, name = OPERATOR_IDENTITY.removeprefix("sa:").partition(":")
+    namespace, _, name = OPERATOR_IDENTITY.removeprefix("system:serviceaccount:").partition(":")
     operator_rules = [_rule(r) for r in (*OPERATOR_RULES, *OPERATOR_CLUSTER_RULES)]
     return [
         {

@@ -307,7 +307,7 @@ class LocalKubelet:
         retry_delay: float = 0.5,
         watch_timeout: float = 300.0,
         register_node: bool = False,
-        token_requests: bool = False,
+        token_requests: bool = True,
         token_seconds: int = 86400,
         images: Mapping[str, list[str]] | None = None,
     ) -> None:

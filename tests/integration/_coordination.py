@@ -86,7 +86,7 @@ class AsAgents:
     def __call__(self, agent: str) -> Kube:
         if agent not in self.clients:
             path = self.cluster.workdir / f"agent-{agent}.kubeconfig"
-            self.cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{agent}")
+            self.cluster.api.kubeconfig(path, user=f"system:serviceaccount:{NS}:mabeam-agent-{agent}")
             self.clients[agent] = Kube.connect(path, namespace=NS)
         return self.clients[agent]
 

@@ -251,7 +251,7 @@ async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalClu
 
     def make_app(name: str) -> AgentApp:
         path = cluster.workdir / f"{name}.kubeconfig"
-        cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{name}")
+        cluster.api.kubeconfig(path, user=f"system:serviceaccount:{NS}:mabeam-agent-{name}")
         app = AgentApp(
             name,
             NS,

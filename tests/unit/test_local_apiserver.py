@@ -86,7 +86,9 @@ async def api() -> AsyncIterator[LocalApiServer]:
 
 @pytest.fixture
 async def http(api: LocalApiServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(api.url) as session:
+    """A client of the cluster admin (its bearer token)."""
+    headers = {"Authorization": f"Bearer {api.issue_token()}"}
+    async with aiohttp.ClientSession(api.url, headers=headers) as session:
         yield session
 
 
@@ -700,15 +702,24 @@ async def test_server_side_apply_creates_then_merges(http: aiohttp.ClientSession
 
 
 async def test_the_caller_identity_is_recorded(api: LocalApiServer, http: aiohttp.ClientSession) -> None:
-    async with http.get(CMS, headers={"Authorization": "Bearer sa:team:agent-1"}):
-        pass
-    async with http.get(CMS, headers={"Impersonate-User": "alice"}):
-        pass
-    async with http.get(CMS):
-        pass
-    users = [record.user for record in api.audit if record.verb == "list"]
-    assert users == ["system:serviceaccount:team:agent-1", "alice", "system:anonymous"]
-    assert api.request_counts["list"] == 3
+    agent = api.issue_token("system:serviceaccount:team:agent-1")
+    async with aiohttp.ClientSession(api.url) as bare:
+        async with bare.get(CMS, headers={"Authorization": f"Bearer {agent}"}):
+            pass
+        async with http.get(CMS, headers={"Impersonate-User": "alice"}):  # the admin may impersonate
+            pass
+        async with bare.get(CMS):
+            pass
+        async with bare.get(CMS, headers={"Authorization": "Bearer sa:team:agent-1"}) as response:
+            assert response.status == 401  # a name is not a token
+    users = [(record.user, record.code) for record in api.audit if record.verb == "list"]
+    assert users == [
+        ("system:serviceaccount:team:agent-1", 403),
+        ("alice", 403),
+        ("system:anonymous", 403),
+        ("", 401),
+    ]
+    assert api.request_counts["list"] == 4
 
 
 async def test_history_lists_every_version_and_the_deletion(
@@ -731,18 +742,29 @@ async def test_direct_create_and_objects_with_label_selector(api: LocalApiServer
 
 
 async def test_kubeconfig_points_at_the_server(api: LocalApiServer, tmp_path: Any) -> None:
-    path = api.kubeconfig(tmp_path / "kubeconfig", token="sa:default:op")
+    path = api.kubeconfig(tmp_path / "kubeconfig", user="system:serviceaccount:default:op")
     config = yaml.safe_load(path.read_text())
     assert config["clusters"][0]["cluster"]["server"] == api.url
-    assert config["users"][0]["user"]["token"] == "sa:default:op"
+    token = config["users"][0]["user"]["token"]
+    assert "op" not in token and len(token) >= 32  # a secret, not a name
+    assert (
+        api.emulator.authenticate({"Authorization": f"Bearer {token}"}).name
+        == "system:serviceaccount:default:op"
+    )
     assert api.url.startswith("http://127.0.0.1:")
 
 
 def test_threaded_server_serves_and_stops() -> None:
-    async def fetch(url: str) -> int:
-        async with aiohttp.ClientSession() as session, session.get(f"{url}/api/v1/namespaces/default") as r:
+    async def fetch(url: str, token: str | None = None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(f"{url}/api/v1/namespaces/default") as r,
+        ):
             return r.status
 
     with LocalApiServer.start_in_thread() as threaded:
-        assert asyncio.run(fetch(threaded.url)) == 200
+        assert asyncio.run(fetch(threaded.url)) == 403  # anonymous
+        token = threaded.call(threaded.api.issue_token)
+        assert asyncio.run(fetch(threaded.url, token)) == 200
         assert threaded.call(lambda: threaded.api.get("v1/namespaces", "default")) is not None

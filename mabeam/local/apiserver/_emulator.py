@@ -17,8 +17,17 @@ import attrs
 import kmock
 import yaml
 
-from ._auth import Authorization, identify
-from ._types import BUILTIN_TYPES, ResourceType, _ApiError, _json_response, _meta, _not_found
+from ._auth import Authorization
+from ._types import (
+    BUILTIN_TYPES,
+    REQUEST_USER,
+    ResourceType,
+    UserInfo,
+    _ApiError,
+    _json_response,
+    _meta,
+    _not_found,
+)
 
 logger = logging.getLogger("mabeam.local.apiserver")
 
@@ -40,6 +49,11 @@ class LocalApiEmulator(Authorization):
         # the bare list), so resource URLs are parsed here; discovery goes through kmock as is.
         parsed = parse_resource_path(raw_request.path)
         if parsed is None:
+            try:
+                user = self.impersonate(self.authenticate(raw_request.headers), raw_request.headers)
+                self._authorize_path(user, raw_request.path)
+            except _ApiError as exc:
+                return _json_response(exc.status(), exc.code)
             return await super().__call__(raw_request)
         group, version, namespace, plural, name, subresource = parsed
         body = await raw_request.read()
@@ -73,17 +87,25 @@ class LocalApiEmulator(Authorization):
             return await kmock.KubernetesScaffold._handle(self, request)
         verb = self._verb(request)
         self.counts[verb] += 1
-        user = identify(request.headers)
+        user = UserInfo("")  # until authenticated (an audit record of a 401 names nobody)
         code = 200
         audited = False
         try:
+            user = self.authenticate(request.headers)
+            user = self.impersonate(
+                user, request._raw_request.headers if request._raw_request else request.headers
+            )
             self._authorize(user, verb, request)
             if verb == "watch":
                 # A watch is audited when it starts: a stream may outlive whoever reads the log.
-                self.audit.append(self._audit_record(request, verb, user, 200))
+                self.audit.append(self._audit_record(request, verb, user.name, 200))
                 audited = True
                 return await self._stream_watch(request)
-            payload, code = self._serve(request, verb)
+            reset = REQUEST_USER.set(user)
+            try:
+                payload, code = self._serve(request, verb)
+            finally:
+                REQUEST_USER.reset(reset)
             return _json_response(payload, code)
         except _ApiError as exc:
             code = exc.code
@@ -96,7 +118,7 @@ class LocalApiEmulator(Authorization):
             return _json_response(error.status(), 500)
         finally:
             if not audited:
-                self.audit.append(self._audit_record(request, verb, user, code))
+                self.audit.append(self._audit_record(request, verb, user.name, code))
 
     @staticmethod
     def _verb(request: kmock.Request) -> str:
@@ -136,6 +158,14 @@ class LocalApiEmulator(Authorization):
         if verb == "list":
             return self._list(rtype, ns, params), 200
         if verb == "create":
+            if (
+                name
+                and rtype.group == ""
+                and rtype.plural == "serviceaccounts"
+                and request.subresource == "token"
+            ):
+                assert ns is not None
+                return self.request_token(ns, name, self._body(request)), 201
             if name:
                 raise _ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
             return self.present(

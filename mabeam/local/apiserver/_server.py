@@ -16,9 +16,11 @@ import yaml
 
 from mabeam.errors import InvalidSpecError
 
+from .. import rbac
+from ._auth import service_account_user
 from ._emulator import LocalApiEmulator
 from ._selectors import parse_label_selector
-from ._types import AuditRecord, _ApiError, _meta
+from ._types import ADMIN, AuditRecord, UserInfo, _ApiError, _meta
 
 logger = logging.getLogger("mabeam.local.apiserver")
 
@@ -36,7 +38,7 @@ class LocalApiServer:
         retain_deleted: bool = True,
         require_namespaces: bool = True,
         bookmark_interval: float = 30.0,
-        authorize_service_accounts: bool = True,
+        authorize: bool = True,
     ) -> None:
         self.emulator = LocalApiEmulator(
             watch_history=watch_history,
@@ -44,7 +46,7 @@ class LocalApiServer:
             retain_deleted=retain_deleted,
             require_namespaces=require_namespaces,
             bookmark_interval=bookmark_interval,
-            authorize_service_accounts=authorize_service_accounts,
+            authorize=authorize,
         )
         self._host, self._port = host, port
         self._server: kmock.Server | None = None
@@ -80,11 +82,24 @@ class LocalApiServer:
             raise RuntimeError("the local API server is not running (use `async with`)")
         return self._server.port
 
-    def kubeconfig(self, path: str | pathlib.Path, *, token: str | None = "user:admin") -> pathlib.Path:
+    def issue_token(self, user: str = ADMIN.name, groups: tuple[str, ...] | None = None) -> str:
+        """A new secret token that authenticates as ``user`` (see :func:`user_info` for groups)."""
+        return self.emulator.issue_token(user_info(user, groups))
+
+    def kubeconfig(
+        self,
+        path: str | pathlib.Path,
+        *,
+        user: str | None = ADMIN.name,
+        groups: tuple[str, ...] | None = None,
+    ) -> pathlib.Path:
         """Write a kubeconfig (insecure, no TLS) pointing at this server; return its path.
 
-        ``token="sa:<namespace>:<name>"`` makes every request act as that service account.
+        Its token is a new secret that authenticates as ``user`` (by default the cluster admin;
+        ``system:serviceaccount:<namespace>:<name>`` for a service account); ``user=None``
+        writes no token, so requests are anonymous.
         """
+        token = None if user is None else self.issue_token(user, groups)
         return write_kubeconfig(path, self.url, token=token)
 
     # ---- direct access for tests and oracles (no HTTP) ----
@@ -167,7 +182,7 @@ class LocalApiServer:
             async with cls(host=host, port=port, retain_deleted=False, history_limit=20) as api:
                 api.install_crds(crds)
                 if kubeconfig is not None:
-                    api.kubeconfig(kubeconfig)
+                    api.kubeconfig(kubeconfig)  # the cluster admin's
                 if on_ready is not None:
                     on_ready(api)
                 await asyncio.Event().wait()
@@ -221,8 +236,14 @@ class ThreadedApiServer:
     def url(self) -> str:
         return self.api.url
 
-    def kubeconfig(self, path: str | pathlib.Path, *, token: str | None = "user:admin") -> pathlib.Path:
-        return self.api.kubeconfig(path, token=token)
+    def kubeconfig(
+        self,
+        path: str | pathlib.Path,
+        *,
+        user: str | None = ADMIN.name,
+        groups: tuple[str, ...] | None = None,
+    ) -> pathlib.Path:
+        return self.call(lambda: self.api.kubeconfig(path, user=user, groups=groups))  # type: ignore[no-any-return]
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the server's loop (the state is not thread-safe) and return its result."""
@@ -244,7 +265,21 @@ class ThreadedApiServer:
         self.stop()
 
 
-def write_kubeconfig(path: str | pathlib.Path, url: str, *, token: str | None = "user:admin") -> pathlib.Path:
+def user_info(name: str, groups: tuple[str, ...] | None = None) -> UserInfo:
+    """A user with the groups Kubernetes gives it: ``admin`` is the cluster admin
+    (``system:masters``), a ServiceAccount's name gets the ServiceAccount groups, anyone else
+    ``system:authenticated``; ``groups`` replaces the defaults (``system:authenticated`` stays)."""
+    if groups is None:
+        if name == ADMIN.name:
+            return ADMIN
+        if name.startswith(rbac.SERVICE_ACCOUNT_PREFIX):
+            namespace, _, account = name[len(rbac.SERVICE_ACCOUNT_PREFIX) :].partition(":")
+            return service_account_user(namespace, account)
+        groups = ()
+    return UserInfo(name, (*groups, "system:authenticated"))
+
+
+def write_kubeconfig(path: str | pathlib.Path, url: str, *, token: str | None = None) -> pathlib.Path:
     """Write an insecure kubeconfig for ``url`` (context ``mabeam-local``)."""
     user: dict[str, Any] = {"token": token} if token else {}
     config = {

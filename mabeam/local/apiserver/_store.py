@@ -65,7 +65,7 @@ class Store(kmock.KubernetesEmulator):
     require_namespaces: bool = True  # creating in a missing namespace is 404, as in a cluster
     bookmark_interval: float = 30.0  # seconds between BOOKMARK events when a watcher asks for them
     keep_requests: int = 10_000  # kmock records every request; keep only the latest ones
-    authorize_service_accounts: bool = True  # RBAC for service accounts (see mabeam.local.rbac)
+    authorize: bool = True  # RBAC for every caller but system:masters (see mabeam.local.rbac)
 
     types: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
     counts: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)

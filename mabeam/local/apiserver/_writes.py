@@ -18,8 +18,8 @@ import attrs
 from mabeam.errors import InvalidSpecError
 from mabeam.kube import schema as crd_schema
 
-from ._admission import Admission
 from ._patch import json_patch, merge_patch
+from ._policies import AdmissionPolicies
 from ._types import (
     _CRD_GROUP,
     _STALE,
@@ -35,7 +35,7 @@ from ._types import (
 
 
 @attrs.define(kw_only=True)
-class Writes(Admission):
+class Writes(AdmissionPolicies):
     """Create, replace, patch and delete objects, as the API server does."""
 
     def create_object(
@@ -97,11 +97,16 @@ class Writes(Admission):
         obj["apiVersion"], obj["kind"] = rtype.group_version, rtype.kind
         obj = self._admit(rtype, obj, None, strict=strict)
         self._set_initial_status(rtype, obj)
+        self._check_policies(rtype, "CREATE", obj, None, dry_run=dry_run)
         if dry_run:
             return obj
         self._commit(rtype, None, obj, "ADDED")
         if rtype.group == _CRD_GROUP:
             self._register_crd(obj)
+        if rtype.group == "" and rtype.plural == "namespaces":
+            # As the ServiceAccount controller of a cluster does: every namespace has "default".
+            account = {"metadata": {"name": "default", "namespace": name}}
+            self.create_object(self._by_kind("v1", "ServiceAccount"), name, account)
         return obj
 
     def replace_object(
@@ -192,6 +197,7 @@ class Writes(Admission):
                     ],
                 )
         new = self._admit(rtype, new, old, strict=strict)
+        self._check_policies(rtype, "UPDATE", new, old, subresource=subresource, dry_run=dry_run)
         meta = new["metadata"]
         if self._spec_of(rtype, new) != self._spec_of(rtype, old):
             meta["generation"] = int(old_meta.get("generation", 0)) + 1
@@ -286,6 +292,7 @@ class Writes(Admission):
                 f"Precondition failed: UID in precondition: {want_uid}, "
                 f"UID in object meta: {old_meta['uid']}",
             )
+        self._check_policies(rtype, "DELETE", None, old, dry_run=dry_run)
         if dry_run:
             return old
         orphan = options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents") is True
