@@ -368,7 +368,7 @@ async def test_a_write_whose_two_writer_names_differ_is_refused(operator: LocalC
         raise AssertionError("the Variable never stayed unchanged between a read and a write")
 
     async with as_agent(operator, "low") as low:
-        with pytest.raises(ApiError, match="must name its writer in the annotation mabeam.io/writer"):
+        with pytest.raises(ApiError, match=r"must name its writer in the annotation mabeam\.io/writer"):
             await replace_as(low.kube, "w-bare", None)
         await replace_as(low.kube, "w-forged", "low")  # RBAC lets "low" update the Variable
         st = await until(
