@@ -26,12 +26,15 @@ from ..kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RUL
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
-__all__ = ["KUBELET_IDENTITY", "OPERATOR_IDENTITY", "LocalCluster", "serve"]
+__all__ = ["BOUNDED_HISTORY", "KUBELET_IDENTITY", "OPERATOR_IDENTITY", "LocalCluster", "serve"]
 
 log = logging.getLogger(__name__)
 
 #: The user the operator authenticates as on the local API (its ServiceAccount, as in a cluster).
 OPERATOR_IDENTITY = "system:serviceaccount:mabeam-system:mabeam-operator"
+#: What a long-running local API server keeps: a few versions per object, nothing deleted.
+BOUNDED_HISTORY: dict[str, Any] = {"history_limit": 20, "retain_deleted": False}
+
 #: The local kubelet's user: a node, and (as the real control plane's kubelet) system:masters.
 KUBELET_IDENTITY = "system:node:local"
 
@@ -44,9 +47,12 @@ class LocalCluster:
         port: int = 0,
         kubelet_options: dict[str, Any] | None = None,
         runtime_factory: Any = None,
+        api_options: dict[str, Any] | None = None,
     ) -> None:
+        """``api_options`` go to :class:`LocalApiServer`: the tests keep every version of every
+        object (for their oracles); ``mabeam local`` and the benchmarks keep a bounded history."""
         self.workdir = Path(workdir)
-        self.api = LocalApiServer(port=port)
+        self.api = LocalApiServer(port=port, **(api_options or {}))
         self.kubelet_options = kubelet_options or {}
         self.runtime_factory = runtime_factory
         self.kubelet: LocalKubelet | None = None
@@ -274,7 +280,7 @@ class _OperatorThread(threading.Thread):
 async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> None:
     """``mabeam local``: serve until interrupted, printing how to reach the API."""
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per request is noise
-    async with LocalCluster(workdir, port=port) as cluster:
+    async with LocalCluster(workdir, port=port, api_options=BOUNDED_HISTORY) as cluster:
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         cluster.api.kubeconfig(kubeconfig)
         if with_operator:

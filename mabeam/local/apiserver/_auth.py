@@ -66,6 +66,8 @@ class Authorization(Watches):
     """Authentication by token, impersonation, authorization by RBAC, and audit records."""
 
     _tokens: dict[str, _Token] = attrs.field(factory=dict, init=False)
+    _decisions: dict[rbac.Request, bool] = attrs.field(factory=dict, init=False)
+    _decisions_generation: int = attrs.field(default=-1, init=False)
 
     # ---- authentication ----
 
@@ -185,7 +187,7 @@ class Authorization(Watches):
             namespace=namespace,
             name=name,
         )
-        if not rbac.Authorizer(self._rbac_objects).allows(asked):
+        if not self._allows(asked):
             raise _ApiError(
                 403,
                 "Forbidden",
@@ -211,6 +213,16 @@ class Authorization(Watches):
             code=code,
         )
 
+    def _allows(self, asked: rbac.Request) -> bool:
+        """RBAC's decision, remembered until a Role, ClusterRole or binding changes."""
+        if self._decisions_generation != self._rbac_generation or len(self._decisions) > 100_000:
+            self._decisions.clear()
+            self._decisions_generation = self._rbac_generation
+        decision = self._decisions.get(asked)
+        if decision is None:
+            decision = self._decisions[asked] = rbac.Authorizer(self._rbac_objects).allows(asked)
+        return decision
+
     def _rbac_objects(self, kind: str, namespace: str | None) -> Iterator[dict[str, Any]]:
         return self.live(self._by_kind("rbac.authorization.k8s.io/v1", kind), namespace)
 
@@ -230,7 +242,7 @@ class Authorization(Watches):
             namespace=request.namespace,
             name=request.name or self._selected_name(verb, request),
         )
-        if not rbac.Authorizer(self._rbac_objects).allows(asked):
+        if not self._allows(asked):
             details = {"name": request.name or "", "group": asked.api_group, "kind": asked.resource}
             raise _ApiError(403, "Forbidden", asked.describe(), details)
 
