@@ -267,7 +267,7 @@ async def test_the_api_server_knows_who_speaks(
 
     by_user = {(r.user, r.verb, r.subresource) for r in server.audit if r.name == "caller"}
     assert ("system:serviceaccount:ns1:robot", "get", None) in by_user  # the pod's own request
-    assert ("system:node:local", "patch", None) in by_user  # binding
+    assert ("system:node:local", "create", "binding") in by_user  # the pods/binding subresource
     assert ("system:node:local", "patch", "status") in by_user
 
 

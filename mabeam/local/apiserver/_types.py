@@ -83,7 +83,10 @@ def _builtin(
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",)),
-    _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
+    dataclasses.replace(  # pods/binding: how a scheduler (here, the local kubelet) assigns a node
+        _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
+        subresources=frozenset({"status", "binding"}),
+    ),
     _builtin("v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),
     _builtin("v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
     _builtin("v1", "secrets", "Secret", namespaced=True),

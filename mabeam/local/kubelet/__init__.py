@@ -1,7 +1,7 @@
 """The local kubelet: runs the Pods of ``mabeam local`` as processes on this machine.
 
 It talks to the API server over HTTP only, as a real kubelet does: it lists and watches
-all Pods, binds the unbound ones to its node (a merge patch of ``spec.nodeName``), starts
+all Pods, binds the unbound ones to its node (the ``pods/binding`` subresource), starts
 each container as a local process, and reports what happened through the ``status``
 subresource. What it does, and what it leaves out on purpose:
 
@@ -30,13 +30,13 @@ subresource. What it does, and what it leaves out on purpose:
 
 Against a real API server (``mabeam cluster``) it behaves as a real kubelet does where MABEAM
 relies on it: it speaks TLS with the CA and client certificate of its kubeconfig, registers its
-``Node`` (``register_node=True``), binds pods with the ``pods/binding`` subresource (there is
-no scheduler; a server without that subresource gets a merge patch of ``spec.nodeName``),
-and hands every pod a ServiceAccount token obtained with the TokenRequest API, bound to the
-pod (``token_requests=True``), in the pod's kubeconfig next to the cluster's CA. ``images``
-maps an image (its repository, without tag or digest) to its entrypoint, for containers that
-give only ``args``, as the operator's Deployment does. Every process dies with the kubelet
-(``PR_SET_PDEATHSIG`` on Linux), so a killed kubelet leaves no pod behind.
+``Node`` (``register_node=True``), binds pods with the ``pods/binding`` subresource as it
+does locally (there is no scheduler), and hands every pod a ServiceAccount token obtained with
+the TokenRequest API, bound to the pod (``token_requests=True``), in the pod's kubeconfig next
+to the cluster's CA. ``images`` maps an image (its repository, without tag or digest) to its
+entrypoint, for containers that give only ``args``, as the operator's Deployment does. Every
+process dies with the kubelet (``PR_SET_PDEATHSIG`` on Linux), so a killed kubelet leaves no pod
+behind.
 
 By concern: the kubelet's watch of pods and its reports (``_kubelet``), the pod runtime:
 processes, logs, restarts and stops (``_runtime``, over the process groups of ``_process``), the

@@ -66,7 +66,7 @@ async def register_node(api: ApiClient, node_name: str, *, retry_delay: float) -
 
 
 async def _bind_once(api: ApiClient, rt: Pod, node_name: str) -> None:
-    """Bind with the ``binding`` subresource, as a scheduler does; merge-patch where absent."""
+    """Bind with the ``pods/binding`` subresource, as a scheduler does, and read the pod back."""
     path = pod_path(rt.namespace, rt.name)
     binding = {
         "apiVersion": "v1",
@@ -74,13 +74,7 @@ async def _bind_once(api: ApiClient, rt: Pod, node_name: str) -> None:
         "metadata": {"name": rt.name, "namespace": rt.namespace, "uid": rt.uid},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
     }
-    try:
-        await api.call("POST", path + "/binding", body=binding)
-    except ApiError as exc:
-        if exc.status not in (404, 405):
-            raise
-        rt.obj = await api.call("PATCH", path, body={"spec": {"nodeName": node_name}})
-        return
+    await api.call("POST", path + "/binding", body=binding)
     rt.obj = await api.call("GET", path)
 
 
