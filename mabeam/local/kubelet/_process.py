@@ -27,10 +27,14 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()  # looked up here: a forked child must not import or dlopen
 
 
-def die_with_parent() -> None:
-    """In a child before exec: be killed when the parent dies (Linux only; elsewhere a no-op)."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Be sent ``sig`` when the parent dies (Linux only; elsewhere a no-op).
+
+    In a child before exec (``preexec_fn``): killed with the parent. A process that must stop
+    cleanly instead asks for SIGTERM and handles it.
+    """
     if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        _PRCTL(1, sig)  # PR_SET_PDEATHSIG
 
 
 def killpg(pid: int, sig: signal.Signals) -> None:
