@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from ._pods import POD_IP, Container, Pod
-from ._process import die_with_parent, kill_group, killpg
+from ._process import kill_group, killpg, start_group
 
 __all__ = ["Prober"]
 
@@ -78,16 +78,7 @@ class Prober:
         if command and command[0] in ("python", "python3"):
             command[0] = self.python
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                env=env,
-                cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+            proc = await start_group(command, env=env, cwd=cwd, output=None)
         except (OSError, ValueError):
             return False
         try:

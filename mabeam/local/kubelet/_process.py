@@ -7,10 +7,11 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["cancel", "die_with_parent", "group_alive", "kill_group", "killpg"]
+__all__ = ["cancel", "die_with_parent", "group_alive", "kill_group", "killpg", "start_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,23 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     """
     if _PRCTL is not None:
         _PRCTL(1, sig)  # PR_SET_PDEATHSIG
+
+
+async def start_group(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None, output: IO[bytes] | None
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` as the leader of a new process group (its own session) that dies with us;
+    its output (stdout and stderr) goes to ``output``, or nowhere."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env=dict(env),
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=output if output is not None else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.STDOUT if output is not None else asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
 
 
 def killpg(pid: int, sig: signal.Signals) -> None:

@@ -17,7 +17,7 @@ from mabeam.models._base import rfc3339
 
 from ._pods import Container, Pod, StartError, container_env, expand, image_repository, should_restart
 from ._probes import Prober
-from ._process import cancel, die_with_parent, kill_group, killpg
+from ._process import cancel, kill_group, killpg, start_group
 
 __all__ = ["PodRuntime"]
 
@@ -116,16 +116,7 @@ class PodRuntime:
                 return
             try:
                 with open(self.log_path(rt.namespace, rt.name, c.name), "ab") as log:
-                    proc = await asyncio.create_subprocess_exec(
-                        *argv,
-                        env=env,
-                        cwd=cwd,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=asyncio.subprocess.STDOUT,
-                        start_new_session=True,
-                        preexec_fn=die_with_parent,
-                    )
+                    proc = await start_group(argv, env=env, cwd=cwd, output=log)
             except OSError as exc:
                 c.state = {
                     "waiting": {"reason": "RunContainerError", "message": f"container {c.name}: {exc}"}
