@@ -17,7 +17,7 @@ __all__ = ["add_commands", "cmd_demo", "cmd_local"]
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM, SIGINT or the death of the parent process; then stop every pod."""
+    """Serve until SIGTERM, SIGINT, SIGHUP or the death of the parent process; then stop every pod."""
     from ..local import cluster
     from ..local.kubelet import die_with_parent
 

@@ -269,9 +269,9 @@ class _OperatorThread(threading.Thread):
 
 
 async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> str:
-    """``mabeam local``: serve until SIGTERM or SIGINT, printing how to reach the API.
+    """``mabeam local``: serve until SIGTERM, SIGINT or SIGHUP, printing how to reach the API.
 
-    Either signal stops everything in order: the operator, then every pod (SIGTERM, SIGKILL
+    Each of them stops everything in order: the operator, then every pod (SIGTERM, SIGKILL
     after its grace period), then the API server. Returns the name of the signal.
     """
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per request is noise
@@ -283,7 +283,7 @@ async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bo
         received.append(sig.name)
         stop.set()
 
-    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: its terminal closed
     for sig in stop_signals:  # a signal during start-up stops everything once it has started
         loop.add_signal_handler(sig, on_signal, sig)
     try:

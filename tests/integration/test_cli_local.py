@@ -1,7 +1,7 @@
 """`mabeam local` serves the local control plane until it is stopped; kubectl-style clients work.
 
-However it is stopped (SIGTERM, SIGINT, the death of the process that started it), it stops its
-agent pods cleanly (each gets SIGTERM) and leaves no process behind.
+However it is stopped (SIGTERM, SIGINT, SIGHUP, the death of the process that started it), it
+stops its agent pods cleanly (each gets SIGTERM) and leaves no process behind.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def trap_agent() -> dict[str, Any]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "parent killed"])
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGHUP", "parent killed"])
 async def test_mabeam_local_runs_agents_and_stops_every_pod(tmp_path: Path, stop: str) -> None:
     port = free_port()
     kubeconfig = tmp_path / "kubeconfig"
@@ -143,7 +143,7 @@ async def test_mabeam_local_runs_agents_and_stops_every_pod(tmp_path: Path, stop
         else:
             process.send_signal(getattr(signal, stop))
         await read_until(b"Stopped on")
-        assert (b"SIGINT" if stop == "SIGINT" else b"SIGTERM") in output[-1]
+        assert (stop if stop.startswith("SIG") else "SIGTERM").encode() in output[-1]  # PDEATHSIG: SIGTERM
     except BaseException:
         process.kill()  # the parent, or mabeam local itself (its pods die with it)
         raise

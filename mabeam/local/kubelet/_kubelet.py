@@ -67,18 +67,11 @@ class LocalKubelet:
         self.api_url = api_url.rstrip("/")
         self.node_name = node_name
         self.workdir = Path(workdir)
-        self.python = python
-        self.env = dict(os.environ if env is None else env)
-        self.probe_period = probe_period
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.grace_period = grace_period
         self.retry_delay = retry_delay
         self.watch_timeout = watch_timeout
         self.register_node = register_node
         self.token_requests = token_requests
         self.token_seconds = token_seconds
-        self.images = {k: list(v) for k, v in (images or {}).items()}
         self._api = ApiClient(
             self.api_url, Credentials.read(kubeconfig_path) if kubeconfig_path else Credentials()
         )
@@ -86,8 +79,8 @@ class LocalKubelet:
         self._runtime = PodRuntime(
             workdir=self.workdir,
             python=python,
-            env=self.env,
-            images=self.images,
+            env=dict(os.environ if env is None else env),
+            images={k: list(v) for k, v in (images or {}).items()},
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             grace_period=grace_period,
