@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -78,7 +79,7 @@ class LocalCluster:
             self.api.url,
             workdir=self.workdir / "pods",
             kubeconfig_path=kubelet_config,
-            **{"token_requests": True, **self.kubelet_options},
+            **self.kubelet_options,
         )
         await self.kubelet.__aenter__()
         return self
@@ -277,16 +278,39 @@ class _OperatorThread(threading.Thread):
             self._loop.call_soon_threadsafe(self._task.cancel)
 
 
-async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> None:
-    """``mabeam local``: serve until interrupted, printing how to reach the API."""
+async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> str:
+    """``mabeam local``: serve until SIGTERM, SIGINT or SIGHUP, printing how to reach the API.
+
+    Each of them stops everything in order: the operator, then every pod (SIGTERM, SIGKILL
+    after its grace period), then the API server. Returns the name of the signal.
+    """
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per request is noise
-    async with LocalCluster(workdir, port=port, api_options=BOUNDED_HISTORY) as cluster:
-        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        cluster.api.kubeconfig(kubeconfig)
-        if with_operator:
-            await cluster.start_operator()
-        print(f"Local Kubernetes API at {cluster.url}", flush=True)
-        print(f"  export KUBECONFIG={kubeconfig}")
-        print("  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents")
-        print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
-        await asyncio.Event().wait()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: its terminal closed
+    for sig in stop_signals:  # a signal during start-up stops everything once it has started
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async with LocalCluster(workdir, port=port, api_options=BOUNDED_HISTORY) as cluster:
+            kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+            cluster.api.kubeconfig(kubeconfig)
+            if with_operator:
+                await cluster.start_operator()
+            print(f"Local Kubernetes API at {cluster.url}", flush=True)
+            print(f"  export KUBECONFIG={kubeconfig}")
+            print(
+                "  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents"
+            )
+            print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
+            await stop.wait()
+            print(f"{received[0]}: stopping every local pod.", flush=True)
+    finally:
+        for sig in stop_signals:
+            loop.remove_signal_handler(sig)
+    return received[0]

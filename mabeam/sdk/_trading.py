@@ -33,7 +33,7 @@ import inspect
 import logging
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, bid_name
 from ..models.market import MarketSpec, MarketStatus, order_name
-from ._sessions import Callback, watch_forever, write_answer
+from ._sessions import Answering, Callback, Requests, watch_forever, write_answer
 
 log = logging.getLogger("mabeam.sdk")
 
@@ -157,8 +157,7 @@ class TradeResponder:
         self.timeout = timeout
         key = os.environ.get(BID_KEY_ENV)
         self.bid_key = bid_key if bid_key is not None else (key.encode() if key else None)
-        self._handled: set[tuple[str, str]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.requests = Requests()  # by (session uid, what)
         #: Auction uid -> the sealed bid committed to, until it is revealed.
         self._sealed: dict[str, BidReveal] = {}
 
@@ -172,8 +171,7 @@ class TradeResponder:
         try:
             await asyncio.gather(*watches)
         finally:
-            for task in self._tasks:
-                task.cancel()
+            self.requests.cancel()
 
     async def _watch(self, res: Res) -> None:
         await watch_forever(self.kube, res, self.namespace, lambda obj: self.consider(res, obj))
@@ -191,21 +189,12 @@ class TradeResponder:
         except pydantic.ValidationError as exc:
             log.warning("%s %s cannot be answered: %s", res.kind, meta.get("name"), exc)
             return
-        if request is None:
-            return
-        key, answer = request
-        if key in self._handled:
-            return
-        self._handled.add(key)
-        task = asyncio.ensure_future(answer())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if request is not None:
+            self.requests.answer(*request)
 
     # --- auctions ----------------------------------------------------------------------------
 
-    def _auction(
-        self, obj: dict[str, Any]
-    ) -> tuple[tuple[str, str], Callable[[], Coroutine[Any, Any, None]]] | None:
+    def _auction(self, obj: dict[str, Any]) -> tuple[tuple[str, str], Answering] | None:
         meta = obj["metadata"]
         name, uid = str(meta["name"]), str(meta.get("uid", meta["name"]))
         spec = AuctionSpec.model_validate(obj.get("spec") or {})
@@ -297,9 +286,7 @@ class TradeResponder:
 
     # --- markets -----------------------------------------------------------------------------
 
-    def _market(
-        self, obj: dict[str, Any]
-    ) -> tuple[tuple[str, str], Callable[[], Coroutine[Any, Any, None]]] | None:
+    def _market(self, obj: dict[str, Any]) -> tuple[tuple[str, str], Answering] | None:
         meta = obj["metadata"]
         name, uid = str(meta["name"]), str(meta.get("uid", meta["name"]))
         spec = MarketSpec.model_validate(obj.get("spec") or {})

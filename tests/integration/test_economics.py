@@ -6,64 +6,16 @@ import json
 from typing import Any
 
 from mabeam.core.economics import commitment
-from mabeam.kube.client import AlreadyExistsError, Kube
-from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
+from mabeam.kube.client import Kube
+from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import BidReveal, bid_name
 from mabeam.models.market import order_name
-from tests.integration._coordination import NS, AsAgents
+from tests.integration._coordination import NS, AsAgents, phase_in, suspended, verdict
 from tests.integration._util import eventually
-from tests.integration.test_coordination import suspended
 
 AUCTION_DONE = ("Awarded", "NoSale", "Failed", "Cancelled")
 MARKET_DONE = ("Cleared", "NoTrade", "Failed", "Cancelled")
-
-
-async def answer(as_agent: AsAgents, res: Res, session: str, agent: str, **fields: Any) -> dict[str, Any]:
-    """Create or change ``agent``'s Bid or Order in ``session``, as the agent."""
-    kube = as_agent(agent)
-    name = bid_name(session, agent) if res is BID else order_name(session, agent)
-    session_field = "auction" if res is BID else "market"
-    try:
-        return await kube.create(
-            res,
-            {
-                "metadata": {
-                    "name": name,
-                    "namespace": NS,
-                    "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent},
-                },
-                "spec": {session_field: session, "agent": agent, **fields},
-            },
-        )
-    except AlreadyExistsError:
-        return await kube.patch(res, name, {"spec": fields}, namespace=NS)
-
-
-async def phase_in(
-    kube: Kube, res: Res, name: str, phases: tuple[str, ...], timeout: float = 10.0
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        obj = await kube.get(res, name, NS)
-        s = (obj or {}).get("status") or {}
-        return s if s.get("phase") in phases else None
-
-    result: dict[str, Any] = await eventually(
-        check, timeout=timeout, interval=0.02, what=f"{name} in {phases}"
-    )
-    return result
-
-
-async def verdict(kube: Kube, res: Res, name: str, generation: int | None = None) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        obj = await kube.get(res, name, NS)
-        s = (obj or {}).get("status") or {}
-        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
-            return None
-        return s
-
-    result: dict[str, Any] = await eventually(check, timeout=10, interval=0.02, what=f"verdict on {name}")
-    return result
 
 
 async def resource(kube: Kube, name: str, type_: str = "string", value: Any = "slot") -> None:
@@ -115,18 +67,18 @@ async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
         "cat": sealed(10, "n" * 16 + "cat"),
     }
     for agent, (_, digest) in bids.items():
-        await answer(as_agent, BID, "sale", agent, commitment=digest)
+        await as_agent.answer(BID, "sale", agent, commitment=digest)
     # Everyone committed: bidding closes early; no amount is visible anywhere yet.
     revealing = await phase_in(kube, AUCTION, "sale", ("Revealing",))
     assert all("amount" not in b for b in revealing["bids"])
     # cat opens its commitment with another amount: refused, and not counted.
     cheat, _ = sealed(99, "n" * 16 + "cat")
-    bad = await answer(as_agent, BID, "sale", "cat", reveal=cheat)
+    bad = await as_agent.answer(BID, "sale", "cat", reveal=cheat)
     assert (await verdict(kube, BID, bid_name("sale", "cat"), bad["metadata"]["generation"]))["reason"] == (
         "BadCommitment"
     )
     for agent in ("ann", "ben"):
-        await answer(as_agent, BID, "sale", agent, reveal=bids[agent][0])
+        await as_agent.answer(BID, "sale", agent, reveal=bids[agent][0])
     # cat never opened its commitment, so revealing runs to its deadline (3 s) before clearing.
     s = await phase_in(kube, AUCTION, "sale", AUCTION_DONE, timeout=10)
     assert s["phase"] == "Awarded"
@@ -186,7 +138,7 @@ async def test_english_auction_rounds_follow_the_agents_answers(
         if s.get("phase") in AUCTION_DONE:
             break
         for agent in s["active"]:
-            await answer(as_agent, BID, "clock", agent, round=round_, accept=s["clockPrice"] <= values[agent])
+            await as_agent.answer(BID, "clock", agent, round=round_, accept=s["clockPrice"] <= values[agent])
     s = await phase_in(kube, AUCTION, "clock", AUCTION_DONE)
     # 10 and 15: both in; 20: ben (17) drops, ann (22) alone wins at 20.
     assert s["phase"] == "Awarded"
@@ -214,10 +166,10 @@ async def test_double_auction_trades_at_mcafee_prices(
         },
     )
     await phase_in(kube, MARKET, "dx", ("Collecting",))
-    refused = await answer(as_agent, ORDER, "dx", "outsider", side="buy", price=100)
+    refused = await as_agent.answer(ORDER, "dx", "outsider", side="buy", price=100)
     for agent, side, price in [("b1", "buy", 10), ("b2", "buy", 8), ("b3", "buy", 3), ("s1", "sell", 2),
                                ("s2", "sell", 4), ("s3", "sell", 9)]:  # fmt: skip
-        await answer(as_agent, ORDER, "dx", agent, side=side, price=price)
+        await as_agent.answer(ORDER, "dx", agent, side=side, price=price)
     s = await phase_in(kube, MARKET, "dx", MARKET_DONE)
     # k = 2 efficient pairs (10>=2, 8>=4); p0 = (3 + 9) / 2 = 6 lies in [4, 8]: both trade at 6.
     assert (s["phase"], s["result"]["reason"], s["result"]["price"], s["result"]["volume"]) == (
@@ -255,10 +207,10 @@ async def test_equilibrium_market_sets_its_price_variable_once(
     )
     await phase_in(kube, MARKET, "power", ("Collecting",))
     # The buyer wants 4 up to 6, 2 up to 8, none above; the seller sells 3 from 5 on.
-    await answer(as_agent, ORDER, "power", "buyer", schedule=[
+    await as_agent.answer(ORDER, "power", "buyer", schedule=[
         {"price": 0, "quantity": 4}, {"price": 7, "quantity": 2}, {"price": 9, "quantity": 0}])  # fmt: skip
     await cluster.kill_operator()  # the last order lands while no operator runs
-    await answer(as_agent, ORDER, "power", "seller", schedule=[
+    await as_agent.answer(ORDER, "power", "seller", schedule=[
         {"price": 0, "quantity": 0}, {"price": 5, "quantity": -3}])  # fmt: skip
     await cluster.start_operator_process()
     s = await phase_in(kube, MARKET, "power", MARKET_DONE, timeout=20)
@@ -307,11 +259,11 @@ async def test_an_operator_killed_mid_auction_allocates_once_after_restart(
         ),
     }
     for agent, reveal in reveals.items():
-        await answer(as_agent, BID, "pair", agent, commitment=commitment(reveal))
+        await as_agent.answer(BID, "pair", agent, commitment=commitment(reveal))
     await phase_in(kube, AUCTION, "pair", ("Revealing",))
     await cluster.kill_operator()
     for agent, reveal in reveals.items():  # revealed while no operator runs
-        await answer(as_agent, BID, "pair", agent, reveal=reveal.model_dump(mode="json", exclude_none=True))
+        await as_agent.answer(BID, "pair", agent, reveal=reveal.model_dump(mode="json", exclude_none=True))
     await cluster.start_operator_process()
     s = await phase_in(kube, AUCTION, "pair", AUCTION_DONE, timeout=20)
     # ann g1 (9) + ben g2 (4) = 13 beats ben's pair (11). VCG: ann pays 11 - (13 - 9) = 7;

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from mabeam.local.apiserver import LocalApiServer
-from mabeam.local.kubelet import LocalKubelet, _Container, pod_phase
+from mabeam.local.kubelet import LocalKubelet, pod_phase
+from mabeam.local.kubelet._pods import Container
 
 PY = sys.executable
 NS = "ns1"
@@ -286,7 +287,7 @@ async def test_the_api_server_knows_who_speaks(
 
     by_user = {(r.user, r.verb, r.subresource) for r in server.audit if r.name == "caller"}
     assert ("system:serviceaccount:ns1:robot", "get", None) in by_user  # the pod's own request
-    assert ("system:node:local", "patch", None) in by_user  # binding
+    assert ("system:node:local", "create", "binding") in by_user  # the pods/binding subresource
     assert ("system:node:local", "patch", "status") in by_user
 
 
@@ -597,16 +598,16 @@ async def test_survives_a_broken_watch_and_relists(
     ],
 )
 def test_pod_phase_follows_the_kubelet_rules(states: list[dict[str, Any]], policy: str, phase: str) -> None:
-    containers = [_Container(spec={}, name=str(i), state=state) for i, state in enumerate(states)]
+    containers = [Container(spec={}, name=str(i), state=state) for i, state in enumerate(states)]
     assert pod_phase(containers, policy) == phase
 
 
 def test_waiting_for_a_restart_counts_as_having_run() -> None:
-    restarting = _Container(
+    restarting = Container(
         spec={},
         name="c",
         state={"waiting": {"reason": "CrashLoopBackOff"}},
         last_state={"terminated": {"exitCode": 1}},
     )
     assert pod_phase([restarting], "Always") == "Running"
-    assert pod_phase([_Container(spec={}, name="c")], "Always") == "Pending"
+    assert pod_phase([Container(spec={}, name="c")], "Always") == "Pending"

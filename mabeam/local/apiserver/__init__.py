@@ -10,6 +10,8 @@ HTTP with :class:`kmock.Server`. Resource requests are handled here, like a real
   server-side apply (approximated as create-or-merge), delete with finalizers, preconditions,
   and owner-reference garbage collection (background, recursive; ``Orphan`` supported);
 * the ``status`` subresource: ``/status`` writes change only ``.status``; main writes ignore it;
+* the ``pods/binding`` subresource: a POSTed ``Binding`` sets ``spec.nodeName`` once (409
+  Conflict for a pod already assigned), as the scheduler, here the local kubelet, does;
 * label and field selectors, ``limit``/``continue`` paging, watches with ``resourceVersion``
   resumption, 410 Gone for expired versions, ``timeoutSeconds`` and bookmarks;
 * CustomResourceDefinitions: creating one registers its kind in discovery, and every custom

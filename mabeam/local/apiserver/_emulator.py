@@ -149,6 +149,10 @@ class LocalApiEmulator(Authorization):
         strict = params.get("fieldValidation") == "Strict"
         dry_run = params.get("dryRun") == "All"
         ns, name = request.namespace, request.name
+        if request.subresource == "binding" and verb != "create":
+            raise _ApiError(
+                405, "MethodNotAllowed", f"the server does not allow this method on pods/binding ({verb})"
+            )
         if verb == "get":
             assert name is not None
             obj = self.load(rtype, ns, name)
@@ -166,6 +170,14 @@ class LocalApiEmulator(Authorization):
             ):
                 assert ns is not None
                 return self.request_token(ns, name, self._body(request)), 201
+            if (
+                name
+                and request.subresource == "binding"
+                and rtype.group_version == "v1"
+                and rtype.kind == "Pod"
+            ):
+                assert ns is not None
+                return self.bind_pod(ns, name, self._body(request), dry_run=dry_run), 201
             if name:
                 raise _ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
             return self.present(
@@ -251,7 +263,8 @@ class LocalApiEmulator(Authorization):
             payload["groupVersion"] = request.resource.version  # "v1", not kmock's "/v1"
         for entry in payload.get("resources", []) if isinstance(payload, dict) else []:
             if "/" in entry["name"]:  # a subresource: no short names of its own, as in a real server
-                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+                verbs = ["create"] if entry["name"].endswith("/binding") else ["get", "patch", "update"]
+                entry.update(shortNames=[], categories=[], verbs=verbs)
         return payload
 
     async def _serve_server_version(self, request: kmock.Request) -> Any:

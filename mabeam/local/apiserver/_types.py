@@ -84,8 +84,11 @@ def _builtin(
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",)),
-    _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
-    dataclasses.replace(
+    dataclasses.replace(  # pods/binding: how a scheduler (here, the local kubelet) assigns a node
+        _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
+        subresources=frozenset({"status", "binding"}),
+    ),
+    dataclasses.replace(  # serviceaccounts/token: the TokenRequest API
         _builtin("v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),
         subresources=frozenset({"token"}),
     ),

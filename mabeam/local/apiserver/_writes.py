@@ -1,4 +1,5 @@
-"""Writes: create, replace, patch and delete, the ``status`` subresource, garbage collection.
+"""Writes: create, replace, patch and delete, the ``status`` and ``pods/binding`` subresources,
+garbage collection.
 
 Each write is synchronous (no awaits inside), so it is atomic on the event loop. ``/status``
 writes change only ``.status`` and main writes ignore it; a ``resourceVersion`` in a body or
@@ -9,6 +10,7 @@ patch is a precondition; deletion honours finalizers, preconditions and owner re
 from __future__ import annotations
 
 import copy
+import dataclasses
 import secrets
 import uuid
 from typing import Any
@@ -259,6 +261,77 @@ class Writes(AdmissionPolicies):
         return self.replace_object(
             rtype, namespace, name, patched, subresource=subresource, strict=strict, dry_run=dry_run
         )
+
+    def bind_pod(self, namespace: str, name: str, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
+        """The ``pods/binding`` subresource (POST a ``v1`` ``Binding``): assign a pod to a node once.
+
+        As a real API server does: the Binding names the pod (and may carry its ``uid`` as a
+        precondition) and targets a Node; ``spec.nodeName`` is set, the Binding's annotations
+        are copied to the pod and its ``PodScheduled`` condition becomes True. A pod that is
+        already assigned, or being deleted, is refused with 409 Conflict.
+        """
+        rtype = self._by_kind("v1", "Pod")
+        if not isinstance(body, dict):
+            raise _ApiError(400, "BadRequest", "the request body must be a JSON object")
+        meta: dict[str, Any] = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
+        if body.get("kind", "Binding") != "Binding":
+            raise _ApiError(
+                400, "BadRequest", f"the body of pods/binding must be a Binding, not {body['kind']}"
+            )
+        if meta.get("name", name) != name:
+            raise _ApiError(400, "BadRequest", "name in URL does not match name in Binding object")
+        if meta.get("namespace", namespace) != namespace:
+            raise _ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        target: dict[str, Any] = body["target"] if isinstance(body.get("target"), dict) else {}
+        errors: list[crd_schema.SchemaError] = []
+        if target.get("kind", "Node") not in ("", "Node"):
+            errors.append(
+                crd_schema.SchemaError(
+                    "target.kind", f"Invalid value: {target['kind']!r}: must be empty or 'Node'"
+                )
+            )
+        if not isinstance(target.get("name"), str) or not target["name"]:
+            errors.append(crd_schema.SchemaError("target.name", "Required value", "FieldValueRequired"))
+        binding_type = dataclasses.replace(rtype, plural="bindings", kind="Binding")
+        if errors:
+            raise _invalid(binding_type, name, errors)
+        old = self.load(rtype, namespace, name)
+        if old is None:
+            raise _not_found(rtype, name)
+        old_meta, node = _meta(old), (old.get("spec") or {}).get("nodeName")
+        uid = meta.get("uid")
+        if uid and uid != old_meta.get("uid"):
+            raise _conflict(
+                rtype,
+                name,
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old_meta.get('uid')}",
+            )
+        binding_resource = dataclasses.replace(rtype, plural="pods/binding")
+        if old_meta.get("deletionTimestamp"):
+            raise _conflict(
+                binding_resource, name, f"pod {name} is being deleted, cannot be assigned to a host"
+            )
+        if node:
+            raise _conflict(binding_resource, name, f'pod {name} is already assigned to node "{node}"')
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["nodeName"] = target["name"]
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and annotations:
+            new["metadata"].setdefault("annotations", {}).update(annotations)
+        conditions = [
+            c
+            for c in (new.setdefault("status", {}).get("conditions") or [])
+            if c.get("type") != "PodScheduled"
+        ]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()})
+        new["status"]["conditions"] = conditions
+        if not dry_run:
+            self._commit(rtype, old, new, "MODIFIED")
+        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success", "code": 201}
 
     def delete_object(
         self,
