@@ -9,12 +9,11 @@ control plane).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mabeam.kube.resources import AGENT, COORDINATION, VARIABLE, VOTE
+from tests.integration._util import eventually as _eventually
 from tests.security._plane import Plane, Reply
 
 Attack = Callable[[Plane], Awaitable[None]]
@@ -22,15 +21,9 @@ Attack = Callable[[Plane], Awaitable[None]]
 MERGE = "application/merge-patch+json"
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+async def eventually(check: Callable[[], Awaitable[Any]], *, what: str = "") -> Any:
+    """Wait on a condition, with the patience a real cluster needs."""
+    return await _eventually(check, timeout=60.0, interval=0.1, what=what)
 
 
 def refused(reply: Reply, status: int | tuple[int, ...], *fragments: str) -> None:

@@ -162,22 +162,12 @@ class LocalApiEmulator(Authorization):
         if verb == "list":
             return self._list(rtype, ns, params), 200
         if verb == "create":
-            if (
-                name
-                and rtype.group == ""
-                and rtype.plural == "serviceaccounts"
-                and request.subresource == "token"
-            ):
-                assert ns is not None
-                return self.request_token(ns, name, self._body(request)), 201
-            if (
-                name
-                and request.subresource == "binding"
-                and rtype.group_version == "v1"
-                and rtype.kind == "Pod"
-            ):
-                assert ns is not None
-                return self.bind_pod(ns, name, self._body(request), dry_run=dry_run), 201
+            if name and ns is not None and rtype.group_version == "v1" and request.subresource:
+                # The subresources created by a POST: TokenRequest, and a scheduler's Binding.
+                if (rtype.plural, request.subresource) == ("serviceaccounts", "token"):
+                    return self.request_token(ns, name, self._body(request)), 201
+                if (rtype.plural, request.subresource) == ("pods", "binding"):
+                    return self.bind_pod(ns, name, self._body(request), dry_run=dry_run), 201
             if name:
                 raise _ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
             return self.present(
