@@ -36,6 +36,8 @@ class Runtime:
     baselines: dict[str, Baseline] = field(default_factory=dict)
     #: The rules of the anomaly detector (thresholds, window, minimum samples).
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    #: The Agents' view and pass queue (``agents.AgentQueue``), made by the first Agent event.
+    agent_queue: Any = None
 
     def __copy__(self) -> Runtime:
         # kopf shallow-copies the memo for every object; all objects share one runtime.

@@ -419,7 +419,10 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
     status["nextRestartAt"] = None
     status["phase"] = "Pending"
     cond("Ready", "False", "PodCreated", f"Pod {pod['metadata']['name']} was created and is starting.")
-    events.append(("Normal", "PodCreated", f"Created pod {pod['metadata']['name']}."))
+    account = pod["spec"].get("serviceAccountName")
+    events.append(
+        ("Normal", "PodCreated", f"Created pod {pod['metadata']['name']} (ServiceAccount {account}).")
+    )
     return _finish(result, status, conditions, old_status, events)
 
 
@@ -524,7 +527,8 @@ def _finish(
     events: list[tuple[str, str, str]],
 ) -> Plan:
     status["conditions"] = conditions
-    if status.get("phase") != old_status.get("phase") and status.get("phase"):
+    # A phase change is an Event of its own only when no other Event of the pass tells it.
+    if status.get("phase") != old_status.get("phase") and status.get("phase") and not events:
         events.append(
             ("Normal", "PhaseChanged", f"Phase {old_status.get('phase') or 'None'} -> {status['phase']}.")
         )

@@ -28,7 +28,9 @@ _READ = ("get", "list", "watch")
 OPERATOR_RULES: tuple[Rule, ...] = (
     # "update" on variables is never a request of ours: RBAC lets the operator grant writers
     # update on their Variable (the writer Roles) only if it holds that right itself.
-    Rule("mabeam.io", ("agents", "coordinations", "auctions", "markets"), (*_READ, "patch")),
+    # Agents are reconciled from the watch (controller/agents.py): listed and watched, never read one by one.
+    Rule("mabeam.io", ("agents",), ("list", "watch", "patch")),
+    Rule("mabeam.io", ("coordinations", "auctions", "markets"), (*_READ, "patch")),
     Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
     Rule("mabeam.io", ("votes", "bids", "orders"), ("list", "watch")),
     Rule(

@@ -5,7 +5,10 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 {{/* OPERATOR_RULES: namespaced (a Role per watched namespace, or a ClusterRole). */}}
 {{- define "mabeam.operatorRules" -}}
 - apiGroups: ["mabeam.io"]
-  resources: ["agents", "coordinations", "auctions", "markets"]
+  resources: ["agents"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["mabeam.io"]
+  resources: ["coordinations", "auctions", "markets"]
   verbs: ["get", "list", "watch", "patch"]
 # update is granted, not used: the operator gives each Variable's writers update on it.
 - apiGroups: ["mabeam.io"]
