@@ -8,7 +8,8 @@ key, can open it, and it does so when bidding closes. The scheme (``SEALING_ALGO
   through HKDF-SHA256 (salt: the ephemeral public key then the operator's public key; info:
   ``mabeam.io/sealed/v1``) into a 256-bit AES-GCM key;
 - the plaintext is canonical JSON ``{"v": 1, "kind": "Bid", "session": <uid>, "agent": <name>,
-  "content": {...}}`` and the associated data is ``["mabeam.io/sealed/v1", kind, uid, agent]``
+  "content": {...}}``, padded with spaces to a multiple of ``PAD`` (256) bytes so that the
+  ciphertext's length does not tell an amount's digits; the associated data is ``["mabeam.io/sealed/v1", kind, uid, agent]``
   (JSON), so the ciphertext authenticates only as that agent's answer of that kind in that
   session;
 - the envelope is ``{"keyId", "ciphertext"}`` with ciphertext = base64(ephemeral public key (32
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ...models._sealed import SEALING_ALGORITHM, SealedEnvelope, SealingInfo
 
 __all__ = [
+    "PAD",
     "SEALING_ALGORITHM",
     "Opened",
     "SealingKey",
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 _LABEL = "mabeam.io/sealed/v1"
+#: Plaintexts are padded to a multiple of this many bytes.
+PAD = 256
 _VERSION = 1
 _KEY = 32
 _NONCE = 12
@@ -130,6 +134,7 @@ def seal(
     shared = private.exchange(X25519PublicKey.from_public_bytes(recipient))
     payload = {"v": _VERSION, "kind": kind, "session": session_uid, "agent": agent, "content": dict(content)}
     plaintext = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    plaintext += b" " * (-len(plaintext) % PAD)
     sealed = _aead(shared, ephemeral_public, recipient).encrypt(
         nonce, plaintext, _aad(kind, session_uid, agent)
     )
