@@ -49,7 +49,12 @@ async def test_an_agent_cannot_answer_in_another_agents_name(agents: dict[str, K
         "may not write a Vote in the name of agent ben",
     )
     await refused(
-        ann.create(BID, answer(ns, "a-ben", "ben", auction="a", commitment="0" * 64)),
+        ann.create(
+            BID,
+            answer(
+                ns, "a-ben", "ben", auction="a", sealed={"keyId": "sha256:" + "0" * 32, "ciphertext": "AAAA"}
+            ),
+        ),
         "may not write a Bid in the name of agent ben",
     )
     await refused(
