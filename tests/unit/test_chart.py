@@ -535,7 +535,7 @@ def test_rbac_comparison_sees_an_extra_right(tmp_path: Path) -> None:
         )
     )
     got = grants(render({}, chart), NAMESPACE, OPERATOR_SA)
-    assert got[NAMESPACE] - OPERATOR == {("", "configmaps", "delete", "")}
+    assert got[NAMESPACE] - OPERATOR - SEALING == {("", "configmaps", "delete", "")}
 
 
 # --- monitoring ---------------------------------------------------------------------------------
