@@ -2,7 +2,8 @@
 
 ``vote`` writes the agent's Vote ``<coordination>-<agent>`` with the chosen option.
 
-``bid`` and ``order`` answer an Auction or a Market: they read the session,
+``bid`` and ``order`` answer an Auction or a Market (bids and orders sealed to the operator's
+key in the session's ``status.sealing``): they read the session,
 check that the options fit its mechanism and phase, and write the agent's Bid
 ``<auction>-<agent>`` or Order ``<market>-<agent>`` (labels ``mabeam.io/session`` and
 ``mabeam.io/agent``, owned by the session) with the same create-or-update logic as the SDK.
@@ -30,9 +31,9 @@ from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE
 from ..models.auction import AuctionSpec, AuctionStatus, BidContent, Bundle, bid_name
 from ..models.coordination import VoteSpec, vote_name
-from ..models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
+from ..models.market import MarketSpec, MarketStatus, OrderContent, SchedulePoint, order_name
 from ..sdk._sessions import write_answer
-from ..sdk._trading import seal_bid
+from ..sdk._trading import seal_bid, seal_order
 from ._common import AUCTION_TERMINAL, CLOCK_MECHANISMS, MARKET_TERMINAL, add_connection_options, namespace_of
 
 __all__ = [
@@ -236,8 +237,28 @@ class OrderOptions:
     schedule: tuple[SchedulePoint, ...] = ()
 
 
-def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions) -> Planned:
-    """The Order spec fields ``options`` stand for (MabeamError when they do not fit the market)."""
+def order_fields(
+    market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions, *, uid: str
+) -> Planned:
+    """The Order spec fields ``options`` stand for, sealed to the Market's key (``uid``: the
+    Market's metadata.uid, which a sealed order names); MabeamError when they do not fit."""
+    content = _order_content(market, spec, status, options)
+    if status.sealing is None:
+        raise MabeamError(
+            f"market {market} publishes no sealing key (status.sealing) yet; try again in a moment"
+        )
+    try:
+        sealed = seal_order(status.sealing, uid, options.agent, content)
+    except ValueError as exc:
+        raise MabeamError(f"market {market}: cannot seal the order: {exc}") from None
+    return Planned(
+        {"sealed": sealed.to_wire()}, f"Sealed order sent: encrypted to key {status.sealing.key_id}."
+    )
+
+
+def _order_content(
+    market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions
+) -> OrderContent:
     phase = status.phase or "Pending"
     if phase != "Collecting":
         when = "has ended" if phase in MARKET_TERMINAL else "has not opened yet"
@@ -249,7 +270,7 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
                 f"{market} is a double auction: order with --side buy|sell --price P [--quantity Q], "
                 "not --schedule"
             )
-        return Planned({"side": options.side, "price": options.price, "quantity": options.quantity or 1})
+        return OrderContent(side=options.side, price=options.price, quantity=options.quantity or 1)
     if not options.schedule or options.side is not None or options.price is not None or options.quantity:
         raise MabeamError(
             f"{market} is an equilibrium market: order with --schedule PRICE=QTY[,PRICE=QTY...] "
@@ -265,7 +286,7 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
                     f"price {_exact(point.price)} is not on market {market}'s price grid "
                     f"({_exact(grid.min)} to {_exact(prices[-1])} in steps of {_exact(grid.step)})"
                 )
-    return Planned({"schedule": [p.model_dump(mode="json", by_alias=True) for p in options.schedule]})
+    return OrderContent(schedule=list(options.schedule))
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -389,7 +410,8 @@ async def cmd_order(args: argparse.Namespace, out: TextIO) -> int:
     def plan(obj: dict[str, Any], namespace: str, current: Mapping[str, Any] | None) -> Planned:
         spec = MarketSpec.model_validate(obj.get("spec") or {})
         status = MarketStatus.model_validate(obj.get("status") or {})
-        return order_fields(args.session, spec, status, options)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        return order_fields(args.session, spec, status, options, uid=uid)
 
     return await _answer(args, out, kind="market", session_field="market", plan=plan)
 

@@ -160,6 +160,8 @@ def render_auction(obj: Mapping[str, Any], now: dt.datetime) -> str:
 
 
 def _order_shown(order: Mapping[str, Any]) -> str:
+    if order.get("side") is None and order.get("schedule") is None:
+        return "sealed"
     schedule = order.get("schedule")
     if schedule is not None:
         points = [f"{show(p.get('price'))}={show(p.get('quantity'))}" for p in schedule]

@@ -18,6 +18,8 @@ this agent (it is among ``status.participants``):
   (positive buys, negative sells); the SDK asks it at every price of the market's grid and sends
   the schedule.
 
+Orders are sealed like bids (:func:`seal_order`, to the Market's ``status.sealing``).
+
 Answers are the Bid ``<auction>-<agent>`` and the Order ``<market>-<agent>``, written with the
 agent's own credentials. A callback that raises or times out gives no answer (logged).
 """
@@ -40,7 +42,7 @@ from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from ..models._sealed import SealedEnvelope, SealingInfo
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidContent, bid_name
-from ..models.market import MarketSpec, MarketStatus, order_name
+from ..models.market import MarketSpec, MarketStatus, OrderContent, order_name
 from ._sessions import Callback, watch_forever, write_answer
 
 log = logging.getLogger("mabeam.sdk")
@@ -116,6 +118,20 @@ def seal_bid(info: SealingInfo, auction_uid: str, agent: str, content: BidConten
         info,
         "Bid",
         auction_uid,
+        agent,
+        content.model_dump(mode="json", exclude_none=True),
+        ephemeral=os.urandom(32),
+        nonce=os.urandom(12),
+    )
+
+
+def seal_order(info: SealingInfo, market_uid: str, agent: str, content: OrderContent) -> SealedEnvelope:
+    """``agent``'s order in the market ``market_uid``, sealed to the operator's key ``info`` (the
+    Market's ``status.sealing``) with fresh randomness; ValueError for a bad key."""
+    return seal(
+        info,
+        "Order",
+        market_uid,
         agent,
         content.model_dump(mode="json", exclude_none=True),
         ephemeral=os.urandom(32),
@@ -284,8 +300,10 @@ class TradeResponder:
         name, uid = str(meta["name"]), str(meta.get("uid", meta["name"]))
         spec = MarketSpec.model_validate(obj.get("spec") or {})
         status = MarketStatus.model_validate(obj.get("status") or {})
-        if status.phase != "Collecting":
+        sealing = status.sealing
+        if status.phase != "Collecting" or sealing is None:
             return None
+        bound = str(meta.get("uid") or "")  # what the sealed order names: the Market's uid
         view = MarketView(
             name=name,
             namespace=self.namespace,
@@ -299,12 +317,36 @@ class TradeResponder:
         )
         on_order, on_price = self.callbacks.on_order, self.callbacks.on_price
         if spec.mechanism == "double-auction" and on_order is not None:
-            return (uid, "order"), lambda: self._order(on_order, view, meta)
+            return (uid, "order"), lambda: self._order(on_order, view, meta, sealing, bound)
         if spec.mechanism == "equilibrium" and on_price is not None:
-            return (uid, "schedule"), lambda: self._schedule(on_price, view, meta)
+            return (uid, "schedule"), lambda: self._schedule(on_price, view, meta, sealing, bound)
         return None
 
-    async def _order(self, fn: Callback, view: MarketView, meta: Mapping[str, Any]) -> None:
+    async def _send_order(
+        self,
+        view: MarketView,
+        meta: Mapping[str, Any],
+        sealing: SealingInfo,
+        uid: str,
+        fields: dict[str, Any],
+    ) -> None:
+        try:
+            sealed = seal_order(sealing, uid, self.agent, OrderContent.model_validate(fields))
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
+            )
+            log.warning("the order for market %s is not valid: %s", view.name, problems)
+            return
+        except ValueError as exc:
+            log.warning("cannot seal an order in market %s: %s", view.name, exc)
+            return
+        await self._write(ORDER, MARKET, meta, "market", {"sealed": sealed.to_wire()})
+        log.info("sent a sealed order in market %s (key %s)", view.name, sealing.key_id)
+
+    async def _order(
+        self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
+    ) -> None:
         ok, value = await self._ask(fn, (view,), "on_order", view.name)
         if not ok:
             return
@@ -314,9 +356,11 @@ class TradeResponder:
             log.warning("on_order for market %s gave no valid order: %s", view.name, exc)
             return
         if fields is not None:
-            await self._write(ORDER, MARKET, meta, "market", fields)
+            await self._send_order(view, meta, sealing, uid, fields)
 
-    async def _schedule(self, fn: Callback, view: MarketView, meta: Mapping[str, Any]) -> None:
+    async def _schedule(
+        self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
+    ) -> None:
         points: list[tuple[float, float]] = []
         for price in view.prices:
             ok, quantity = await self._ask(fn, (view, price), "on_price", view.name)
@@ -328,7 +372,7 @@ class TradeResponder:
                 log.warning("on_price for market %s gave %r, not a number: no order", view.name, quantity)
                 return
         if points:
-            await self._write(ORDER, MARKET, meta, "market", {"schedule": compress_schedule(points)})
+            await self._send_order(view, meta, sealing, uid, {"schedule": compress_schedule(points)})
 
     # --- shared ------------------------------------------------------------------------------
 

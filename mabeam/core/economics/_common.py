@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ...models._sealed import SealedEnvelope
 from ...models.auction import AuctionStatus, BidSpec
-from ...models.market import MarketStatus, OrderSpec, SchedulePoint
+from ...models.market import MarketStatus, OrderContent, OrderSpec, SchedulePoint
 from ..protocols import EmitEvent, SetVariable, Verdict
 
 __all__ = [
@@ -53,9 +53,11 @@ class BidAnswer:
 
 @dataclass(frozen=True)
 class OrderAnswer:
-    """One agent's current Order (its content) and when this version arrived."""
+    """One agent's current Order and when this version arrived: as sent, ``sealed``; once the
+    market engine has opened it, its content (side, price, quantity or schedule)."""
 
     at: _dt.datetime
+    sealed: SealedEnvelope | None = None
     side: str | None = None
     price: float | None = None
     quantity: int = 1
@@ -63,8 +65,15 @@ class OrderAnswer:
 
     @classmethod
     def from_order(cls, spec: OrderSpec, at: _dt.datetime) -> OrderAnswer:
-        schedule = tuple(spec.schedule) if spec.schedule is not None else None
-        return cls(at=at, side=spec.side, price=spec.price, quantity=spec.quantity, schedule=schedule)
+        return cls(at=at, sealed=spec.sealed)
+
+    @classmethod
+    def opened(cls, content: OrderContent, at: _dt.datetime) -> OrderAnswer:
+        """The content of a sealed order, as the engine judges it."""
+        schedule = tuple(content.schedule) if content.schedule is not None else None
+        return cls(
+            at=at, side=content.side, price=content.price, quantity=content.quantity, schedule=schedule
+        )
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ from ._clock import dutch_price, dutch_rounds, dutch_winner, english_close, engl
 from ._combinatorial import DEFAULT_TIME_LIMIT, BundleBid, XorBid, clear_combinatorial
 from ._common import AuctionStep, BidAnswer, EconomicEffect, SetOwner
 from ._sealed import SealedBid, first_price, second_price
-from .sealing import Opened, SealingKey, open_sealed
+from .sealing import Opened, SealingKey, key_problem, open_sealed
 
 __all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step", "validate"]
 
@@ -328,17 +328,9 @@ class _Sealer:
     @classmethod
     def of(cls, status: AuctionStatus, key: SealingKey | None, uid: str) -> _Sealer | tuple[str, str]:
         """The sealer, or (reason, message) why the auction's bids cannot be opened."""
-        if key is None:
-            return ("NoSealingKey", "the operator has no key to open sealed bids with")
-        if status.sealing is None:
-            return ("NoSealingKey", "status.sealing is missing: the bids' key is unknown")
-        if key.key_id != status.sealing.key_id:
-            return (
-                "SealingKeyChanged",
-                f"the bids are sealed to key {status.sealing.key_id} (status.sealing), but the "
-                f"operator's key is now {key.key_id}: the Secret mabeam-sealing-key was replaced, "
-                "so no bid of this auction can be opened",
-            )
+        problem = key_problem(status.sealing, key)
+        if problem is not None or key is None:
+            return problem or ("NoSealingKey", "")
         return cls(key, uid, tuple(p.name for p in status.participants))
 
     def open(self, spec: AuctionSpec, agent: str, sealed: SealedEnvelope) -> BidContent | tuple[str, str]:

@@ -9,9 +9,9 @@ key, can open it, and it does so when bidding closes. The scheme (``SEALING_ALGO
   ``mabeam.io/sealed/v1``) into a 256-bit AES-GCM key;
 - the plaintext is canonical JSON ``{"v": 1, "kind": "Bid", "session": <uid>, "agent": <name>,
   "content": {...}}``, padded with spaces to a multiple of ``PAD`` (256) bytes so that the
-  ciphertext's length does not tell an amount's digits; the associated data is ``["mabeam.io/sealed/v1", kind, uid, agent]``
-  (JSON), so the ciphertext authenticates only as that agent's answer of that kind in that
-  session;
+  ciphertext's length does not tell an amount's digits; the associated data is
+  ``["mabeam.io/sealed/v1", kind, uid, agent]`` (JSON), so the ciphertext authenticates only as
+  that agent's answer of that kind in that session;
 - the envelope is ``{"keyId", "ciphertext"}`` with ciphertext = base64(ephemeral public key (32
   bytes) ‖ nonce (12 bytes) ‖ AES-GCM output).
 
@@ -51,6 +51,7 @@ __all__ = [
     "SealingKey",
     "Unopened",
     "key_id",
+    "key_problem",
     "open_sealed",
     "public_key_of",
     "seal",
@@ -140,6 +141,23 @@ def seal(
     )
     ciphertext = base64.b64encode(ephemeral_public + nonce + sealed).decode()
     return SealedEnvelope(key_id=info.key_id, ciphertext=ciphertext)
+
+
+def key_problem(published: SealingInfo | None, key: SealingKey | None) -> tuple[str, str] | None:
+    """(reason, message) if ``key`` cannot open what was sealed to the session's ``published``
+    key (its ``status.sealing``): ``NoSealingKey`` or ``SealingKeyChanged``; None if it can."""
+    if key is None:
+        return ("NoSealingKey", "the operator has no key to open sealed answers with")
+    if published is None:
+        return ("NoSealingKey", "status.sealing is missing: the key the answers are sealed to is unknown")
+    if key.key_id != published.key_id:
+        return (
+            "SealingKeyChanged",
+            f"the answers are sealed to key {published.key_id} (status.sealing), but the operator's "
+            f"key is now {key.key_id}: the Secret mabeam-sealing-key was replaced, so none of them "
+            "can be opened",
+        )
+    return None
 
 
 @dataclass(frozen=True)
