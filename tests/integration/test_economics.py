@@ -14,8 +14,8 @@ from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, SECRET, VA
 from mabeam.local.cluster import LocalCluster
 from mabeam.models._sealed import SealingInfo
 from mabeam.models.auction import BidContent, bid_name
-from mabeam.models.market import order_name
-from mabeam.sdk._trading import seal_bid
+from mabeam.models.market import OrderContent, order_name
+from mabeam.sdk._trading import seal_bid, seal_order
 from tests.integration._coordination import NS, AsAgents
 from tests.integration._util import eventually
 from tests.integration.test_coordination import suspended
@@ -91,6 +91,15 @@ def sealed(auction: dict[str, Any], agent: str, **content: Any) -> dict[str, Any
     """``agent``'s bid sealed as the SDK seals it, to the key the Auction publishes."""
     info = SealingInfo.model_validate(auction["status"]["sealing"])
     envelope = seal_bid(info, auction["metadata"]["uid"], agent, BidContent.model_validate(content))
+    return envelope.to_wire()
+
+
+async def sealed_order(kube: Kube, market: str, agent: str, **content: Any) -> dict[str, Any]:
+    """``agent``'s order sealed as the SDK seals it, to the key the Market publishes."""
+    obj = await kube.get(MARKET, market, NS)
+    assert obj is not None
+    info = SealingInfo.model_validate(obj["status"]["sealing"])
+    envelope = seal_order(info, obj["metadata"]["uid"], agent, OrderContent.model_validate(content))
     return envelope.to_wire()
 
 
@@ -228,10 +237,25 @@ async def test_double_auction_trades_at_mcafee_prices(
         },
     )
     await phase_in(kube, MARKET, "dx", ("Collecting",))
-    refused = await answer(as_agent, ORDER, "dx", "outsider", side="buy", price=100)
+    outsider_order = await sealed_order(kube, "dx", "outsider", side="buy", price=100)
+    refused = await answer(as_agent, ORDER, "dx", "outsider", sealed=outsider_order)
     for agent, side, price in [("b1", "buy", 10), ("b2", "buy", 8), ("b3", "buy", 3), ("s1", "sell", 2),
-                               ("s2", "sell", 4), ("s3", "sell", 9)]:  # fmt: skip
-        await answer(as_agent, ORDER, "dx", agent, side=side, price=price)
+                               ("s2", "sell", 4)]:  # fmt: skip
+        await answer(
+            as_agent, ORDER, "dx", agent, sealed=await sealed_order(kube, "dx", agent, side=side, price=price)
+        )
+    # s3 copies b1's order (to learn nothing, and to trade on b1's terms): refused, naming b1.
+    b1 = await as_agent("s3").get(ORDER, order_name("dx", "b1"), NS)
+    assert b1 is not None
+    copy = await answer(as_agent, ORDER, "dx", "s3", sealed=b1["spec"]["sealed"])
+    copied = await verdict(kube, ORDER, order_name("dx", "s3"), copy["metadata"]["generation"])
+    assert copied["reason"] == "Copied" and "b1" in copied["message"]
+    collecting = (await kube.get(MARKET, "dx", NS) or {})["status"]
+    assert collecting["phase"] == "Collecting"
+    assert all("price" not in o and "side" not in o for o in collecting["orders"])  # all sealed
+    await answer(
+        as_agent, ORDER, "dx", "s3", sealed=await sealed_order(kube, "dx", "s3", side="sell", price=9)
+    )
     s = await phase_in(kube, MARKET, "dx", MARKET_DONE)
     # k = 2 efficient pairs (10>=2, 8>=4); p0 = (3 + 9) / 2 = 6 lies in [4, 8]: both trade at 6.
     assert (s["phase"], s["result"]["reason"], s["result"]["price"], s["result"]["volume"]) == (
@@ -269,11 +293,13 @@ async def test_equilibrium_market_sets_its_price_variable_once(
     )
     await phase_in(kube, MARKET, "power", ("Collecting",))
     # The buyer wants 4 up to 6, 2 up to 8, none above; the seller sells 3 from 5 on.
-    await answer(as_agent, ORDER, "power", "buyer", schedule=[
+    buyer = await sealed_order(kube, "power", "buyer", schedule=[
         {"price": 0, "quantity": 4}, {"price": 7, "quantity": 2}, {"price": 9, "quantity": 0}])  # fmt: skip
-    await cluster.kill_operator()  # the last order lands while no operator runs
-    await answer(as_agent, ORDER, "power", "seller", schedule=[
+    await answer(as_agent, ORDER, "power", "buyer", sealed=buyer)
+    seller = await sealed_order(kube, "power", "seller", schedule=[
         {"price": 0, "quantity": 0}, {"price": 5, "quantity": -3}])  # fmt: skip
+    await cluster.kill_operator()  # the last order lands while no operator runs
+    await answer(as_agent, ORDER, "power", "seller", sealed=seller)
     await cluster.start_operator_process()
     s = await phase_in(kube, MARKET, "power", MARKET_DONE, timeout=20)
     # Z(p) = 4 below 5, 4 - 3 = 1 at 5 and 6, 2 - 3 = -1 from 7: clears at 7; 2 of 3 sold.

@@ -218,25 +218,38 @@ async def order_spec(kube: Kube, name: str) -> dict[str, Any]:
     return dict(obj["spec"])
 
 
+def opened_order(market: dict[str, Any], agent: str, spec: dict[str, Any]) -> Opened:
+    """The Order ``spec`` opened with the operator's key as ``agent``'s order in ``market``."""
+    assert set(spec) == {"market", "agent", "sealed"}  # nothing in clear
+    envelope = SealedEnvelope.model_validate(spec["sealed"])
+    result = open_sealed(KEY, envelope, "Order", market["metadata"]["uid"], agent)
+    assert isinstance(result, Opened), result
+    return result
+
+
 async def test_double_auction_orders(
     cluster: LocalCluster, kube: Kube, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = {"mechanism": "double-auction", "participants": {"agents": ["alice"]}, "good": "gpu-hours"}
-    created = await make(kube, MARKET, "m1", spec, phase="Collecting", participants=people("alice"))
+    created = await make(
+        kube, MARKET, "m1", spec, phase="Collecting", participants=people("alice"), sealing=SEALING
+    )
     code, out = await mabeam(
         cluster, "order", "m1", "--as", "alice", "--side", "buy", "--price", "10", "--quantity", "3"
     )
     assert (code, out) == (0, "order.mabeam.io/m1-alice created\n")
     obj = await kube.get(ORDER, "m1-alice", "default")
     assert obj is not None
-    assert obj["spec"] == {"market": "m1", "agent": "alice", "side": "buy", "price": 10.0, "quantity": 3}
+    assert opened_order(created, "alice", obj["spec"]) == Opened(
+        {"side": "buy", "price": 10.0, "quantity": 3}
+    )
     assert obj["metadata"]["labels"] == {"mabeam.io/session": "m1", "mabeam.io/agent": "alice"}
     assert obj["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     code, out = await mabeam(cluster, "order", "m1", "--as", "alice", "--side", "sell", "--price", "8")
     assert out == "order.mabeam.io/m1-alice updated\n"
-    assert await order_spec(kube, "m1-alice") == {
-        "market": "m1", "agent": "alice", "side": "sell", "price": 8.0, "quantity": 1,
-    }  # fmt: skip
+    assert opened_order(created, "alice", await order_spec(kube, "m1-alice")) == Opened(
+        {"side": "sell", "price": 8.0, "quantity": 1}
+    )
     assert (await mabeam(cluster, "order", "m1", "--as", "alice", "--schedule", "10=1"))[0] == 1
     assert "double auction" in capsys.readouterr().err
     assert (await mabeam(cluster, "order", "m1", "--as", "alice", "--side", "buy"))[0] == 1  # no price
@@ -262,9 +275,11 @@ async def test_equilibrium_orders_are_schedules(
         "good": "cpu",
         "priceGrid": {"min": 10, "max": 20, "step": 2},
     }
-    await make(kube, MARKET, "m2", spec, phase="Collecting", participants=people("alice"))
+    created = await make(
+        kube, MARKET, "m2", spec, phase="Collecting", participants=people("alice"), sealing=SEALING
+    )
     assert (await mabeam(cluster, "order", "m2", "--as", "alice", "--schedule", "14=-3,10=5,12=2"))[0] == 0
-    assert (await order_spec(kube, "m2-alice"))["schedule"] == [
+    assert opened_order(created, "alice", await order_spec(kube, "m2-alice")).content["schedule"] == [
         {"price": 10.0, "quantity": 5.0},
         {"price": 12.0, "quantity": 2.0},
         {"price": 14.0, "quantity": -3.0},

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mabeam.core.economics.sealing import Opened, open_sealed
-from mabeam.kube.resources import BID
+from mabeam.kube.resources import BID, ORDER
 from mabeam.models._sealed import SealedEnvelope
 from mabeam.models.auction import BidContent
 from mabeam.sdk._trading import (
@@ -129,3 +129,41 @@ async def test_a_bad_sealed_bid_is_logged_without_its_amount(caplog: pytest.LogC
     assert "gave no valid bid" in caplog.text
     assert "1.75" not in caplog.text
     assert kube.created == []
+
+
+class RecordingOrders(RecordingKube):
+    async def create(self, res: Any, body: dict[str, Any]) -> dict[str, Any]:
+        assert res == ORDER
+        self.created.append(body)
+        return body
+
+
+def market(mechanism: str, *, sealing: bool = True) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": "Collecting", "participants": [{"name": "ann"}]}
+    if sealing:
+        status["sealing"] = KEY.info.to_wire()
+    spec: dict[str, Any] = {"mechanism": mechanism, "participants": {"agents": ["ann"]}, "good": "cpu"}
+    if mechanism == "equilibrium":
+        spec["priceGrid"] = {"min": 1, "max": 3, "step": 1}
+    return {"metadata": {"name": "mkt", "namespace": "ns", "uid": "uid-m"}, "spec": spec, "status": status}
+
+
+async def test_the_sdk_seals_orders_and_schedules() -> None:
+    kube = RecordingOrders()
+    callbacks = TradingCallbacks(
+        on_order=lambda m: {"side": "sell", "price": 4.5, "quantity": 2}, on_price=lambda m, p: 3 - p
+    )
+    responder = TradeResponder(kube, "ann", "ns", callbacks)  # type: ignore[arg-type]
+    assert responder._market(market("double-auction", sealing=False)) is None  # no key yet: wait
+    for mechanism in ("double-auction", "equilibrium"):
+        request = responder._market(market(mechanism))
+        assert request is not None
+        await request[1]()
+    orders = [SealedEnvelope.model_validate(o["spec"]["sealed"]) for o in kube.created]
+    assert all(set(o["spec"]) == {"market", "agent", "sealed"} for o in kube.created)
+    assert [open_sealed(KEY, e, "Order", "uid-m", "ann") for e in orders] == [
+        Opened({"side": "sell", "price": 4.5, "quantity": 2}),
+        Opened({"quantity": 1, "schedule": [{"price": 1.0, "quantity": 2.0}, {"price": 2.0, "quantity": 1.0},
+                             {"price": 3.0, "quantity": 0.0}]}),
+    ]  # fmt: skip
+    assert not isinstance(open_sealed(KEY, orders[0], "Bid", "uid-m", "ann"), Opened)  # an Order is no Bid
