@@ -232,7 +232,6 @@ def _collect(
         answer = answers[agent]
         old = records.get(agent)
         refusal: _Refused | None = None
-        fields: dict[str, object] = {}
         if old is not None and _same(old, answer):
             refusals.pop(agent, None)
             verdicts.append(Verdict(agent, True, "Counted", "the order is counted"))
@@ -242,8 +241,8 @@ def _collect(
         elif deadline is not None and answer.at > deadline:
             refusal = _Refused("Late", f"received after the deadline {deadline.isoformat()}")
         else:
-            try:
-                fields = _fields(opener.open(agent, answer), spec, grid)
+            try:  # checked now; the content is published only once the market has closed
+                _fields(opener.open(agent, answer), spec, grid)
             except _Refused as refused:
                 refusal = refused
         if refusal is not None:
@@ -251,7 +250,6 @@ def _collect(
             refusals[agent] = Refusal(agent=agent, reason=refusal.reason, message=message)
             verdicts.append(Verdict(agent, False, refusal.reason, message))
             continue
-        del fields  # checked; published only once the market has closed
         records[agent] = OrderRecord(agent=agent, sealed=answer.sealed, received_at=answer.at)
         refusals.pop(agent, None)
         verdicts.append(Verdict(agent, True, "Counted", "the order is counted"))
