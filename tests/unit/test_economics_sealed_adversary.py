@@ -15,6 +15,8 @@ it read. The test checks, for random first- and second-price auctions:
 3. the outcome (phase, reason, winners, prices, revenue) equals the outcome of the same auction
    in which the adversary reads nothing: it copies nothing and makes the decisions it would
    make after reading a world with other honest amounts.
+
+The same holds for a double-auction market, whose limit prices matter to the others (last test).
 """
 
 from __future__ import annotations
@@ -194,3 +196,105 @@ def test_reading_every_bid_and_the_status_gives_the_adversary_nothing(scn: Scena
     assert _outcome(real.status) == _outcome(blind.status)
     honest = {b.agent: b.amount for b in real.status.bids if b.agent != ADVERSARY}
     assert honest == {b.agent: b.amount for b in blind.status.bids if b.agent != ADVERSARY}
+
+
+# --- the same for a double-auction market ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketScenario:
+    orders: dict[str, tuple[str, int]]  # honest trader -> (side, when)
+    prices: dict[str, float]
+    other_prices: dict[str, float]
+    copy_of: str | None
+    copy_at: int
+    orders_at: int | None
+
+
+@st.composite
+def market_scenarios(draw: st.DrawFn) -> MarketScenario:
+    honest = draw(st.lists(st.sampled_from(HONEST_POOL), min_size=1, max_size=4, unique=True))
+    orders = {a: (draw(st.sampled_from(["buy", "sell"])), draw(st.integers(0, 40))) for a in honest}
+    copy_at = draw(st.integers(min_value=max(t for _, t in orders.values()) + 1, max_value=50))
+    return MarketScenario(
+        orders=orders,
+        prices={a: draw(halves) for a in honest},
+        other_prices={a: draw(halves) for a in honest},
+        copy_of=draw(st.one_of(st.none(), st.sampled_from(honest))),
+        copy_at=copy_at,
+        orders_at=draw(st.one_of(st.none(), st.integers(min_value=copy_at + 1, max_value=55))),
+    )
+
+
+def run_market(
+    scn: MarketScenario, prices: dict[str, float], *, reads: bool, decisions: list[int] | None = None
+) -> Run:
+    from mabeam.core.economics import OrderAnswer, market
+    from mabeam.models.market import MarketSpec, OrderContent
+
+    traders = [*scn.orders, ADVERSARY]
+    spec = MarketSpec.model_validate(
+        {
+            "mechanism": "double-auction",
+            "participants": {"agents": traders},
+            "good": "slots",
+            "orderSeconds": DEADLINE,
+        }
+    )
+    status = market.start("m", spec, [Participant(a) for a in traders], T0, sealing=KEY.info).status
+    answers: dict[str, OrderAnswer] = {}
+    out = Run(status, [])  # type: ignore[arg-type]
+    for now in sorted({*(t for _, t in scn.orders.values()), scn.copy_at, scn.orders_at or 0, DEADLINE}):
+        for agent, (side, when) in scn.orders.items():
+            if when == now:
+                content = OrderContent(side=side, price=prices[agent])  # type: ignore[arg-type]
+                answers[agent] = OrderAnswer(at=at(now), sealed=seal_as(agent, content, kind="Order"))  # type: ignore[arg-type]
+        if now in (scn.copy_at, scn.orders_at) and status.phase == "Collecting":
+            reading = {
+                "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "orders": {a: o.sealed.to_wire() if o.sealed else None for a, o in sorted(answers.items())},
+            }
+            out.readings.append(_opaque(reading))
+            choice = _number(reading, str(now)) if reads else (decisions or []).pop(0)
+            if now == scn.copy_at and reads and scn.copy_of is not None:
+                answers[ADVERSARY] = OrderAnswer(at=at(now), sealed=answers[scn.copy_of].sealed)
+            if now == scn.orders_at:
+                side = "buy" if choice % 2 else "sell"
+                content = OrderContent(side=side, price=(choice % 41) / 2)  # type: ignore[arg-type]
+                answers[ADVERSARY] = OrderAnswer(at=at(now), sealed=seal_as(ADVERSARY, content, kind="Order"))  # type: ignore[arg-type]
+        result = market.step("m", spec, status, answers, {}, at(now), sealing_key=KEY, session_uid=UID)
+        if now == scn.copy_at and reads and scn.copy_of is not None:
+            verdict = next(v for v in result.verdicts if v.agent == ADVERSARY)
+            out.copy_verdict = (verdict.reason, verdict.message)
+        status = result.status
+        if status.phase == "Collecting":
+            assert all(o.price is None and o.side is None for o in status.orders)
+    out.status = status  # type: ignore[assignment]
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(market_scenarios())
+def test_reading_every_order_and_the_status_gives_the_adversary_nothing(scn: MarketScenario) -> None:
+    real = run_market(scn, scn.prices, reads=True)
+    other = run_market(scn, scn.other_prices, reads=True)
+    assert real.readings == other.readings
+    if scn.copy_of is not None:
+        assert real.copy_verdict is not None
+        reason, message = real.copy_verdict
+        assert reason == "Copied" and f"copy of {scn.copy_of}'s sealed Order" in message
+    moments = sorted(t for t in {scn.copy_at, scn.orders_at} if t is not None)
+    decisions = [
+        int.from_bytes(hashlib.sha256((json.dumps(r, sort_keys=True) + str(t)).encode()).digest()[:4], "big")
+        for r, t in zip(other.readings, moments, strict=False)
+    ]
+    blind = run_market(scn, scn.prices, reads=False, decisions=decisions)
+    result, expected = real.status.result, blind.status.result
+    assert result is not None and expected is not None
+    assert (real.status.phase, result.reason, result.price, result.seller_price, result.trades) == (
+        blind.status.phase,
+        expected.reason,
+        expected.price,
+        expected.seller_price,
+        expected.trades,
+    )
