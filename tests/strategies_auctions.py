@@ -67,7 +67,7 @@ seconds = st.integers(min_value=0, max_value=5)
 
 @st.composite
 def sealed_bids(draw: st.DrawFn, min_size: int = 0, max_size: int = 5) -> list[SealedBid]:
-    """Revealed single-item bids from distinct agents, with commitment times (ties likely)."""
+    """Opened single-item bids from distinct agents, with receive times (ties likely)."""
     agents = draw(st.lists(st.sampled_from(AGENT_POOL), min_size=min_size, max_size=max_size, unique=True))
     return [SealedBid(agent, draw(halves), at(draw(seconds))) for agent in agents]
 
