@@ -165,6 +165,7 @@ async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
     var = await kube.get(VARIABLE, "gpu", NS)
     assert var is not None
     assert sum(1 for s_ in var["status"]["appliedSessions"] if s_.startswith("sale:")) == 1
+
     async def allocated() -> bool:  # the Event is posted after the owner is set
         events = await kube.list(EVENT, NS)
         return any(e.get("reason") == "Allocated" and "ann" in e.get("message", "") for e in events)
