@@ -472,7 +472,9 @@ def grants(objs: list[dict[str, Any]], namespace: str, sa: str) -> dict[str, set
             {"replicas": 2}, {NAMESPACE: OPERATOR | SEALING, CLUSTER: OPERATOR_CLUSTER}, id="replicas-2"
         ),
         pytest.param(
-            {"clusterWide": True}, {CLUSTER: OPERATOR | OPERATOR_CLUSTER, NAMESPACE: SEALING}, id="cluster-wide"
+            {"clusterWide": True},
+            {CLUSTER: OPERATOR | OPERATOR_CLUSTER, NAMESPACE: SEALING},
+            id="cluster-wide",
         ),
         pytest.param(
             {"clusterWide": True, "replicas": 2},
