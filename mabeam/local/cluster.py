@@ -23,7 +23,13 @@ import aiohttp
 from ..core.agents import AGENT_CLUSTER_ROLE
 from ..kube import admission, crdgen
 from ..kube.client import Kube
-from ..kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from ..kube.permissions import (
+    AGENT_RULES,
+    OPERATOR_CLUSTER_RULES,
+    OPERATOR_OWN_NAMESPACE_RULES,
+    OPERATOR_RULES,
+    Rule,
+)
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
@@ -201,11 +207,31 @@ def rbac_objects() -> list[dict[str, Any]]:
     """What the Helm chart installs for RBAC: the agents' ClusterRole and the operator's rights.
 
     The local API server enforces RBAC for service accounts, so the operator (a service
-    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster.
+    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster. Its own
+    namespace (the release namespace) holds its sealing key, with a Role for that alone.
     """
     namespace, _, name = OPERATOR_IDENTITY.removeprefix("system:serviceaccount:").partition(":")
     operator_rules = [_rule(r) for r in (*OPERATOR_RULES, *OPERATOR_CLUSTER_RULES)]
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
     return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": _RBAC,
+            "kind": "Role",
+            "metadata": {"name": "mabeam-operator-sealing-key", "namespace": namespace},
+            "rules": [_rule(r) for r in OPERATOR_OWN_NAMESPACE_RULES],
+        },
+        {
+            "apiVersion": _RBAC,
+            "kind": "RoleBinding",
+            "metadata": {"name": "mabeam-operator-sealing-key", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "mabeam-operator-sealing-key",
+            },
+            "subjects": [subject],
+        },
         {
             "apiVersion": _RBAC,
             "kind": "ClusterRole",
@@ -227,7 +253,7 @@ def rbac_objects() -> list[dict[str, Any]]:
                 "kind": "ClusterRole",
                 "name": "mabeam-operator",
             },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            "subjects": [subject],
         },
     ]
 

@@ -59,6 +59,19 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
   verbs: ["get", "create", "update"]
 {{- end }}
 
+{{/* OPERATOR_OWN_NAMESPACE_RULES: the sealing key, in the release namespace only. */}}
+{{- define "mabeam.sealingKeyRules" -}}
+# Read only the sealing key's Secret; create is not limited by name in RBAC (the name is in the
+# body), so it covers this namespace's Secrets. No other Secret rights, and none for agents.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+  resourceNames: ["mabeam-sealing-key"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+{{- end }}
+
 {{/* OPERATOR_CLUSTER_RULES: kopf discovers our CRDs wherever it runs. */}}
 {{- define "mabeam.operatorClusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
