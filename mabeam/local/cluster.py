@@ -297,7 +297,9 @@ async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bo
     for sig in stop_signals:  # a signal during start-up stops everything once it has started
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        async with LocalCluster(workdir, port=port, api_options=BOUNDED_HISTORY) as cluster:
+        # TLS: kubectl sends the kubeconfig's token only over TLS (anonymous on plain HTTP).
+        api_options = {**BOUNDED_HISTORY, "tls": True}
+        async with LocalCluster(workdir, port=port, api_options=api_options) as cluster:
             kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             cluster.api.kubeconfig(kubeconfig)
             if with_operator:

@@ -17,12 +17,16 @@ HTTP with :class:`kmock.Server`. Resource requests are handled here, like a real
 * CustomResourceDefinitions: creating one registers its kind in discovery, and every custom
   resource is pruned, defaulted and validated against its ``openAPIV3Schema`` (with CEL rules)
   by :mod:`mabeam.kube.schema`; failures are 422 ``Invalid`` with field paths;
-* namespaces must exist; deleting one deletes its content.
+* namespaces must exist; deleting one deletes its content;
+* Table responses for ``kubectl get`` (the CRDs' printer columns, Kubernetes' columns for the
+  common built-in kinds, Name / Created At otherwise);
+* HTTPS with a CA of its own when asked (``tls=True``, as ``mabeam local`` does): kubectl sends
+  a kubeconfig's token only over TLS.
 
 Entry point::
 
     async with LocalApiServer(port=0) as api:
-        api.kubeconfig(path)              # insecure kubeconfig for kubectl / lightkube / kopf
+        api.kubeconfig(path)              # a kubeconfig (the admin's token) for kubectl / lightkube / kopf
         api.install_crds([crd_dict])      # or create CRDs through the API
         api.get("mabeam.io/v1alpha1/agents", "a1", namespace="default")
 
@@ -36,6 +40,7 @@ The package, by concern (each layer a class over the one below):
 
 - ``_types``: resource types, the error a request fails with, shared helpers;
 - ``_patch``, ``_selectors``: merge and JSON patches; label and field selectors;
+- ``_tables``: Table responses (server-side printing); ``_tls``: the serving certificate;
 - ``_store``: the types served, the objects, ``resourceVersion`` and events (:class:`Store`);
 - ``_admission``: namespaces, names, schemas and CRDs, initial status (:class:`Admission`);
 - ``_writes``: create, replace, patch, delete, the status subresource, garbage collection;

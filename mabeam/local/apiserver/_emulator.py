@@ -18,6 +18,7 @@ import kmock
 import yaml
 
 from ._auth import Authorization
+from ._tables import table, table_version
 from ._types import (
     BUILTIN_TYPES,
     REQUEST_USER,
@@ -106,6 +107,8 @@ class LocalApiEmulator(Authorization):
                 payload, code = self._serve(request, verb)
             finally:
                 REQUEST_USER.reset(reset)
+            if verb in ("get", "list") and not request.subresource:
+                payload = self._as_table(request, payload)
             return _json_response(payload, code)
         except _ApiError as exc:
             code = exc.code
@@ -119,6 +122,22 @@ class LocalApiEmulator(Authorization):
         finally:
             if not audited:
                 self.audit.append(self._audit_record(request, verb, user.name, code))
+
+    def _as_table(self, request: kmock.Request, payload: Any) -> Any:
+        """The payload of a get or list as the Table the client asked for (kubectl get), if it did."""
+        version = table_version(request.headers.get("Accept", ""))
+        if version is None:
+            return payload
+        rtype = self._request_type(request)
+        single = payload.get("kind") != f"{rtype.kind}List"
+        return table(
+            rtype,
+            [payload] if single else payload["items"],
+            version=version,
+            list_meta=None if single else payload.get("metadata"),
+            include_object=request.params.get("includeObject", "Metadata"),
+            headers=request.params.get("noHeaders") != "true",
+        )
 
     @staticmethod
     def _verb(request: kmock.Request) -> str:

@@ -35,6 +35,7 @@ class ResourceType:
     subresources: frozenset[str] = frozenset()
     schema: dict[str, Any] | None = None  # openAPIV3Schema of a custom resource
     storage_version: str = ""  # all versions of a CRD share the storage of this one
+    printer_columns: tuple[dict[str, Any], ...] = ()  # additionalPrinterColumns of a custom resource
     custom: bool = False
 
     @property

@@ -1,0 +1,140 @@
+"""The real ``kubectl`` against the local API server: get (Tables), explain (OpenAPI), logs,
+server-side apply."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mabeam.kube import crdgen
+from mabeam.local.apiserver import LocalApiServer, ThreadedApiServer
+from mabeam.local.apiserver._tables import human_duration, simple_jsonpath, table_version
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+def agent(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "mabeam.io/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "capabilities": ["vote"],
+            "weight": 2,
+            "priority": 5,
+            "template": {"spec": {"containers": [{"name": "agent", "image": "a:1", "command": ["true"]}]}},
+            **spec,
+        },
+    }
+
+
+class Kubectl:
+    def __init__(self, server: ThreadedApiServer, config: pathlib.Path, home: pathlib.Path) -> None:
+        self.server, self.config, self.home = server, config, home
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), "KUBECONFIG": str(self.config)}
+        result = subprocess.run(
+            [KUBECTL, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    @property
+    def api(self) -> LocalApiServer:
+        return self.server.api
+
+
+@pytest.fixture
+def kubectl(tmp_path: pathlib.Path) -> Iterator[Kubectl]:
+    with LocalApiServer.start_in_thread(tls=True) as server:
+        server.call(lambda: server.api.install_crds(crdgen.generate_crds()))
+        config = server.kubeconfig(tmp_path / "kubeconfig")
+        yield Kubectl(server, config, tmp_path)
+        assert server.call(lambda: server.api.server_errors) == []
+
+
+def rows(output: str) -> list[list[str]]:
+    return [line.split() for line in output.strip().splitlines()]
+
+
+def test_get_agents_prints_the_crd_printer_columns(kubectl: Kubectl) -> None:
+    kubectl.server.call(lambda: kubectl.api.create(agent("alice")))
+    kubectl.server.call(lambda: kubectl.api.create(agent("bob", weight=3)))
+    table = rows(kubectl("get", "agents").stdout)
+    assert table[0] == ["NAME", "PHASE", "POD", "RESTARTS", "AGE"]
+    assert [r[0] for r in table[1:]] == ["alice", "bob"]
+    assert all(r[-1].endswith("s") for r in table[1:])  # an age such as "0s", not a timestamp
+    wide = rows(kubectl("get", "agents", "-o", "wide").stdout)
+    assert wide[0] == ["NAME", "PHASE", "POD", "RESTARTS", "WEIGHT", "PRIORITY", "AGE"]
+    assert wide[2][-3:-1] == ["3", "5"]
+    one = rows(kubectl("get", "agent", "alice").stdout)
+    assert one[0][0] == "NAME" and [r[0] for r in one[1:]] == ["alice"]
+    everywhere = rows(kubectl("get", "agents", "-A").stdout)
+    assert everywhere[0][:2] == ["NAMESPACE", "NAME"] and everywhere[1][:2] == ["default", "alice"]
+
+
+def test_get_builtin_kinds_prints_kubernetes_columns(kubectl: Kubectl) -> None:
+    namespaces = rows(kubectl("get", "namespaces").stdout)
+    assert namespaces[0] == ["NAME", "STATUS", "AGE"] and namespaces[1][:2] == ["default", "Active"]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}, "data": {"a": "1", "b": "2"}}
+    kubectl.server.call(lambda: kubectl.api.create(cm))
+    table = rows(kubectl("get", "configmaps").stdout)
+    assert table[0] == ["NAME", "DATA", "AGE"] and table[1][:2] == ["c1", "2"]
+    crds = rows(kubectl("get", "crds").stdout)
+    assert crds[0] == ["NAME", "CREATED", "AT"]  # the default table: Name, Created At
+    assert "agents.mabeam.io" in [r[0] for r in crds[1:]]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "printed"),
+    [
+        (-5, "<invalid>"),
+        (0, "0s"),
+        (119, "119s"),
+        (120, "2m"),
+        (9 * 60 + 59, "9m59s"),
+        (10 * 60 + 30, "10m"),
+        (179 * 60, "179m"),
+        (3 * 3600, "3h"),
+        (7 * 3600 + 59 * 60, "7h59m"),
+        (47 * 3600 + 59 * 60, "47h"),
+        (48 * 3600, "2d"),
+        (7 * 86400 + 23 * 3600, "7d23h"),
+        (8 * 86400, "8d"),
+        (2 * 365 * 86400 + 5 * 86400, "2y5d"),
+        (8 * 365 * 86400, "8y"),
+    ],
+)
+def test_ages_are_printed_as_kubernetes_prints_them(seconds: int, printed: str) -> None:
+    assert human_duration(seconds) == printed
+
+
+def test_simple_jsonpath_and_table_negotiation() -> None:
+    obj = {"status": {"result": {"winners": ["a", "b"]}, "lock": {"holder": "x"}}, "m": {"a.b": 1}}
+    assert simple_jsonpath(obj, ".status.result.winners") == (True, ["a", "b"])
+    assert simple_jsonpath(obj, ".status.result.winners[1]") == (True, "b")
+    assert simple_jsonpath(obj, "{.status.lock.holder}") == (True, "x")
+    assert simple_jsonpath(obj, ".m['a.b']") == (True, 1)
+    assert simple_jsonpath(obj, ".status.missing.deeper") == (False, None)
+    assert simple_jsonpath(obj, ".status.result.winners[5]") == (False, None)
+    with pytest.raises(ValueError, match="unsupported"):
+        simple_jsonpath(obj, ".status[?(@.x)]")
+    kubectl_accept = (
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+        "application/json"
+    )
+    assert table_version(kubectl_accept) == "v1"
+    assert table_version("application/json") is None
+    assert table_version("application/json;as=Table;v=v2;g=meta.k8s.io") is None
