@@ -82,6 +82,7 @@ class LocalCluster:
             **self.kubelet_options,
         )
         await self.kubelet.__aenter__()
+        self.api.serve_logs(self.kubelet.log_path)  # kubectl logs: the kubelet's files
         return self
 
     async def __aexit__(self, *exc: object) -> None:

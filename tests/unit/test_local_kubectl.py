@@ -39,13 +39,19 @@ class Kubectl:
     def __init__(self, server: ThreadedApiServer, config: pathlib.Path, home: pathlib.Path) -> None:
         self.server, self.config, self.home = server, config, home
 
+    KUBECTL_PATH = KUBECTL
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), "KUBECONFIG": str(self.config)}
+
     def __call__(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         assert KUBECTL is not None
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), "KUBECONFIG": str(self.config)}
+        argv = [KUBECTL, *args]
         result = subprocess.run(
-            [KUBECTL, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
+            argv, input=stdin, capture_output=True, text=True, env=self.env, timeout=60, check=False
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
@@ -95,6 +101,56 @@ def test_get_builtin_kinds_prints_kubernetes_columns(kubectl: Kubectl) -> None:
     crds = rows(kubectl("get", "crds").stdout)
     assert crds[0] == ["NAME", "CREATED", "AT"]  # the default table: Name, Created At
     assert "agents.mabeam.io" in [r[0] for r in crds[1:]]
+
+
+def pod(name: str, *containers: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": "local", "containers": [{"name": c, "image": "x"} for c in containers]},
+    }
+
+
+def finish(api: LocalApiServer, name: str) -> None:
+    """The pod's containers have exited (as its kubelet would report)."""
+    emulator = api.emulator
+    rtype = emulator.resolve("v1/pods")
+    obj = api.get("v1/pods", name, "default")
+    assert obj is not None
+    emulator.replace_object(
+        rtype, "default", name, {**obj, "status": {"phase": "Succeeded"}}, subresource="status"
+    )
+
+
+def test_logs_prints_a_pod_log_from_the_kubelet_files(kubectl: Kubectl, tmp_path: pathlib.Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    kubectl.server.call(lambda: kubectl.api.serve_logs(lambda ns, p, c: logs / f"{ns}_{p}_{c}.log"))
+    kubectl.server.call(lambda: kubectl.api.create(pod("p1", "agent")))
+    kubectl.server.call(lambda: kubectl.api.create(pod("p2", "agent", "side")))
+    (logs / "default_p1_agent.log").write_text("one\ntwo\nthree\n")
+    (logs / "default_p2_side.log").write_text("side car\n")
+    assert kubectl("logs", "p1").stdout == "one\ntwo\nthree\n"
+    assert kubectl("logs", "p1", "--tail=2").stdout == "two\nthree\n"
+    assert kubectl("logs", "pod/p1", "-c", "agent", "--limit-bytes=5").stdout == "one\nt"
+    assert kubectl("logs", "p2", "-c", "side").stdout == "side car\n"
+    waiting = kubectl("logs", "p2", check=False)  # kubectl picks the first container; no log yet
+    assert waiting.returncode != 0 and 'Defaulted container "agent"' in waiting.stderr
+    assert 'container "agent" in pod "p2" is waiting to start' in waiting.stderr
+    unknown = kubectl("logs", "p2", "-c", "nope", check=False)
+    assert unknown.returncode != 0 and "container nope is not valid for pod p2" in unknown.stderr
+    # follow: what is there, then what is appended, until the pod ends.
+    assert kubectl.KUBECTL_PATH is not None
+    argv = [kubectl.KUBECTL_PATH, "logs", "-f", "p1"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=kubectl.env) as follow:
+        assert follow.stdout is not None
+        assert [follow.stdout.readline() for _ in range(3)] == ["one\n", "two\n", "three\n"]
+        with (logs / "default_p1_agent.log").open("a") as handle:
+            handle.write("four\n")
+        assert follow.stdout.readline() == "four\n"
+        kubectl.server.call(lambda: finish(kubectl.api, "p1"))
+        assert follow.wait(timeout=30) == 0
 
 
 @pytest.mark.parametrize(

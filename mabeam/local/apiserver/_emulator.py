@@ -18,6 +18,7 @@ import kmock
 import yaml
 
 from ._auth import Authorization
+from ._logs import LogFiles, choose_container, stream_log
 from ._tables import table, table_version
 from ._types import (
     BUILTIN_TYPES,
@@ -36,6 +37,9 @@ logger = logging.getLogger("mabeam.local.apiserver")
 @attrs.define(kw_only=True)
 class LocalApiEmulator(Authorization):
     """kmock's emulator with real API-server semantics for resource requests (see the package doc)."""
+
+    #: Where pods' logs are (given by whoever runs the kubelet); None: no logs are served.
+    log_files: LogFiles | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -97,6 +101,8 @@ class LocalApiEmulator(Authorization):
                 user, request._raw_request.headers if request._raw_request else request.headers
             )
             self._authorize(user, verb, request)
+            if request.subresource == "log":
+                return await self._serve_log(request, verb)
             if verb == "watch":
                 # A watch is audited when it starts: a stream may outlive whoever reads the log.
                 self.audit.append(self._audit_record(request, verb, user.name, 200))
@@ -122,6 +128,39 @@ class LocalApiEmulator(Authorization):
         finally:
             if not audited:
                 self.audit.append(self._audit_record(request, verb, user.name, code))
+
+    async def _serve_log(self, request: kmock.Request, verb: str) -> aiohttp.web.StreamResponse:
+        """``GET pods/<name>/log``: the container's output, from the file its kubelet writes."""
+        rtype = self._request_type(request)
+        if verb != "get":
+            raise _ApiError(
+                405, "MethodNotAllowed", f"the server does not allow this method on pods/log ({verb})"
+            )
+        namespace, name = request.namespace, request.name
+        assert namespace is not None and name is not None  # a namespaced, named subresource
+        pod = self.load(rtype, namespace, name)
+        if pod is None:
+            raise _not_found(rtype, name)
+        container = choose_container(pod, request.params.get("container"))
+        if not (pod.get("spec") or {}).get("nodeName") or self.log_files is None:
+            raise _ApiError(
+                400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: no node'
+            )
+        path = self.log_files(namespace, name, container)
+        if not path.is_file():
+            raise _ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
+
+        def running() -> bool:
+            now = self.load(rtype, namespace, name)
+            phase = ((now or {}).get("status") or {}).get("phase")
+            return now is not None and phase not in ("Succeeded", "Failed") and not self._closing
+
+        assert request._raw_request is not None
+        return await stream_log(request._raw_request, path, request.params, running=running)
 
     def _as_table(self, request: kmock.Request, payload: Any) -> Any:
         """The payload of a get or list as the Table the client asked for (kubectl get), if it did."""
@@ -272,7 +311,9 @@ class LocalApiEmulator(Authorization):
             payload["groupVersion"] = request.resource.version  # "v1", not kmock's "/v1"
         for entry in payload.get("resources", []) if isinstance(payload, dict) else []:
             if "/" in entry["name"]:  # a subresource: no short names of its own, as in a real server
-                verbs = ["create"] if entry["name"].endswith("/binding") else ["get", "patch", "update"]
+                verbs = {"binding": ["create"], "log": ["get"]}.get(
+                    entry["name"].rpartition("/")[2], ["get", "patch", "update"]
+                )
                 entry.update(shortNames=[], categories=[], verbs=verbs)
         return payload
 

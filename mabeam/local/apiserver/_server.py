@@ -21,6 +21,7 @@ from mabeam.errors import InvalidSpecError
 from .. import rbac
 from ._auth import service_account_user
 from ._emulator import LocalApiEmulator
+from ._logs import LogFiles
 from ._selectors import parse_label_selector
 from ._tls import ServingTls, make_serving_tls
 from ._types import ADMIN, AuditRecord, UserInfo, _ApiError, _meta
@@ -114,6 +115,11 @@ class LocalApiServer:
         token = None if user is None else self.issue_token(user, groups)
         ca_data = None if self.tls is None else self.tls.ca_data
         return write_kubeconfig(path, self.url, token=token, ca_data=ca_data)
+
+    def serve_logs(self, log_files: LogFiles) -> None:
+        """Serve ``pods/log`` from the files ``log_files(namespace, pod, container)`` names
+        (the kubelet's; the API server itself knows nothing of where pods run)."""
+        self.emulator.log_files = log_files
 
     # ---- direct access for tests and oracles (no HTTP) ----
 
