@@ -307,9 +307,7 @@ async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bo
                 await cluster.start_operator()
             print(f"Local Kubernetes API at {cluster.url}", flush=True)
             print(f"  export KUBECONFIG={kubeconfig}")
-            print(
-                "  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents"
-            )
+            print("  kubectl apply -f examples/agents.yaml && kubectl get agents")
             print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
             await stop.wait()
             print(f"{received[0]}: stopping every local pod.", flush=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from mabeam.kube import crdgen
 from mabeam.local.apiserver import LocalApiServer, ThreadedApiServer
@@ -194,3 +195,27 @@ def test_simple_jsonpath_and_table_negotiation() -> None:
     assert table_version(kubectl_accept) == "v1"
     assert table_version("application/json") is None
     assert table_version("application/json;as=Table;v=v2;g=meta.k8s.io") is None
+
+
+def test_explain_prints_the_crd_schema_docs(kubectl: Kubectl) -> None:
+    spec = kubectl("explain", "agent.spec").stdout
+    assert "KIND:       Agent" in spec and "VERSION:    v1alpha1" in spec
+    assert "weight\t<number>" in spec and "Voting weight in weighted protocols." in spec
+    assert "template\t<Object> -required-" in spec
+    field = kubectl("explain", "auctions.spec.mechanism").stdout
+    assert "FIELD: mechanism <string>" in field
+    assert "KIND:       Pod" in kubectl("explain", "pods").stdout  # built-ins have a (minimal) schema
+
+
+def test_apply_validates_on_the_server_without_validate_false(kubectl: Kubectl) -> None:
+    manifest = yaml.safe_dump_all([agent("alice"), agent("bob", weight=4)])
+    assert "agent.mabeam.io/alice created" in kubectl("apply", "-f", "-", stdin=manifest).stdout
+    assert "agent.mabeam.io/bob unchanged" in kubectl("apply", "-f", "-", stdin=manifest).stdout
+    bad = agent("carol", bogus=1)
+    refused = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
+    assert refused.returncode != 0 and "spec.bogus" in refused.stderr  # fieldValidation=Strict
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}, "data": {"a": "1"}}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(cm))
+    cm["data"] = {"a": "2"}
+    assert "configmap/c1 configured" in kubectl("apply", "-f", "-", stdin=yaml.safe_dump(cm)).stdout
+    assert kubectl("get", "cm", "c1", "-o", "jsonpath={.data.a}").stdout == "2"

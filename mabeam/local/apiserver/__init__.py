@@ -20,6 +20,8 @@ HTTP with :class:`kmock.Server`. Resource requests are handled here, like a real
 * namespaces must exist; deleting one deletes its content;
 * the ``pods/log`` subresource (``container``, ``tailLines``, ``limitBytes``, ``follow``), read
   from the files whose paths whoever runs the kubelet gives :meth:`LocalApiServer.serve_logs`;
+* OpenAPI v3 documents from the CRDs' schemas (minimal ones for built-ins) for ``kubectl
+  explain``, with the ``fieldValidation`` parameter so that kubectl validates on the server;
 * Table responses for ``kubectl get`` (the CRDs' printer columns, Kubernetes' columns for the
   common built-in kinds, Name / Created At otherwise);
 * HTTPS with a CA of its own when asked (``tls=True``, as ``mabeam local`` does): kubectl sends
@@ -43,7 +45,7 @@ The package, by concern (each layer a class over the one below):
 - ``_types``: resource types, the error a request fails with, shared helpers;
 - ``_patch``, ``_selectors``: merge and JSON patches; label and field selectors;
 - ``_tables``: Table responses (server-side printing); ``_tls``: the serving certificate;
-- ``_logs``: the ``pods/log`` subresource, from the kubelet's files;
+- ``_logs``: the ``pods/log`` subresource, from the kubelet's files; ``_openapi``: OpenAPI v3;
 - ``_store``: the types served, the objects, ``resourceVersion`` and events (:class:`Store`);
 - ``_admission``: namespaces, names, schemas and CRDs, initial status (:class:`Admission`);
 - ``_writes``: create, replace, patch, delete, the status subresource, garbage collection;

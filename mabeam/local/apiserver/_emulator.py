@@ -19,6 +19,7 @@ import yaml
 
 from ._auth import Authorization
 from ._logs import LogFiles, choose_container, stream_log
+from ._openapi import group_version_document, openapi_root
 from ._tables import table, table_version
 from ._types import (
     BUILTIN_TYPES,
@@ -59,6 +60,8 @@ class LocalApiEmulator(Authorization):
                 self._authorize_path(user, raw_request.path)
             except _ApiError as exc:
                 return _json_response(exc.status(), exc.code)
+            if raw_request.path.startswith("/openapi/"):
+                return self._serve_openapi(raw_request.path)
             return await super().__call__(raw_request)
         group, version, namespace, plural, name, subresource = parsed
         body = await raw_request.read()
@@ -128,6 +131,22 @@ class LocalApiEmulator(Authorization):
         finally:
             if not audited:
                 self.audit.append(self._audit_record(request, verb, user.name, code))
+
+    def _serve_openapi(self, path: str) -> aiohttp.web.Response:
+        """``/openapi/v3`` and its group-version documents (no v2: see :mod:`._openapi`)."""
+        self.counts["discovery"] += 1
+        parts = [part for part in path.strip("/").split("/") if part]
+        document: dict[str, Any] | None = None
+        if parts == ["openapi", "v3"]:
+            document = openapi_root(self.types.values())
+        elif len(parts) == 4 and parts[:3] == ["openapi", "v3", "api"]:
+            document = group_version_document(self.types.values(), "", parts[3])
+        elif len(parts) == 5 and parts[:3] == ["openapi", "v3", "apis"]:
+            document = group_version_document(self.types.values(), parts[3], parts[4])
+        if document is None:
+            error = _ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json_response(error.status(), 404)
+        return _json_response(document, 200)
 
     async def _serve_log(self, request: kmock.Request, verb: str) -> aiohttp.web.StreamResponse:
         """``GET pods/<name>/log``: the container's output, from the file its kubelet writes."""
