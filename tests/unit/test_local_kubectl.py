@@ -15,6 +15,7 @@ import yaml
 
 from mabeam.kube import crdgen
 from mabeam.local.apiserver import LocalApiServer, ThreadedApiServer
+from mabeam.local.apiserver._apply import field_paths, fields_v1, from_fields_v1
 from mabeam.local.apiserver._tables import human_duration, simple_jsonpath, table_version
 
 KUBECTL = shutil.which("kubectl")
@@ -219,3 +220,61 @@ def test_apply_validates_on_the_server_without_validate_false(kubectl: Kubectl) 
     cm["data"] = {"a": "2"}
     assert "configmap/c1 configured" in kubectl("apply", "-f", "-", stdin=yaml.safe_dump(cm)).stdout
     assert kubectl("get", "cm", "c1", "-o", "jsonpath={.data.a}").stdout == "2"
+
+
+def test_server_side_apply_owns_fields_and_removes_the_dropped_ones(kubectl: Kubectl) -> None:
+    def apply(obj: dict[str, Any], *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kubectl("apply", "--server-side", *flags, "-f", "-", stdin=yaml.safe_dump(obj), check=check)
+
+    variable = {
+        "apiVersion": "mabeam.io/v1alpha1",
+        "kind": "Variable",
+        "metadata": {"name": "limits", "namespace": "default", "labels": {"team": "a", "tier": "x"}},
+        "spec": {"type": "integer", "value": 3, "description": "max workers"},
+    }
+    apply(variable, "--field-manager=gitops")
+    variable["spec"] = {"type": "integer", "value": 4}
+    del variable["metadata"]["labels"]["tier"]
+    apply(variable, "--field-manager=gitops")
+    shown = kubectl("get", "variable", "limits", "--show-managed-fields", "-o", "json").stdout
+    obj = yaml.safe_load(shown)
+    assert obj["spec"]["value"] == 4
+    assert obj["spec"].get("description", "") == ""  # dropped: back to the schema default
+    assert obj["metadata"]["labels"] == {"team": "a"}
+    (entry,) = obj["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"], entry["fieldsType"]) == ("gitops", "Apply", "FieldsV1")
+    assert entry["fieldsV1"]["f:spec"] == {"f:type": {}, "f:value": {}}
+    # Another manager changing an applied field is a conflict, unless forced; then it owns it.
+    other = {**variable, "spec": {"type": "integer", "value": 5}}
+    refused = apply(other, "--field-manager=ops", check=False)
+    assert refused.returncode != 0
+    assert 'conflict with "gitops"' in refused.stderr and ".spec.value" in refused.stderr
+    apply(other, "--field-manager=ops", "--force-conflicts")
+    obj = yaml.safe_load(kubectl("get", "variable", "limits", "--show-managed-fields", "-o", "json").stdout)
+    owners = {e["manager"]: e["fieldsV1"] for e in obj["metadata"]["managedFields"]}
+    assert obj["spec"]["value"] == 5
+    assert "f:value" in owners["ops"]["f:spec"] and "f:value" not in owners["gitops"]["f:spec"]
+    # gitops no longer owns spec.value: dropping it from its configuration leaves the value alone.
+    apply({**variable, "spec": {"type": "integer"}}, "--field-manager=gitops")
+    assert kubectl("get", "variable", "limits", "-o", "jsonpath={.spec.value}").stdout == "5"
+    # A non-apply write (kubectl edit / patch) takes the field: the next apply conflicts with it.
+    kubectl("patch", "variable", "limits", "--type=merge", "-p", '{"metadata":{"labels":{"team":"b"}}}')
+    refused = apply(variable, "--field-manager=gitops", check=False)
+    assert refused.returncode != 0 and 'conflict with "kubectl-patch"' in refused.stderr
+
+
+def test_field_sets_and_their_fields_v1_form() -> None:
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "d", "labels": {"a": "1"}, "annotations": {}},
+        "data": {"x": "1", "y": "2"},
+        "list": [1, 2],
+        "status": {"phase": "Ready"},
+    }
+    main = {("metadata", "labels", "a"), ("metadata", "annotations"), ("data", "x"), ("data", "y"), ("list",)}
+    assert field_paths(obj) == main  # identity and status are not the main resource's to own
+    assert field_paths(obj, "status") == {("status", "phase")}
+    tree = fields_v1(main)
+    assert tree["f:data"] == {"f:x": {}, "f:y": {}} and tree["f:list"] == {}
+    assert from_fields_v1(tree) == main

@@ -7,7 +7,8 @@ HTTP with :class:`kmock.Server`. Resource requests are handled here, like a real
   ``generation`` (bumped only when something outside metadata and status changes);
 * create (409 AlreadyExists), replace (409 Conflict on a stale ``resourceVersion``), merge /
   strategic-merge / JSON patches (a ``resourceVersion`` in the patch is a precondition),
-  server-side apply (approximated as create-or-merge), delete with finalizers, preconditions,
+  server-side apply (``managedFields``, conflicts between field managers, ``force``, removal of
+  the fields a manager stops applying; lists are atomic), delete with finalizers, preconditions,
   and owner-reference garbage collection (background, recursive; ``Orphan`` supported);
 * the ``status`` subresource: ``/status`` writes change only ``.status``; main writes ignore it;
 * the ``pods/binding`` subresource: a POSTed ``Binding`` sets ``spec.nodeName`` once (409
@@ -49,6 +50,7 @@ The package, by concern (each layer a class over the one below):
 - ``_store``: the types served, the objects, ``resourceVersion`` and events (:class:`Store`);
 - ``_admission``: namespaces, names, schemas and CRDs, initial status (:class:`Admission`);
 - ``_writes``: create, replace, patch, delete, the status subresource, garbage collection;
+- ``_apply``: server-side apply and field ownership (``managedFields``);
 - ``_watch``: list selections and watch streams;
 - ``_auth``: authentication, RBAC and the audit log;
 - ``_emulator``: HTTP, verbs and discovery (:class:`LocalApiEmulator`);

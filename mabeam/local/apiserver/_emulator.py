@@ -17,6 +17,7 @@ import attrs
 import kmock
 import yaml
 
+from ._apply import REQUEST_MANAGER
 from ._auth import Authorization
 from ._logs import LogFiles, choose_container, stream_log
 from ._openapi import group_version_document, openapi_root
@@ -112,10 +113,14 @@ class LocalApiEmulator(Authorization):
                 audited = True
                 return await self._stream_watch(request)
             reset = REQUEST_USER.set(user)
+            # The field manager of a write: named, or the client's user agent up to its first "/".
+            agent = str(request.headers.get("User-Agent") or "").split("/")[0][:128]
+            reset_manager = REQUEST_MANAGER.set(request.params.get("fieldManager") or agent)
             try:
                 payload, code = self._serve(request, verb)
             finally:
                 REQUEST_USER.reset(reset)
+                REQUEST_MANAGER.reset(reset_manager)
             if verb in ("get", "list") and not request.subresource:
                 payload = self._as_table(request, payload)
             return _json_response(payload, code)
@@ -267,6 +272,20 @@ class LocalApiEmulator(Authorization):
         if verb == "patch":
             assert name is not None
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type == "application/apply-patch+yaml":
+                existed = self.load(rtype, ns, name) is not None
+                obj = self.apply_object(
+                    rtype,
+                    ns,
+                    name,
+                    self._body(request),
+                    manager=params.get("fieldManager", ""),
+                    force=params.get("force") == "true",
+                    subresource=request.subresource,
+                    strict=strict,
+                    dry_run=dry_run,
+                )
+                return self.present(rtype, obj), 200 if existed else 201
             obj = self.patch_object(
                 rtype,
                 ns,

@@ -15,11 +15,11 @@ import aiohttp.web
 import attrs
 import kmock
 
+from ._apply import ServerSideApply
 from ._selectors import Selector, parse_field_selector, parse_label_selector
 from ._store import _Event, _Watch
 from ._tables import table, table_version
 from ._types import ResourceType, _ApiError, _meta
-from ._writes import Writes
 
 
 def _view(event: _Event, selector: Selector) -> tuple[str, dict[str, Any]] | None:
@@ -38,7 +38,7 @@ def _view(event: _Event, selector: Selector) -> tuple[str, dict[str, Any]] | Non
 
 
 @attrs.define(kw_only=True)
-class Watches(Writes):
+class Watches(ServerSideApply):
     """List selections and watch streams."""
 
     def _selector(self, rtype: ResourceType, namespace: str | None, params: Any) -> Selector:
