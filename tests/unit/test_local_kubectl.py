@@ -100,6 +100,31 @@ def test_get_builtin_kinds_prints_kubernetes_columns(kubectl: Kubectl) -> None:
     kubectl.server.call(lambda: kubectl.api.create(cm))
     table = rows(kubectl("get", "configmaps").stdout)
     assert table[0] == ["NAME", "DATA", "AGE"] and table[1][:2] == ["c1", "2"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "e1", "namespace": "default"},
+        "involvedObject": {"kind": "Agent", "name": "alice", "namespace": "default"},
+        "type": "Normal",
+        "reason": "Started",
+        "message": "pod alice-1 started",
+        "source": {"component": "mabeam"},
+        "count": 2,
+    }
+    kubectl.server.call(lambda: kubectl.api.create(event))
+    events = kubectl("get", "events").stdout.splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert events[1].split()[1:] == ["Normal", "Started", "agent/alice", "pod", "alice-1", "started"]
+    kubectl.server.call(lambda: kubectl.api.create(pod("p1", "agent")))
+    kubectl.server.call(lambda: kubectl.api.create(pod("p2", "agent")))
+    status = {
+        "phase": "Running",
+        "containerStatuses": [{"name": "agent", "ready": True, "restartCount": 1, "state": {"running": {}}}],
+    }
+    kubectl.server.call(lambda: set_status(kubectl.api, "p1", status))
+    pods = rows(kubectl("get", "pods").stdout)
+    assert pods[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert pods[1][:4] == ["p1", "1/1", "Running", "1"] and pods[2][:4] == ["p2", "0/1", "Pending", "0"]
     crds = rows(kubectl("get", "crds").stdout)
     assert crds[0] == ["NAME", "CREATED", "AT"]  # the default table: Name, Created At
     assert "agents.mabeam.io" in [r[0] for r in crds[1:]]
@@ -114,15 +139,17 @@ def pod(name: str, *containers: str) -> dict[str, Any]:
     }
 
 
-def finish(api: LocalApiServer, name: str) -> None:
-    """The pod's containers have exited (as its kubelet would report)."""
-    emulator = api.emulator
-    rtype = emulator.resolve("v1/pods")
+def set_status(api: LocalApiServer, name: str, status: dict[str, Any]) -> None:
+    """Write a pod's status, as its kubelet would."""
     obj = api.get("v1/pods", name, "default")
     assert obj is not None
-    emulator.replace_object(
-        rtype, "default", name, {**obj, "status": {"phase": "Succeeded"}}, subresource="status"
-    )
+    pods = api.emulator.resolve("v1/pods")
+    api.emulator.replace_object(pods, "default", name, {**obj, "status": status}, subresource="status")
+
+
+def finish(api: LocalApiServer, name: str) -> None:
+    """The pod's containers have exited."""
+    set_status(api, name, {"phase": "Succeeded"})
 
 
 def test_logs_prints_a_pod_log_from_the_kubelet_files(kubectl: Kubectl, tmp_path: pathlib.Path) -> None:

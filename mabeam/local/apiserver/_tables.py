@@ -6,8 +6,8 @@ a ``Table`` whose columns are, as in a real API server:
 * for a custom resource: ``Name`` and the CRD version's ``additionalPrinterColumns`` (a CRD
   without any gets ``Age``), each cell evaluated by a simple JSONPath (``.a.b``, ``.a[0].b``,
   ``.a['x.y']``) and typed as the column says (``date`` cells become ages such as ``5m``);
-* for the built-in kinds ``kubectl get`` shows most (pods, namespaces, config maps, secrets,
-  service accounts, leases): the columns of Kubernetes' printers, simplified where they need
+* for the built-in kinds ``kubectl get`` shows most (pods, namespaces, events, config maps,
+  secrets, service accounts, leases): the columns of Kubernetes' printers, simplified where they need
   state this server has not (a pod's IP, its restarts' ages);
 * for every other kind: the default ``Name`` / ``Created At`` table.
 
@@ -228,7 +228,53 @@ def _pod_row(obj: dict[str, Any], now: datetime.datetime) -> list[Any]:
     ]
 
 
+def _event_row(obj: dict[str, Any], now: datetime.datetime) -> list[Any]:
+    """A core/v1 or events.k8s.io/v1 Event, as Kubernetes' event printer shows both."""
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    source = obj.get("source") or {}
+    component = source.get("component") or obj.get("reportingController") or ""
+    host = source.get("host") or ""
+    first = obj.get("firstTimestamp") or obj.get("deprecatedFirstTimestamp") or obj.get("eventTime")
+    last = (
+        (obj.get("series") or {}).get("lastObservedTime")
+        or obj.get("lastTimestamp")
+        or obj.get("deprecatedLastTimestamp")
+        or obj.get("eventTime")
+        or first
+    )
+    count = (obj.get("series") or {}).get("count") or obj.get("count") or obj.get("deprecatedCount") or 1
+    return [
+        _age(last, now),
+        obj.get("type") or "",
+        obj.get("reason") or "",
+        f"{str(involved.get('kind') or '').lower()}/{involved.get('name') or ''}",
+        involved.get("fieldPath") or "",
+        f"{component}, {host}" if host else component,
+        obj.get("message") or obj.get("note") or "",
+        _age(first, now),
+        str(count),
+        _meta(obj).get("name", ""),
+    ]
+
+
+_EVENT_COLUMNS: list[Column] = [
+    _column("Last Seen", description="Time when last this event was seen."),
+    _column(
+        "Type", description="Type of this event (Normal, Warning), new types could be added in the future."
+    ),
+    _column("Reason", description="The reason for the transition into the object's current status."),
+    _column("Object", description="The object that this event is about."),
+    _column("Subobject", description="The field path of the object that this event is about.", priority=1),
+    _column("Source", description="The component reporting this event.", priority=1),
+    _column("Message", description="A human-readable description of the status of this operation."),
+    _column("First Seen", description="The time at which the event was first recorded.", priority=1),
+    _column("Count", description="The number of times this event has occurred.", priority=1),
+    {**_NAME, "priority": 1},
+]
+
 _BUILTIN: dict[tuple[str, str], tuple[list[Column], Row]] = {
+    ("", "events"): (_EVENT_COLUMNS, _event_row),
+    ("events.k8s.io", "events"): (_EVENT_COLUMNS, _event_row),
     ("", "pods"): (
         [
             _NAME,
