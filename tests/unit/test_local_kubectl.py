@@ -265,6 +265,9 @@ def test_server_side_apply_owns_fields_and_removes_the_dropped_ones(kubectl: Kub
     apply(variable, "--field-manager=gitops")
     shown = kubectl("get", "variable", "limits", "--show-managed-fields", "-o", "json").stdout
     obj = yaml.safe_load(shown)
+    apply(variable, "--field-manager=gitops")  # again, unchanged: a no-op on the server
+    again = yaml.safe_load(kubectl("get", "variable", "limits", "--show-managed-fields", "-o", "json").stdout)
+    assert again["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
     assert obj["spec"]["value"] == 4
     assert obj["spec"].get("description", "") == ""  # dropped: back to the schema default
     assert obj["metadata"]["labels"] == {"team": "a"}

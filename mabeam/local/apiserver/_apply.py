@@ -278,7 +278,7 @@ class ServerSideApply(Writes):
         still_owned = set(applied)
         for entry in entries:
             if entry is mine:
-                result.append(_entry(rtype, manager, "Apply", applied, subresource))
+                result.append(entry)  # replaced below if the apply changes anything
                 continue
             paths = {p for p in owned[id(entry)] if not any(_overlaps(p, t) for t in taken)}
             still_owned |= paths
@@ -294,6 +294,9 @@ class ServerSideApply(Writes):
         for path in sorted(previous - applied, key=len, reverse=True):
             if not any(_overlaps(path, p) for p in still_owned):
                 _remove(new, path, still_owned)
+        if mine is not None and (owned[id(mine)] != applied or _content(new) != _content(old)):
+            # A no-op apply leaves the object as it is (no new resourceVersion, no event).
+            result[result.index(mine)] = _entry(rtype, manager, "Apply", applied, subresource)
         new["metadata"]["managedFields"] = result
         new["metadata"].pop("resourceVersion", None)
         if meta.get("resourceVersion") is not None:  # a precondition, as in other patches
@@ -303,6 +306,12 @@ class ServerSideApply(Writes):
         return self.replace_object(
             rtype, namespace, name, new, subresource=subresource, strict=strict, dry_run=dry_run, managed=True
         )
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without its managedFields."""
+    meta = {k: v for k, v in _meta(obj).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
 
 
 def _apply_conflict(rtype: ResourceType, name: str, conflicts: list[tuple[str, str, Path]]) -> _ApiError:
