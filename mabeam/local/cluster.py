@@ -88,6 +88,7 @@ class LocalCluster:
             **self.kubelet_options,
         )
         await self.kubelet.__aenter__()
+        self.api.serve_logs(self.kubelet.log_path)  # kubectl logs: the kubelet's files
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -323,16 +324,16 @@ async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bo
     for sig in stop_signals:  # a signal during start-up stops everything once it has started
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        async with LocalCluster(workdir, port=port, api_options=BOUNDED_HISTORY) as cluster:
+        # TLS: kubectl sends the kubeconfig's token only over TLS (anonymous on plain HTTP).
+        api_options = {**BOUNDED_HISTORY, "tls": True}
+        async with LocalCluster(workdir, port=port, api_options=api_options) as cluster:
             kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             cluster.api.kubeconfig(kubeconfig)
             if with_operator:
                 await cluster.start_operator()
             print(f"Local Kubernetes API at {cluster.url}", flush=True)
             print(f"  export KUBECONFIG={kubeconfig}")
-            print(
-                "  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents"
-            )
+            print("  kubectl apply -f examples/agents.yaml && kubectl get agents")
             print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
             await stop.wait()
             print(f"{received[0]}: stopping every local pod.", flush=True)
