@@ -9,10 +9,14 @@ control plane).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mabeam.kube.resources import AGENT, COORDINATION, VARIABLE, VOTE
+from mabeam.kube.resources import AGENT, AUCTION, BID, COORDINATION, VARIABLE, VOTE
+from mabeam.models._sealed import SealingInfo
+from mabeam.models.auction import BidContent
+from mabeam.sdk._trading import seal_bid
 from tests.integration._util import eventually as _eventually
 from tests.security._plane import Plane, Reply
 
@@ -304,9 +308,104 @@ async def attack_variables(plane: Plane) -> None:
     assert (obj.get("status") or {}).get("version") == 1
 
 
+# ---- sealed bids -------------------------------------------------------------------------------
+
+
+async def attack_sealed_bid_copy(plane: Plane) -> None:
+    """Mallory reads every Bid, copies Alice's ciphertext as her own, reads Secrets, bids late."""
+    await suspended_agents(plane, "alice", "bob", "mallory")
+    tokens = {name: await plane.agent(name) for name in ("alice", "bob", "mallory")}
+    gpu = {
+        "metadata": {"name": "gpu", "namespace": plane.namespace},
+        "spec": {"type": "string", "value": "slot"},
+    }
+    await plane.admin.create(VARIABLE, gpu)
+    auction = {
+        "metadata": {"name": "sale", "namespace": plane.namespace},
+        "spec": {
+            "mechanism": "second-price",
+            "participants": {"agents": ["alice", "bob", "mallory"]},
+            "items": ["gpu"],
+            "reservePrice": 5,
+            "bidSeconds": 4,
+        },
+    }
+    await plane.admin.create(AUCTION, auction)
+
+    async def bidding() -> dict[str, Any] | None:
+        obj = await plane.admin.get(AUCTION, "sale", plane.namespace)
+        return obj if ((obj or {}).get("status") or {}).get("sealing") else None
+
+    opened = await eventually(bidding, what="sale bidding with a sealing key")
+    sealing = SealingInfo.model_validate(opened["status"]["sealing"])
+    uid = opened["metadata"]["uid"]
+
+    def bid(agent: str, sealed: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "mabeam.io/v1alpha1",
+            "kind": "Bid",
+            "metadata": {
+                "name": f"sale-{agent}",
+                "namespace": plane.namespace,
+                "labels": {"mabeam.io/session": "sale", "mabeam.io/agent": agent},
+            },
+            "spec": {"auction": "sale", "agent": agent, "sealed": sealed},
+        }
+
+    for agent, amount in (("alice", 40), ("bob", 25)):
+        await can_list_votes(plane, tokens[agent])
+        sealed = seal_bid(sealing, uid, agent, BidContent(amount=amount)).to_wire()
+        reply = await plane.request("POST", plane.path("bids"), token=tokens[agent], body=bid(agent, sealed))
+        assert reply.status == 201, reply
+    mallory = tokens["mallory"]
+    await can_list_votes(plane, mallory)
+    # No Secret anywhere is readable, the operator's key least of all.
+    refused(
+        await plane.request("GET", "/api/v1/secrets", token=mallory), 403, 'cannot list resource "secrets"'
+    )
+    # Every Bid is readable: Alice's ciphertext, copied as Mallory's own bid.
+    alice = await plane.request("GET", plane.path("bids", "sale-alice"), token=mallory)
+    assert alice.status == 200 and "amount" not in json.dumps(alice.body["spec"])
+    copy = await plane.request(
+        "POST", plane.path("bids"), token=mallory, body=bid("mallory", alice.body["spec"]["sealed"])
+    )
+    assert copy.status == 201, copy  # the API server cannot tell; the operator can
+
+    async def copied() -> dict[str, Any] | None:
+        obj = await plane.admin.get(BID, "sale-mallory", plane.namespace)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("reason") else None
+
+    verdict = await eventually(copied, what="a verdict on Mallory's bid")
+    assert verdict["reason"] == "Copied" and "alice" in verdict["message"], verdict
+
+    async def awarded() -> dict[str, Any] | None:
+        obj = await plane.admin.get(AUCTION, "sale", plane.namespace)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("phase") in ("Awarded", "NoSale", "Failed") else None
+
+    status = await eventually(awarded, what="sale decided")
+    # The outcome without the attacker: Alice wins and pays Bob's 25 (the copy would make it 40).
+    (allocation,) = status["result"]["allocations"]
+    assert (status["phase"], allocation["agent"], allocation["price"]) == ("Awarded", "alice", 25), status
+    # A bid changed after the close counts for nothing.
+    late = seal_bid(sealing, uid, "mallory", BidContent(amount=1000)).to_wire()
+    reply = await plane.request(
+        "PATCH",
+        plane.path("bids", "sale-mallory"),
+        token=mallory,
+        body={"spec": {"sealed": late}},
+        content_type=MERGE,
+    )
+    assert reply.status == 200, reply
+    after = await plane.admin.get(AUCTION, "sale", plane.namespace)
+    assert after is not None and after["status"]["result"] == status["result"]
+
+
 ATTACKS: list[Attack] = [
     attack_votes_in_other_names,
     attack_from_another_namespace,
     attack_credentials,
     attack_variables,
+    attack_sealed_bid_copy,
 ]
