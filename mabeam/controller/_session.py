@@ -37,7 +37,7 @@ from ..core.selectors import matches
 from ..errors import ApiError, ConflictError, InvalidSpecError
 from ..kube.client import Kube
 from ..kube.resources import AGENT, Res
-from ..models._base import MabeamModel
+from ..models._base import MabeamModel, ending_conditions, running_conditions, stamp_generation
 from ._anomaly import observe_session
 from ._events import post
 from ._loop import Wakers, sleep_or_wake
@@ -378,7 +378,11 @@ class SessionLoop(abc.ABC):
     # --- writes ------------------------------------------------------------------------------
 
     async def _write_status(self, body: dict[str, Any], status: Any) -> dict[str, Any]:
-        status.observed_generation = body["metadata"].get("generation")
+        generation = body["metadata"].get("generation")
+        status.observed_generation = generation
+        if status.phase not in self.kind.terminal:  # kstatus (Flux): in progress while running
+            status.conditions = running_conditions(status.conditions, phase=str(status.phase), now=clock())
+        status.conditions = stamp_generation(status.conditions, generation)
         wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         old = body.get("status") or {}
         patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
@@ -509,10 +513,13 @@ class SessionLoop(abc.ABC):
         status = body.get("status") or {}
         if status.get("phase") == "Failed":
             return
+        generation = body["metadata"].get("generation")
+        ended = ending_conditions([], failed=True, reason="Invalid", message=str(error), now=now)
         patch = {
             "phase": "Failed",
             "result": {"reason": "Invalid", "message": str(error), "decidedAt": now.isoformat()},
-            "observedGeneration": body["metadata"].get("generation"),
+            "observedGeneration": generation,
+            "conditions": [c.to_wire() for c in stamp_generation(ended, generation)],
         }
         await self.kube.patch(
             self.kind.res, self.name, {"status": patch}, namespace=self.namespace, status=True

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import InvalidSpecError
-from ..models._base import API_VERSION, rfc3339, set_condition
+from ..models._base import API_VERSION, progress_conditions, rfc3339, set_condition
 from ..models.agent import AgentSpec
 
 __all__ = [
@@ -427,11 +427,11 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
         status.update(phase="Suspended", podName=None, node=None, nextRestartAt=None)
         cond("Ready", "False", "Suspended", "The agent is suspended (spec.suspend).")
         cond("Degraded", "False", "Suspended", "The agent is suspended on purpose.")
-        return _finish(result, status, conditions, old_status, events)
+        return _finish(result, status, conditions, old_status, events, now)
 
     if current is not None:
         _observe(current, status, now, cond, events, old_status)
-        return _finish(result, status, conditions, old_status, events)
+        return _finish(result, status, conditions, old_status, events, now)
 
     # No live pod of the current template: was one lost, or is this the first / a replacement?
     recorded = status.get("podName")
@@ -460,7 +460,7 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
         cond("Ready", "False", "BackingOff", f"Waiting until {rfc3339(wait_until)} to replace the pod.")
         cond("Degraded", "True", "BackingOff", f"The pod was lost; next attempt at {rfc3339(wait_until)}.")
         result.wake_at = wait_until
-        return _finish(result, status, conditions, old_status, events)
+        return _finish(result, status, conditions, old_status, events, now)
 
     incarnation += 1
     pod = build_pod(agent, spec, incarnation)
@@ -474,7 +474,7 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
     events.append(
         ("Normal", "PodCreated", f"Created pod {pod['metadata']['name']} (ServiceAccount {account}).")
     )
-    return _finish(result, status, conditions, old_status, events)
+    return _finish(result, status, conditions, old_status, events, now)
 
 
 def reject_pod(agent: dict[str, Any], plan: Plan, message: str, now: dt.datetime) -> Plan:
@@ -498,7 +498,10 @@ def reject_pod(agent: dict[str, Any], plan: Plan, message: str, now: dt.datetime
         conditions, type="Ready", status="False", reason="PodRejected", message=text, now=now,
         observed_generation=agent["metadata"].get("generation"),
     )  # fmt: skip
-    status["conditions"] = conditions
+    status["conditions"] = progress_conditions(
+        conditions, reconciling=None, stalled=text, reason="PodRejected", now=now,
+        observed_generation=agent["metadata"].get("generation"),
+    )  # fmt: skip
     events = [e for e in plan.events if e[1] not in ("PodCreated", "PhaseChanged")]
     if not _had_condition(old, "Invalid", "True", text):
         events.append(("Warning", "PodRejected", text))
@@ -576,7 +579,20 @@ def _finish(
     conditions: list[dict[str, Any]],
     old_status: dict[str, Any],
     events: list[tuple[str, str, str]],
+    now: dt.datetime,
 ) -> Plan:
+    phase = status.get("phase")
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+    conditions = progress_conditions(
+        conditions,
+        reconciling=f"The agent is {phase}: {ready.get('message', '')}"
+        if phase in ("Pending", "Running")
+        else None,
+        stalled=str(ready.get("message") or "The agent failed.") if phase == "Failed" else None,
+        reason=str(ready.get("reason") or phase or "Unknown"),
+        now=now,
+        observed_generation=status.get("observedGeneration"),
+    )
     status["conditions"] = conditions
     # A phase change is an Event of its own only when no other Event of the pass tells it.
     if status.get("phase") != old_status.get("phase") and status.get("phase") and not events:

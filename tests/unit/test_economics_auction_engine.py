@@ -288,7 +288,7 @@ def test_a_parseable_spec_that_cannot_work_fails(fields: dict[str, object], path
     assert result.status.result is not None
     assert result.status.result.reason == "Invalid"
     assert result.status.result.message.startswith(path + ":")
-    assert [c.type for c in result.status.conditions] == ["Invalid"]
+    assert [c.type for c in result.status.conditions] == ["Failed", "Stalled", "Invalid"]
     assert result.effects == (EmitEvent("Invalid", result.status.result.message, "Warning"),)
     assert next_deadline(spec, result.status) is None
 

@@ -132,7 +132,7 @@ def test_a_grid_too_fine_for_its_prices_fails_the_market() -> None:
     assert result.status.phase == "Failed"
     assert result.status.result is not None and result.status.result.reason == "Invalid"
     assert result.status.result.message.startswith("spec.priceGrid.step:")
-    assert [c.type for c in result.status.conditions] == ["Invalid"]
+    assert [c.type for c in result.status.conditions] == ["Failed", "Stalled", "Invalid"]
     assert result.effects == (EmitEvent("Invalid", result.status.result.message, "Warning"),)
 
 
