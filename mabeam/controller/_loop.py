@@ -1,7 +1,9 @@
-"""What every per-object reconcile loop (a kopf daemon) shares: wake-ups and the wait.
+"""What every per-object reconcile loop (a kopf daemon) shares: wake-ups, the wait, the backoff.
 
 A loop sleeps until its next wanted pass, until an event about its object (or a child)
-wakes it, or until kopf stops it, whichever comes first.
+wakes it, or until kopf stops it, whichever comes first. After a failed pass it waits out a
+:class:`Backoff` first, whatever wakes it: an API server that answers 429 or 503 is not hit
+again at once by every event that arrives meanwhile.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import kopf
+
+__all__ = ["Backoff", "Wakers", "sleep_or_wake"]
 
 
 class Wakers:
@@ -42,3 +46,29 @@ async def sleep_or_wake(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay
     finally:
         woken.cancel()
         halted.cancel()
+
+
+class Backoff:
+    """The delays after consecutive failed passes: ``base`` doubling up to ``cap``.
+
+    The cap is at most 16 times the base: a pass makes several requests, so under a steady
+    share of failures several passes in a row fail, and a long outage is over long before a
+    wait without bound would be.
+
+    A delay the server asked for (``Retry-After`` of a 429 or 503) is honoured when longer.
+    A successful pass resets it.
+    """
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = max(min(cap, 16 * base), base)
+        self.failures = 0
+
+    def failed(self, retry_after: float | None = None) -> float:
+        """Count a failure; the seconds to wait before the next pass."""
+        self.failures += 1
+        delay: float = min(self.base * 2.0 ** min(self.failures - 1, 16), self.cap)
+        return max(delay, retry_after or 0.0)
+
+    def succeeded(self) -> None:
+        self.failures = 0

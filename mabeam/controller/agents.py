@@ -17,7 +17,7 @@ from ..errors import ApiError, ConflictError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
+from ._loop import Backoff, Wakers, sleep_or_wake
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,19 @@ async def agent_loop(
 ) -> None:
     waker = _wakers.get(namespace, name)
     settings = memo.settings.agents
+    backoff = Backoff(settings.retry_seconds, settings.resync_seconds)
     try:
         while not stopped:
             waker.clear()
             try:
                 with memo.metrics.reconcile_seconds.labels(kind="Agent").time():
                     delay = await reconcile(memo, namespace, name)
+                backoff.succeeded()
             except (ApiError, ConflictError) as exc:
-                logger.warning(f"Reconcile of agent {name} failed, retrying: {exc}")
+                retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+                delay = backoff.failed(retry_after)
+                logger.warning(f"Reconcile of agent {name} failed, retrying in {delay:.2f} s: {exc}")
                 memo.metrics.api_errors.labels(kind="Agent").inc()
-                delay = settings.retry_seconds
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
             await sleep_or_wake(waker, stopped, delay)
     finally:

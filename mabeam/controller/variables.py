@@ -68,7 +68,7 @@ from ..models.variable import (
     WriteResult,
 )
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
+from ._loop import Backoff, Wakers, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["apply_session_outcome", "reconcile"]
@@ -125,6 +125,7 @@ async def variable_loop(
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
+    backoff = Backoff(retry, RESYNC_SECONDS)
     conflicts = 0
     try:
         while not stopped:
@@ -133,6 +134,7 @@ async def variable_loop(
                 with memo.metrics.reconcile_seconds.labels(kind="Variable").time():
                     delay = await reconcile(memo, namespace, name)
                 conflicts = 0
+                backoff.succeeded()
             except ConflictError as exc:  # lost a compare-and-swap: someone wrote first; go again
                 logger.debug(f"Variable {name} changed while reconciling, again: {exc}")
                 # Back off (growing, at most the retry delay): the change that beat us has
@@ -144,9 +146,12 @@ async def variable_loop(
                 logger.warning(f"Variable {name}: {exc}")
                 delay = RESYNC_SECONDS
             except ApiError as exc:
-                logger.warning(f"Reconcile of variable {name} failed, retrying: {exc}")
+                # Waited out whatever wakes the loop: events keep coming while the server is sick.
+                delay = backoff.failed(exc.retry_after)
+                logger.warning(f"Reconcile of variable {name} failed, retrying in {delay:.2f} s: {exc}")
                 memo.metrics.api_errors.labels(kind="Variable").inc()
-                delay = retry
+                await sleep_or_wake(asyncio.Event(), stopped, delay)
+                continue
             delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
             if delay > 0:
                 await sleep_or_wake(waker, stopped, delay)
