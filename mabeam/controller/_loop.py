@@ -9,10 +9,26 @@ again at once by every event that arrives meanwhile.
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
 import kopf
 
-__all__ = ["Backoff", "Wakers", "sleep_or_wake"]
+from ..errors import ApiError, ConflictError
+from ..kube.client import Kube
+from ..kube.resources import Res
+from ..models._base import set_condition
+from ._runtime import clock
+
+__all__ = ["PARKED_SECONDS", "TOO_LARGE", "Backoff", "Wakers", "report_failure", "sleep_or_wake"]
+
+log = logging.getLogger(__name__)
+
+#: The status code of a write the API server refuses as too large (the object's size limit).
+TOO_LARGE = 413
+#: How long a loop whose object cannot be written (413) waits for a change of it: the same
+#: write would be refused again, so only an event (a new spec) wakes it before this.
+PARKED_SECONDS = 3600.0
 
 
 class Wakers:
@@ -72,3 +88,29 @@ class Backoff:
 
     def succeeded(self) -> None:
         self.failures = 0
+
+
+async def report_failure(kube: Kube, res: Res, namespace: str, name: str, reason: str, message: str) -> None:
+    """Say on the object itself why its reconcile failed: condition ``Reconciled=False``.
+
+    A small merge patch of the status (conditions only), so that it fits where the full status
+    did not (413). If even this fails, the failure is logged: one object's trouble never
+    stops the loop, nor any other object's.
+    """
+    try:
+        obj = await kube.get(res, name, namespace)
+        if obj is None:
+            return
+        status: Any = obj.get("status")
+        old: Any = status.get("conditions") if isinstance(status, dict) else None
+        old = old if isinstance(old, list) else []
+        kept = [c for c in old if isinstance(c, dict) and isinstance(c.get("type"), str)]
+        conditions = set_condition(
+            kept, type="Reconciled", status="False", reason=reason, message=message[:1024], now=clock(),
+            observed_generation=obj["metadata"].get("generation"),
+        )  # fmt: skip
+        if conditions != old:
+            patch = {"status": {"conditions": conditions}}
+            await kube.patch(res, name, patch, namespace=namespace, status=True)
+    except (ApiError, ConflictError) as exc:
+        log.warning("Could not report on %s %s/%s that %s: %s", res.kind, namespace, name, reason, exc)

@@ -40,7 +40,7 @@ from ..kube.resources import AGENT, Res
 from ..models._base import MabeamModel
 from ._anomaly import observe_session
 from ._events import post
-from ._loop import Backoff, Wakers, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["SESSION_LABEL", "ParsedAnswer", "SessionKind", "SessionLoop", "register", "run_session_loop"]
@@ -206,6 +206,13 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
                 session.logger.warning(f"Pass of {kind.res.kind} {name} could not read its inputs: {exc}")
                 delay = None
             except ApiError as exc:
+                if exc.status == TOO_LARGE:
+                    # The status outgrew the object's size limit: retrying the same write cannot
+                    # help. Say so on the session and wait for a change of it.
+                    await report_failure(session.kube, kind.res, namespace, name, "StatusTooLarge",
+                                         f"the status could not be written: {exc}")  # fmt: skip
+                    await sleep_or_wake(waker, stopped, PARKED_SECONDS)
+                    continue
                 # A transient failure (429, 5xx, a dropped connection) anywhere in the pass, also
                 # after the decision: the next pass re-does what this one did not finish.
                 pause = delay = backoff.failed(exc.retry_after)
@@ -213,6 +220,11 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
                     f"Pass of {kind.res.kind} {name} failed, retrying in {delay:.2f} s: {exc}"
                 )
                 memo.metrics.api_errors.labels(kind=kind.res.kind).inc()
+            except Exception as exc:  # a bug, or input nobody foresaw: this session's trouble only
+                session.logger.exception(f"Pass of {kind.res.kind} {name} failed unexpectedly")
+                await report_failure(session.kube, kind.res, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                pause = delay = backoff.failed()
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
             if pause > 0:
                 await sleep_or_wake(asyncio.Event(), stopped, min(pause, delay))

@@ -17,7 +17,7 @@ from ..errors import ApiError, ConflictError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ._events import post
-from ._loop import Backoff, Wakers, sleep_or_wake
+from ._loop import Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ async def agent_loop(
                 delay = backoff.failed(retry_after)
                 logger.warning(f"Reconcile of agent {name} failed, retrying in {delay:.2f} s: {exc}")
                 memo.metrics.api_errors.labels(kind="Agent").inc()
+            except Exception as exc:  # a bug, or input nobody foresaw: this Agent's trouble only
+                logger.exception(f"Reconcile of agent {name} failed unexpectedly")
+                await report_failure(memo.kube, AGENT, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                delay = backoff.failed()
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
             await sleep_or_wake(waker, stopped, delay)
     finally:

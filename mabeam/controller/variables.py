@@ -68,7 +68,7 @@ from ..models.variable import (
     WriteResult,
 )
 from ._events import post
-from ._loop import Backoff, Wakers, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["apply_session_outcome", "reconcile"]
@@ -146,11 +146,23 @@ async def variable_loop(
                 logger.warning(f"Variable {name}: {exc}")
                 delay = RESYNC_SECONDS
             except ApiError as exc:
+                if exc.status == TOO_LARGE:  # the same write would be refused again: say so, wait
+                    await report_failure(memo.kube, VARIABLE, namespace, name, "StatusTooLarge",
+                                         f"the status could not be written: {exc}; lower spec.historyLimit "
+                                         "or write smaller values")  # fmt: skip
+                    await sleep_or_wake(waker, stopped, PARKED_SECONDS)
+                    continue
                 # Waited out whatever wakes the loop: events keep coming while the server is sick.
                 delay = backoff.failed(exc.retry_after)
                 logger.warning(f"Reconcile of variable {name} failed, retrying in {delay:.2f} s: {exc}")
                 memo.metrics.api_errors.labels(kind="Variable").inc()
                 await sleep_or_wake(asyncio.Event(), stopped, delay)
+                continue
+            except Exception as exc:  # a bug, or input nobody foresaw: this Variable's trouble only
+                logger.exception(f"Reconcile of variable {name} failed unexpectedly")
+                await report_failure(memo.kube, VARIABLE, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                await sleep_or_wake(asyncio.Event(), stopped, backoff.failed())
                 continue
             delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
             if delay > 0:
