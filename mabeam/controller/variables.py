@@ -102,7 +102,10 @@ async def variable_changed(
         try:
             await project(memo.kube, namespace)
         except (ApiError, ConflictError, InvalidSpecError) as exc:
-            logger.warning(f"Could not update the projection of namespace {namespace}: {exc}")
+            # Not retried here (an event handler): every Variable loop of the namespace projects
+            # in its pass, and retries with backoff if that fails too.
+            logger.warning(f"Could not update the projection of {namespace} (its loops retry): {exc}")
+            _wakers.wake_namespace(namespace)
 
 
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
