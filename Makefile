@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-cluster test e2e cluster-binaries test-flaky lint typecheck crds bench clean
+.PHONY: demo demo-cluster test e2e cluster-binaries lint typecheck crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ demo-cluster: $(STAMP) cluster-binaries
 	$(BIN)/mabeam demo --cluster
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not flaky" --ignore=tests/e2e tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/e2e tests
 	# Every benchmark in quick mode: the figures are not judged, only that each one runs (the
 	# real control plane's part of scale.py runs in make e2e).
 	for f in bench/*.py; do \
@@ -37,9 +37,6 @@ test: $(STAMP)
 e2e: $(STAMP) cluster-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 	$(BIN)/python bench/scale.py --quick --skip-emulator
-
-test-flaky: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m flaky tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check mabeam tests agents bench requirements
