@@ -350,14 +350,21 @@ async def test_a_write_whose_two_writer_names_differ_is_refused(operator: LocalC
                 obj = await kube.get(VARIABLE, "setpoint", NS)
                 return obj if obj is not None and settled(obj) else None
 
-            obj = await eventually(settled_setpoint, what="setpoint settled")  # the reset applied
             write = VariableWrite(value=99, writer=Writer(kind="Agent", name="boss", priority=10))
             annotations = {WRITE_ANNOTATION: encode_write(write_id, write)}
             if claimed is not None:
                 annotations[WRITER_ANNOTATION] = claimed
-            obj["metadata"]["annotations"] = annotations
-            obj["spec"]["value"] = 99
-            await low.kube.replace(VARIABLE, obj)  # RBAC lets "low" update the Variable
+            for attempt in range(20):  # a compare-and-swap, as the SDK writes
+                obj = await eventually(settled_setpoint, what="setpoint settled")  # the reset applied
+                obj["metadata"]["annotations"] = annotations
+                obj["spec"]["value"] = 99
+                try:
+                    await low.kube.replace(VARIABLE, obj)  # RBAC lets "low" update the Variable
+                    break
+                except ConflictError:
+                    # The operator wrote the status in between (its passes after the reset):
+                    # read again, as any writer must.
+                    assert attempt < 19, "the Variable never stayed still long enough to write"
             st = await until(
                 kube,
                 "setpoint",
