@@ -23,10 +23,10 @@ cluster-binaries:
 demo-cluster: $(STAMP) cluster-binaries
 	$(BIN)/mabeam demo --cluster
 
+# The tests, then every benchmark in quick mode (the figures are not judged, only that each one
+# runs; the real control plane's part of scale.py runs in make e2e), then the linters.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/e2e tests
-	# Every benchmark in quick mode: the figures are not judged, only that each one runs (the
-	# real control plane's part of scale.py runs in make e2e).
 	for f in bench/*.py; do \
 		$(BIN)/python $$f --quick $$(test $$f = bench/scale.py && echo --skip-cluster) || exit 1; \
 	done
