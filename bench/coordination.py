@@ -30,7 +30,7 @@ from mabeam.models.coordination import vote_name
 
 NS = "default"
 IN_FLIGHT = 32
-OPERATOR_USER = "system:serviceaccount:" + OPERATOR_IDENTITY.removeprefix("sa:")
+OPERATOR_USER = OPERATOR_IDENTITY
 #: Operator requests that belong to the Agent loops, not to sessions.
 AGENT_LOOP = {("agents", "get"), ("agents", "patch")}
 
@@ -40,7 +40,7 @@ class Voters:
         self.clients: dict[str, Kube] = {}
         for name in names:
             path = cluster.api.kubeconfig(
-                cluster.workdir / f"{name}.kubeconfig", token=f"sa:{NS}:mabeam-agent-{name}"
+                cluster.workdir / f"{name}.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-{name}"
             )
             self.clients[name] = Kube.connect(path, namespace=NS)
         self.limit = asyncio.Semaphore(IN_FLIGHT)

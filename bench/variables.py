@@ -63,7 +63,7 @@ async def main(reads: int, writes: int) -> None:
             while await kube.get(CONFIG_MAP, PROJECTION_CONFIGMAP, NS) is None:
                 await asyncio.sleep(0.05)  # the projection, made on the Variable's first pass
             path = cluster.api.kubeconfig(
-                cluster.workdir / "bench.kubeconfig", token=f"sa:{NS}:mabeam-agent-bench"
+                cluster.workdir / "bench.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-bench"
             )
             agent_kube = Kube.connect(path, namespace=NS)
             sdk = Variables(agent_kube, NS, "bench")

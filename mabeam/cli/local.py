@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +17,24 @@ __all__ = ["add_commands", "cmd_demo", "cmd_local"]
 
 
 def cmd_local(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM, SIGINT, SIGHUP or the death of the parent process; then stop every pod."""
     from ..local import cluster
+    from ..local.kubelet import die_with_parent
 
-    try:
-        asyncio.run(
-            cluster.serve(
-                port=args.port,
-                workdir=Path(args.workdir),
-                kubeconfig=Path(args.write_kubeconfig),
-                with_operator=args.operator,
-            )
+    parent = os.getppid()
+    die_with_parent(signal.SIGTERM)  # whoever started us dies: stop as on SIGTERM
+    if os.getppid() != parent:  # it died before we asked
+        print("The parent process is gone: not starting.", file=sys.stderr)
+        return 1
+    received = asyncio.run(
+        cluster.serve(
+            port=args.port,
+            workdir=Path(args.workdir),
+            kubeconfig=Path(args.write_kubeconfig),
+            with_operator=args.operator,
         )
-    except KeyboardInterrupt:
-        print("Stopped: every local pod was terminated.")
+    )
+    print(f"Stopped on {received}: every local pod was terminated.", flush=True)
     return 0
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ __all__ = [
 
 # Top-level fields every Kubernetes object has; the schema never prunes them.
 _OBJECT_ENVELOPE = ("apiVersion", "kind", "metadata")
+# The numeric bounds: keyword, its exclusive flag, the comparison that breaks it, the message's words.
+_BOUNDS = (
+    ("minimum", "exclusiveMinimum", operator.lt, "greater than"),
+    ("maximum", "exclusiveMaximum", operator.gt, "less than"),
+)
 
 
 @dataclass(frozen=True)
@@ -329,67 +335,40 @@ class _Context:
                 )
         if isinstance(value, int | float) and not isinstance(value, bool):
             self._check_number(value, schema, where)
+        if isinstance(value, list | dict):
+            most, least, unit = (
+                ("maxItems", "minItems", "items")
+                if isinstance(value, list)
+                else ("maxProperties", "minProperties", "properties")
+            )
+            if most in schema and len(value) > schema[most]:
+                self.add(
+                    where,
+                    f"Too many: {len(value)}: must have at most {schema[most]} items",  # "items" for both
+                    value=value,
+                    reason="FieldValueTooMany",
+                )
+            if least in schema and len(value) < schema[least]:
+                self.add(
+                    where,
+                    f"Invalid value: {len(value)}: {where} in body should have at least "
+                    f"{schema[least]} {unit}",
+                    value=value,
+                )
         if isinstance(value, list):
-            if "maxItems" in schema and len(value) > schema["maxItems"]:
-                self.add(
-                    where,
-                    f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
-                    value=value,
-                    reason="FieldValueTooMany",
-                )
-            if "minItems" in schema and len(value) < schema["minItems"]:
-                self.add(
-                    where,
-                    f"Invalid value: {len(value)}: {where} in body should have at least "
-                    f"{schema['minItems']} items",
-                    value=value,
-                )
             self._check_list_type(value, schema, where)
-        if isinstance(value, dict):
-            if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-                self.add(
-                    where,
-                    f"Too many: {len(value)}: must have at most {schema['maxProperties']} items",
-                    value=value,
-                    reason="FieldValueTooMany",
-                )
-            if "minProperties" in schema and len(value) < schema["minProperties"]:
-                self.add(
-                    where,
-                    f"Invalid value: {len(value)}: {where} in body should have at least "
-                    f"{schema['minProperties']} properties",
-                    value=value,
-                )
 
     def _check_number(self, value: float, schema: dict[str, Any], where: str) -> None:
-        if "minimum" in schema:
-            low = schema["minimum"]
-            if schema.get("exclusiveMinimum") is True and value <= low:
+        for key, exclusive_key, beyond, relation in _BOUNDS:
+            if key not in schema:
+                continue
+            bound = schema[key]
+            exclusive = schema.get(exclusive_key) is True
+            if beyond(value, bound) or (exclusive and value == bound):
+                wanted = relation if exclusive else f"{relation} or equal to"
                 self.add(
                     where,
-                    f"Invalid value: {_show(value)}: {where} in body should be greater than {_number(low)}",
-                    value=value,
-                )
-            elif value < low:
-                self.add(
-                    where,
-                    f"Invalid value: {_show(value)}: {where} in body should be greater than or equal to "
-                    f"{_number(low)}",
-                    value=value,
-                )
-        if "maximum" in schema:
-            high = schema["maximum"]
-            if schema.get("exclusiveMaximum") is True and value >= high:
-                self.add(
-                    where,
-                    f"Invalid value: {_show(value)}: {where} in body should be less than {_number(high)}",
-                    value=value,
-                )
-            elif value > high:
-                self.add(
-                    where,
-                    f"Invalid value: {_show(value)}: {where} in body should be less than or equal to "
-                    f"{_number(high)}",
+                    f"Invalid value: {_show(value)}: {where} in body should be {wanted} {_number(bound)}",
                     value=value,
                 )
         factor = schema.get("multipleOf")

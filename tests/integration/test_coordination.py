@@ -30,18 +30,13 @@ from tests.integration._coordination import (
     parse_time,
     ready_agents,
     status,
+    suspended,
     vote_status,
 )
 from tests.integration._util import eventually
 
 #: How late after its deadline a session may end (timer, one pass, one status write).
 SLACK = 1.0
-
-
-async def suspended(kube: Kube, names: list[str], **spec: object) -> None:
-    for name in names:
-        await kube.create(AGENT, agent_body(name, **spec))
-    await grant_agents(kube, names)
 
 
 def outcomes(cluster: LocalCluster, name: str) -> list[tuple[str, str | None]]:
@@ -279,7 +274,7 @@ async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalClu
 
     def make_app(name: str) -> AgentApp:
         path = cluster.workdir / f"{name}.kubeconfig"
-        cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{name}")
+        cluster.api.kubeconfig(path, user=f"system:serviceaccount:{NS}:mabeam-agent-{name}")
         app = AgentApp(
             name,
             NS,
