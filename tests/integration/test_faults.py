@@ -13,17 +13,23 @@ from typing import Any
 
 import pytest
 
-from mabeam.core.economics import commitment
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AUCTION, BID, COORDINATION, ROLE_BINDING, VARIABLE
 from mabeam.local.cluster import LocalCluster
-from mabeam.models.auction import BidReveal
 from mabeam.sdk import Variables
-from tests.integration._coordination import NS, AsAgents, collecting, create_session, vote_status
+from tests.integration._coordination import (
+    NS,
+    AsAgents,
+    collecting,
+    create_session,
+    phase_in,
+    suspended,
+    verdict,
+    vote_status,
+)
 from tests.integration._fault_proxy import FaultProxy, Rule, any_request
 from tests.integration._util import eventually
-from tests.integration.test_coordination import suspended
-from tests.integration.test_economics import AUCTION_DONE, answer, phase_in, resource, verdict
+from tests.integration.test_economics import AUCTION_DONE, resource, sealed
 
 SEEDS = [11, 23]
 #: The share of the operator's requests (its kinds, the Leases) that get a fault.
@@ -119,8 +125,8 @@ async def test_an_auction_under_transient_errors_allocates_the_clean_outcome_onc
     cluster: LocalCluster, kube: Kube, as_agent: AsAgents, faulty: FaultProxy
 ) -> None:
     faulty.rules += [
-        # The verdict on the deciding reveal, written right after the award: one 429, one 503.
-        Rule("PATCH", r"/bids/lot-ben/status$", plan=[None, "429", "503"]),
+        # The verdict on the deciding bid, written right after the award: one 429, one 503.
+        Rule("PATCH", r"/bids/lot-ben/status$", plan=["429", "503"]),
         *any_request(RATE),
     ]
     names = ["ann", "ben"]
@@ -130,22 +136,17 @@ async def test_an_auction_under_transient_errors_allocates_the_clean_outcome_onc
     await cluster.start_operator()
     await kube.create(AUCTION, {"metadata": {"name": "lot", "namespace": NS}, "spec": {
         "mechanism": "combinatorial", "participants": {"agents": names}, "items": ["g1", "g2"],
-        "bidSeconds": 60, "revealSeconds": 60}})  # fmt: skip
+        "bidSeconds": 60}})  # fmt: skip
     await phase_in(kube, AUCTION, "lot", ("Bidding",), timeout=30)
-    reveals = {
-        "ann": BidReveal.model_validate({"bundles": [{"items": ["g1"], "amount": 9}], "nonce": "a" * 16}),
-        "ben": BidReveal.model_validate(
-            {
-                "bundles": [{"items": ["g2"], "amount": 4}, {"items": ["g1", "g2"], "amount": 11}],
-                "nonce": "b" * 16,
-            }
-        ),
+    auction = await kube.get(AUCTION, "lot", NS)
+    assert auction is not None
+    bundles = {
+        "ann": [{"items": ["g1"], "amount": 9}],
+        "ben": [{"items": ["g2"], "amount": 4}, {"items": ["g1", "g2"], "amount": 11}],
     }
-    for agent, reveal in reveals.items():
-        await answer(as_agent, BID, "lot", agent, commitment=commitment(reveal))
-    await phase_in(kube, AUCTION, "lot", ("Revealing",), timeout=30)
-    for agent, reveal in reveals.items():
-        await answer(as_agent, BID, "lot", agent, reveal=reveal.model_dump(mode="json", exclude_none=True))
+    await as_agent.answer(BID, "lot", "ann", sealed=sealed(auction, "ann", bundles=bundles["ann"]))
+    await verdict(kube, BID, "lot-ann", timeout=30)
+    await as_agent.answer(BID, "lot", "ben", sealed=sealed(auction, "ben", bundles=bundles["ben"]))
     s = await outcome_applied(kube, AUCTION, "lot")
     # As in a clean run (test_economics): ann g1 at 7, ben g2 at 0 (VCG).
     assert s["phase"] == "Awarded"
@@ -161,7 +162,7 @@ async def test_an_auction_under_transient_errors_allocates_the_clean_outcome_onc
         owners = [(v.get("status") or {}).get("owner") for v in history(cluster, "variables", item)]
         changes = [o for i, o in enumerate(owners) if i == 0 or owners[i - 1] != o]
         assert changes[-1] == {"kind": "Agent", "name": owner} and changes.count(changes[-1]) == 1
-    assert (await verdict(kube, BID, "lot-ben"))["accepted"] is True
+    assert (await verdict(kube, BID, "lot-ben", timeout=30))["accepted"] is True
     assert sum(faulty.injected.values()) >= 3, faulty.injected
 
 
@@ -176,7 +177,9 @@ async def test_a_locked_write_under_transient_errors_is_applied_once(
     await cluster.start_operator()
     await eventually(lambda: _version(kube, "setpoint", 1), timeout=30, what="setpoint v1")
     await eventually(lambda: _writer_bound(kube, "setpoint", "w"), timeout=30, what="writer RBAC")
-    path = cluster.api.kubeconfig(cluster.workdir / "w.kubeconfig", token=f"sa:{NS}:mabeam-agent-w")
+    path = cluster.api.kubeconfig(
+        cluster.workdir / "w.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-w"
+    )
     agent_kube = Kube.connect(path, namespace=NS)
     sdk = Variables(agent_kube, NS, "w", write_timeout=60)
     try:

@@ -4,23 +4,26 @@ serving every other object: a good Coordination created after them still decides
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import VARIABLE
 from mabeam.local.cluster import LocalCluster
-from tests.integration._coordination import NS, AsAgents, collecting, create_session, ended
+from tests.integration._coordination import NS, AsAgents, collecting, create_session, ended, suspended
 from tests.integration._util import eventually
-from tests.integration.test_coordination import suspended
 
 VARIABLES = f"/apis/mabeam.io/v1alpha1/namespaces/{NS}/variables"
 
 
 async def post_raw(cluster: LocalCluster, path: str, body: str) -> tuple[int, str]:
     """POST a JSON text as is (json.dumps itself cannot write what a hostile client can)."""
-    headers = {"Authorization": "Bearer user:admin", "Content-Type": "application/json"}
+    config = yaml.safe_load(Path(cluster.admin_kubeconfig).read_text())
+    token = config["users"][0]["user"]["token"]  # the admin's, as the user's kubectl has it
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with (
         aiohttp.ClientSession(cluster.url, headers=headers) as http,
         http.post(path, data=body) as response,
