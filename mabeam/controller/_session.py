@@ -40,7 +40,7 @@ from ..kube.resources import AGENT, Res
 from ..models._base import MabeamModel, ending_conditions, running_conditions, stamp_generation
 from ._anomaly import observe_session
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["SESSION_LABEL", "ParsedAnswer", "SessionKind", "SessionLoop", "register", "run_session_loop"]
@@ -189,12 +189,15 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
     memo, namespace, name = session.memo, session.namespace, session.name
     waker = kind.wakers.get(namespace, name)
     settings = memo.settings.agents
+    backoff = Backoff(settings.retry_seconds, settings.resync_seconds)
     try:
         while not stopped:
             waker.clear()
+            pause = 0.0  # after a failure: waited out whatever wakes the loop
             try:
                 with memo.metrics.reconcile_seconds.labels(kind=kind.res.kind).time():
                     delay = await session.reconcile()
+                backoff.succeeded()
             except ConflictError:
                 delay = 0.0  # someone wrote in between: read again at once
             except (pydantic.ValidationError, InvalidSpecError) as exc:
@@ -203,10 +206,29 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
                 session.logger.warning(f"Pass of {kind.res.kind} {name} could not read its inputs: {exc}")
                 delay = None
             except ApiError as exc:
-                session.logger.warning(f"Pass of {kind.res.kind} {name} failed, retrying: {exc}")
+                if exc.status == TOO_LARGE:
+                    # The status outgrew the object's size limit: retrying the same write cannot
+                    # help. Say so on the session and wait for a change of it.
+                    await report_failure(session.kube, kind.res, namespace, name, "StatusTooLarge",
+                                         f"the status could not be written: {exc}")  # fmt: skip
+                    await sleep_or_wake(waker, stopped, PARKED_SECONDS)
+                    continue
+                # A transient failure (429, 5xx, a dropped connection) anywhere in the pass, also
+                # after the decision: the next pass re-does what this one did not finish.
+                pause = delay = backoff.failed(exc.retry_after)
+                session.logger.warning(
+                    f"Pass of {kind.res.kind} {name} failed, retrying in {delay:.2f} s: {exc}"
+                )
                 memo.metrics.api_errors.labels(kind=kind.res.kind).inc()
-                delay = settings.retry_seconds
+            except Exception as exc:  # a bug, or input nobody foresaw: this session's trouble only
+                session.logger.exception(f"Pass of {kind.res.kind} {name} failed unexpectedly")
+                await report_failure(session.kube, kind.res, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                pause = delay = backoff.failed()
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
+            if pause > 0:
+                await sleep_or_wake(asyncio.Event(), stopped, min(pause, delay))
+                continue
             await sleep_or_wake(waker, stopped, delay)
     finally:
         kind.wakers.forget(namespace, name)
@@ -228,7 +250,7 @@ class SessionLoop(abc.ABC):
         self.name = name
         self.logger = logger
         #: A terminal session whose status.outcomeApplied is not set has its outcome re-issued
-        #: once per operator run (and again after a failed attempt to record it).
+        #: once per operator run, and again after any failed pass (see :meth:`reconcile`).
         self.outcome_checked = False
 
     @property
@@ -236,7 +258,19 @@ class SessionLoop(abc.ABC):
         return (self.namespace, self.name)
 
     async def reconcile(self) -> float | None:
-        """One pass; returns seconds until the next wanted pass (None: on events only)."""
+        """One pass; returns seconds until the next wanted pass (None: on events only).
+
+        A pass that fails (any exception) leaves the outcome to be checked again: the failure
+        may have come between the decision and its outcome (a verdict write that got a 503),
+        and the next pass, which finds the session already ended, must still carry it out.
+        """
+        try:
+            return await self._pass()
+        except BaseException:
+            self.outcome_checked = False
+            raise
+
+    async def _pass(self) -> float | None:
         kind = self.kind
         body = await self.kube.get(kind.res, self.name, self.namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):

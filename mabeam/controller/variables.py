@@ -68,7 +68,7 @@ from ..models.variable import (
     WriteResult,
 )
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["apply_session_outcome", "reconcile"]
@@ -102,7 +102,10 @@ async def variable_changed(
         try:
             await project(memo.kube, namespace)
         except (ApiError, ConflictError, InvalidSpecError) as exc:
-            logger.warning(f"Could not update the projection of namespace {namespace}: {exc}")
+            # Not retried here (an event handler): every Variable loop of the namespace projects
+            # in its pass, and retries with backoff if that fails too.
+            logger.warning(f"Could not update the projection of {namespace} (its loops retry): {exc}")
+            _wakers.wake_namespace(namespace)
 
 
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
@@ -125,6 +128,7 @@ async def variable_loop(
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
+    backoff = Backoff(retry, RESYNC_SECONDS)
     conflicts = 0
     try:
         while not stopped:
@@ -133,6 +137,7 @@ async def variable_loop(
                 with memo.metrics.reconcile_seconds.labels(kind="Variable").time():
                     delay = await reconcile(memo, namespace, name)
                 conflicts = 0
+                backoff.succeeded()
             except ConflictError as exc:  # lost a compare-and-swap: someone wrote first; go again
                 logger.debug(f"Variable {name} changed while reconciling, again: {exc}")
                 # Back off (growing, at most the retry delay): the change that beat us has
@@ -144,9 +149,24 @@ async def variable_loop(
                 logger.warning(f"Variable {name}: {exc}")
                 delay = RESYNC_SECONDS
             except ApiError as exc:
-                logger.warning(f"Reconcile of variable {name} failed, retrying: {exc}")
+                if exc.status == TOO_LARGE:  # the same write would be refused again: say so, wait
+                    await report_failure(memo.kube, VARIABLE, namespace, name, "StatusTooLarge",
+                                         f"the status could not be written: {exc}; lower spec.historyLimit "
+                                         "or write smaller values")  # fmt: skip
+                    await sleep_or_wake(waker, stopped, PARKED_SECONDS)
+                    continue
+                # Waited out whatever wakes the loop: events keep coming while the server is sick.
+                delay = backoff.failed(exc.retry_after)
+                logger.warning(f"Reconcile of variable {name} failed, retrying in {delay:.2f} s: {exc}")
                 memo.metrics.api_errors.labels(kind="Variable").inc()
-                delay = retry
+                await sleep_or_wake(asyncio.Event(), stopped, delay)
+                continue
+            except Exception as exc:  # a bug, or input nobody foresaw: this Variable's trouble only
+                logger.exception(f"Reconcile of variable {name} failed unexpectedly")
+                await report_failure(memo.kube, VARIABLE, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                await sleep_or_wake(asyncio.Event(), stopped, backoff.failed())
+                continue
             delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
             if delay > 0:
                 await sleep_or_wake(waker, stopped, delay)

@@ -200,19 +200,26 @@ def _number(limit: Any) -> str:
     return json.dumps(limit)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _cel_typed(value: Any, schema: dict[str, Any]) -> Any:
     """Values as the API server hands them to CEL: a ``type: number`` field is a double even
-    when the JSON says ``2`` (otherwise ``2 >= 0.5`` has no overload in CEL)."""
+    when the JSON says ``2`` (otherwise ``2 >= 0.5`` has no overload in CEL); untyped fields
+    are absent."""
     kind = schema.get("type")
     if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind == "object" and isinstance(value, dict):
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
-        return {
-            k: _cel_typed(v, props[k] if k in props else (extra if isinstance(extra, dict) else {}))
-            for k, v in value.items()
-        }
+        typed = {}
+        for k, v in value.items():
+            sub = props[k] if k in props else (extra if isinstance(extra, dict) else {})
+            if sub.get("x-kubernetes-preserve-unknown-fields") and not sub.get("type"):
+                continue  # untyped JSON (a Variable's value) is left out of CEL, as the server does
+            typed[k] = _cel_typed(v, sub)
+        return typed
     if kind == "array" and isinstance(value, list):
         items = schema.get("items")
         return [_cel_typed(v, items if isinstance(items, dict) else {}) for v in value]
@@ -282,6 +289,8 @@ class _Context:
         actual = _json_type(value)
         if expected == "integer" and isinstance(value, float) and value.is_integer():
             return int(value)
+        if actual == "integer" and not _INT64_MIN <= value <= _INT64_MAX:
+            actual = "number"  # the server decodes an integer beyond 64 bits as a float
         ok = actual == expected or (expected == "number" and actual == "integer")
         if not ok:
             self.add(
@@ -497,10 +506,17 @@ class _Context:
         where = _format_path(path)
         shown_type = json.dumps(schema.get("type") or _json_type(value))
         cel_self = {**value, **root_extra} if root_extra and isinstance(value, dict) else value
-        activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(_cel_typed(cel_self, schema))}
-        if old is not None:
-            old_self = {**old, **root_extra} if root_extra and isinstance(old, dict) else old
-            activation["oldSelf"] = celpy.adapter.json_to_cel(_cel_typed(old_self, schema))
+        try:
+            activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(_cel_typed(cel_self, schema))}
+            if old is not None:
+                old_self = {**old, **root_extra} if root_extra and isinstance(old, dict) else old
+                activation["oldSelf"] = celpy.adapter.json_to_cel(_cel_typed(old_self, schema))
+        except (ValueError, OverflowError) as exc:
+            # A number CEL cannot hold (an integer beyond 64 bits, a float beyond a double): the
+            # rules cannot be evaluated, so the object is refused (422), never a 500.
+            message = f"Invalid value: {shown_type}: a number is out of CEL's range ({exc})"
+            self.add(where, message, value=value)
+            return
         for rule in schema["x-kubernetes-validations"]:
             text = rule.get("rule", "")
             if "oldSelf" in text and old is None:

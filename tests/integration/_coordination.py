@@ -109,7 +109,8 @@ class AsAgents:
         return self.clients[agent]
 
     async def close(self) -> None:
-        for client in self.clients.values():
+        # A copy: a vote still running when a test failed may add its client meanwhile.
+        for client in list(self.clients.values()):
             await client.close()
 
     async def answer(self, res: Res, session: str, agent: str, **fields: Any) -> dict[str, Any]:

@@ -156,10 +156,14 @@ NOT_REQUESTED_HERE = {
 }
 
 
-# About one run in five (whole suite on two cores), this scenario stalls after the agents'
-# template and capability changes and the test ends on its timeout; the cause is not found yet
-# (the operator's log shows it working normally until the teardown). Kept, out of `make test`.
-@pytest.mark.flaky
+# This scenario once hung about one run in five at its teardown (the operator's log normal to
+# the end): the local kubelet's shutdown waited for a readiness prober whose cancellation
+# Python 3.11 had swallowed inside asyncio.wait_for (the demo's hang too). Probes now stop with
+# their process and cancellation is retried (mabeam/local/kubelet.py, _cancel and _probe_loop),
+# so the test is back in `make test`. Its waits are on conditions; the bounds are for a busy
+# machine, where starting 14 agent processes alone took half a minute (the demo's own sessions
+# last tens of seconds by their windows).
+@pytest.mark.timeout(360)
 async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_path: Path) -> None:
     """The reverse direction: every right we ask for is used by the whole demo scenario."""
     from mabeam.local import demo
@@ -170,21 +174,23 @@ async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_pat
         kube = cluster.client()
         try:
             loop = asyncio.get_running_loop()
-            assert await demo.play(kube, demo.load_manifests(examples), loop.time() + 60)
+            assert await demo.play(kube, demo.load_manifests(examples), loop.time() + 240)
             # Deletions: a pod (replaced), then a whole Agent.
             await kube.delete(POD, "alice-1", "default")
-            await eventually(lambda: _on_new_pod(kube, "alice"), what="alice replaced")
+            await eventually(lambda: _on_new_pod(kube, "alice"), what="alice replaced", timeout=90)
             # A template change: the operator deletes the old pod itself.
             env = [{"name": "GREETING", "value": "hi"}]
             patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}]
             await kube.patch(AGENT, "carol", patch, namespace="default", json_patch=True)
-            await eventually(lambda: _on_new_pod(kube, "carol"), what="carol replaced")
+            await eventually(lambda: _on_new_pod(kube, "carol"), what="carol replaced", timeout=90)
             # bob gains the compute capability: the Variables' writer RoleBindings now name him.
             caps = [{"op": "add", "path": "/spec/capabilities/-", "value": "compute"}]
             await kube.patch(AGENT, "bob", caps, namespace="default", json_patch=True)
-            await eventually(lambda: _writes(kube, "target-temperature", "bob"), what="bob a writer")
+            await eventually(
+                lambda: _writes(kube, "target-temperature", "bob"), what="bob a writer", timeout=90
+            )
             await kube.delete(AGENT, "bob", "default")
-            await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone")
+            await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone", timeout=90)
         finally:
             await kube.close()
         await cluster.stop_operator()

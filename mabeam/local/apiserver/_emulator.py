@@ -68,8 +68,8 @@ class LocalApiEmulator(Authorization):
         body = await raw_request.read()
         try:
             data = json.loads(body) if body else None
-        except ValueError:
-            data = None
+        except (ValueError, RecursionError):
+            data = None  # refused (400) when the verb reads it
         request = kmock.Request(
             id=len(self._requests),
             raw_request=raw_request,
@@ -219,6 +219,8 @@ class LocalApiEmulator(Authorization):
             return None
         try:
             return json.loads(request.body)
+        except RecursionError:
+            raise _ApiError(400, "BadRequest", "the request body is nested too deeply to decode") from None
         except ValueError:
             try:
                 return yaml.safe_load(request.body)
