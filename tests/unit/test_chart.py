@@ -564,8 +564,12 @@ def test_prometheus_rule() -> None:
         "MabeamDecisionLatencyHigh",
         "MabeamAgentPodsReplacedOften",
         "MabeamApiErrors",
+        "MabeamAgentNotReady",
+        "MabeamNoActiveLeader",
     }
     wanted = {
+        "MabeamAgentNotReady": {"mabeam_agent_ready"},
+        "MabeamNoActiveLeader": {"mabeam_leader"},
         "MabeamSessionsFailing": {"mabeam_sessions_total"},
         "MabeamDecisionLatencyHigh": {"mabeam_decision_latency_seconds_bucket"},
         "MabeamAgentPodsReplacedOften": {"mabeam_agent_pod_replacements_total"},
@@ -580,6 +584,13 @@ def test_prometheus_rule() -> None:
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
         assert mabeam_series(alert["expr"]) == wanted[name], name
     assert 'up{job="mabeam-metrics", namespace="mabeam-system"}' in alerts["MabeamOperatorDown"]["expr"]
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text()
+    headings = re.findall(r"^## (.+)$", runbooks, re.M)
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+    for name in ("MabeamAgentNotReady", "MabeamNoActiveLeader"):
+        url = alerts[name]["annotations"]["runbook_url"]
+        base, _, anchor = url.partition("#")
+        assert base.endswith("/docs/runbooks.md") and anchor in anchors, url
     assert alerts["MabeamSessionsFailing"]["expr"].rstrip().endswith("> 0.25")
     assert 'outcome="Failed"' in alerts["MabeamSessionsFailing"]["expr"]
     custom = {"prometheusRule": {"enabled": True, "thresholds": {"decisionLatencyP95Seconds": 5}}}
