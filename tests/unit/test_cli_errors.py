@@ -84,3 +84,24 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = stderr.decode()
     assert proc.returncode == 141
     assert err == "", err
+
+
+def test_demo_from_a_wheel_says_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Installed from a wheel, in a directory without the source checkout's examples/ and
+    agents/, or without the [local] extra: one line saying what to do."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "no manifests in examples/" in line and "git clone" in line, line
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "agents.yaml").write_text((ROOT / "examples" / "agents.yaml").read_text())
+    assert main(["demo"]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "agents/voter.py" in line and "source checkout" in line, line
+    monkeypatch.setitem(sys.modules, "kmock", None)  # as if the [local] extra were not installed
+    for argv in (["demo"], ["local"]):
+        assert main(argv) == 1
+        line = one_line(capsys.readouterr().err)
+        assert "pip install 'mabeam[local]'" in line, line
