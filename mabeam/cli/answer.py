@@ -15,7 +15,6 @@ Without ``--nonce`` the command draws one and prints the exact command that reve
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import math
 import secrets
@@ -28,11 +27,9 @@ from typing import Any, TextIO
 import pydantic
 
 from ..core.economics import commitment
-from ..errors import ConflictError, MabeamError
-from ..kube.client import Kube
-from ..kube.resources import AUCTION, BID, COORDINATION, MARKET, ORDER, VOTE
+from ..errors import MabeamError
+from ..kube.resources import AUCTION, BID, MARKET, ORDER
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
-from ..models.coordination import VoteSpec, vote_name
 from ..models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
 from ..sdk._sessions import write_answer
 from ._common import (
@@ -43,6 +40,7 @@ from ._common import (
     connect,
     namespace_of,
 )
+from ._vote import cmd_vote
 
 __all__ = [
     "BidOptions",
@@ -50,16 +48,12 @@ __all__ = [
     "Planned",
     "add_commands",
     "bid_fields",
-    "check_vote",
     "cmd_bid",
     "cmd_order",
     "cmd_vote",
     "order_fields",
 ]
 
-SESSION_LABEL = "mabeam.io/session"
-
-AGENT_LABEL = "mabeam.io/agent"
 _MAX_AMOUNT = 1e15
 
 _SNAP = 1e-6  # a schedule price within this many steps of a grid price is that grid price
@@ -325,95 +319,6 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
 
 
 # --- commands ----------------------------------------------------------------------------------
-
-
-def check_vote(coordination: Mapping[str, Any], agent: str, choice: str) -> None:
-    """Refuse, before writing, a vote the operator would not count: a choice that is not one of
-    the session's options, or an agent that is not one of its participants (the resolved ones
-    once the session started, else the listed ones; a selector is resolved only at the start)."""
-    name = (coordination.get("metadata") or {}).get("name", "")
-    spec = coordination.get("spec") or {}
-    status = coordination.get("status") or {}
-    options = [str(o) for o in spec.get("options") or ()]
-    if options and choice not in options:
-        raise MabeamError(
-            f"{choice!r} is not an option of coordination {name} (options: {', '.join(options)})"
-        )
-    resolved = [str(p.get("name")) for p in status.get("participants") or () if isinstance(p, dict)]
-    listed = [str(a) for a in (spec.get("participants") or {}).get("agents") or ()]
-    names = resolved or listed
-    if names:
-        _participant(agent, names, "coordination", name)
-
-
-async def _verdict(kube: Kube, namespace: str, name: str, generation: Any, wait: float, out: TextIO) -> int:
-    """Wait up to ``wait`` seconds for the operator's verdict on this version of the Vote."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while True:
-        vote = await kube.get(VOTE, name, namespace)
-        status = (vote or {}).get("status") or {}
-        if status.get("reason") and status.get("observedGeneration") == generation:
-            if status.get("accepted"):
-                print(f"vote.mabeam.io/{name} counted", file=out)
-                return 0
-            print(
-                f"Error: vote {name} refused: {status['reason']}: {status.get('message', '')}",
-                file=sys.stderr,
-            )
-            return 1
-        if loop.time() >= deadline:
-            print(f"No verdict on vote {name} within {wait:g}s: is the operator running?", file=sys.stderr)
-            return 1
-        await asyncio.sleep(0.2)
-
-
-async def cmd_vote(args: argparse.Namespace, out: TextIO) -> int:
-    namespace = namespace_of(args)
-    spec = VoteSpec(session=args.session, agent=args.agent, choice=args.choice).to_wire()
-    name = vote_name(args.session, args.agent)
-    labels = {SESSION_LABEL: args.session, AGENT_LABEL: args.agent}
-    kube = connect(args)
-    try:
-        coordination = await kube.get(COORDINATION, args.session, namespace)
-        if coordination is None:
-            raise MabeamError(
-                f'Coordination "{args.session}" not found in namespace {namespace}; '
-                f"list them with: mabeam get coordinations -n {namespace}"
-            )
-        check_vote(coordination, args.agent, args.choice)
-        for _ in range(3):
-            current = await kube.get(VOTE, name, namespace)
-            try:
-                if current is None:
-                    written = await kube.create(
-                        VOTE,
-                        {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
-                    )
-                    print(f"vote.mabeam.io/{name} created", file=out)
-                else:
-                    meta = current["metadata"]
-                    body = {
-                        "metadata": {
-                            "name": name,
-                            "namespace": namespace,
-                            "labels": {**(meta.get("labels") or {}), **labels},
-                            "resourceVersion": meta["resourceVersion"],
-                        },
-                        "spec": spec,
-                    }
-                    written = await kube.replace(VOTE, body)
-                    print(f"vote.mabeam.io/{name} updated", file=out)
-                if args.wait > 0:
-                    generation = (written.get("metadata") or {}).get("generation")
-                    return await _verdict(kube, namespace, name, generation, args.wait, out)
-                return 0
-            except ConflictError:
-                continue  # someone wrote it meanwhile; read again
-    finally:
-        await kube.close()
-    print(f"Error: vote {name} kept changing; try again", file=sys.stderr)
-    return 1
 
 
 async def _answer(
