@@ -11,7 +11,7 @@ Subcommands:
     watch     follow a coordination, auction or market live (answers, phase, countdown, result)
               until it ends
     vote      answer a session by hand as an agent
-    bid       bid in an auction by hand as an agent (sealed: commit, then reveal; clock: accept)
+    bid       bid in an auction by hand as an agent (sealed: encrypted to the operator; clock: accept)
     order     place an order in a market by hand as an agent
     validate  check manifests offline against the CRD schemas (strict, CEL rules included)
 

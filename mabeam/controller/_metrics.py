@@ -204,23 +204,38 @@ class Metrics:
             registry=r,
         )
         self._agent_phases: dict[tuple[str, str], str] = {}
+        #: Agents per (namespace, phase), kept with every change: a change costs O(1).
+        self._phase_counts: _Tally[tuple[str, str]] = _Tally()
+        self._agent_namespaces: set[str] = set()
         self._session_phases: dict[tuple[str, str, str], str] = {}
+        self._session_counts: _Tally[tuple[str, str]] = _Tally()
         self._lock = threading.Lock()
 
     def set_agent_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an agent's phase as the agent controller sees it (None: the agent is gone).
 
-        ``mabeam_agents{namespace, phase}`` is recomputed from these records for the namespace,
-        so a gauge never drifts from the controller's view (no increments to lose).
+        ``mabeam_agents{namespace, phase}`` follows from these records: a change moves one agent
+        from its old phase's count to its new one, so a gauge never drifts from the
+        controller's view (a repeated record changes nothing).
         """
         with self._lock:
+            if namespace not in self._agent_namespaces:  # every phase shows, from the first agent on
+                self._agent_namespaces.add(namespace)
+                for known in AGENT_PHASES:
+                    self.agents.labels(namespace=namespace, phase=known).set(0)
+            old = self._agent_phases.get((namespace, name))
+            if old == phase:
+                return
             if phase is None:
-                self._agent_phases.pop((namespace, name), None)
+                del self._agent_phases[(namespace, name)]
             else:
                 self._agent_phases[(namespace, name)] = phase
-            tally = _Tally(p for (ns, _), p in self._agent_phases.items() if ns == namespace)
-            for known in {*AGENT_PHASES, *tally}:
-                self.agents.labels(namespace=namespace, phase=known).set(tally.get(known, 0))
+            for changed, step in ((old, -1), (phase, 1)):
+                if changed is not None:
+                    self._phase_counts[namespace, changed] += step
+                    self.agents.labels(namespace=namespace, phase=changed).set(
+                        self._phase_counts[namespace, changed]
+                    )
             # By name: gone with the agent, and while it is being deleted (not an outage).
             if phase is None or phase == "Terminating":
                 try:
@@ -232,16 +247,21 @@ class Metrics:
 
     def set_session_phase(self, kind: str, namespace: str, name: str, phase: str | None) -> None:
         """Record a session's phase (None: it ended, or is gone); ``mabeam_sessions_in_progress``
-        is recomputed from these records, as ``mabeam_agents`` is."""
+        follows from these records as ``mabeam_agents`` does (O(1) a change)."""
         with self._lock:
-            before = {p for (k, _, _), p in self._session_phases.items() if k == kind}
+            old = self._session_phases.get((kind, namespace, name))
+            if old == phase:
+                return
             if phase is None:
-                self._session_phases.pop((kind, namespace, name), None)
+                del self._session_phases[(kind, namespace, name)]
             else:
                 self._session_phases[(kind, namespace, name)] = phase
-            tally = _Tally(p for (k, _, _), p in self._session_phases.items() if k == kind)
-            for known in {*before, *tally}:
-                self.sessions_in_progress.labels(kind=kind, phase=known).set(tally.get(known, 0))
+            for changed, step in ((old, -1), (phase, 1)):
+                if changed is not None:
+                    self._session_counts[kind, changed] += step
+                    self.sessions_in_progress.labels(kind=kind, phase=changed).set(
+                        self._session_counts[kind, changed]
+                    )
 
     def observe_outcome(self, kind: str, mechanism: str, status: Any) -> None:
         """Count an ended auction's revenue and prices, or a market's volume and price."""

@@ -259,7 +259,8 @@ class SessionLoop(abc.ABC):
         refused: dict[str, tuple[str, str]] = {}
         if phase in (None, "Pending"):
             agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
-            result = kind.start(self.name, spec, self._resolve(spec, agents), now)
+            options = await self.engine_options(body, spec, starting=True)
+            result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
             self.outcome_checked = True
         else:
             if phase in kind.terminal and not status.outcome_applied and not self.outcome_checked:  # type: ignore[attr-defined]
@@ -277,10 +278,13 @@ class SessionLoop(abc.ABC):
             )
             answers, refused = self._answers(answers_objs, now)
             alive = await self._alive(status, now)
+            options = await self.engine_options(body, spec, starting=False)
             if kind.step_in_thread:
-                result = await asyncio.to_thread(kind.step, self.name, spec, status, answers, alive, now)
+                result = await asyncio.to_thread(
+                    kind.step, self.name, spec, status, answers, alive, now, **options
+                )
             else:
-                result = kind.step(self.name, spec, status, answers, alive, now)
+                result = kind.step(self.name, spec, status, answers, alive, now, **options)
         new_phase = getattr(result.status, "phase", None)
         if new_phase not in kind.terminal:
             kind.open[self.key] = frozenset(p.name for p in result.status.participants)
@@ -495,6 +499,11 @@ class SessionLoop(abc.ABC):
             elif await self.carry_out_effect(body, spec, effect):
                 applied = True
         return applied
+
+    async def engine_options(self, body: dict[str, Any], spec: Any, *, starting: bool) -> dict[str, Any]:
+        """Keyword arguments for the engine's ``start`` (``starting``) or ``step``: none here;
+        an auction passes its sealing key (ApiError: retry the pass)."""
+        return {}
 
     @abc.abstractmethod
     async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:

@@ -23,7 +23,13 @@ import aiohttp
 from ..core.agents import AGENT_CLUSTER_ROLE
 from ..kube import admission, crdgen
 from ..kube.client import Kube
-from ..kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from ..kube.permissions import (
+    AGENT_RULES,
+    OPERATOR_CLUSTER_RULES,
+    OPERATOR_OWN_NAMESPACE_RULES,
+    OPERATOR_RULES,
+    Rule,
+)
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
@@ -82,6 +88,7 @@ class LocalCluster:
             **self.kubelet_options,
         )
         await self.kubelet.__aenter__()
+        self.api.serve_logs(self.kubelet.log_path)  # kubectl logs: the kubelet's files
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -201,11 +208,31 @@ def rbac_objects() -> list[dict[str, Any]]:
     """What the Helm chart installs for RBAC: the agents' ClusterRole and the operator's rights.
 
     The local API server enforces RBAC for service accounts, so the operator (a service
-    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster.
+    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster. Its own
+    namespace (the release namespace) holds its sealing key, with a Role for that alone.
     """
     namespace, _, name = OPERATOR_IDENTITY.removeprefix("system:serviceaccount:").partition(":")
     operator_rules = [_rule(r) for r in (*OPERATOR_RULES, *OPERATOR_CLUSTER_RULES)]
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
     return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": _RBAC,
+            "kind": "Role",
+            "metadata": {"name": "mabeam-operator-sealing-key", "namespace": namespace},
+            "rules": [_rule(r) for r in OPERATOR_OWN_NAMESPACE_RULES],
+        },
+        {
+            "apiVersion": _RBAC,
+            "kind": "RoleBinding",
+            "metadata": {"name": "mabeam-operator-sealing-key", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "mabeam-operator-sealing-key",
+            },
+            "subjects": [subject],
+        },
         {
             "apiVersion": _RBAC,
             "kind": "ClusterRole",
@@ -227,7 +254,7 @@ def rbac_objects() -> list[dict[str, Any]]:
                 "kind": "ClusterRole",
                 "name": "mabeam-operator",
             },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            "subjects": [subject],
         },
     ]
 
@@ -297,16 +324,16 @@ async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bo
     for sig in stop_signals:  # a signal during start-up stops everything once it has started
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        async with LocalCluster(workdir, port=port, api_options=BOUNDED_HISTORY) as cluster:
+        # TLS: kubectl sends the kubeconfig's token only over TLS (anonymous on plain HTTP).
+        api_options = {**BOUNDED_HISTORY, "tls": True}
+        async with LocalCluster(workdir, port=port, api_options=api_options) as cluster:
             kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             cluster.api.kubeconfig(kubeconfig)
             if with_operator:
                 await cluster.start_operator()
             print(f"Local Kubernetes API at {cluster.url}", flush=True)
             print(f"  export KUBECONFIG={kubeconfig}")
-            print(
-                "  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents"
-            )
+            print("  kubectl apply -f examples/agents.yaml && kubectl get agents")
             print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
             await stop.wait()
             print(f"{received[0]}: stopping every local pod.", flush=True)

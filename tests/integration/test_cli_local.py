@@ -7,6 +7,8 @@ stops its agent pods cleanly (each gets SIGTERM) and leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import socket
 import sys
@@ -158,3 +160,62 @@ async def test_mabeam_local_runs_agents_and_stops_every_pod(tmp_path: Path, stop
         what="no process of mabeam local left",
     )
     assert "got SIGTERM" in trap_log.read_text()  # stopped cleanly, not killed with its parent
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+async def test_kubectl_works_against_mabeam_local(tmp_path: Path) -> None:
+    """The printed hint works as on a cluster: kubectl apply (validated on the server), get with
+    our printer columns, explain and logs, with the kubeconfig `mabeam local` writes (TLS)."""
+    port = free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "mabeam.cli", "local", "--port", str(port), "--operator"),
+        *("--workdir", str(tmp_path / "wd"), "--write-kubeconfig", str(kubeconfig)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig)}
+
+    async def kubectl(*args: str, stdin: str | None = None) -> str:
+        run = await asyncio.create_subprocess_exec(
+            "kubectl",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(run.communicate(stdin.encode() if stdin else None), 60)
+        assert run.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
+        return out.decode()
+
+    try:
+        line = b""
+        while b"Local Kubernetes API" not in line:
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "mabeam local ended early"
+        assert f"https://127.0.0.1:{port}" in line.decode()
+        assert "agent.mabeam.io/trap created" in await kubectl(
+            "apply", "-f", "-", stdin=yaml.safe_dump(trap_agent())
+        )
+
+        async def ready() -> list[str] | None:
+            rows = [r.split() for r in (await kubectl("get", "agents")).splitlines()]
+            return rows[1] if rows[1][1] == "Ready" else None
+
+        row = await eventually(ready, timeout=30, what="trap Ready in kubectl get agents")
+        assert (await kubectl("get", "agents")).split()[:5] == ["NAME", "PHASE", "POD", "RESTARTS", "AGE"]
+        assert row[0] == "trap" and row[2].startswith("trap")
+        await eventually(
+            lambda: _contains(kubectl("logs", row[2]), "running"), what="kubectl logs of the trap"
+        )
+        assert "Voting weight" in await kubectl("explain", "agent.spec.weight")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+
+
+async def _contains(output: Any, text: str) -> bool:
+    return text in await output

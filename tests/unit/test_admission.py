@@ -57,7 +57,7 @@ def variable_policy() -> dict[str, Any]:
 ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Vote": ("session", {"choice": "yes"}),
     "Bid": ("auction", {"round": 1, "accept": True}),
-    "Order": ("market", {"side": "buy", "price": 3.0}),
+    "Order": ("market", {"sealed": {"keyId": "sha256:" + "0" * 32, "ciphertext": "AAAA"}}),
 }
 
 

@@ -29,7 +29,13 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from mabeam.kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from mabeam.kube.permissions import (
+    AGENT_RULES,
+    OPERATOR_CLUSTER_RULES,
+    OPERATOR_OWN_NAMESPACE_RULES,
+    OPERATOR_RULES,
+    Rule,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "charts" / "mabeam"
@@ -435,6 +441,7 @@ def atoms_of_k8s_rules(rules: list[dict[str, Any]]) -> set[Atom]:
 OPERATOR = atoms(OPERATOR_RULES)
 OPERATOR_CLUSTER = atoms(OPERATOR_CLUSTER_RULES)
 LEASES = atoms(r for r in OPERATOR_RULES if r.resources == ("leases",))
+SEALING = atoms(OPERATOR_OWN_NAMESPACE_RULES)
 CLUSTER = "<cluster>"
 
 
@@ -460,20 +467,28 @@ def grants(objs: list[dict[str, Any]], namespace: str, sa: str) -> dict[str, set
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        pytest.param({}, {NAMESPACE: OPERATOR, CLUSTER: OPERATOR_CLUSTER}, id="namespaced-default"),
-        pytest.param({"replicas": 2}, {NAMESPACE: OPERATOR, CLUSTER: OPERATOR_CLUSTER}, id="replicas-2"),
-        pytest.param({"clusterWide": True}, {CLUSTER: OPERATOR | OPERATOR_CLUSTER}, id="cluster-wide"),
+        pytest.param({}, {NAMESPACE: OPERATOR | SEALING, CLUSTER: OPERATOR_CLUSTER}, id="namespaced-default"),
         pytest.param(
-            {"clusterWide": True, "replicas": 2}, {CLUSTER: OPERATOR | OPERATOR_CLUSTER}, id="cluster-wide-2"
+            {"replicas": 2}, {NAMESPACE: OPERATOR | SEALING, CLUSTER: OPERATOR_CLUSTER}, id="replicas-2"
+        ),
+        pytest.param(
+            {"clusterWide": True},
+            {CLUSTER: OPERATOR | OPERATOR_CLUSTER, NAMESPACE: SEALING},
+            id="cluster-wide",
+        ),
+        pytest.param(
+            {"clusterWide": True, "replicas": 2},
+            {CLUSTER: OPERATOR | OPERATOR_CLUSTER, NAMESPACE: SEALING},
+            id="cluster-wide-2",
         ),
         pytest.param(
             {"watchNamespaces": ["team-a", "team-b"]},
-            {"team-a": OPERATOR, "team-b": OPERATOR, CLUSTER: OPERATOR_CLUSTER},
+            {"team-a": OPERATOR, "team-b": OPERATOR, NAMESPACE: SEALING, CLUSTER: OPERATOR_CLUSTER},
             id="watch-namespaces",
         ),
         pytest.param(
             {"watchNamespaces": ["team-a"], "replicas": 2},
-            {"team-a": OPERATOR, NAMESPACE: LEASES, CLUSTER: OPERATOR_CLUSTER},
+            {"team-a": OPERATOR, NAMESPACE: LEASES | SEALING, CLUSTER: OPERATOR_CLUSTER},
             id="leader-lease-outside-watched",
         ),
     ],
@@ -488,6 +503,16 @@ def test_agent_cluster_role_equals_permissions() -> None:
     # The operator may bind exactly this ClusterRole, and no other.
     binds = {a for a in OPERATOR if a[2] == "bind"}
     assert binds == {("rbac.authorization.k8s.io", "clusterroles", "bind", role["metadata"]["name"])}
+
+
+@pytest.mark.parametrize("values", OPTIONS.values(), ids=OPTIONS.keys())
+def test_secrets_only_the_sealing_key_in_the_release_namespace(values: dict[str, Any]) -> None:
+    # Agents get no Secret rights; the operator reads only its sealing key, in its own namespace.
+    assert not [a for a in atoms(AGENT_RULES) | OPERATOR | OPERATOR_CLUSTER if a[1] == "secrets"]
+    for where, granted in grants(render(values), NAMESPACE, OPERATOR_SA).items():
+        secrets = {a for a in granted if a[1] == "secrets"}
+        assert secrets == (SEALING if where == NAMESPACE else set()), where
+    assert {a for a in SEALING if a[2] == "get"} == {("", "secrets", "get", "mabeam-sealing-key")}
 
 
 @pytest.mark.parametrize("values", OPTIONS.values(), ids=OPTIONS.keys())
@@ -512,7 +537,7 @@ def test_rbac_comparison_sees_an_extra_right(tmp_path: Path) -> None:
         )
     )
     got = grants(render({}, chart), NAMESPACE, OPERATOR_SA)
-    assert got[NAMESPACE] - OPERATOR == {("", "configmaps", "delete", "")}
+    assert got[NAMESPACE] - OPERATOR - SEALING == {("", "configmaps", "delete", "")}
 
 
 # --- monitoring ---------------------------------------------------------------------------------

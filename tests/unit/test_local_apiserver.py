@@ -691,11 +691,14 @@ async def test_dry_run_validates_without_storing(api: LocalApiServer, http: aioh
 async def test_server_side_apply_creates_then_merges(http: aiohttp.ClientSession) -> None:
     apply = "application/apply-patch+yaml"
     status, w = await call(http, "PATCH", f"{WIDGETS}/w1", widget("w1"), apply, fieldManager="t")
-    assert status == 201 or status == 200
+    assert status == 201
     assert w["spec"]["size"] == 2
+    assert [(m["manager"], m["operation"]) for m in w["metadata"]["managedFields"]] == [("t", "Apply")]
     status, w = await call(http, "PATCH", f"{WIDGETS}/w1", widget("w1", size=3), apply, fieldManager="t")
     assert status == 200
     assert w["spec"]["size"] == 3
+    status, body = await call(http, "PATCH", f"{WIDGETS}/w1", widget("w1", size=4), apply)
+    assert status == 422 and "fieldManager: Required value" in body["message"]
 
 
 # --- pods/binding -------------------------------------------------------------------------------

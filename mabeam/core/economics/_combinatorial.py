@@ -20,7 +20,7 @@ welfare recomputed exactly (fractions). Optimality is up to HiGHS's numerical to
 
 Tie-break (deterministic, whatever optimal allocation the solver happens to return): order every
 bundle by its bidder's place in ``bids`` (the engine orders them by earliest received
-commitment, then name) and then by its place in that bidder's list. The allocation chosen is the
+sealed bid, then name) and then by its place in that bidder's list. The allocation chosen is the
 lexicographically greatest optimal one in that order: the first bundle wins if some optimal
 allocation has it win, then the next bundle that is still compatible, and so on. A bundle worth
 exactly its reserve (zero surplus) therefore sells, as a single-item bid equal to the reserve
@@ -349,7 +349,7 @@ def clear_combinatorial(
     _check(bids, items)
     everything = welfare(bids, {}, items, reserve)
     if not any(bid.bundles for bid in bids):
-        return CombinatorialOutcome((), everything, "NoBids", "no bundle bid was revealed")
+        return CombinatorialOutcome((), everything, "NoBids", "no bundle bid was counted")
     problem = _Problem(bids, items, reserve, time_limit)
     try:
         chosen = _canonical(problem)

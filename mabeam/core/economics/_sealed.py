@@ -1,10 +1,10 @@
 """Sealed-bid clearing of one item: first-price and second-price (Vickrey).
 
-Pure functions over the revealed bids; the commit-reveal phases around them are in
-:mod:`mabeam.economics.auction`.
+Pure functions over the opened bids; the sealed bidding around them is in
+:mod:`mabeam.core.economics.auction`.
 
 Ranking (both mechanisms): the highest amount first; equal amounts are ordered by the earliest
-``at`` (when the agent's commitment was received), then by agent name. Amounts are compared as
+``at`` (when the agent's sealed bid was received), then by agent name. Amounts are compared as
 the floats they are (no arithmetic is done on them, so the comparisons are exact).
 
 - No bid at all: no sale, reason ``NoBids``.
@@ -27,7 +27,7 @@ __all__ = ["SealedBid", "SealedOutcome", "first_price", "rank", "second_price"]
 
 @dataclass(frozen=True)
 class SealedBid:
-    """A revealed bid on the one item: who, how much, and when its commitment arrived."""
+    """An opened bid on the one item: who, how much, and when its sealed bid arrived."""
 
     agent: str
     amount: float
@@ -52,7 +52,7 @@ def rank(bids: Sequence[SealedBid]) -> list[SealedBid]:
 
 def _no_sale(ranked: Sequence[SealedBid], reserve: float) -> SealedOutcome | None:
     if not ranked:
-        return SealedOutcome(None, None, None, "NoBids", "no bid was revealed")
+        return SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
     if ranked[0].amount < reserve:
         return SealedOutcome(
             None,

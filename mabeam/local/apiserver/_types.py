@@ -35,6 +35,7 @@ class ResourceType:
     subresources: frozenset[str] = frozenset()
     schema: dict[str, Any] | None = None  # openAPIV3Schema of a custom resource
     storage_version: str = ""  # all versions of a CRD share the storage of this one
+    printer_columns: tuple[dict[str, Any], ...] = ()  # additionalPrinterColumns of a custom resource
     custom: bool = False
 
     @property
@@ -86,7 +87,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",)),
     dataclasses.replace(  # pods/binding: how a scheduler (here, the local kubelet) assigns a node
         _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
-        subresources=frozenset({"status", "binding"}),
+        subresources=frozenset({"status", "binding", "log"}),
     ),
     dataclasses.replace(  # serviceaccounts/token: the TokenRequest API
         _builtin("v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),

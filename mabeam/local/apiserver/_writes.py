@@ -122,8 +122,10 @@ class Writes(AdmissionPolicies):
         strict: bool = False,
         dry_run: bool = False,
         require_rv: bool = False,
+        managed: bool = False,
     ) -> dict[str, Any]:
-        """Update an object (PUT, and the last step of every PATCH)."""
+        """Update an object (PUT, and the last step of every PATCH). ``managed``: the caller set
+        ``managedFields`` (server-side apply); otherwise :meth:`_record_fields` does."""
         old = self.load(rtype, namespace, name)
         if old is None:
             raise _not_found(rtype, name)
@@ -201,6 +203,8 @@ class Writes(AdmissionPolicies):
         new = self._admit(rtype, new, old, strict=strict)
         self._check_policies(rtype, "UPDATE", new, old, subresource=subresource, dry_run=dry_run)
         meta = new["metadata"]
+        if not managed:
+            self._record_fields(rtype, old, new, subresource)
         if self._spec_of(rtype, new) != self._spec_of(rtype, old):
             meta["generation"] = int(old_meta.get("generation", 0)) + 1
         if new == old or dry_run:
@@ -211,6 +215,11 @@ class Writes(AdmissionPolicies):
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(rtype, new)
         return new
+
+    def _record_fields(
+        self, rtype: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+    ) -> None:
+        """Record who changed which fields (``managedFields``): see :mod:`._apply`."""
 
     def patch_object(
         self,
@@ -224,21 +233,12 @@ class Writes(AdmissionPolicies):
         strict: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Patch an object: merge, strategic-merge (as merge), JSON patch, or apply."""
+        """Patch an object: merge, strategic-merge (as merge) or JSON patch (apply: see
+        :mod:`._apply`)."""
         old = self.load(rtype, namespace, name)
-        if content_type == "application/apply-patch+yaml" and old is None:
-            if subresource:
-                raise _not_found(rtype, name)
-            if not isinstance(body, dict):
-                raise _ApiError(400, "BadRequest", "an apply patch must be an object")
-            return self.create_object(rtype, namespace, body, strict=strict, dry_run=dry_run)
         if old is None:
             raise _not_found(rtype, name)
-        if content_type in (
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
-        ):
+        if content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             if not isinstance(body, dict):
                 raise _ApiError(400, "BadRequest", "a merge patch must be a JSON object")
             patched = merge_patch(old, body)
