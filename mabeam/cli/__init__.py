@@ -16,8 +16,13 @@ Subcommands:
     validate  check manifests offline against the CRD schemas (strict, CEL rules included)
 
 One module per command group, each with ``add_commands(sub)``: ``crds``, ``run``, ``local``
-(local and demo), ``get`` (get and describe), ``watch``, ``answer`` (vote, bid and order) and
-``validate``; they share the connection options and the rendering helpers of ``_common``.
+(local and demo), ``get`` (get and describe), ``watch``, ``answer`` (vote, bid and order; the
+vote itself in ``_vote``) and ``validate``; they share the connection options (``--kubeconfig``,
+``--context``, ``-n``) and the rendering helpers of ``_common``.
+
+Errors a user can act on (a MabeamError, a missing kubeconfig or context, an API server that
+cannot be reached) are one line on stderr, exit status 1; a closed pipe (``| head``) ends
+quietly with 141; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
