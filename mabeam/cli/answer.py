@@ -26,15 +26,21 @@ from typing import Any, TextIO
 
 import pydantic
 
-from ..errors import ConflictError, MabeamError
-from ..kube.client import Kube
-from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE
+from ..errors import MabeamError
+from ..kube.resources import AUCTION, BID, MARKET, ORDER
 from ..models.auction import AuctionSpec, AuctionStatus, BidContent, Bundle, bid_name
-from ..models.coordination import VoteSpec, vote_name
 from ..models.market import MarketSpec, MarketStatus, OrderContent, SchedulePoint, order_name
 from ..sdk._sessions import write_answer
 from ..sdk._trading import seal_bid, seal_order
-from ._common import AUCTION_TERMINAL, CLOCK_MECHANISMS, MARKET_TERMINAL, add_connection_options, namespace_of
+from ._common import (
+    AUCTION_TERMINAL,
+    CLOCK_MECHANISMS,
+    MARKET_TERMINAL,
+    add_connection_options,
+    connect,
+    namespace_of,
+)
+from ._vote import cmd_vote
 
 __all__ = [
     "BidOptions",
@@ -48,9 +54,6 @@ __all__ = [
     "order_fields",
 ]
 
-SESSION_LABEL = "mabeam.io/session"
-
-AGENT_LABEL = "mabeam.io/agent"
 _MAX_AMOUNT = 1e15
 
 _SNAP = 1e-6  # a schedule price within this many steps of a grid price is that grid price
@@ -292,44 +295,6 @@ def _order_content(
 # --- commands ----------------------------------------------------------------------------------
 
 
-async def cmd_vote(args: argparse.Namespace, out: TextIO) -> int:
-    namespace = namespace_of(args)
-    spec = VoteSpec(session=args.session, agent=args.agent, choice=args.choice).to_wire()
-    name = vote_name(args.session, args.agent)
-    labels = {SESSION_LABEL: args.session, AGENT_LABEL: args.agent}
-    kube = Kube.connect(args.kubeconfig)
-    try:
-        for _ in range(3):
-            current = await kube.get(VOTE, name, namespace)
-            try:
-                if current is None:
-                    await kube.create(
-                        VOTE,
-                        {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
-                    )
-                    print(f"vote.mabeam.io/{name} created", file=out)
-                else:
-                    meta = current["metadata"]
-                    body = {
-                        "metadata": {
-                            "name": name,
-                            "namespace": namespace,
-                            "labels": {**(meta.get("labels") or {}), **labels},
-                            "resourceVersion": meta["resourceVersion"],
-                        },
-                        "spec": spec,
-                    }
-                    await kube.replace(VOTE, body)
-                    print(f"vote.mabeam.io/{name} updated", file=out)
-                return 0
-            except ConflictError:
-                continue  # someone wrote it meanwhile; read again
-    finally:
-        await kube.close()
-    print(f"Error: vote {name} kept changing; try again", file=sys.stderr)
-    return 1
-
-
 async def _answer(
     args: argparse.Namespace,
     out: TextIO,
@@ -346,7 +311,7 @@ async def _answer(
         if kind == "auction"
         else (MARKET, ORDER, order_name(session, args.agent))
     )
-    kube = Kube.connect(args.kubeconfig)
+    kube = connect(args)
     try:
         obj = await kube.get(owner, session, namespace)
         if obj is None:
@@ -424,6 +389,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("session", help="the Coordination's name")
     p.add_argument("choice", help="the option to vote for")
     p.add_argument("--as", dest="agent", required=True, help="the Agent the Vote is for")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="then wait this long for the operator's verdict (counted, or why not); exit 1 if refused",
+    )
     add_connection_options(p)
     p.set_defaults(async_func=cmd_vote)
 

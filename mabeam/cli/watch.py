@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from ..kube.client import Kube
 from ..kube.resources import AUCTION, COORDINATION, MARKET, Res
 from ._common import (
     AUCTION_TERMINAL,
@@ -22,6 +21,7 @@ from ._common import (
     COORDINATION_TERMINAL,
     MARKET_TERMINAL,
     add_connection_options,
+    connect,
     countdown,
     indent,
     namespace_of,
@@ -245,7 +245,7 @@ async def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     render, terminal = watched
     namespace = namespace_of(args)
     tty = out.isatty()
-    kube = Kube.connect(args.kubeconfig)
+    kube = connect(args)
     updates: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
     async def follow(resource_version: str | None) -> None:

@@ -231,6 +231,7 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
                 continue
             await sleep_or_wake(waker, stopped, delay)
     finally:
+        memo.metrics.set_session_phase(kind.res.kind, namespace, name, None)
         kind.wakers.forget(namespace, name)
         kind.open.pop((namespace, name), None)
         kind.written.pop((namespace, name), None)
@@ -430,6 +431,10 @@ class SessionLoop(abc.ABC):
             status=True,
         )
         self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        phase = getattr(status, "phase", None)
+        self.memo.metrics.set_session_phase(
+            self.kind.res.kind, self.namespace, self.name, None if phase in self.kind.terminal else phase
+        )
         return written
 
     async def _ended(self, body: dict[str, Any], spec: Any, status: Any) -> dict[str, Any]:
@@ -440,6 +445,7 @@ class SessionLoop(abc.ABC):
         # The outcome label is the terminal phase (a handful of values, what the alerts match);
         # the reason stays in the session's status and Events.
         metrics.sessions.labels(protocol=label, outcome=phase).inc()
+        metrics.observe_outcome(self.kind.res.kind, label, status)
         latency = None
         if status.started_at is not None and status.result is not None:
             latency = (status.result.decided_at - status.started_at).total_seconds()

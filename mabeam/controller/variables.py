@@ -69,6 +69,7 @@ from ..models.variable import (
 )
 from ._events import post
 from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
+from ._metrics import Metrics
 from ._runtime import Runtime, clock
 
 __all__ = ["apply_session_outcome", "reconcile"]
@@ -200,14 +201,19 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     agents = await kube.list(AGENT, namespace)
 
     events: list[tuple[str, str, str]] = []
+    written: str | None = None  # the result of a write taken in this pass, for the metrics
     annotations = meta.get("annotations") or {}
     annotation = annotations.get(WRITE_ANNOTATION)
     if annotation is not None and spec is not None:
         claimed = annotations.get(WRITER_ANNOTATION)
+        before = status.last_write
         status = await _take_write(spec, status, annotation, claimed, agents, generation, now, events)
+        if status.last_write is not None and status.last_write != before:
+            written = _write_result(status.last_write.applied, status.last_write.reason)
     elif spec is not None and status.observed_generation != generation:
         status, outcome = reconcile_spec(spec, status, generation, now)
         if outcome is not None:
+            written = "applied" if outcome.applied else "refused"
             kind = "Normal" if outcome.applied else "Warning"
             events.append((kind, "ValueApplied" if outcome.applied else outcome.reason, outcome.message))
 
@@ -216,6 +222,8 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
             VARIABLE, name, status_patch(meta["resourceVersion"], status),
             namespace=namespace, status=True, json_patch=True,
         )  # fmt: skip
+    if written is not None:  # counted once the status that records it is written
+        memo.metrics.count_variable_write(written)
     if annotation is not None:
         refused = status.last_write is not None and not status.last_write.applied
         await kube.patch(
@@ -231,6 +239,13 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     if lock is not None and lock.holder is not None and lock.expires_at and not is_expired(lock, now):
         return max((parse_time(lock.expires_at) - now).total_seconds(), 0.0) + 0.05
     return None
+
+
+def _write_result(applied: bool, reason: str) -> str:
+    """The ``result`` label of mabeam_variable_writes_total for a write's outcome."""
+    if applied:
+        return "applied"
+    return "invalid" if reason == "Malformed" else "refused"
 
 
 async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -534,7 +549,9 @@ async def project(kube: Kube, namespace: str) -> None:
 # --- session outcomes --------------------------------------------------------------------------
 
 
-async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value: Any, session: str) -> bool:
+async def apply_session_outcome(
+    kube: Kube, namespace: str, variable: str, value: Any, session: str, *, metrics: Metrics | None = None
+) -> bool:
     """Apply a coordination session's outcome to a Variable, at most once; True if applied now.
 
     The write is made by the Session ``session`` (which must be unique per session, e.g. the
@@ -555,7 +572,7 @@ async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value
         )  # fmt: skip
         return apply_write(spec, status, write, clock())
 
-    return await _apply_session(kube, namespace, variable, session, change)
+    return await _apply_session(kube, namespace, variable, session, change, metrics)
 
 
 async def apply_session_owner(kube: Kube, namespace: str, variable: str, agent: str, session: str) -> bool:
@@ -574,8 +591,10 @@ async def _apply_session(
     variable: str,
     session: str,
     change: Callable[[VariableSpec, VariableStatus], tuple[VariableStatus, WriteOutcome]],
+    metrics: Metrics | None = None,
 ) -> bool:
-    """Apply ``change`` and record ``session`` in one compare-and-swap, unless it is recorded."""
+    """Apply ``change`` and record ``session`` in one compare-and-swap, unless it is recorded
+    (a value write is counted in ``metrics``, once its status is written)."""
     for attempt in range(SESSION_ATTEMPTS):
         obj = await kube.get(VARIABLE, variable, namespace)
         if obj is None:
@@ -593,6 +612,8 @@ async def _apply_session(
         except ConflictError:
             await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
             continue
+        if metrics is not None:
+            metrics.count_variable_write("applied" if outcome.applied else "refused")
         if not outcome.applied:
             raise InvalidSpecError(outcome.message, path="value")
         log.info("Applied session %s to %s/%s: %s", session, namespace, variable, outcome.message)

@@ -81,9 +81,16 @@ class Kube:
 
     @classmethod
     def connect(
-        cls, kubeconfig: str | os.PathLike[str] | None = None, *, namespace: str | None = None
+        cls,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        *,
+        namespace: str | None = None,
+        context: str | None = None,
     ) -> Kube:
-        config = load_config(kubeconfig)
+        """A client for the kubeconfig's current context, or ``context`` (ConfigError if unknown)."""
+        config: Any = load_config(kubeconfig)
+        if context is not None:
+            config = config.get(context_name=context)
         return cls(AsyncClient(config=config, namespace=namespace, field_manager="mabeam"))
 
     async def close(self) -> None:
@@ -102,7 +109,7 @@ class Kube:
         res: Res,
         namespace: str | None = None,
         *,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, Any] | None = None,
     ) -> builtins.list[dict[str, Any]]:
         ns = namespace if namespace is not None else ("*" if res.namespaced else None)
         try:
@@ -166,7 +173,7 @@ class Kube:
         res: Res,
         namespace: str | None = None,
         *,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, Any] | None = None,
         resource_version: str | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         ns = namespace if namespace is not None else ("*" if res.namespaced else None)
