@@ -39,6 +39,7 @@ from ..core.variables import (
     parse_spec,
     parse_status,
     projection,
+    readiness,
     reconcile_spec,
     transfer_ownership,
     value_hash,
@@ -58,7 +59,7 @@ from ..core.variables_wire import (
 from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
-from ..models._base import API_VERSION, Condition, set_condition
+from ..models._base import API_VERSION, Condition, progress_conditions, set_condition
 from ..models.variable import (
     Actor,
     VariableSpec,
@@ -300,9 +301,18 @@ async def _report_corrupt_status(kube: Kube, obj: dict[str, Any], error: str, no
         if isinstance(old, list)
         else []
     )
+    generation = int(meta.get("generation") or 0)
     conditions = set_condition(
         kept, type="Valid", status="False", reason=STATUS_CORRUPT, message=message, now=now,
-        observed_generation=int(meta.get("generation") or 0),
+        observed_generation=generation,
+    )  # fmt: skip
+    conditions = set_condition(
+        conditions, type="Ready", status="False", reason=STATUS_CORRUPT, message=message, now=now,
+        observed_generation=generation,
+    )  # fmt: skip
+    conditions = progress_conditions(
+        conditions, reconciling=None, stalled=message, reason=STATUS_CORRUPT, now=now,
+        observed_generation=generation,
     )  # fmt: skip
     if raw.get("phase") == "Invalid" and old == conditions:
         return
@@ -321,7 +331,7 @@ def _repaired(status: VariableStatus, now: dt.datetime) -> VariableStatus:
         now=now, observed_generation=status.observed_generation,
     )  # fmt: skip
     phase = "Pending" if status.version == 0 else "Ready"
-    return status.model_copy(update={"phase": phase, "conditions": conditions})
+    return readiness(status.model_copy(update={"phase": phase, "conditions": conditions}), now)
 
 
 def _conditions(current: VariableStatus, /, **kwargs: Any) -> list[Condition]:
@@ -334,8 +344,11 @@ def _invalid_spec(status: VariableStatus, generation: int, message: str, now: dt
         status, type="Valid", status="False", reason="InvalidSpec", message=message, now=now,
         observed_generation=generation,
     )  # fmt: skip
-    return status.model_copy(
-        update={"phase": "Invalid", "observed_generation": generation, "conditions": conditions}
+    return readiness(
+        status.model_copy(
+            update={"phase": "Invalid", "observed_generation": generation, "conditions": conditions}
+        ),
+        now,
     )
 
 

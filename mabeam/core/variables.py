@@ -43,7 +43,7 @@ import re2
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConflictError, InvalidSpecError, LockError
-from ..models._base import Condition, ConditionStatus, rfc3339, set_condition
+from ..models._base import Condition, ConditionStatus, progress_conditions, rfc3339, set_condition
 from ..models.variable import (
     APPLIED_SESSIONS_LIMIT,
     Actor,
@@ -71,6 +71,7 @@ __all__ = [
     "parse_status",
     "parse_write",
     "projection",
+    "readiness",
     "reconcile_spec",
     "release",
     "transfer_ownership",
@@ -358,7 +359,28 @@ def _set_valid(
     """Set the Valid condition and the phase that summarises it."""
     phase = "Invalid" if not valid else ("Pending" if status.version == 0 else "Ready")
     status = status.model_copy(update={"phase": phase})
-    return _with_condition(status, "Valid", "True" if valid else "False", reason, message, now)
+    return readiness(
+        _with_condition(status, "Valid", "True" if valid else "False", reason, message, now), now
+    )
+
+
+def readiness(status: VariableStatus, now: _dt.datetime) -> VariableStatus:
+    """``Ready`` (and kstatus's ``Reconciling``/``Stalled``) from the phase and ``Valid``: a
+    Variable is ready once it holds a value that fits its spec; one with no value yet is still
+    reconciling; an invalid one is stalled until its spec (or status) is fixed."""
+    valid = next((c for c in status.conditions if c.type == "Valid"), None)
+    reason, message = (valid.reason, valid.message) if valid is not None else ("NoValue", "no value yet")
+    ready: ConditionStatus = "True" if status.phase == "Ready" else "False"
+    status = _with_condition(status, "Ready", ready, reason, message, now)
+    wire = progress_conditions(
+        [c.to_wire() for c in status.conditions],
+        reconciling=message if status.phase == "Pending" else None,
+        stalled=message if status.phase == "Invalid" else None,
+        reason=reason,
+        now=now,
+        observed_generation=status.observed_generation,
+    )
+    return status.model_copy(update={"conditions": [Condition.model_validate(c) for c in wire]})
 
 
 def _summary(value: Any) -> str:

@@ -10,7 +10,7 @@ import lupa
 import pytest
 
 from mabeam.kube.client import Kube
-from mabeam.kube.resources import AGENT, COORDINATION
+from mabeam.kube.resources import AGENT, COORDINATION, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from tests.integration._coordination import NS, AsAgents, agent_body, ended, suspended
 from tests.integration._util import eventually
@@ -111,6 +111,17 @@ async def test_health_of_what_the_operator_wrote(
     assert health == "Degraded" and "spec.options" in message
     assert kstatus(broken) == "Failed"
     assert {c["type"] for c in broken["status"]["conditions"]} >= {"Failed", "Stalled", "Invalid"}
+
+    # Variables: Ready once a value fits the spec; an invalid one is Degraded and stalled.
+    good = {"type": "number", "value": 21, "constraints": {"minimum": 0, "maximum": 30}}
+    await kube.create(VARIABLE, {"metadata": {"name": "temp", "namespace": NS}, "spec": good})
+    await kube.create(VARIABLE, {"metadata": {"name": "hot", "namespace": NS}, "spec": {**good, "value": 99}})
+    temp = await eventually(lambda: _phase(kube, VARIABLE, "temp", "Ready"), what="temp Ready")
+    assert argocd_health(temp)[0] == "Healthy" and kstatus(temp) == "Current"
+    assert {c["type"]: c["status"] for c in temp["status"]["conditions"]}["Ready"] == "True"
+    hot = await eventually(lambda: _phase(kube, VARIABLE, "hot", "Invalid"), what="hot Invalid")
+    assert argocd_health(hot)[0] == "Degraded" and kstatus(hot) == "Failed"
+    assert {c["type"]: c["status"] for c in hot["status"]["conditions"]}["Ready"] == "False"
 
 
 async def _phase(kube: Kube, res: Any, name: str, phase: str) -> dict[str, Any] | None:
