@@ -225,7 +225,10 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
                 await report_failure(session.kube, kind.res, namespace, name, "ReconcileFailed",
                                      f"{type(exc).__name__}: {exc}")  # fmt: skip
                 pause = delay = backoff.failed()
-            delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
+            if delay is None and session.parked:
+                delay = PARKED_SECONDS
+            else:
+                delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
             if pause > 0:
                 await sleep_or_wake(asyncio.Event(), stopped, min(pause, delay))
                 continue
@@ -258,6 +261,9 @@ class SessionLoop(abc.ABC):
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
+    #: Set by a pass that found the session ended with nothing more to do: wait for events only.
+    parked: bool = False
+
     async def reconcile(self) -> float | None:
         """One pass; returns seconds until the next wanted pass (None: on events only).
 
@@ -265,6 +271,7 @@ class SessionLoop(abc.ABC):
         may have come between the decision and its outcome (a verdict write that got a 503),
         and the next pass, which finds the session already ended, must still carry it out.
         """
+        self.parked = False
         try:
             return await self._pass()
         except BaseException:
@@ -332,6 +339,9 @@ class SessionLoop(abc.ABC):
         if await self._carry_out(body, spec, result.effects):
             await self._record_applied(body)
         wake_at = kind.next_deadline(spec, result.status)
+        # An ended session has nothing left to do on its own: only an event (a late answer, an
+        # edit) wakes it again, so the thousands that are kept cost nothing at rest.
+        self.parked = new_phase in kind.terminal and wake_at is None
         if wake_at is None:
             return None
         # A timer may fire a little early; a millisecond later the deadline has surely passed.

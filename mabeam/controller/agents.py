@@ -201,11 +201,23 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
         return None
     # The label is ours, but only pods this Agent owns count (a user may copy labels).
     uid = meta.get("uid")
-    pods = [
-        p
-        for p in view.pods.get((namespace, name), {}).values()
-        if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences", []))
-    ]
+
+    def owned() -> list[dict[str, Any]]:
+        return [
+            p
+            for p in view.pods.get((namespace, name), {}).values()
+            if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences", []))
+        ]
+
+    pods = owned()
+    recorded = (agent.get("status") or {}).get("podName")
+    if recorded and recorded not in {p["metadata"]["name"] for p in pods}:
+        # The view says the recorded pod is gone. The pods' watch may just not have listed it
+        # yet (an operator that restarts hears of Agents and Pods in any order): before a pod
+        # counts as lost, and is replaced, ask the API server.
+        for pod in await kube.list(POD, namespace, labels={_agents.AGENT_LABEL: name}):
+            view.put_pod(pod)
+        pods = owned()
     now = clock()
     plan = _agents.plan(agent, pods, now)
 
