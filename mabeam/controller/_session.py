@@ -130,7 +130,12 @@ def register(kind: SessionKind) -> SessionKind:
             kind.wakers.wake(namespace, labels.get(SESSION_LABEL))
 
     @kopf.on.event(kind.res.kopf_ref, id="session_changed")  # type: ignore[arg-type]
-    async def session_changed(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    async def session_changed(
+        event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any
+    ) -> None:
+        if event.get("type") == "DELETED":
+            kind.wakers.forget(namespace, name)  # the session is gone: so is its loop
+            return
         if kind.written.get((namespace, name)) == body.get("metadata", {}).get("resourceVersion"):
             return  # the loop's own status write: it already knows
         kind.wakers.wake(namespace, name)
@@ -187,11 +192,14 @@ async def participant_changed(
 async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kopf.DaemonStopped) -> None:
     """Pass after pass until kopf stops the daemon (the object is deleted or the operator stops)."""
     memo, namespace, name = session.memo, session.namespace, session.name
-    waker = kind.wakers.get(namespace, name)
     settings = memo.settings.agents
     backoff = Backoff(settings.retry_seconds, settings.resync_seconds)
     try:
         while not stopped:
+            # Looked up on every pass: another loop of the same name that ends (a daemon kopf
+            # restarts, an operator run that stops) must not leave this one waiting on a flag
+            # that nobody sets any more.
+            waker = kind.wakers.get(namespace, name)
             waker.clear()
             pause = 0.0  # after a failure: waited out whatever wakes the loop
             try:
@@ -235,7 +243,6 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
             await sleep_or_wake(waker, stopped, delay)
     finally:
         memo.metrics.set_session_phase(kind.res.kind, namespace, name, None)
-        kind.wakers.forget(namespace, name)
         kind.open.pop((namespace, name), None)
         kind.written.pop((namespace, name), None)
 
