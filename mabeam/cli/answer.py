@@ -22,6 +22,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TextIO
 
 import pydantic
@@ -30,6 +31,7 @@ from ..core.economics import commitment
 from ..errors import ConflictError, MabeamError
 from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE
+from ..models._amount import dump_amount, parse_amount
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
 from ..models.coordination import VoteSpec, vote_name
 from ..models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
@@ -53,7 +55,7 @@ SESSION_LABEL = "mabeam.io/session"
 AGENT_LABEL = "mabeam.io/agent"
 _MAX_AMOUNT = 1e15
 
-_SNAP = 1e-6  # a schedule price within this many steps of a grid price is that grid price
+_SNAP = Decimal("0.000001")  # a schedule price within this many steps of a grid price is that grid price
 
 
 # --- parsing the options -----------------------------------------------------------------------
@@ -69,14 +71,18 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def _amount(text: str, what: str = "amount") -> float:
-    value = _number(text, what)
+def _amount(text: str, what: str = "amount") -> Decimal:
+    """An exact amount (mabeam.models._amount): an integer or a decimal such as 12.50."""
+    try:
+        value = parse_amount(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: {error}") from None
     if not 0 <= value <= _MAX_AMOUNT:
         raise argparse.ArgumentTypeError(f"{what} {text!r} must be between 0 and {_MAX_AMOUNT:g}")
     return value
 
 
-def _price(text: str) -> float:
+def _price(text: str) -> Decimal:
     return _amount(text, "price")
 
 
@@ -133,8 +139,10 @@ def _schedule(text: str) -> list[SchedulePoint]:
     return points
 
 
-def _exact(value: float) -> str:
-    """A float as text that reads back as the same float (no trailing ``.0``)."""
+def _exact(value: float | Decimal) -> str:
+    """A number as text that reads back as the same number (no trailing ``.0``)."""
+    if isinstance(value, Decimal):
+        return str(dump_amount(value))
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
 
@@ -147,7 +155,7 @@ class BidOptions:
     """What ``mabeam bid`` was told."""
 
     agent: str
-    amount: float | None = None
+    amount: Decimal | None = None
     nonce: str | None = None
     bundles: tuple[Bundle, ...] = ()
     accept: bool | None = None
@@ -278,7 +286,7 @@ class OrderOptions:
 
     agent: str
     side: str | None = None
-    price: float | None = None
+    price: Decimal | None = None
     quantity: int | None = None
     schedule: tuple[SchedulePoint, ...] = ()
 
@@ -296,7 +304,8 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
                 f"{market} is a double auction: order with --side buy|sell --price P [--quantity Q], "
                 "not --schedule"
             )
-        return Planned({"side": options.side, "price": options.price, "quantity": options.quantity or 1})
+        price = dump_amount(options.price)
+        return Planned({"side": options.side, "price": price, "quantity": options.quantity or 1})
     if not options.schedule or options.side is not None or options.price is not None or options.quantity:
         raise MabeamError(
             f"{market} is an equilibrium market: order with --schedule PRICE=QTY[,PRICE=QTY...] "

@@ -35,6 +35,7 @@ import os
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pydantic
@@ -42,6 +43,7 @@ import pydantic
 from ..core.economics import commitment
 from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
+from ..models._amount import dump_amount, parse_amount
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, bid_name
 from ..models.market import MarketSpec, MarketStatus, order_name
 from ._sessions import Callback, watch_forever, write_answer
@@ -59,13 +61,13 @@ class AuctionView:
     namespace: str
     mechanism: str
     items: tuple[str, ...]
-    reserve_price: float
+    reserve_price: Decimal
     deadline: dt.datetime | None
     participants: tuple[str, ...]
     agent: str
     #: Clock mechanisms: the current round and its price.
     round: int | None = None
-    price: float | None = None
+    price: Decimal | None = None
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -81,7 +83,7 @@ class MarketView:
     participants: tuple[str, ...]
     agent: str
     #: equilibrium: the prices the market may clear at, lowest first.
-    prices: tuple[float, ...] = ()
+    prices: tuple[Decimal, ...] = ()
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -126,12 +128,14 @@ def order_fields(value: Any) -> dict[str, Any] | None:
     return {"side": side, "price": float(value["price"]), "quantity": int(value.get("quantity", 1))}
 
 
-def compress_schedule(points: list[tuple[float, float]]) -> list[dict[str, float]]:
-    """A step function from (price, quantity) samples, prices rising: only where it changes."""
-    out: list[dict[str, float]] = []
+def compress_schedule(points: list[tuple[Decimal | float, float]]) -> list[dict[str, Any]]:
+    """A step function from (price, quantity) samples, prices rising: only where it changes.
+
+    Prices are written in an amount's wire form (:func:`mabeam.models._amount.dump_amount`)."""
+    out: list[dict[str, Any]] = []
     for price, quantity in points:
         if not out or out[-1]["quantity"] != quantity:
-            out.append({"price": price, "quantity": quantity})
+            out.append({"price": dump_amount(parse_amount(price)), "quantity": quantity})
     return out
 
 
@@ -337,7 +341,7 @@ class TradeResponder:
             await self._write(ORDER, MARKET, meta, "market", fields)
 
     async def _schedule(self, fn: Callback, view: MarketView, meta: Mapping[str, Any]) -> None:
-        points: list[tuple[float, float]] = []
+        points: list[tuple[Decimal | float, float]] = []
         for price in view.prices:
             ok, quantity = await self._ask(fn, (view, price), "on_price", view.name)
             if not ok or quantity is None:

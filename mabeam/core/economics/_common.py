@@ -11,6 +11,7 @@ import datetime as _dt
 import hashlib
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ...models.auction import AuctionStatus, BidReveal, BidSpec
 from ...models.market import MarketStatus, OrderSpec, SchedulePoint
@@ -77,7 +78,7 @@ class OrderAnswer:
 
     at: _dt.datetime
     side: str | None = None
-    price: float | None = None
+    price: Decimal | None = None
     quantity: int = 1
     schedule: tuple[SchedulePoint, ...] | None = None
 
