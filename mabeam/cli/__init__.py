@@ -14,10 +14,11 @@ Subcommands:
     bid       bid in an auction by hand as an agent (sealed: commit, then reveal; clock: accept)
     order     place an order in a market by hand as an agent
     validate  check manifests offline against the CRD schemas (strict, CEL rules included)
+    clear     clear a combinatorial auction offline from a CATS file (winners, revenue, VCG prices)
 
 One module per command group, each with ``add_commands(sub)``: ``crds``, ``run``, ``local``
-(local and demo), ``get`` (get and describe), ``watch``, ``answer`` (vote, bid and order) and
-``validate``; they share the connection options and the rendering helpers of ``_common``.
+(local and demo), ``get`` (get and describe), ``watch``, ``answer`` (vote, bid and order),
+``validate`` and ``clear``; they share the connection options and the rendering helpers of ``_common``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MabeamError
-from . import _logging, answer, crds, get, local, run, validate, watch
+from . import _logging, answer, clear, crds, get, local, run, validate, watch
 
 __all__ = ["build_parser", "main"]
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from ..cluster import _cli as cluster
 
-    for group in (crds, run, local, cluster, get, watch, answer, validate):
+    for group in (crds, run, local, cluster, get, watch, answer, validate, clear):
         group.add_commands(sub)
     return parser
 

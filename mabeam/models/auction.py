@@ -119,6 +119,20 @@ class AuctionSpec(MabeamModel):
         description="english: after this many rounds the clock stops and the tie-break picks among "
         "the bidders still in.",
     )
+    work_limit: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="combinatorial: the solver's deterministic work limit for the whole clearing "
+        "(CP-SAT deterministic seconds, about one second of one core each). Deterministic: the same "
+        "bids give the same result on a busy or an idle machine.",
+    )
+    on_timeout: Literal["NoSale", "BestFound"] = Field(
+        default="NoSale",
+        description="combinatorial, when the work limit is reached before the optimum is proven: "
+        "NoSale sells nothing (reason Unsolved); BestFound sells the best allocation found (reason "
+        "BestFound). Either way status.result.gap records the proven gap.",
+    )
     cancel: bool = Field(default=False, description="True ends an open auction as Cancelled.")
 
     @model_validator(mode="after")
@@ -241,10 +255,19 @@ class AuctionResult(MabeamModel):
         default=Decimal(0), json_schema_extra={"default": 0}, description="The sum of the prices."
     )
     reason: str = Field(
-        description="Awarded: HighestBid, SecondPrice, ClockWinner, MaxRounds, FirstAccept, Optimal. "
+        description="Awarded: HighestBid, SecondPrice, ClockWinner, MaxRounds, FirstAccept, Optimal, "
+        "BestFound. "
         "NoSale: NoBidders, NoBids, BelowReserve, NoAcceptance, Unsolved. Cancelled, Invalid."
     )
     message: str = Field(default="", description="The outcome in a sentence.")
+    gap: float | None = Field(
+        default=None,
+        description="combinatorial, when the work limit was reached: the proven relative gap "
+        "between the welfare of the allocation found and the best possible.",
+    )
+    work: float | None = Field(
+        default=None, description="combinatorial: the deterministic solver work the clearing used."
+    )
     decided_at: _dt.datetime = Field(description="When the auction ended.")
 
 

@@ -8,8 +8,8 @@ Ranking (both mechanisms): the highest amount first; equal amounts are ordered b
 decimals (no arithmetic is done on them, so the comparisons are exact).
 
 Deciding needs only the top bid and the second-highest amount, not a full ranking: one pass
-finds the highest amount, a second the bids that tie at it (the tie-break runs on those only),
-and a third the highest amount below it when nobody ties. Each pass is a C-level loop, so the
+finds the highest amount, a second counts the bids that tie at it (the tie-break runs on those
+only), and a third finds the highest amount among the others when nobody ties. Each pass is a C-level loop, so the
 decision over n bids costs O(n), about what Python's ``sorted`` of the bare amounts costs
 (bench/clearing.py).
 
@@ -25,6 +25,8 @@ decision over n bids costs O(n), about what Python's ``sorted`` of the bare amou
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -57,6 +59,9 @@ def rank(bids: Sequence[SealedBid]) -> list[SealedBid]:
     return sorted(bids, key=lambda b: (-b.amount, b.at, b.agent))
 
 
+_AMOUNT = operator.attrgetter("amount")
+
+
 @dataclass(frozen=True)
 class _Top:
     best: SealedBid
@@ -67,13 +72,14 @@ def _top_two(bids: Sequence[SealedBid]) -> _Top | None:
     """The best bid (by :func:`rank`'s order) and the second-highest amount, in O(n)."""
     if not bids:
         return None
-    amounts = [b.amount for b in bids]
+    amounts = list(map(_AMOUNT, bids))
     top = max(amounts)
-    tied = [bids[i] for i, a in enumerate(amounts) if a == top]
-    best = min(tied, key=lambda b: (b.at, b.agent))
-    if len(tied) > 1:
-        return _Top(best, top)
-    return _Top(best, max((a for a in amounts if a != top), default=None))
+    if amounts.count(top) > 1:
+        tied = [bids[i] for i, a in enumerate(amounts) if a == top]
+        return _Top(min(tied, key=lambda b: (b.at, b.agent)), top)
+    index = amounts.index(top)
+    rest = itertools.chain(itertools.islice(amounts, index), itertools.islice(amounts, index + 1, None))
+    return _Top(bids[index], max(rest, default=None))
 
 
 def _no_sale(top: _Top | None, reserve: Decimal) -> SealedOutcome | None:

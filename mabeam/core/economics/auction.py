@@ -200,6 +200,8 @@ def _finish(
     now: _dt.datetime,
     wins: Sequence[_Win] = (),
     verdicts: Sequence[Verdict] = (),
+    gap: float | None = None,
+    work: float | None = None,
 ) -> AuctionStep:
     """End the auction: record the result, set the condition, emit SetOwner effects and the event."""
     conditions = ending_conditions(
@@ -220,6 +222,8 @@ def _finish(
         revenue=to_decimal(sum((w.price for w in ordered), Fraction(0))),
         reason=reason,
         message=message,
+        gap=gap,
+        work=work,
         decided_at=now,
     )
     new = status.model_copy(
@@ -496,14 +500,23 @@ def _clear_sealed(
     hidden = sorted(r.agent for r in status.bids if not r.revealed)
     note = f"; {len(hidden)} unrevealed commitments ({', '.join(hidden)}) were not counted" if hidden else ""
     wins: list[_Win] = []
+    gap: float | None = None
+    work: float | None = None
     if spec.mechanism == "combinatorial":
         ordered = sorted(revealed, key=lambda r: (r.received_at, r.agent))
         bids = [
             XorBid(r.agent, tuple(BundleBid(frozenset(b.items), exact(b.amount)) for b in r.bundles or ()))
             for r in ordered
         ]
-        outcome = clear_combinatorial(bids, spec.items, exact(spec.reserve_price), time_limit=solver_seconds)
+        outcome = clear_combinatorial(
+            bids,
+            spec.items,
+            exact(spec.reserve_price),
+            work_limit=min(spec.work_limit, solver_seconds),
+            on_timeout=spec.on_timeout,
+        )
         reason, message = outcome.reason, outcome.message
+        gap, work = outcome.gap, round(outcome.work, 3)
         wins = [_Win(w.agent, w.items, w.price, w.bid) for w in outcome.wins]
     else:
         sealed = [SealedBid(r.agent, r.amount or Decimal(0), r.received_at) for r in revealed]
@@ -522,6 +535,8 @@ def _clear_sealed(
         now=now,
         wins=wins,
         verdicts=verdicts,
+        gap=gap,
+        work=work,
     )
 
 
