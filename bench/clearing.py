@@ -113,7 +113,8 @@ def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int) -> None:
                 if outcome.welfare != best:
                     raise SystemExit(f"{kind}: clearing welfare {outcome.welfare} != {best}")
                 line = (
-                    f"{kind} {instance.goods}x{len(instance.bids)}: {outcome.reason}, {len(allocation)} winners; "
+                    f"{kind} {instance.goods}x{len(instance.bids)}: {outcome.reason}, "
+                    f"{len(allocation)} winners; "
                     f"winner determination {wd:.2f} s, with VCG prices {full:.2f} s "
                     f"(work {outcome.work:.2f})"
                 )

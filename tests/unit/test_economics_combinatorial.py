@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mabeam.core.economics._combinatorial import (
-    welfare,
     BundleBid,
     XorBid,
     clear_combinatorial,
+    welfare,
     winner_determination,
 )
 from tests.strategies_auctions import XorInstance, xor_instances
@@ -303,7 +303,6 @@ def highs_optimum(bids: list[XorBid], reserve: Fraction) -> Fraction:
 @given(st.sampled_from(["regions", "arbitrary"]), st.integers(min_value=1, max_value=10**6))
 def test_medium_cats_instances_match_a_second_solver(kind: str, seed: int) -> None:
     from bench.cats import generate
-
     from mabeam.core.economics._cats import to_auction
 
     bids, items = to_auction(generate(kind, 36, 90, seed))
@@ -318,7 +317,6 @@ def test_medium_cats_instances_match_a_second_solver(kind: str, seed: int) -> No
 
 def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
     from bench.cats import generate
-
     from mabeam.core.economics._cats import to_auction
 
     bids, items = to_auction(generate("arbitrary", 64, 300, 7))

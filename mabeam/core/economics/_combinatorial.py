@@ -280,7 +280,6 @@ class _Model:
     ) -> _Solved:
         """The best allocation without ``excluded``; its value is known to lie in [floor, ceiling]."""
         model, x = self._base(excluded)
-        n = len(x)
         surplus = cp_model.LinearExpr.weighted_sum(x, self.units)
         model.add(surplus >= floor)
         if ceiling is not None:

@@ -9,9 +9,9 @@ decimals (no arithmetic is done on them, so the comparisons are exact).
 
 Deciding needs only the top bid and the second-highest amount, not a full ranking: one pass
 finds the highest amount, a second counts the bids that tie at it (the tie-break runs on those
-only), and a third finds the highest amount among the others when nobody ties. Each pass is a C-level loop, so the
-decision over n bids costs O(n), about what Python's ``sorted`` of the bare amounts costs
-(bench/clearing.py).
+only), and a third finds the highest amount among the others when nobody ties. Each pass is a
+C-level loop, so the decision over n bids costs O(n), less than Python's ``sorted`` of the bare
+amounts (bench/clearing.py).
 
 - No bid at all: no sale, reason ``NoBids``.
 - No bid reaches ``reserve`` (``amount >= reserve``): no sale, reason ``BelowReserve``.
