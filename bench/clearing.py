@@ -43,6 +43,7 @@ from mabeam.core.economics._sealed import SealedBid, second_price
 SIZES = ((100, 500), (256, 1000))
 QUICK_SIZES = ((49, 150),)
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CBC_TIMEOUT = 900.0  # seconds; a CBC run cut there is printed as ">= 900 s"
 
 
 def median_time(fn: Callable[[], Any], repeat: int) -> float:
@@ -87,15 +88,22 @@ def write_lp(instance: CatsInstance, path: Path) -> None:
 
 def cbc(path: Path) -> tuple[float, Fraction | None]:
     start = time.perf_counter()
-    out = subprocess.run(
-        ["cbc", str(path), "-threads", "1", "-solve", "-quit"], capture_output=True, text=True, check=False
-    ).stdout
+    try:
+        out = subprocess.run(
+            ["cbc", str(path), "-threads", "1", "-solve", "-quit"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=CBC_TIMEOUT,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        return CBC_TIMEOUT, None
     elapsed = time.perf_counter() - start
     found = re.findall(r"Objective value:\s+([-0-9.e+]+)", out)
     return elapsed, (Fraction(found[-1]) / 100 if found else None)
 
 
-def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int) -> None:
+def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int, work_limit: float) -> None:
     have_cbc = shutil.which("cbc") is not None
     if not have_cbc:
         print("combinatorial: cbc not found (apt-get install coinor-cbc): no baseline")
@@ -105,10 +113,10 @@ def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int) -> None:
                 instance = generate(kind, goods, count, seed)
                 bids, items = to_auction(instance)
                 start = time.perf_counter()
-                allocation, best = winner_determination(bids, items, Fraction(0))
+                allocation, best = winner_determination(bids, items, Fraction(0), work_limit=work_limit)
                 wd = time.perf_counter() - start
                 start = time.perf_counter()
-                outcome = clear_combinatorial(bids, items, Fraction(0))
+                outcome = clear_combinatorial(bids, items, Fraction(0), work_limit=work_limit)
                 full = time.perf_counter() - start
                 if outcome.welfare != best:
                     raise SystemExit(f"{kind}: clearing welfare {outcome.welfare} != {best}")
@@ -124,7 +132,11 @@ def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int) -> None:
                     base, optimum = cbc(lp)
                     if optimum is not None and optimum != best:
                         raise SystemExit(f"{kind}: CBC's optimum {optimum} != ours {best}")
-                    line += f"; CBC {base:.2f} s: ratio WD {wd / base:.2f}, clearing {full / base:.2f}"
+                    cut = ">= " if optimum is None else ""
+                    line += (
+                        f"; CBC {cut}{base:.2f} s: ratio WD {cut and '<= '}{wd / base:.2f}, "
+                        f"clearing {cut and '<= '}{full / base:.2f}"
+                    )
                 print(line, flush=True)
 
 
@@ -133,12 +145,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats")
     parser.add_argument("--parts", default="sealed,combinatorial", help="comma-separated parts")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--work-limit", type=float, default=1000.0, help="CP-SAT deterministic work limit per clearing"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "sealed" in parts:
         sealed(20_000 if args.quick else 100_000, 3 if args.quick else 7)
     if "combinatorial" in parts:
-        combinatorial(QUICK_SIZES if args.quick else SIZES, args.seed)
+        combinatorial(QUICK_SIZES if args.quick else SIZES, args.seed, args.work_limit)
 
 
 if __name__ == "__main__":
