@@ -104,6 +104,115 @@ def test_a_fine_grid_at_huge_prices_is_exact() -> None:
     assert res.to_wire()["price"] == "100000000000002.001"
 
 
+def test_a_spec_edited_into_one_that_cannot_work_fails_the_open_market() -> None:
+    status = opened(make_spec("equilibrium"))
+    broken = make_spec("equilibrium").model_copy(update={"price_grid": None})
+    result = step("m1", broken, status, {}, {}, at(5))
+    assert (result.status.phase, result.status.result and result.status.result.reason) == (
+        "Failed",
+        "Invalid",
+    )
+
+
+def test_a_status_edited_by_hand_into_a_rising_schedule_fails_instead_of_crashing() -> None:
+    spec = make_spec("equilibrium")
+    status = step("m1", spec, opened(spec), {"a": schedule((0, 1))}, {}, at(1)).status
+    rising = [SchedulePoint(price=0, quantity=1), SchedulePoint(price=2, quantity=3)]
+    edited = status.model_copy(update={"orders": [status.orders[0].model_copy(update={"schedule": rising})]})
+    result = step("m1", spec, edited, {}, {}, at(61))  # deleted after the deadline: it stays
+    assert result.status.phase == "Failed"
+    assert result.status.result is not None and result.status.result.message.startswith("status.orders:")
+
+
+def test_an_equilibrium_spec_without_a_grid_fails_with_the_path() -> None:
+    spec = make_spec("equilibrium").model_copy(update={"price_grid": None})
+    result = start("m1", spec, ABCD, T0)
+    assert result.status.result is not None
+    assert result.status.result.message.startswith("spec.priceGrid:")
+
+
+# --- double auction -----------------------------------------------------------------------------
+
+
+def test_a_double_auction_collects_until_the_deadline_then_clears() -> None:
+    spec = make_spec()
+    status = opened(spec)
+    early = {"a": limit("buy", 10, seconds=1), "c": limit("sell", 2, seconds=2)}
+    first = step("m1", spec, status, early, {}, at(2))
+    assert first.status.phase == "Collecting"
+    assert (first.effects, verdicts(first)) == ((), {"a": "Counted", "c": "Counted"})
+    assert [(o.agent, o.side, o.price, o.quantity, o.received_at) for o in first.status.orders] == [
+        ("a", "buy", 10, 1, at(1)),
+        ("c", "sell", 2, 1, at(2)),
+    ]
+    everyone = {**early, "b": limit("buy", 8, seconds=3)}
+    second = step("m1", spec, first.status, everyone, {}, at(3))
+    assert second.status.phase == "Collecting"  # d has not ordered: wait for the deadline
+    # b's and d's limits: k = 1 (10 >= 2; 8 < 9); p0 = (8 + 9) / 2 = 8.5 in [2, 10]: one unit at 8.5
+    final = step("m1", spec, second.status, {**everyone, "d": limit("sell", 9, seconds=60)}, {}, DEADLINE)
+    assert final.status.phase == "Cleared"
+    result = final.status.result
+    assert result is not None
+    assert (result.reason, result.price, result.seller_price, result.volume, result.surplus) == (
+        "AllEfficientTrades",
+        8.5,
+        8.5,
+        1.0,
+        0.0,
+    )
+    assert [(t.agent, t.side, t.quantity, t.price, t.total) for t in result.trades] == [
+        ("a", "buy", 1.0, 8.5, 8.5),
+        ("c", "sell", 1.0, 8.5, 8.5),
+    ]
+    assert result.decided_at == DEADLINE
+    assert [c.type for c in final.status.conditions] == ["Complete"]
+    assert final.effects == (
+        SetVariable("cpu-price", 8.5, "m1"),
+        EmitEvent("AllEfficientTrades", result.message),
+    )
+    assert outcome_effects("m1", spec, final.status) == final.effects[:1]
+    assert next_deadline(spec, final.status) is None
+
+
+def test_a_trade_reduction_pays_the_buyers_price_to_the_variable() -> None:
+    spec = make_spec()
+    answers = {"a": limit("buy", 10), "b": limit("buy", 8), "c": limit("sell", 2), "d": limit("sell", 3)}
+    result = run(spec, answers, at(1))  # everyone has ordered: it closes early
+    assert result.status.result is not None
+    assert (result.status.result.reason, result.status.result.price, result.status.result.seller_price) == (
+        "TradeReduction",
+        8,
+        3,
+    )
+    assert result.status.result.surplus == 5
+    assert result.effects[0] == SetVariable("cpu-price", 8.0, "m1")
+    assert outcome_effects("m1", spec, result.status) == result.effects[:1]
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        ({"a": limit("buy", 3), "c": limit("sell", 5)}, "NoCrossing"),
+        ({"a": limit("buy", 10), "c": limit("sell", 5)}, "TradeReduction"),
+        ({}, "NoOrders"),
+    ],
+    ids=["no-crossing", "only-pair-cut", "no-orders"],
+)
+def test_a_double_auction_without_trade_sets_no_variable(
+    answers: dict[str, OrderAnswer], reason: str
+) -> None:
+    spec = make_spec()
+    result = run(spec, answers, DEADLINE)
+    assert result.status.phase == "NoTrade"
+    assert result.status.result is not None and result.status.result.reason == reason
+    assert result.status.result.price is None and result.status.result.trades == []
+    assert result.effects == (EmitEvent(reason, result.status.result.message),)
+    assert outcome_effects("m1", spec, result.status) == ()
+
+
+# --- equilibrium --------------------------------------------------------------------------------
+
+
 def test_an_equilibrium_market_clears_with_rationing_and_writes_floats() -> None:
     spec = make_spec("equilibrium", priceGrid={"min": 0, "max": 1, "step": 0.1})
     answers = {
