@@ -9,7 +9,7 @@ server (the operator runs as its own process, as in a cluster):
   (one per participant, with its own credentials) plus one status PATCH;
 - requests per session: that same floor, N + 1 (one write per participant plus a constant).
 
-Run with ``python bench/coordination.py [--participants 50] [--sessions 10]`` (not a test).
+Run with ``python bench/coordination.py [--participants 50] [--sessions 10] [--quick]`` (not a test).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mabeam.models.coordination import vote_name
 
 NS = "default"
 IN_FLIGHT = 32
-OPERATOR_USER = "system:serviceaccount:" + OPERATOR_IDENTITY.removeprefix("sa:")
+OPERATOR_USER = OPERATOR_IDENTITY
 #: Operator requests that belong to the Agent loops, not to sessions.
 AGENT_LOOP = {("agents", "get"), ("agents", "patch")}
 
@@ -40,7 +40,7 @@ class Voters:
         self.clients: dict[str, Kube] = {}
         for name in names:
             path = cluster.api.kubeconfig(
-                cluster.workdir / f"{name}.kubeconfig", token=f"sa:{NS}:mabeam-agent-{name}"
+                cluster.workdir / f"{name}.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-{name}"
             )
             self.clients[name] = Kube.connect(path, namespace=NS)
         self.limit = asyncio.Semaphore(IN_FLIGHT)
@@ -220,5 +220,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="5 participants, 2 sessions: that it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.participants, args.sessions = 5, 2
     asyncio.run(main(args.participants, args.sessions))

@@ -11,8 +11,9 @@ Each figure is printed beside a baseline measured in the same run:
 - market clearing (``clear_double_auction``, ``clear_equilibrium``) on N orders, against the
   floor of any price-ordering mechanism: Python's ``sorted`` on the same N limit prices;
 - a second-price auction through the operator (its own process) on the local API, P
-  participants each committing then revealing with its own ServiceAccount token: the time from
-  writing the last reveal to a watching client seeing ``Awarded``, and the API requests per
+  participants each sending a sealed bid with its own ServiceAccount token: the time from
+  writing the last bid (which closes bidding) to a watching client seeing ``Awarded`` (the
+  operator opens every bid and clears), and the API requests per
   auction, against a majority Coordination with the same participants in the same run (last
   vote to ``Decided``, requests per session).
 
@@ -43,14 +44,15 @@ from coordination import (
     verdicts_written,
 )
 
-from mabeam.core.economics import commitment
 from mabeam.core.economics._combinatorial import BundleBid, CombinatorialOutcome, XorBid, clear_combinatorial
 from mabeam.core.economics._double import EPOCH, LimitOrder, clear_double_auction
 from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AUCTION, BID, VARIABLE
 from mabeam.local.cluster import LocalCluster
-from mabeam.models.auction import BidReveal, bid_name
+from mabeam.models._sealed import SealingInfo
+from mabeam.models.auction import BidContent, bid_name
+from mabeam.sdk._trading import seal_bid
 
 NS = "default"
 SEED = 20261125
@@ -215,13 +217,14 @@ def bench_markets(sizes: Sequence[int], repeat: int) -> None:
 # --- 3. through the operator -----------------------------------------------------------------
 
 
-def sealed(agent: str, amount: float, session: str) -> tuple[dict[str, Any], str]:
-    reveal = BidReveal(amount=amount, nonce=f"bench-nonce-{session}-{agent}")
-    return reveal.model_dump(mode="json", exclude_none=True), commitment(reveal)
+def sealed(auction: dict[str, Any], agent: str, amount: float) -> dict[str, Any]:
+    """``agent``'s bid sealed to the key the Auction publishes, as the SDK seals it."""
+    info = SealingInfo.model_validate(auction["sealing"])
+    return seal_bid(info, auction["uid"], agent, BidContent(amount=amount)).to_wire()
 
 
 async def bid(voters: Voters, session: str, agent: str, body: dict[str, Any], create: bool) -> int:
-    """Write ``agent``'s Bid (create with the commitment, then patch in the reveal); its generation."""
+    """Write ``agent``'s Bid (create, or patch); its generation."""
     kube = voters.clients[agent]
     async with voters.limit:
         if create:
@@ -267,31 +270,32 @@ async def awarded_seen(kube: Kube, name: str) -> float:
 
 
 async def one_auction(kube: Kube, voters: Voters, name: str, names: list[str]) -> float:
-    """A second-price auction whose last reveal ends it; return (last reveal -> Awarded seen).
+    """A second-price auction whose last bid ends it; return (last bid -> Awarded seen).
 
-    Everyone commits (bidding closes early), all but the last reveal and get their verdicts, then
-    the last reveal is written and the clock runs until a watching client sees the outcome.
+    All but the last bidder send sealed bids and get their verdicts, then the last bid is written
+    (every participant has bid: bidding closes early, the operator opens the bids and clears) and
+    the clock runs until a watching client sees the outcome.
     """
-    await kube.create(AUCTION, {
+    created = await kube.create(AUCTION, {
         "metadata": {"name": name, "namespace": NS},
         "spec": {"mechanism": "second-price", "participants": {"agents": names}, "items": [name],
-                 "reservePrice": 1, "bidSeconds": 120, "revealSeconds": 120},
+                 "reservePrice": 1, "bidSeconds": 120},
     })  # fmt: skip
-    await auction_phase(kube, name, {"Bidding"})
-    bids = {a: sealed(a, float(10 + i), name) for i, a in enumerate(names)}
-    await asyncio.gather(*(bid(voters, name, a, {"commitment": c}, True) for a, (_, c) in bids.items()))
-    await auction_phase(kube, name, {"Revealing"})
+    status = await auction_phase(kube, name, {"Bidding"})
+    auction = {"uid": created["metadata"]["uid"], "sealing": status["sealing"]}
+    amounts = {a: float(10 + i) for i, a in enumerate(names)}
+    bids = {a: {"sealed": sealed(auction, a, amounts[a])} for a in names}
     *early, last = names
-    gens = await asyncio.gather(*(bid(voters, name, a, {"reveal": bids[a][0]}, False) for a in early))
+    gens = await asyncio.gather(*(bid(voters, name, a, bids[a], True) for a in early))
     await bid_verdicts(kube, name, dict(zip(early, gens, strict=True)))
     seen = asyncio.ensure_future(awarded_seen(kube, name))
     await asyncio.sleep(0.05)  # the watch is established
     last_reveal = time.monotonic()
-    generation = await bid(voters, name, last, {"reveal": bids[last][0]}, False)
+    generation = await bid(voters, name, last, bids[last], True)
     awarded = await seen
     status = await auction_phase(kube, name, {"Awarded", "NoSale"})
     winner = status["result"]["allocations"][0]
-    second = bids[early[-1]][0]["amount"]
+    second = amounts[early[-1]]
     if status["phase"] != "Awarded" or (winner["agent"], winner["price"]) != (last, second):
         raise SystemExit(f"unexpected outcome of {name}: {status.get('result')}")
     await bid_verdicts(kube, name, {**dict(zip(early, gens, strict=True)), last: generation})
@@ -332,13 +336,13 @@ async def bench_operator(n: int, sessions: int) -> None:
             await kube.close()
 
     lat, base = statistics.median(auction_lat), statistics.median(vote_lat)
-    print(f"{'last reveal -> Awarded seen (p50)':<40} {lat * 1e3:10.1f} ms   "
+    print(f"{'last bid -> Awarded seen (p50)':<40} {lat * 1e3:10.1f} ms   "
           f"{'last vote -> Decided (p50)':<30} {base * 1e3:10.1f} ms   ratio {lat / base:7.2f}x")  # fmt: skip
     req = statistics.median(sum(c.values()) for c in auction_req)
     base_req = statistics.median(sum(c.values()) for c in vote_req)
     print(f"{'API requests per auction (p50)':<40} {req:10.0f}      {'per coordination (p50)':<30} "
           f"{base_req:10.0f}      ratio {req / base_req:7.2f}x")  # fmt: skip
-    print(f"{'  floor (2P answers + 1 / P + 1)':<40} {2 * n + 1:10d}      {'':<30} {n + 1:10d}")
+    print(f"{'  floor (P answers + 1 / P + 1)':<40} {n + 1:10d}      {'':<30} {n + 1:10d}")
     for title, records in (("auction", auction_req), ("coordination", vote_req)):
         merged: collections.Counter[tuple[str, str]] = collections.Counter()
         for c in records:

@@ -282,10 +282,10 @@ async def fake_kwok(kube: Kube, stop: asyncio.Event) -> None:
 
 
 async def on_emulator(n: int, workdir: Path, timeout: float) -> dict[str, float]:
-    from mabeam.local.cluster import OPERATOR_IDENTITY, LocalCluster
+    from mabeam.local.cluster import BOUNDED_HISTORY, OPERATOR_IDENTITY, LocalCluster
 
-    user = "system:serviceaccount:" + OPERATOR_IDENTITY.removeprefix("sa:")
-    async with LocalCluster(workdir) as cluster:
+    user = OPERATOR_IDENTITY
+    async with LocalCluster(workdir, api_options=BOUNDED_HISTORY) as cluster:
         cluster.api.emulator.audit = collections.deque(maxlen=None)  # count every request
         await cluster.start_operator_process()
         assert cluster._process is not None

@@ -1,7 +1,9 @@
 """Variables: read latency (SDK cache vs API GET) and write throughput (SDK vs raw PATCH).
 
 Each figure is printed beside a baseline measured in the same run against the same local API
-server: a raw GET / PATCH of a ConfigMap. Run with ``python bench/variables.py`` (not a test).
+server: a raw GET of a ConfigMap by the same agent (the projection ``mabeam-variables``, the one
+ConfigMap its RBAC lets it read) and a raw PATCH of a ConfigMap. Run with
+``python bench/variables.py [--quick]`` (not a test).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from mabeam.core.variables_wire import PROJECTION_CONFIGMAP
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AGENT, CONFIG_MAP, ROLE_BINDING, VARIABLE
 from mabeam.local.cluster import LocalCluster
@@ -57,8 +60,10 @@ async def main(reads: int, writes: int) -> None:
             )
             while not (await kube.get(ROLE_BINDING, "mabeam-var-x-writer", NS) or {}).get("subjects"):
                 await asyncio.sleep(0.05)
+            while await kube.get(CONFIG_MAP, PROJECTION_CONFIGMAP, NS) is None:
+                await asyncio.sleep(0.05)  # the projection, made on the Variable's first pass
             path = cluster.api.kubeconfig(
-                cluster.workdir / "bench.kubeconfig", token=f"sa:{NS}:mabeam-agent-bench"
+                cluster.workdir / "bench.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-bench"
             )
             agent_kube = Kube.connect(path, namespace=NS)
             sdk = Variables(agent_kube, NS, "bench")
@@ -66,7 +71,7 @@ async def main(reads: int, writes: int) -> None:
 
             print(f"Variables benchmark: local API server, {reads} reads, {writes} writes\n")
             base_p50, line = describe("baseline: GET ConfigMap (API)", await latencies(
-                lambda: agent_kube.get(CONFIG_MAP, "baseline", NS), reads))  # fmt: skip
+                lambda: agent_kube.get(CONFIG_MAP, PROJECTION_CONFIGMAP, NS), reads))  # fmt: skip
             print(line)
             api_p50, line = describe("GET Variable (API)", await latencies(
                 lambda: agent_kube.get(VARIABLE, "x", NS), reads))  # fmt: skip
@@ -102,5 +107,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reads", type=int, default=2000)
     parser.add_argument("--writes", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="50 reads, 5 writes: checks that it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.reads, args.writes = 50, 5
     asyncio.run(main(args.reads, args.writes))

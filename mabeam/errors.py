@@ -65,6 +65,8 @@ class LockError(MabeamError):
 class ApiError(MabeamError):
     """A Kubernetes API call failed in a way that can be retried."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         self.status = status
+        #: Seconds the server asked to wait before retrying (``Retry-After`` of a 429 or 503).
+        self.retry_after = retry_after
         super().__init__(message)

@@ -1,8 +1,13 @@
 """Print exact pins of mabeam's runtime dependencies as installed in the running environment.
 
-Usage (from the repository root, with the project's virtualenv active):
+Usage (from the repository root, with the project's virtualenv active; pip-tools may live in
+another virtualenv, and must not see a local find-links directory, so that the hashes are PyPI's):
 
-    python requirements/freeze.py > requirements/operator.txt
+    python requirements/freeze.py | pip-compile --generate-hashes --no-annotate --strip-extras \
+        -o requirements/operator.txt -
+
+The pins are the input of pip-compile, which keeps them (they are exact) and adds the sha256 of
+every file PyPI has for each, so that the images download with ``--require-hashes``.
 
 It walks the dependency tree from ``[project.dependencies]`` in pyproject.toml through the
 installed distributions' metadata, following the extras that a requirement asks for (e.g.
@@ -22,10 +27,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = """\
-# Exact pins of the runtime dependencies (pyproject.toml [project.dependencies] and everything
-# they pull in), as installed and tested in the development environment. Both images install
-# with `-c requirements/operator.txt`, so an image build never picks a version nobody tested.
-# Regenerate after changing dependencies: `python requirements/freeze.py > requirements/operator.txt`
+# Exact pins of the runtime dependencies, as installed (the input of pip-compile --generate-hashes)
 """
 
 

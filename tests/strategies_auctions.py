@@ -7,6 +7,8 @@ computed exactly and ties happen often enough to exercise the tie-breaks.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -14,11 +16,44 @@ from hypothesis import strategies as st
 
 from mabeam.core.economics._combinatorial import BundleBid, XorBid
 from mabeam.core.economics._sealed import SealedBid
+from mabeam.core.economics.sealing import SealingKey, seal
+from mabeam.models._sealed import SealedEnvelope
+from mabeam.models.auction import BidContent, Bundle
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 AGENT_POOL = ("ada", "bob", "cy", "dee", "eve", "fay")
 ITEM_POOL = ("i1", "i2", "i3", "i4", "i5")
-NONCE = "0123456789abcdef-"
+
+#: The operator's key in the tests of the engine, and the Auction's uid there.
+KEY = SealingKey(hashlib.sha256(b"the operator's sealing key").digest())
+UID = "6f1c2a9e-0000-4000-8000-auction"
+_draws = itertools.count()
+
+
+def content_of(
+    amount: float | None = None, bundles: list[tuple[list[str], float]] | None = None
+) -> BidContent:
+    return BidContent(
+        amount=amount,
+        bundles=[Bundle(items=items, amount=a) for items, a in bundles] if bundles is not None else None,
+    )
+
+
+def seal_as(
+    agent: str, content: BidContent, *, uid: str = UID, key: SealingKey = KEY, kind: str = "Bid"
+) -> SealedEnvelope:
+    """What the SDK writes for ``agent``: ``content`` sealed to ``key`` (fresh, distinct randomness
+    per call, as os.urandom gives, but reproducible)."""
+    seed = hashlib.sha256(f"{next(_draws)}/{agent}".encode()).digest()
+    return seal(
+        key.info,
+        kind,
+        uid,
+        agent,
+        content.model_dump(mode="json", exclude_none=True),
+        ephemeral=seed,
+        nonce=hashlib.sha256(seed).digest()[:12],
+    )
 
 
 def at(seconds: float) -> dt.datetime:
@@ -32,7 +67,7 @@ seconds = st.integers(min_value=0, max_value=5)
 
 @st.composite
 def sealed_bids(draw: st.DrawFn, min_size: int = 0, max_size: int = 5) -> list[SealedBid]:
-    """Revealed single-item bids from distinct agents, with commitment times (ties likely)."""
+    """Opened single-item bids from distinct agents, with receive times (ties likely)."""
     agents = draw(st.lists(st.sampled_from(AGENT_POOL), min_size=min_size, max_size=max_size, unique=True))
     return [SealedBid(agent, draw(halves), at(draw(seconds))) for agent in agents]
 

@@ -1,8 +1,9 @@
 """What the command groups share: the connection options and the rendering helpers.
 
-Every command talks to the API through ``mabeam.kube.client.Kube`` with ``--kubeconfig``
-(default ``$KUBECONFIG``, then ``~/.kube/config``) and ``-n`` (default: the kubeconfig's
-namespace, else ``default``). Tables, ages and countdowns look like kubectl's.
+Every command talks to the API through ``mabeam.kube.client.Kube`` (:func:`connect`) with
+``--kubeconfig`` (default ``$KUBECONFIG``, then ``~/.kube/config``), ``--context`` (default: the
+kubeconfig's current one) and ``-n`` (default: the context's namespace, else ``default``).
+Tables, ages and countdowns look like kubectl's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..kube.client import load_config
+from ..kube.client import Kube, load_config
 
 __all__ = [
     "AUCTION_TERMINAL",
@@ -21,6 +22,7 @@ __all__ = [
     "MARKET_TERMINAL",
     "add_connection_options",
     "age",
+    "connect",
     "countdown",
     "indent",
     "namespace_of",
@@ -45,15 +47,21 @@ CLOCK_MECHANISMS = frozenset({"english", "dutch"})
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
-    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig's, else default)")
+    p.add_argument("--context", help="the kubeconfig context to use (default: its current context)")
+    p.add_argument("-n", "--namespace", help="namespace (default: the context's, else default)")
+
+
+def connect(args: argparse.Namespace) -> Kube:
+    """A client for ``--kubeconfig`` and ``--context``."""
+    return Kube.connect(args.kubeconfig, context=getattr(args, "context", None))
 
 
 def namespace_of(args: argparse.Namespace) -> str:
     if args.namespace:
         return str(args.namespace)
     try:
-        current = load_config(args.kubeconfig).get()
-    except Exception:  # no kubeconfig at all: the connection will say so
+        current = load_config(args.kubeconfig).get(context_name=getattr(args, "context", None))
+    except Exception:  # no kubeconfig, or no such context: the connection will say so
         return "default"
     return (current.namespace if current else None) or "default"
 

@@ -2,14 +2,16 @@
 
 ``vote`` writes the agent's Vote ``<coordination>-<agent>`` with the chosen option.
 
-``bid`` and ``order`` answer an Auction or a Market: they read the session,
+``bid`` and ``order`` answer an Auction or a Market (bids and orders sealed to the operator's
+key in the session's ``status.sealing``): they read the session,
 check that the options fit its mechanism and phase, and write the agent's Bid
 ``<auction>-<agent>`` or Order ``<market>-<agent>`` (labels ``mabeam.io/session`` and
 ``mabeam.io/agent``, owned by the session) with the same create-or-update logic as the SDK.
 
-Sealed bids are committed while the auction is ``Bidding`` (only the SHA-256 of the bid and a
-secret nonce is written) and revealed while it is ``Revealing`` with the same amount and nonce.
-Without ``--nonce`` the command draws one and prints the exact command that reveals the bid.
+Sealed bids (first-price, second-price, combinatorial) are sent while the auction is
+``Bidding``: the command encrypts the bid to the operator's public key in the Auction's
+``status.sealing``, bound to the Auction's uid and the agent (see docs/security.md), and writes
+only the ciphertext. Nothing is revealed later: the operator opens the bids when bidding closes.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import secrets
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,16 +27,22 @@ from typing import Any, TextIO
 
 import pydantic
 
-from ..core.economics import commitment
-from ..errors import ConflictError, MabeamError
-from ..kube.client import Kube
-from ..kube.resources import AUCTION, BID, MARKET, ORDER, VOTE
+from ..errors import MabeamError
+from ..kube.resources import AUCTION, BID, MARKET, ORDER
 from ..models._amount import dump_amount, parse_amount
-from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, Bundle, bid_name
-from ..models.coordination import VoteSpec, vote_name
-from ..models.market import MarketSpec, MarketStatus, SchedulePoint, order_name
+from ..models.auction import AuctionSpec, AuctionStatus, BidContent, Bundle, bid_name
+from ..models.market import MarketSpec, MarketStatus, OrderContent, SchedulePoint, order_name
 from ..sdk._sessions import write_answer
-from ._common import AUCTION_TERMINAL, CLOCK_MECHANISMS, MARKET_TERMINAL, add_connection_options, namespace_of
+from ..sdk._trading import seal_bid, seal_order
+from ._common import (
+    AUCTION_TERMINAL,
+    CLOCK_MECHANISMS,
+    MARKET_TERMINAL,
+    add_connection_options,
+    connect,
+    namespace_of,
+)
+from ._vote import cmd_vote
 
 __all__ = [
     "BidOptions",
@@ -50,9 +56,6 @@ __all__ = [
     "order_fields",
 ]
 
-SESSION_LABEL = "mabeam.io/session"
-
-AGENT_LABEL = "mabeam.io/agent"
 _MAX_AMOUNT = 1e15
 
 _SNAP = Decimal("0.000001")  # a schedule price within this many steps of a grid price is that grid price
@@ -94,12 +97,6 @@ def _quantity(text: str) -> int:
     if not 1 <= value <= 10000:
         raise argparse.ArgumentTypeError(f"quantity {text!r} must be between 1 and 10000")
     return value
-
-
-def _nonce(text: str) -> str:
-    if not 16 <= len(text) <= 256:
-        raise argparse.ArgumentTypeError(f"a nonce has 16 to 256 characters, {text!r} has {len(text)}")
-    return text
 
 
 def _bundle(text: str) -> Bundle:
@@ -156,7 +153,6 @@ class BidOptions:
 
     agent: str
     amount: Decimal | None = None
-    nonce: str | None = None
     bundles: tuple[Bundle, ...] = ()
     accept: bool | None = None
 
@@ -175,7 +171,7 @@ def _participant(agent: str, names: Sequence[str], what: str, session: str) -> N
         raise MabeamError(f"{agent} is not a participant of {what} {session} (participants: {shown})")
 
 
-def _sealed_reveal(spec: AuctionSpec, auction: str, options: BidOptions, nonce: str) -> BidReveal:
+def _sealed_content(spec: AuctionSpec, auction: str, options: BidOptions) -> BidContent:
     if options.accept is not None:
         raise MabeamError(f"--accept and --decline are for clock auctions; {auction} is {spec.mechanism}")
     if spec.mechanism == "combinatorial":
@@ -190,54 +186,31 @@ def _sealed_reveal(spec: AuctionSpec, auction: str, options: BidOptions, nonce: 
                 raise MabeamError(
                     f"{auction} does not sell {', '.join(unknown)} (items: {', '.join(spec.items)})"
                 )
-        return BidReveal(bundles=list(options.bundles), nonce=nonce)
+        return BidContent(bundles=list(options.bundles))
     if options.bundles or options.amount is None:
         raise MabeamError(f"{auction} is a {spec.mechanism} auction: bid with --amount A, not --bundle")
-    return BidReveal(amount=options.amount, nonce=nonce)
-
-
-def _reveal_command(
-    auction: str, namespace: str, kubeconfig: str | None, reveal: BidReveal, agent: str
-) -> str:
-    argv = ["mabeam", "bid", auction, "--as", agent]
-    if reveal.amount is not None:
-        argv += ["--amount", _exact(reveal.amount)]
-    for bundle in reveal.bundles or ():
-        argv += ["--bundle", f"{','.join(bundle.items)}={_exact(bundle.amount)}"]
-    argv += ["--nonce", reveal.nonce, "-n", namespace]
-    if kubeconfig:
-        argv += ["--kubeconfig", kubeconfig]
-    return shlex.join(argv)
+    return BidContent(amount=options.amount)
 
 
 def bid_fields(
-    auction: str,
-    namespace: str,
-    spec: AuctionSpec,
-    status: AuctionStatus,
-    options: BidOptions,
-    current: Mapping[str, Any] | None,
-    *,
-    kubeconfig: str | None = None,
+    auction: str, spec: AuctionSpec, status: AuctionStatus, options: BidOptions, *, uid: str
 ) -> Planned:
-    """The Bid spec fields ``options`` stand for, given the auction's mechanism and phase.
+    """The Bid spec fields ``options`` stand for, given the auction's mechanism and phase
+    (``uid``: the Auction's metadata.uid, which a sealed bid names).
 
-    ``current`` is the agent's Bid spec on record (None: none yet). Raises MabeamError with a
-    message the user can act on when the options do not fit the auction as it is now.
+    Raises MabeamError with a message the user can act on when the options do not fit the
+    auction as it is now.
     """
     phase = status.phase or "Pending"
-    open_phases = ("Bidding", "Revealing") if spec.mechanism in SEALED_MECHANISMS else ("Bidding",)
-    if phase not in open_phases:
+    if phase != "Bidding":
         when = "has ended" if phase in AUCTION_TERMINAL else "has not opened yet"
-        raise MabeamError(
-            f"auction {auction} {when} (phase {phase}); it takes bids while {' or '.join(open_phases)}"
-        )
+        raise MabeamError(f"auction {auction} {when} (phase {phase}); it takes bids while Bidding")
     _participant(options.agent, [p.name for p in status.participants], "auction", auction)
     if spec.mechanism in CLOCK_MECHANISMS:
-        if options.amount is not None or options.bundles or options.nonce is not None:
+        if options.amount is not None or options.bundles:
             raise MabeamError(
                 f"{auction} is a {spec.mechanism} (clock) auction: answer the round with --accept or "
-                "--decline, not --amount, --bundle or --nonce"
+                "--decline, not --amount or --bundle"
             )
         if options.accept is None:
             raise MabeamError(f"{auction} is a {spec.mechanism} auction: answer with --accept or --decline")
@@ -248,36 +221,20 @@ def bid_fields(
                 f"{options.agent} is out of auction {auction}: it did not stay in an earlier round"
             )
         return Planned({"round": status.round, "accept": options.accept})
-    if phase == "Bidding":
-        nonce = options.nonce or secrets.token_hex(16)
-        reveal = _sealed_reveal(spec, auction, options, nonce)
-        note = ""
-        if options.nonce is None:
-            note = (
-                f"Sealed bid committed with a new nonce; keep it secret until bidding closes. When "
-                f"auction {auction} is Revealing, reveal the bid with:\n  "
-                + _reveal_command(auction, namespace, kubeconfig, reveal, options.agent)
-            )
-        return Planned({"commitment": commitment(reveal)}, note)
-    if options.nonce is None:
+    content = _sealed_content(spec, auction, options)
+    if status.sealing is None:
         raise MabeamError(
-            f"auction {auction} is Revealing: reveal with the bid and the --nonce you committed with"
+            f"auction {auction} publishes no sealing key (status.sealing) yet; try again in a moment"
         )
-    reveal = _sealed_reveal(spec, auction, options, options.nonce)
-    counted = next((b.commitment for b in status.bids if b.agent == options.agent and b.commitment), None)
-    on_record = counted or (current or {}).get("commitment")  # the counted one is what a reveal opens
-    if not on_record:
-        raise MabeamError(
-            f"{options.agent} committed no bid in auction {auction} while it was Bidding; "
-            "there is nothing to reveal"
-        )
-    if commitment(reveal) != on_record:
-        raise MabeamError(
-            f"this bid and nonce do not open the commitment on record for {options.agent} in auction "
-            f"{auction} ({on_record[:12]}...); use exactly the amount (or bundles) and nonce you "
-            "committed with. Nothing was written."
-        )
-    return Planned({"reveal": reveal.model_dump(mode="json", by_alias=True, exclude_none=True)})
+    try:
+        sealed = seal_bid(status.sealing, uid, options.agent, content)
+    except ValueError as exc:
+        raise MabeamError(f"auction {auction}: cannot seal the bid: {exc}") from None
+    note = (
+        f"Sealed bid sent: encrypted to key {status.sealing.key_id}; the operator opens it when "
+        "bidding closes (nothing to reveal)."
+    )
+    return Planned({"sealed": sealed.to_wire()}, note)
 
 
 @dataclass(frozen=True)
@@ -291,8 +248,28 @@ class OrderOptions:
     schedule: tuple[SchedulePoint, ...] = ()
 
 
-def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions) -> Planned:
-    """The Order spec fields ``options`` stand for (MabeamError when they do not fit the market)."""
+def order_fields(
+    market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions, *, uid: str
+) -> Planned:
+    """The Order spec fields ``options`` stand for, sealed to the Market's key (``uid``: the
+    Market's metadata.uid, which a sealed order names); MabeamError when they do not fit."""
+    content = _order_content(market, spec, status, options)
+    if status.sealing is None:
+        raise MabeamError(
+            f"market {market} publishes no sealing key (status.sealing) yet; try again in a moment"
+        )
+    try:
+        sealed = seal_order(status.sealing, uid, options.agent, content)
+    except ValueError as exc:
+        raise MabeamError(f"market {market}: cannot seal the order: {exc}") from None
+    return Planned(
+        {"sealed": sealed.to_wire()}, f"Sealed order sent: encrypted to key {status.sealing.key_id}."
+    )
+
+
+def _order_content(
+    market: str, spec: MarketSpec, status: MarketStatus, options: OrderOptions
+) -> OrderContent:
     phase = status.phase or "Pending"
     if phase != "Collecting":
         when = "has ended" if phase in MARKET_TERMINAL else "has not opened yet"
@@ -304,8 +281,7 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
                 f"{market} is a double auction: order with --side buy|sell --price P [--quantity Q], "
                 "not --schedule"
             )
-        price = dump_amount(options.price)
-        return Planned({"side": options.side, "price": price, "quantity": options.quantity or 1})
+        return OrderContent(side=options.side, price=options.price, quantity=options.quantity or 1)
     if not options.schedule or options.side is not None or options.price is not None or options.quantity:
         raise MabeamError(
             f"{market} is an equilibrium market: order with --schedule PRICE=QTY[,PRICE=QTY...] "
@@ -321,48 +297,10 @@ def order_fields(market: str, spec: MarketSpec, status: MarketStatus, options: O
                     f"price {_exact(point.price)} is not on market {market}'s price grid "
                     f"({_exact(grid.min)} to {_exact(prices[-1])} in steps of {_exact(grid.step)})"
                 )
-    return Planned({"schedule": [p.model_dump(mode="json", by_alias=True) for p in options.schedule]})
+    return OrderContent(schedule=list(options.schedule))
 
 
 # --- commands ----------------------------------------------------------------------------------
-
-
-async def cmd_vote(args: argparse.Namespace, out: TextIO) -> int:
-    namespace = namespace_of(args)
-    spec = VoteSpec(session=args.session, agent=args.agent, choice=args.choice).to_wire()
-    name = vote_name(args.session, args.agent)
-    labels = {SESSION_LABEL: args.session, AGENT_LABEL: args.agent}
-    kube = Kube.connect(args.kubeconfig)
-    try:
-        for _ in range(3):
-            current = await kube.get(VOTE, name, namespace)
-            try:
-                if current is None:
-                    await kube.create(
-                        VOTE,
-                        {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec},
-                    )
-                    print(f"vote.mabeam.io/{name} created", file=out)
-                else:
-                    meta = current["metadata"]
-                    body = {
-                        "metadata": {
-                            "name": name,
-                            "namespace": namespace,
-                            "labels": {**(meta.get("labels") or {}), **labels},
-                            "resourceVersion": meta["resourceVersion"],
-                        },
-                        "spec": spec,
-                    }
-                    await kube.replace(VOTE, body)
-                    print(f"vote.mabeam.io/{name} updated", file=out)
-                return 0
-            except ConflictError:
-                continue  # someone wrote it meanwhile; read again
-    finally:
-        await kube.close()
-    print(f"Error: vote {name} kept changing; try again", file=sys.stderr)
-    return 1
 
 
 async def _answer(
@@ -381,7 +319,7 @@ async def _answer(
         if kind == "auction"
         else (MARKET, ORDER, order_name(session, args.agent))
     )
-    kube = Kube.connect(args.kubeconfig)
+    kube = connect(args)
     try:
         obj = await kube.get(owner, session, namespace)
         if obj is None:
@@ -420,7 +358,6 @@ async def cmd_bid(args: argparse.Namespace, out: TextIO) -> int:
     options = BidOptions(
         agent=args.agent,
         amount=args.amount,
-        nonce=args.nonce,
         bundles=tuple(args.bundle or ()),
         accept=args.accept,
     )
@@ -428,7 +365,8 @@ async def cmd_bid(args: argparse.Namespace, out: TextIO) -> int:
     def plan(obj: dict[str, Any], namespace: str, current: Mapping[str, Any] | None) -> Planned:
         spec = AuctionSpec.model_validate(obj.get("spec") or {})
         status = AuctionStatus.model_validate(obj.get("status") or {})
-        return bid_fields(args.session, namespace, spec, status, options, current, kubeconfig=args.kubeconfig)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        return bid_fields(args.session, spec, status, options, uid=uid)
 
     return await _answer(args, out, kind="auction", session_field="auction", plan=plan)
 
@@ -445,7 +383,8 @@ async def cmd_order(args: argparse.Namespace, out: TextIO) -> int:
     def plan(obj: dict[str, Any], namespace: str, current: Mapping[str, Any] | None) -> Planned:
         spec = MarketSpec.model_validate(obj.get("spec") or {})
         status = MarketStatus.model_validate(obj.get("status") or {})
-        return order_fields(args.session, spec, status, options)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        return order_fields(args.session, spec, status, options, uid=uid)
 
     return await _answer(args, out, kind="market", session_field="market", plan=plan)
 
@@ -458,15 +397,23 @@ def add_commands(sub: Any) -> None:
     p.add_argument("session", help="the Coordination's name")
     p.add_argument("choice", help="the option to vote for")
     p.add_argument("--as", dest="agent", required=True, help="the Agent the Vote is for")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="then wait this long for the operator's verdict (counted, or why not); exit 1 if refused",
+    )
     add_connection_options(p)
     p.set_defaults(async_func=cmd_vote)
 
     p = sub.add_parser(
         "bid",
         help="bid in an auction by hand, as an agent",
-        description="Sealed auctions (first-price, second-price): --amount while Bidding (commits), "
-        "--amount and --nonce while Revealing. combinatorial: --bundle instead of --amount. "
-        "Clock auctions (english, dutch): --accept or --decline the current round.",
+        description="Sealed auctions (first-price, second-price): --amount while Bidding (sealed to "
+        "the operator's key; only the operator can read it, when bidding closes). combinatorial: "
+        "--bundle instead of --amount. Clock auctions (english, dutch): --accept or --decline the "
+        "current round.",
     )
     p.add_argument("session", metavar="AUCTION", help="the Auction's name")
     p.add_argument("--as", dest="agent", required=True, help="the Agent the Bid is for")
@@ -478,7 +425,6 @@ def add_commands(sub: Any) -> None:
         metavar="ITEM[,ITEM...]=AMOUNT",
         help="combinatorial: an offer for a set of items (repeatable; at most one wins)",
     )
-    p.add_argument("--nonce", type=_nonce, help="sealed: the secret the bid is committed with (16+ chars)")
     choice = p.add_mutually_exclusive_group()
     choice.add_argument(
         "--accept", dest="accept", action="store_const", const=True, help="clock: stay in / buy"

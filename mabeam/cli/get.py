@@ -1,27 +1,41 @@
 """``mabeam get|describe``: list MABEAM objects and show one in full.
 
 Tables use the printer columns of the generated CRDs, so ``mabeam get agents`` and
-``kubectl get agents`` show the same columns.
+``kubectl get agents`` show the same columns, with kubectl's options: ``-o wide|yaml|json|name``,
+``-l SELECTOR`` (``k=v``, ``k!=v``, ``k``, ``!k``, ``k in (a,b)``, ``k notin (a,b)``, comma-separated),
+``-w`` (print the list, then a line per change until interrupted), ``-A`` and ``--context``.
+An auction's PRICE is its clock price while a clock runs, else what its winners pay (a sealed
+auction's price once awarded).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import yaml
+from lightkube import operators
 
 from ..errors import MabeamError
 from ..kube import crdgen
-from ..kube.client import Kube
 from ..kube.resources import AGENT, AUCTION, BID, COORDINATION, EVENT, MARKET, ORDER, VARIABLE, VOTE, Res
-from ._common import add_connection_options, age, indent, namespace_of, now_utc, render_table
+from ._common import add_connection_options, age, connect, indent, namespace_of, now_utc, render_table
 
-__all__ = ["KindView", "add_commands", "describe", "object_table", "resolve_kind"]
+__all__ = [
+    "KindView",
+    "add_commands",
+    "auction_price",
+    "describe",
+    "object_table",
+    "parse_selector",
+    "resolve_kind",
+]
 
 _RESOURCES = {r.plural: r for r in (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, BID, MARKET, ORDER)}
 
@@ -82,17 +96,81 @@ def _cell(value: Any, type_: str, now: dt.datetime) -> str:
     return str(value)
 
 
+def auction_price(obj: dict[str, Any]) -> Any:
+    """The clock price while a clock runs, else the winners' prices (``24`` or ``24,26``)."""
+    status = obj.get("status") or {}
+    if status.get("clockPrice") is not None:
+        return status["clockPrice"]
+    allocations = ((status.get("result") or {}).get("allocations")) or []
+    prices = [a.get("price") for a in allocations if isinstance(a, dict) and a.get("price") is not None]
+    if not prices:
+        return None
+    return ",".join(dict.fromkeys(_cell(p, "number", dt.datetime.now(dt.UTC)) for p in prices))
+
+
+def _value(view: KindView, obj: dict[str, Any], column: dict[str, Any]) -> Any:
+    if view.kind == "Auction" and column["name"] == "Price":
+        return auction_price(obj)
+    return _lookup(obj, column["jsonPath"])
+
+
+def _header(view: KindView, *, all_namespaces: bool, wide: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    columns = [c for c in view.columns if wide or not c.get("priority")]
+    header = [*(["NAMESPACE"] if all_namespaces else []), "NAME", *(c["name"].upper() for c in columns)]
+    return columns, header
+
+
+def _row(
+    view: KindView, columns: list[dict[str, Any]], obj: dict[str, Any], now: dt.datetime, all_namespaces: bool
+) -> list[str]:
+    meta = obj.get("metadata") or {}
+    cells = [_cell(_value(view, obj, c), c.get("type", "string"), now) for c in columns]
+    return [*([meta.get("namespace", "")] if all_namespaces else []), meta.get("name", ""), *cells]
+
+
 def object_table(
     view: KindView, objects: Sequence[dict[str, Any]], now: dt.datetime, *, all_namespaces: bool, wide: bool
 ) -> str:
-    columns = [c for c in view.columns if wide or not c.get("priority")]
-    header = [*(["NAMESPACE"] if all_namespaces else []), "NAME", *(c["name"].upper() for c in columns)]
-    rows = []
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        cells = [_cell(_lookup(obj, c["jsonPath"]), c.get("type", "string"), now) for c in columns]
-        rows.append([*([meta.get("namespace", "")] if all_namespaces else []), meta.get("name", ""), *cells])
-    return render_table(header, rows)
+    columns, header = _header(view, all_namespaces=all_namespaces, wide=wide)
+    return render_table(header, [_row(view, columns, obj, now, all_namespaces) for obj in objects])
+
+
+_REQUIREMENT = re.compile(
+    r"^\s*(?P<not>!)?\s*(?P<key>[A-Za-z0-9][-A-Za-z0-9_./]*)\s*"
+    r"(?:(?P<op>==|!=|=)\s*(?P<value>[-A-Za-z0-9_.]*)|\s(?P<set>in|notin)\s*\((?P<values>[^)]*)\))?\s*$"
+)
+
+
+def parse_selector(text: str) -> dict[str, Any]:
+    """A label selector (kubectl's syntax) as lightkube's ``labels`` argument."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):  # split on the commas outside parentheses
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    labels: dict[str, Any] = {}
+    for part in parts:
+        match = _REQUIREMENT.match(part)
+        if match is None or (match["not"] and (match["op"] or match["set"])):
+            raise MabeamError(
+                f"invalid label selector {text!r} at {part.strip()!r}: use k=v, k!=v, k, !k, "
+                "k in (a,b) or k notin (a,b), separated by commas"
+            )
+        key = match["key"]
+        if match["not"]:
+            labels[key] = operators.not_exists()
+        elif match["op"] in ("=", "=="):
+            labels[key] = match["value"]
+        elif match["op"] == "!=":
+            labels[key] = operators.not_equal(match["value"])
+        elif match["set"]:
+            values = [v.strip() for v in match["values"].split(",") if v.strip()]
+            labels[key] = operators.in_(values) if match["set"] == "in" else operators.not_in(values)
+        else:
+            labels[key] = None  # exists
+    return labels
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -100,30 +178,91 @@ def object_table(
 
 async def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     view = resolve_kind(args.kind)
-    kube = Kube.connect(args.kubeconfig)
+    labels = parse_selector(args.selector) if args.selector else None
+    if args.name and (labels is not None or args.all_namespaces):
+        raise MabeamError("a name cannot be combined with -l or -A; list with -l/-A, or get one by name")
+    namespace = None if args.all_namespaces else namespace_of(args)
+    kube = connect(args)
     try:
         if args.name:
-            obj = await kube.get(view.res, args.name, namespace_of(args))
+            obj = await kube.get(view.res, args.name, namespace)
             if obj is None:
-                print(f'Error: {view.kind} "{args.name}" not found in {namespace_of(args)}', file=sys.stderr)
+                print(
+                    f'Error: {view.kind} "{args.name}" not found in namespace {namespace}; '
+                    f"list them with: mabeam get {view.res.plural} -n {namespace}",
+                    file=sys.stderr,
+                )
                 return 1
             objects = [obj]
         else:
-            objects = await kube.list(view.res, None if args.all_namespaces else namespace_of(args))
+            objects = await kube.list(view.res, namespace, labels=labels)
+        objects.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        if objects or args.output in ("yaml", "json"):
+            print(_render(view, objects, args, single=bool(args.name)), file=out, flush=True)
+        elif not args.watch:
+            where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
+            print(f"No {view.res.plural} found in {where}.", file=sys.stderr)
+        if args.watch:
+            await _watch(kube, view, args, namespace, labels, objects, out)
     finally:
         await kube.close()
-    if not objects:
-        where = "any namespace" if args.all_namespaces else f"namespace {namespace_of(args)}"
-        print(f"No {view.res.plural} found in {where}.", file=sys.stderr)
-        return 0
-    objects.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
-    print(
-        object_table(
-            view, objects, now_utc(), all_namespaces=args.all_namespaces, wide=args.output == "wide"
-        ),
-        file=out,
-    )
     return 0
+
+
+def _render(view: KindView, objects: list[dict[str, Any]], args: argparse.Namespace, *, single: bool) -> str:
+    """The objects in the ``-o`` format (a table without it)."""
+    if args.output in ("yaml", "json"):
+        doc: Any = objects[0] if single else {"apiVersion": "v1", "kind": "List", "items": objects}
+        if args.output == "json":
+            return json.dumps(doc, indent=4, default=str)
+        return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)).rstrip()
+    if args.output == "name":
+        return "\n".join(f"{view.kind.lower()}.{view.res.group}/{o['metadata']['name']}" for o in objects)
+    return object_table(
+        view, objects, now_utc(), all_namespaces=args.all_namespaces, wide=args.output == "wide"
+    )
+
+
+async def _watch(
+    kube: Any,
+    view: KindView,
+    args: argparse.Namespace,
+    namespace: str | None,
+    labels: dict[str, Any] | None,
+    listed: list[dict[str, Any]],
+    out: TextIO,
+) -> None:
+    """kubectl get -w: after the list, one line (or document) per change, until interrupted."""
+    seen = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o["metadata"].get("resourceVersion")
+            for o in listed}  # fmt: skip
+    columns, header = _header(view, all_namespaces=args.all_namespaces, wide=args.output == "wide")
+    widths = [len(h) for h in header]
+    if listed:
+        table = [header, *(_row(view, columns, o, now_utc(), args.all_namespaces) for o in listed)]
+        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    header_shown = bool(listed) or (args.output is not None and args.output != "wide")
+    async for event, obj in kube.watch(view.res, namespace, labels=labels):
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace"), meta.get("name"))
+        if event == "ADDED" and seen.get(key) == meta.get("resourceVersion"):
+            continue  # already listed
+        seen[key] = meta.get("resourceVersion")
+        if args.name and meta.get("name") != args.name:
+            continue
+        if args.output in ("yaml", "json", "name"):
+            text = _render(view, [obj], args, single=True)
+            print(f"---\n{text}" if args.output == "yaml" else text, file=out, flush=True)
+            continue
+        row = _row(view, columns, obj, now_utc(), args.all_namespaces)
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        lines = ([header] if not header_shown else []) + [row]
+        header_shown = True
+        for line in lines:
+            print(
+                "   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(),
+                file=out,
+                flush=True,
+            )
 
 
 def _yaml_block(value: Any, indent: int = 2) -> str:
@@ -134,7 +273,7 @@ def _yaml_block(value: Any, indent: int = 2) -> str:
 async def cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
     view = resolve_kind(args.kind)
     namespace = namespace_of(args)
-    kube = Kube.connect(args.kubeconfig)
+    kube = connect(args)
     try:
         obj = await kube.get(view.res, args.name, namespace)
         events = await kube.list(EVENT, namespace) if obj is not None else []
@@ -210,7 +349,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("name", nargs="?", help="only this object")
     add_connection_options(p)
     p.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
-    p.add_argument("-o", "--output", choices=("wide",), help="wide: also the priority columns")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=("wide", "yaml", "json", "name"),
+        help="wide: also the priority columns; yaml, json: the objects; name: kind/name",
+    )
+    p.add_argument(
+        "-l", "--selector", help="label selector: k=v, k!=v, k, !k, k in (a,b), k notin (a,b) (comma: and)"
+    )
+    p.add_argument("-w", "--watch", action="store_true", help="after the list, print every change")
     p.set_defaults(async_func=cmd_get)
 
     p = sub.add_parser("describe", help="spec, status, conditions and recent Events of one object")

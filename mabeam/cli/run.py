@@ -30,9 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
     p.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--peering", default=None, help="kopf peering name (several replicas, one active)")
-    p.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics at :PORT/metrics"
-    )
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics at :PORT/metrics")
     p.add_argument(
         "--leader-elect",
         action="store_true",

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from ..kube.client import Kube
 from ..kube.resources import AUCTION, COORDINATION, MARKET, Res
 from ._common import (
     AUCTION_TERMINAL,
@@ -22,6 +21,7 @@ from ._common import (
     COORDINATION_TERMINAL,
     MARKET_TERMINAL,
     add_connection_options,
+    connect,
     countdown,
     indent,
     namespace_of,
@@ -103,13 +103,13 @@ def _auction_states(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[
     rows = []
     for agent in names or sorted({*bids, *refusals, *accepted}):
         bid = bids.get(agent)
-        if bid is not None and bid.get("revealed"):
+        if bid is not None and (bid.get("amount") is not None or bid.get("bundles")):
             shown = (
                 show(bid["amount"]) if bid.get("amount") is not None else _bundles(bid.get("bundles") or [])
             )
-            state = f"revealed ({shown})"
+            state = f"opened ({shown})"
         elif bid is not None:
-            state = "committed"
+            state = "sealed"
         elif agent in accepted:
             state = f"accepted round {accepted[agent]}"
         else:
@@ -160,6 +160,8 @@ def render_auction(obj: Mapping[str, Any], now: dt.datetime) -> str:
 
 
 def _order_shown(order: Mapping[str, Any]) -> str:
+    if order.get("side") is None and order.get("schedule") is None:
+        return "sealed"
     schedule = order.get("schedule")
     if schedule is not None:
         points = [f"{show(p.get('price'))}={show(p.get('quantity'))}" for p in schedule]
@@ -243,7 +245,7 @@ async def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     render, terminal = watched
     namespace = namespace_of(args)
     tty = out.isatty()
-    kube = Kube.connect(args.kubeconfig)
+    kube = connect(args)
     updates: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
     async def follow(resource_version: str | None) -> None:

@@ -36,7 +36,6 @@ async def _main(args: argparse.Namespace) -> None:
         workdir=args.workdir,
         kubeconfig_path=args.kubeconfig,
         register_node=True,
-        token_requests=True,
         images=json.loads(args.images),
         probe_period=args.probe_period,
         backoff_base=args.backoff_base,

@@ -11,6 +11,7 @@ from typing import Any
 import kopf
 
 from ..core.anomaly import Baseline, DetectorConfig
+from ..core.economics.sealing import SealingKey
 from ..errors import MabeamError
 from ..kube.client import Kube, load_config
 from ._metrics import Metrics
@@ -36,6 +37,10 @@ class Runtime:
     baselines: dict[str, Baseline] = field(default_factory=dict)
     #: The rules of the anomaly detector (thresholds, window, minimum samples).
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    #: The Agents' view and pass queue (``agents.AgentQueue``), made by the first Agent event.
+    agent_queue: Any = None
+    #: The private key sealed bids are encrypted to, once loaded (see _sealing.py).
+    sealing_key: SealingKey | None = None
 
     def __copy__(self) -> Runtime:
         # kopf shallow-copies the memo for every object; all objects share one runtime.

@@ -37,10 +37,10 @@ from ..core.selectors import matches
 from ..errors import ApiError, ConflictError, InvalidSpecError
 from ..kube.client import Kube
 from ..kube.resources import AGENT, Res
-from ..models._base import MabeamModel
+from ..models._base import MabeamModel, ending_conditions, running_conditions, stamp_generation
 from ._anomaly import observe_session
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = ["SESSION_LABEL", "ParsedAnswer", "SessionKind", "SessionLoop", "register", "run_session_loop"]
@@ -189,12 +189,15 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
     memo, namespace, name = session.memo, session.namespace, session.name
     waker = kind.wakers.get(namespace, name)
     settings = memo.settings.agents
+    backoff = Backoff(settings.retry_seconds, settings.resync_seconds)
     try:
         while not stopped:
             waker.clear()
+            pause = 0.0  # after a failure: waited out whatever wakes the loop
             try:
                 with memo.metrics.reconcile_seconds.labels(kind=kind.res.kind).time():
                     delay = await session.reconcile()
+                backoff.succeeded()
             except ConflictError:
                 delay = 0.0  # someone wrote in between: read again at once
             except (pydantic.ValidationError, InvalidSpecError) as exc:
@@ -203,12 +206,32 @@ async def run_session_loop(kind: SessionKind, session: SessionLoop, stopped: kop
                 session.logger.warning(f"Pass of {kind.res.kind} {name} could not read its inputs: {exc}")
                 delay = None
             except ApiError as exc:
-                session.logger.warning(f"Pass of {kind.res.kind} {name} failed, retrying: {exc}")
+                if exc.status == TOO_LARGE:
+                    # The status outgrew the object's size limit: retrying the same write cannot
+                    # help. Say so on the session and wait for a change of it.
+                    await report_failure(session.kube, kind.res, namespace, name, "StatusTooLarge",
+                                         f"the status could not be written: {exc}")  # fmt: skip
+                    await sleep_or_wake(waker, stopped, PARKED_SECONDS)
+                    continue
+                # A transient failure (429, 5xx, a dropped connection) anywhere in the pass, also
+                # after the decision: the next pass re-does what this one did not finish.
+                pause = delay = backoff.failed(exc.retry_after)
+                session.logger.warning(
+                    f"Pass of {kind.res.kind} {name} failed, retrying in {delay:.2f} s: {exc}"
+                )
                 memo.metrics.api_errors.labels(kind=kind.res.kind).inc()
-                delay = settings.retry_seconds
+            except Exception as exc:  # a bug, or input nobody foresaw: this session's trouble only
+                session.logger.exception(f"Pass of {kind.res.kind} {name} failed unexpectedly")
+                await report_failure(session.kube, kind.res, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                pause = delay = backoff.failed()
             delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
+            if pause > 0:
+                await sleep_or_wake(asyncio.Event(), stopped, min(pause, delay))
+                continue
             await sleep_or_wake(waker, stopped, delay)
     finally:
+        memo.metrics.set_session_phase(kind.res.kind, namespace, name, None)
         kind.wakers.forget(namespace, name)
         kind.open.pop((namespace, name), None)
         kind.written.pop((namespace, name), None)
@@ -228,7 +251,7 @@ class SessionLoop(abc.ABC):
         self.name = name
         self.logger = logger
         #: A terminal session whose status.outcomeApplied is not set has its outcome re-issued
-        #: once per operator run (and again after a failed attempt to record it).
+        #: once per operator run, and again after any failed pass (see :meth:`reconcile`).
         self.outcome_checked = False
 
     @property
@@ -236,7 +259,19 @@ class SessionLoop(abc.ABC):
         return (self.namespace, self.name)
 
     async def reconcile(self) -> float | None:
-        """One pass; returns seconds until the next wanted pass (None: on events only)."""
+        """One pass; returns seconds until the next wanted pass (None: on events only).
+
+        A pass that fails (any exception) leaves the outcome to be checked again: the failure
+        may have come between the decision and its outcome (a verdict write that got a 503),
+        and the next pass, which finds the session already ended, must still carry it out.
+        """
+        try:
+            return await self._pass()
+        except BaseException:
+            self.outcome_checked = False
+            raise
+
+    async def _pass(self) -> float | None:
         kind = self.kind
         body = await self.kube.get(kind.res, self.name, self.namespace)
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -258,7 +293,8 @@ class SessionLoop(abc.ABC):
         refused: dict[str, tuple[str, str]] = {}
         if phase in (None, "Pending"):
             agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
-            result = kind.start(self.name, spec, self._resolve(spec, agents), now)
+            options = await self.engine_options(body, spec, starting=True)
+            result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
             self.outcome_checked = True
         else:
             if phase in kind.terminal and not status.outcome_applied and not self.outcome_checked:  # type: ignore[attr-defined]
@@ -276,10 +312,13 @@ class SessionLoop(abc.ABC):
             )
             answers, refused = self._answers(answers_objs, now)
             alive = await self._alive(status, now)
+            options = await self.engine_options(body, spec, starting=False)
             if kind.step_in_thread:
-                result = await asyncio.to_thread(kind.step, self.name, spec, status, answers, alive, now)
+                result = await asyncio.to_thread(
+                    kind.step, self.name, spec, status, answers, alive, now, **options
+                )
             else:
-                result = kind.step(self.name, spec, status, answers, alive, now)
+                result = kind.step(self.name, spec, status, answers, alive, now, **options)
         new_phase = getattr(result.status, "phase", None)
         if new_phase not in kind.terminal:
             kind.open[self.key] = frozenset(p.name for p in result.status.participants)
@@ -374,7 +413,11 @@ class SessionLoop(abc.ABC):
     # --- writes ------------------------------------------------------------------------------
 
     async def _write_status(self, body: dict[str, Any], status: Any) -> dict[str, Any]:
-        status.observed_generation = body["metadata"].get("generation")
+        generation = body["metadata"].get("generation")
+        status.observed_generation = generation
+        if status.phase not in self.kind.terminal:  # kstatus (Flux): in progress while running
+            status.conditions = running_conditions(status.conditions, phase=str(status.phase), now=clock())
+        status.conditions = stamp_generation(status.conditions, generation)
         wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         old = body.get("status") or {}
         patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
@@ -388,6 +431,10 @@ class SessionLoop(abc.ABC):
             status=True,
         )
         self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        phase = getattr(status, "phase", None)
+        self.memo.metrics.set_session_phase(
+            self.kind.res.kind, self.namespace, self.name, None if phase in self.kind.terminal else phase
+        )
         return written
 
     async def _ended(self, body: dict[str, Any], spec: Any, status: Any) -> dict[str, Any]:
@@ -398,6 +445,7 @@ class SessionLoop(abc.ABC):
         # The outcome label is the terminal phase (a handful of values, what the alerts match);
         # the reason stays in the session's status and Events.
         metrics.sessions.labels(protocol=label, outcome=phase).inc()
+        metrics.observe_outcome(self.kind.res.kind, label, status)
         latency = None
         if status.started_at is not None and status.result is not None:
             latency = (status.result.decided_at - status.started_at).total_seconds()
@@ -490,6 +538,11 @@ class SessionLoop(abc.ABC):
                 applied = True
         return applied
 
+    async def engine_options(self, body: dict[str, Any], spec: Any, *, starting: bool) -> dict[str, Any]:
+        """Keyword arguments for the engine's ``start`` (``starting``) or ``step``: none here;
+        an auction passes its sealing key (ApiError: retry the pass)."""
+        return {}
+
     @abc.abstractmethod
     async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         """Carry out one effect of the kind; True if it is an outcome now applied."""
@@ -500,10 +553,13 @@ class SessionLoop(abc.ABC):
         status = body.get("status") or {}
         if status.get("phase") == "Failed":
             return
+        generation = body["metadata"].get("generation")
+        ended = ending_conditions([], failed=True, reason="Invalid", message=str(error), now=now)
         patch = {
             "phase": "Failed",
             "result": {"reason": "Invalid", "message": str(error), "decidedAt": now.isoformat()},
-            "observedGeneration": body["metadata"].get("generation"),
+            "observedGeneration": generation,
+            "conditions": [c.to_wire() for c in stamp_generation(ended, generation)],
         }
         await self.kube.patch(
             self.kind.res, self.name, {"status": patch}, namespace=self.namespace, status=True

@@ -1,88 +1,211 @@
-"""Agent handlers: one reconcile loop per Agent, woken by changes to the Agent or its Pods.
+"""Agent handlers: reconciles fed by watch events, one pass at a time per Agent.
 
-A kopf daemon per Agent owns every write to that Agent's status and children, so no two
-reconciles of one Agent ever race inside the operator. Events on the Agent or on a Pod
-labelled ``mabeam.io/agent`` wake the daemon; a resync interval is the safety net.
+kopf's watches of Agents and of Pods labelled ``mabeam.io/agent`` feed an in-memory view (the
+latest version of each Agent and of each of its Pods) and queue the Agent. A pass reads the
+view, never the API; it writes only what changes (children, labels, status, Events) and puts
+what a write returns back into the view. Passes of one Agent never overlap; a pass that wants
+another one later (a restart back-off) or that failed (an API error: retried with exponential
+backoff) queues the Agent again. There is no periodic resync: a watch that restarts lists again,
+so every object gets an event, and a pass on an unchanged Agent makes no request at all.
+
+An Agent carries no finalizer and no kopf annotation: deleting it removes it at once, and the
+garbage collector removes its Pod, ServiceAccount and RoleBinding (their owner is the Agent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from ..core import agents as _agents
-from ..errors import ApiError, ConflictError
+from ..errors import ApiError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
 
-_wakers = Wakers()
-wake = _wakers.wake
+#: The finalizer of operator versions that ran a kopf daemon per Agent: removed when seen.
+LEGACY_FINALIZER = "mabeam.io/finalizer"
+_MAX_BACKOFF_SECONDS = 60.0
+
+Key = tuple[str, str]
+
+
+def _newer(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether ``new`` is not older than ``old`` (resourceVersions are etcd revisions)."""
+    if old is None:
+        return True
+    try:
+        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+@dataclass
+class AgentView:
+    """The latest Agents and agent Pods seen, from watch events and from our own writes."""
+
+    agents: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    pods: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def put_agent(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if _newer(self.agents.get(key), obj):
+            self.agents[key] = obj
+
+    def drop_agent(self, namespace: str, name: str) -> None:
+        self.agents.pop((namespace, name), None)
+
+    def put_pod(self, obj: dict[str, Any], *, deleted: bool = False) -> Key | None:
+        meta = obj["metadata"]
+        agent = (meta.get("labels") or {}).get(_agents.AGENT_LABEL)
+        if not agent:
+            return None
+        key = (meta["namespace"], agent)
+        pods = self.pods.setdefault(key, {})
+        if deleted:
+            pods.pop(meta["name"], None)
+            if not pods:
+                self.pods.pop(key, None)
+        elif _newer(pods.get(meta["name"]), obj):
+            pods[meta["name"]] = obj
+        return key
+
+
+@dataclass
+class AgentQueue:
+    """Passes of Agents: at most one running per Agent, again when woken during a pass."""
+
+    runtime: Runtime
+    view: AgentView = field(default_factory=AgentView)
+    _running: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    _again: set[Key] = field(default_factory=set)
+    _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    _failures: dict[Key, int] = field(default_factory=dict)
+
+    def wake(self, key: Key, delay: float = 0.0) -> None:
+        """A pass of ``key`` now (or after ``delay`` seconds, unless an earlier one is due)."""
+        if delay > 0:
+            loop = asyncio.get_running_loop()
+            timer = self._timers.get(key)
+            if timer is not None and timer.when() <= loop.time() + delay:
+                return
+            if timer is not None:
+                timer.cancel()
+            self._timers[key] = loop.call_later(delay, self._fire, key)
+            return
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._running[key] = asyncio.create_task(self._run(key), name=f"agent {key[0]}/{key[1]}")
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.wake(key)
+
+    async def _run(self, key: Key) -> None:
+        try:
+            while True:
+                self._again.discard(key)
+                delay = await self._pass(key)
+                if delay is not None:
+                    self.wake(key, delay)
+                if key not in self._again:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    async def _pass(self, key: Key) -> float | None:
+        memo = self.runtime
+        try:
+            with memo.metrics.reconcile_seconds.labels(kind="Agent").time():
+                delay = await reconcile(memo, self.view, *key)
+        except Exception as exc:  # an API error or a bug: retried, never a dead Agent loop
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            memo.metrics.api_errors.labels(kind="Agent").inc()
+            backoff: float = min(
+                memo.settings.agents.retry_seconds * 2 ** (failures - 1), _MAX_BACKOFF_SECONDS
+            )
+            level = logging.WARNING if isinstance(exc, ApiError) else logging.ERROR
+            log.log(level, "Reconcile of agent %s/%s failed (retry in %.1fs): %s", *key, backoff, exc,
+                    exc_info=not isinstance(exc, ApiError))  # fmt: skip
+            return backoff
+        self._failures.pop(key, None)
+        return delay
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _queue(memo: Runtime) -> AgentQueue:
+    if memo.agent_queue is None:
+        memo.agent_queue = AgentQueue(memo)
+    queue: AgentQueue = memo.agent_queue
+    return queue
 
 
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
-async def agent_changed(namespace: str, name: str, **_: Any) -> None:
-    wake(namespace, name)
+async def agent_changed(event: dict[str, Any], namespace: str, name: str, memo: Runtime, **_: Any) -> None:
+    queue = _queue(memo)
+    if event.get("type") == "DELETED":
+        queue.view.drop_agent(namespace, name)
+    elif isinstance(event.get("object"), dict):
+        queue.view.put_agent(event["object"])
+    queue.wake((namespace, name))
 
 
 @kopf.on.event("v1", "pods", labels={_agents.AGENT_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
-async def agent_pod_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
-    wake(namespace, labels.get(_agents.AGENT_LABEL))
+async def agent_pod_changed(event: dict[str, Any], memo: Runtime, **_: Any) -> None:
+    queue = _queue(memo)
+    obj = event.get("object")
+    if not isinstance(obj, dict):
+        return
+    key = queue.view.put_pod(obj, deleted=event.get("type") == "DELETED")
+    if key is not None:
+        queue.wake(key)
 
 
-@kopf.on.delete(AGENT.kopf_ref, optional=True)  # type: ignore[arg-type]
-async def agent_deleted(body: kopf.Body, namespace: str, name: str, memo: Runtime, **_: Any) -> None:
-    """Show Terminating while the garbage collector removes the Pod and ServiceAccount."""
-    if body.get("status", {}).get("phase") != "Terminating":
-        try:
-            await memo.kube.patch(
-                AGENT, name, {"status": {"phase": "Terminating"}}, namespace=namespace, status=True
-            )
-        except ApiError:
-            pass  # the object may be gone already; nothing to show then
-    kopf.event(body, type="Normal", reason="Terminating", message="The agent is being deleted.")
+@kopf.on.cleanup()
+async def stop_agent_passes(memo: Runtime, **_: Any) -> None:
+    if memo.agent_queue is not None:
+        await memo.agent_queue.close()
 
 
-@kopf.daemon(AGENT.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
-async def agent_loop(
-    namespace: str, name: str, stopped: kopf.DaemonStopped, memo: Runtime, logger: logging.Logger, **_: Any
-) -> None:
-    waker = _wakers.get(namespace, name)
-    settings = memo.settings.agents
-    try:
-        while not stopped:
-            waker.clear()
-            try:
-                with memo.metrics.reconcile_seconds.labels(kind="Agent").time():
-                    delay = await reconcile(memo, namespace, name)
-            except (ApiError, ConflictError) as exc:
-                logger.warning(f"Reconcile of agent {name} failed, retrying: {exc}")
-                memo.metrics.api_errors.labels(kind="Agent").inc()
-                delay = settings.retry_seconds
-            delay = settings.resync_seconds if delay is None else min(delay, settings.resync_seconds)
-            await sleep_or_wake(waker, stopped, delay)
-    finally:
-        _wakers.forget(namespace, name)
-        memo.metrics.set_agent_phase(namespace, name, None)
-
-
-async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
-    """One level-triggered pass; returns seconds until the next wanted pass (None: on events only)."""
+async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -> float | None:
+    """One level-triggered pass from the view; returns seconds until the next wanted pass."""
     kube = memo.kube
-    agent = await kube.get(AGENT, name, namespace)
-    if agent is None or agent.get("metadata", {}).get("deletionTimestamp"):
-        memo.metrics.set_agent_phase(namespace, name, "Terminating" if agent else None)
+    agent = view.agents.get((namespace, name))
+    if agent is None:
+        memo.metrics.set_agent_phase(namespace, name, None)
         return None
-    pods = await kube.list(POD, namespace, labels={_agents.AGENT_LABEL: name})
+    meta = agent["metadata"]
+    if meta.get("deletionTimestamp"):
+        memo.metrics.set_agent_phase(namespace, name, "Terminating")
+        if LEGACY_FINALIZER in (meta.get("finalizers") or []):
+            finalizers = [f for f in meta["finalizers"] if f != LEGACY_FINALIZER]
+            patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+            view.put_agent(await kube.patch(AGENT, name, patch, namespace=namespace))
+        return None
     # The label is ours, but only pods this Agent owns count (a user may copy labels).
-    uid = agent["metadata"].get("uid")
-    pods = [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences", []))]
+    uid = meta.get("uid")
+    pods = [
+        p
+        for p in view.pods.get((namespace, name), {}).values()
+        if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences", []))
+    ]
     now = clock()
     plan = _agents.plan(agent, pods, now)
 
@@ -91,19 +214,23 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     if plan.create_pod is not None:
         await _ensure_service_account(kube, agent)
         try:
-            await kube.create(POD, plan.create_pod)
+            view.put_pod(await kube.create(POD, plan.create_pod))
         except AlreadyExistsError:
             pass  # created by an earlier attempt that died before recording it
         except ApiError as exc:
             if exc.status not in (400, 422):
                 raise
             # Not retried on a timer: the same template would be refused again. A change of
-            # the spec (or the resync) tries again.
+            # the spec tries again.
             plan = _agents.reject_pod(agent, plan, str(exc), now)
-    await _write_labels(kube, agent, plan.agent_labels)
+    labelled = await _write_labels(kube, agent, plan.agent_labels)
+    if labelled is not None:
+        view.put_agent(labelled)
     status_patch = _merge_patch(agent.get("status") or {}, plan.status)
     if status_patch:
-        await kube.patch(AGENT, name, {"status": status_patch}, namespace=namespace, status=True)
+        view.put_agent(
+            await kube.patch(AGENT, name, {"status": status_patch}, namespace=namespace, status=True)
+        )
     if plan.status.get("replacements", 0) != (agent.get("status") or {}).get("replacements", 0):
         memo.metrics.pod_replacements.labels(namespace=namespace).inc()
     memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
@@ -131,31 +258,28 @@ def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _ensure_service_account(kube: Kube, agent: dict[str, Any]) -> None:
-    body = _agents.build_service_account(agent)
+    """The agent's ServiceAccount and its base rights (AGENT_RULES), before its pod uses them."""
     try:
-        await kube.create(SERVICE_ACCOUNT, body)
-        post(
-            agent,
-            type="Normal",
-            reason="ServiceAccountCreated",
-            message=f"Created service account {body['metadata']['name']}.",
-        )
+        await kube.create(SERVICE_ACCOUNT, _agents.build_service_account(agent))
     except AlreadyExistsError:
         pass
-    try:  # the agent's base rights (AGENT_RULES), before its pod can use them
+    try:
         await kube.create(ROLE_BINDING, _agents.build_role_binding(agent))
     except AlreadyExistsError:
         pass
 
 
-async def _write_labels(kube: Kube, agent: dict[str, Any], wanted: dict[str, str] | None) -> None:
+async def _write_labels(
+    kube: Kube, agent: dict[str, Any], wanted: dict[str, str] | None
+) -> dict[str, Any] | None:
     if wanted is None:
-        return
+        return None
     meta = agent["metadata"]
     current = meta.get("labels") or {}
     stale = {k: None for k in current if k.startswith(_agents.CAPABILITY_PREFIX) and k not in wanted}
     missing = {k: v for k, v in wanted.items() if current.get(k) != v}
-    if stale or missing:
-        await kube.patch(
-            AGENT, meta["name"], {"metadata": {"labels": {**missing, **stale}}}, namespace=meta["namespace"]
-        )
+    if not (stale or missing):
+        return None
+    return await kube.patch(
+        AGENT, meta["name"], {"metadata": {"labels": {**missing, **stale}}}, namespace=meta["namespace"]
+    )

@@ -2,7 +2,8 @@
 
 The loop is the shared one (:mod:`._session`); Bids are the answers. An Awarded auction makes
 each winner the owner of the items it won (``status.owner`` of the item's Variable), at most
-once per auction even across operator restarts (see docs/economics.md).
+once per auction even across operator restarts (see docs/economics.md). Sealed bids are opened
+with the operator's key (docs/security.md, "Sealed bids").
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pydantic
 from ..core.economics import BidAnswer, SetOwner, auction
 from ..errors import InvalidSpecError
 from ..kube.resources import AUCTION, BID
-from ..models.auction import AuctionSpec, AuctionStatus, BidSpec, bid_name
+from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidSpec, bid_name
 from ._events import post
+from ._sealing import sealing_key
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register
 from .variables import apply_session_owner
 
@@ -37,7 +39,19 @@ def parse_bid(session: str, bid: dict[str, Any], at: dt.datetime) -> ParsedAnswe
 
 
 class AuctionLoop(SessionLoop):
-    """Carries out an auction's allocations: each sold item's Variable gets its new owner."""
+    """Carries out an auction's allocations: each sold item's Variable gets its new owner.
+
+    A sealed auction's engine gets the operator's sealing key: its public half to publish when
+    bidding opens, the private key and the Auction's uid to open the bids (see _sealing.py).
+    """
+
+    async def engine_options(self, body: dict[str, Any], spec: Any, *, starting: bool) -> dict[str, Any]:
+        if spec.mechanism not in SEALED_MECHANISMS:
+            return {}
+        key = await sealing_key(self.memo)
+        if starting:
+            return {"sealing": key.info}
+        return {"sealing_key": key, "session_uid": str(body["metadata"].get("uid") or "")}
 
     async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         if not isinstance(effect, SetOwner):

@@ -63,7 +63,9 @@ async def set_variable(loop: SessionLoop, body: dict[str, Any], effect: protocol
     # again under the same name is another session.
     session_id = f"{effect.session}:{body['metadata'].get('uid', '')}"
     try:
-        await apply_session_outcome(loop.kube, loop.namespace, effect.name, effect.value, session_id)
+        await apply_session_outcome(
+            loop.kube, loop.namespace, effect.name, effect.value, session_id, metrics=loop.memo.metrics
+        )
     except InvalidSpecError as exc:
         post(body, type="Warning", reason="OutcomeNotApplied", message=str(exc))
         return False

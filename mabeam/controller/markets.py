@@ -1,7 +1,8 @@
 """Market handlers: one session loop per Market, driving :mod:`mabeam.core.economics.market`.
 
 The loop is the shared one (:mod:`._session`); Orders are the answers. A cleared market's price
-goes into ``spec.priceVariableRef`` (at most once per market, see docs/economics.md).
+goes into ``spec.priceVariableRef`` (at most once per market, see docs/economics.md). Orders are
+sealed to the operator's key, as Bids are (docs/security.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..core import protocols
 from ..core.economics import OrderAnswer, market
 from ..kube.resources import MARKET, ORDER
 from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
+from ._sealing import sealing_key
 from ._session import ParsedAnswer, SessionKind, SessionLoop, register
 from .coordination import set_variable
 
@@ -35,7 +37,17 @@ def parse_order(session: str, order: dict[str, Any], at: dt.datetime) -> ParsedA
 
 
 class MarketLoop(SessionLoop):
-    """Carries out a market's outcome: the clearing price into its Variable."""
+    """Carries out a market's outcome: the clearing price into its Variable.
+
+    The engine gets the operator's sealing key: its public half to publish when collection
+    opens, the private key and the Market's uid to open the orders (see _sealing.py).
+    """
+
+    async def engine_options(self, body: dict[str, Any], spec: Any, *, starting: bool) -> dict[str, Any]:
+        key = await sealing_key(self.memo)
+        if starting:
+            return {"sealing": key.info}
+        return {"sealing_key": key, "session_uid": str(body["metadata"].get("uid") or "")}
 
     async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         if not isinstance(effect, protocols.SetVariable):

@@ -39,6 +39,7 @@ from ..core.variables import (
     parse_spec,
     parse_status,
     projection,
+    readiness,
     reconcile_spec,
     transfer_ownership,
     value_hash,
@@ -58,7 +59,7 @@ from ..core.variables_wire import (
 from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
-from ..models._base import API_VERSION, Condition, set_condition
+from ..models._base import API_VERSION, Condition, progress_conditions, set_condition
 from ..models.variable import (
     Actor,
     VariableSpec,
@@ -68,7 +69,8 @@ from ..models.variable import (
     WriteResult,
 )
 from ._events import post
-from ._loop import Wakers, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
+from ._metrics import Metrics
 from ._runtime import Runtime, clock
 
 __all__ = ["apply_session_outcome", "reconcile"]
@@ -102,7 +104,10 @@ async def variable_changed(
         try:
             await project(memo.kube, namespace)
         except (ApiError, ConflictError, InvalidSpecError) as exc:
-            logger.warning(f"Could not update the projection of namespace {namespace}: {exc}")
+            # Not retried here (an event handler): every Variable loop of the namespace projects
+            # in its pass, and retries with backoff if that fails too.
+            logger.warning(f"Could not update the projection of {namespace} (its loops retry): {exc}")
+            _wakers.wake_namespace(namespace)
 
 
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
@@ -125,6 +130,7 @@ async def variable_loop(
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
+    backoff = Backoff(retry, RESYNC_SECONDS)
     conflicts = 0
     try:
         while not stopped:
@@ -133,6 +139,7 @@ async def variable_loop(
                 with memo.metrics.reconcile_seconds.labels(kind="Variable").time():
                     delay = await reconcile(memo, namespace, name)
                 conflicts = 0
+                backoff.succeeded()
             except ConflictError as exc:  # lost a compare-and-swap: someone wrote first; go again
                 logger.debug(f"Variable {name} changed while reconciling, again: {exc}")
                 # Back off (growing, at most the retry delay): the change that beat us has
@@ -144,9 +151,24 @@ async def variable_loop(
                 logger.warning(f"Variable {name}: {exc}")
                 delay = RESYNC_SECONDS
             except ApiError as exc:
-                logger.warning(f"Reconcile of variable {name} failed, retrying: {exc}")
+                if exc.status == TOO_LARGE:  # the same write would be refused again: say so, wait
+                    await report_failure(memo.kube, VARIABLE, namespace, name, "StatusTooLarge",
+                                         f"the status could not be written: {exc}; lower spec.historyLimit "
+                                         "or write smaller values")  # fmt: skip
+                    await sleep_or_wake(waker, stopped, PARKED_SECONDS)
+                    continue
+                # Waited out whatever wakes the loop: events keep coming while the server is sick.
+                delay = backoff.failed(exc.retry_after)
+                logger.warning(f"Reconcile of variable {name} failed, retrying in {delay:.2f} s: {exc}")
                 memo.metrics.api_errors.labels(kind="Variable").inc()
-                delay = retry
+                await sleep_or_wake(asyncio.Event(), stopped, delay)
+                continue
+            except Exception as exc:  # a bug, or input nobody foresaw: this Variable's trouble only
+                logger.exception(f"Reconcile of variable {name} failed unexpectedly")
+                await report_failure(memo.kube, VARIABLE, namespace, name, "ReconcileFailed",
+                                     f"{type(exc).__name__}: {exc}")  # fmt: skip
+                await sleep_or_wake(asyncio.Event(), stopped, backoff.failed())
+                continue
             delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
             if delay > 0:
                 await sleep_or_wake(waker, stopped, delay)
@@ -180,14 +202,19 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     agents = await kube.list(AGENT, namespace)
 
     events: list[tuple[str, str, str]] = []
+    written: str | None = None  # the result of a write taken in this pass, for the metrics
     annotations = meta.get("annotations") or {}
     annotation = annotations.get(WRITE_ANNOTATION)
     if annotation is not None and spec is not None:
         claimed = annotations.get(WRITER_ANNOTATION)
+        before = status.last_write
         status = await _take_write(spec, status, annotation, claimed, agents, generation, now, events)
+        if status.last_write is not None and status.last_write != before:
+            written = _write_result(status.last_write.applied, status.last_write.reason)
     elif spec is not None and status.observed_generation != generation:
         status, outcome = reconcile_spec(spec, status, generation, now)
         if outcome is not None:
+            written = "applied" if outcome.applied else "refused"
             kind = "Normal" if outcome.applied else "Warning"
             events.append((kind, "ValueApplied" if outcome.applied else outcome.reason, outcome.message))
 
@@ -196,6 +223,8 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
             VARIABLE, name, status_patch(meta["resourceVersion"], status),
             namespace=namespace, status=True, json_patch=True,
         )  # fmt: skip
+    if written is not None:  # counted once the status that records it is written
+        memo.metrics.count_variable_write(written)
     if annotation is not None:
         refused = status.last_write is not None and not status.last_write.applied
         await kube.patch(
@@ -211,6 +240,13 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
     if lock is not None and lock.holder is not None and lock.expires_at and not is_expired(lock, now):
         return max((parse_time(lock.expires_at) - now).total_seconds(), 0.0) + 0.05
     return None
+
+
+def _write_result(applied: bool, reason: str) -> str:
+    """The ``result`` label of mabeam_variable_writes_total for a write's outcome."""
+    if applied:
+        return "applied"
+    return "invalid" if reason == "Malformed" else "refused"
 
 
 async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -265,9 +301,18 @@ async def _report_corrupt_status(kube: Kube, obj: dict[str, Any], error: str, no
         if isinstance(old, list)
         else []
     )
+    generation = int(meta.get("generation") or 0)
     conditions = set_condition(
         kept, type="Valid", status="False", reason=STATUS_CORRUPT, message=message, now=now,
-        observed_generation=int(meta.get("generation") or 0),
+        observed_generation=generation,
+    )  # fmt: skip
+    conditions = set_condition(
+        conditions, type="Ready", status="False", reason=STATUS_CORRUPT, message=message, now=now,
+        observed_generation=generation,
+    )  # fmt: skip
+    conditions = progress_conditions(
+        conditions, reconciling=None, stalled=message, reason=STATUS_CORRUPT, now=now,
+        observed_generation=generation,
     )  # fmt: skip
     if raw.get("phase") == "Invalid" and old == conditions:
         return
@@ -286,7 +331,7 @@ def _repaired(status: VariableStatus, now: dt.datetime) -> VariableStatus:
         now=now, observed_generation=status.observed_generation,
     )  # fmt: skip
     phase = "Pending" if status.version == 0 else "Ready"
-    return status.model_copy(update={"phase": phase, "conditions": conditions})
+    return readiness(status.model_copy(update={"phase": phase, "conditions": conditions}), now)
 
 
 def _conditions(current: VariableStatus, /, **kwargs: Any) -> list[Condition]:
@@ -299,8 +344,11 @@ def _invalid_spec(status: VariableStatus, generation: int, message: str, now: dt
         status, type="Valid", status="False", reason="InvalidSpec", message=message, now=now,
         observed_generation=generation,
     )  # fmt: skip
-    return status.model_copy(
-        update={"phase": "Invalid", "observed_generation": generation, "conditions": conditions}
+    return readiness(
+        status.model_copy(
+            update={"phase": "Invalid", "observed_generation": generation, "conditions": conditions}
+        ),
+        now,
     )
 
 
@@ -514,7 +562,9 @@ async def project(kube: Kube, namespace: str) -> None:
 # --- session outcomes --------------------------------------------------------------------------
 
 
-async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value: Any, session: str) -> bool:
+async def apply_session_outcome(
+    kube: Kube, namespace: str, variable: str, value: Any, session: str, *, metrics: Metrics | None = None
+) -> bool:
     """Apply a coordination session's outcome to a Variable, at most once; True if applied now.
 
     The write is made by the Session ``session`` (which must be unique per session, e.g. the
@@ -535,7 +585,7 @@ async def apply_session_outcome(kube: Kube, namespace: str, variable: str, value
         )  # fmt: skip
         return apply_write(spec, status, write, clock())
 
-    return await _apply_session(kube, namespace, variable, session, change)
+    return await _apply_session(kube, namespace, variable, session, change, metrics)
 
 
 async def apply_session_owner(kube: Kube, namespace: str, variable: str, agent: str, session: str) -> bool:
@@ -554,8 +604,10 @@ async def _apply_session(
     variable: str,
     session: str,
     change: Callable[[VariableSpec, VariableStatus], tuple[VariableStatus, WriteOutcome]],
+    metrics: Metrics | None = None,
 ) -> bool:
-    """Apply ``change`` and record ``session`` in one compare-and-swap, unless it is recorded."""
+    """Apply ``change`` and record ``session`` in one compare-and-swap, unless it is recorded
+    (a value write is counted in ``metrics``, once its status is written)."""
     for attempt in range(SESSION_ATTEMPTS):
         obj = await kube.get(VARIABLE, variable, namespace)
         if obj is None:
@@ -573,6 +625,8 @@ async def _apply_session(
         except ConflictError:
             await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
             continue
+        if metrics is not None:
+            metrics.count_variable_write("applied" if outcome.applied else "refused")
         if not outcome.applied:
             raise InvalidSpecError(outcome.message, path="value")
         log.info("Applied session %s to %s/%s: %s", session, namespace, variable, outcome.message)

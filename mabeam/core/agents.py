@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import InvalidSpecError
-from ..models._base import API_VERSION, rfc3339, set_condition
+from ..models._base import API_VERSION, progress_conditions, rfc3339, set_condition
 from ..models.agent import AgentSpec
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "parse_spec",
     "plan",
     "reject_pod",
+    "secure_by_default",
     "service_account_name",
     "template_hash",
 ]
@@ -206,6 +207,55 @@ def pod_name(agent: str, incarnation: int) -> str:
     return agent[: 253 - len(suffix)] + suffix
 
 
+#: What every agent pod gets unless its template says otherwise, so that it passes the Pod
+#: Security Standard "restricted": pod-wide, then per container (init containers too).
+POD_SECURITY_DEFAULTS: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_DEFAULTS: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
+#: The user (and group) an agent runs as when its template names none: "nonroot" of distroless.
+NON_ROOT_ID = 65532
+#: A read-only root still needs a writable /tmp (the SDK's readiness file lives there).
+TMP_VOLUME = "mabeam-tmp"
+
+
+def secure_by_default(pod_spec: dict[str, Any]) -> None:
+    """Fill in the restricted security settings a pod template leaves out (in place).
+
+    A setting the template makes (in the pod's or a container's ``securityContext``) always
+    wins. Without a ``runAsUser`` anywhere, the pod runs as :data:`NON_ROOT_ID`, since
+    ``runAsNonRoot`` alone refuses images whose default user is root. A container whose root
+    filesystem is read-only and that mounts nothing at ``/tmp`` gets an ``emptyDir`` there.
+    """
+    pod_context = pod_spec.setdefault("securityContext", {})
+    for key, value in POD_SECURITY_DEFAULTS.items():
+        pod_context.setdefault(key, json.loads(json.dumps(value)))
+    containers = [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]
+    if "runAsUser" not in pod_context and not all(
+        "runAsUser" in (c.get("securityContext") or {}) for c in containers
+    ):
+        pod_context["runAsUser"] = NON_ROOT_ID
+        pod_context.setdefault("runAsGroup", NON_ROOT_ID)
+    needs_tmp = False
+    for container in containers:
+        context = container.setdefault("securityContext", {})
+        for key, value in CONTAINER_SECURITY_DEFAULTS.items():
+            context.setdefault(key, json.loads(json.dumps(value)))
+        mounts = container.setdefault("volumeMounts", [])
+        if context.get("readOnlyRootFilesystem") and not any(m.get("mountPath") == "/tmp" for m in mounts):
+            mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})
+            needs_tmp = True
+        if not mounts:
+            del container["volumeMounts"]
+    volumes = pod_spec.setdefault("volumes", [])
+    if needs_tmp and not any(v.get("name") == TMP_VOLUME for v in volumes):
+        volumes.append({"name": TMP_VOLUME, "emptyDir": {}})
+    if not volumes:
+        del pod_spec["volumes"]
+
+
 def build_pod(agent: dict[str, Any], spec: AgentSpec, incarnation: int) -> dict[str, Any]:
     """The Pod for one incarnation of the agent, with its identity and environment."""
     meta = agent["metadata"]
@@ -225,6 +275,7 @@ def build_pod(agent: dict[str, Any], spec: AgentSpec, incarnation: int) -> dict[
     for container in pod_spec["containers"]:
         own = [v for v in container.get("env", []) if v.get("name") not in {e["name"] for e in identity}]
         container["env"] = identity + own
+    secure_by_default(pod_spec)
     labels = {**spec.template.metadata.labels, **agent_labels(name, spec)}
     annotations = {
         **spec.template.metadata.annotations,
@@ -376,11 +427,11 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
         status.update(phase="Suspended", podName=None, node=None, nextRestartAt=None)
         cond("Ready", "False", "Suspended", "The agent is suspended (spec.suspend).")
         cond("Degraded", "False", "Suspended", "The agent is suspended on purpose.")
-        return _finish(result, status, conditions, old_status, events)
+        return _finish(result, status, conditions, old_status, events, now)
 
     if current is not None:
         _observe(current, status, now, cond, events, old_status)
-        return _finish(result, status, conditions, old_status, events)
+        return _finish(result, status, conditions, old_status, events, now)
 
     # No live pod of the current template: was one lost, or is this the first / a replacement?
     recorded = status.get("podName")
@@ -409,7 +460,7 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
         cond("Ready", "False", "BackingOff", f"Waiting until {rfc3339(wait_until)} to replace the pod.")
         cond("Degraded", "True", "BackingOff", f"The pod was lost; next attempt at {rfc3339(wait_until)}.")
         result.wake_at = wait_until
-        return _finish(result, status, conditions, old_status, events)
+        return _finish(result, status, conditions, old_status, events, now)
 
     incarnation += 1
     pod = build_pod(agent, spec, incarnation)
@@ -419,8 +470,11 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
     status["nextRestartAt"] = None
     status["phase"] = "Pending"
     cond("Ready", "False", "PodCreated", f"Pod {pod['metadata']['name']} was created and is starting.")
-    events.append(("Normal", "PodCreated", f"Created pod {pod['metadata']['name']}."))
-    return _finish(result, status, conditions, old_status, events)
+    account = pod["spec"].get("serviceAccountName")
+    events.append(
+        ("Normal", "PodCreated", f"Created pod {pod['metadata']['name']} (ServiceAccount {account}).")
+    )
+    return _finish(result, status, conditions, old_status, events, now)
 
 
 def reject_pod(agent: dict[str, Any], plan: Plan, message: str, now: dt.datetime) -> Plan:
@@ -444,7 +498,10 @@ def reject_pod(agent: dict[str, Any], plan: Plan, message: str, now: dt.datetime
         conditions, type="Ready", status="False", reason="PodRejected", message=text, now=now,
         observed_generation=agent["metadata"].get("generation"),
     )  # fmt: skip
-    status["conditions"] = conditions
+    status["conditions"] = progress_conditions(
+        conditions, reconciling=None, stalled=text, reason="PodRejected", now=now,
+        observed_generation=agent["metadata"].get("generation"),
+    )  # fmt: skip
     events = [e for e in plan.events if e[1] not in ("PodCreated", "PhaseChanged")]
     if not _had_condition(old, "Invalid", "True", text):
         events.append(("Warning", "PodRejected", text))
@@ -522,9 +579,23 @@ def _finish(
     conditions: list[dict[str, Any]],
     old_status: dict[str, Any],
     events: list[tuple[str, str, str]],
+    now: dt.datetime,
 ) -> Plan:
+    phase = status.get("phase")
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+    conditions = progress_conditions(
+        conditions,
+        reconciling=f"The agent is {phase}: {ready.get('message', '')}"
+        if phase in ("Pending", "Running")
+        else None,
+        stalled=str(ready.get("message") or "The agent failed.") if phase == "Failed" else None,
+        reason=str(ready.get("reason") or phase or "Unknown"),
+        now=now,
+        observed_generation=status.get("observedGeneration"),
+    )
     status["conditions"] = conditions
-    if status.get("phase") != old_status.get("phase") and status.get("phase"):
+    # A phase change is an Event of its own only when no other Event of the pass tells it.
+    if status.get("phase") != old_status.get("phase") and status.get("phase") and not events:
         events.append(
             ("Normal", "PhaseChanged", f"Phase {old_status.get('phase') or 'None'} -> {status['phase']}.")
         )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -38,10 +39,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import re2
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConflictError, InvalidSpecError, LockError
-from ..models._base import Condition, ConditionStatus, rfc3339, set_condition
+from ..models._base import Condition, ConditionStatus, progress_conditions, rfc3339, set_condition
 from ..models.variable import (
     APPLIED_SESSIONS_LIMIT,
     Actor,
@@ -69,12 +71,14 @@ __all__ = [
     "parse_status",
     "parse_write",
     "projection",
+    "readiness",
     "reconcile_spec",
     "release",
     "transfer_ownership",
     "validate_spec",
     "validate_value",
     "value_hash",
+    "value_shape_problem",
 ]
 
 #: The most bytes of data the projection may hold (a ConfigMap is limited to 1 MiB in all).
@@ -82,6 +86,15 @@ PROJECTION_MAX_BYTES = 1_000_000
 
 #: The longest ``status.valueSummary`` (the Value column of ``kubectl get variables``).
 SUMMARY_LENGTH = 64
+
+#: The deepest nesting of lists and objects a value may have. Deeper values are refused before
+#: anything walks them (encoding JSON, copying, hashing recurse once per level).
+VALUE_MAX_DEPTH = 64
+#: The most items (scalars, lists, objects, keys) a value may hold: a value goes into the status
+#: with its history, and the status must stay well within an object's size limit.
+VALUE_MAX_ITEMS = 10_000
+#: The most characters the strings of a value (with the keys) may hold in all.
+VALUE_MAX_CHARS = 256 * 1024
 
 _INT64_MAX = 2**63 - 1
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
@@ -123,7 +136,38 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
 
 
+def value_shape_problem(value: Any) -> str | None:
+    """Why ``value`` is too deep or too big to be a Variable's value, or None.
+
+    Walks without recursion, so that it is safe on any value the API server accepted.
+    """
+    items = chars = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        items += 1
+        if items > VALUE_MAX_ITEMS:
+            return f"more than {VALUE_MAX_ITEMS} items (lists, objects, keys and scalars in all)"
+        if isinstance(item, str):
+            chars += len(item)
+        elif isinstance(item, dict | list):
+            if depth > VALUE_MAX_DEPTH:
+                return f"nested deeper than {VALUE_MAX_DEPTH} levels of lists and objects"
+            if isinstance(item, dict):
+                items += len(item)
+                chars += sum(len(k) for k in item if isinstance(k, str))
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        if chars > VALUE_MAX_CHARS:
+            return f"more than {VALUE_MAX_CHARS} characters of text"
+    return None
+
+
 def _show(value: Any) -> str:
+    problem = value_shape_problem(value)
+    if problem is not None:
+        return f"a value {problem}"
     try:
         text = json.dumps(value, sort_keys=True)
     except (TypeError, ValueError):
@@ -175,6 +219,22 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=256)
+def _user_pattern(pattern: str) -> Any:
+    """A user's ``pattern`` compiled by RE2: matching takes linear time whatever the pattern (no
+    catastrophic backtracking), and the syntax is that of Kubernetes' own patterns (Go's RE2).
+    InvalidSpecError (path spec.constraints.pattern) if it is not one."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise InvalidSpecError(
+            f"not a valid regular expression (RE2 syntax): {detail}", path="spec.constraints.pattern"
+        ) from None
+
+
 def validate_spec(spec: VariableSpec) -> None:
     """Check that the constraints fit the type (what the CEL rules check, and the pattern)."""
     c = spec.constraints
@@ -204,12 +264,7 @@ def validate_spec(spec: VariableSpec) -> None:
                 f"only allowed when spec.type is string (it is {spec.type})", path=f"spec.constraints.{name}"
             )
     if c.pattern is not None:
-        try:
-            re.compile(c.pattern)
-        except re.error as exc:
-            raise InvalidSpecError(
-                f"not a valid regular expression: {exc}", path="spec.constraints.pattern"
-            ) from None
+        _user_pattern(c.pattern)
     if spec.access.selector is not None:
         validate_selector(spec.access.selector, path="spec.access.selector")
 
@@ -224,6 +279,8 @@ def validate_value(spec: VariableSpec, value: Any) -> None:
 
     if value is None:
         raise bad("null is not a value")
+    if value_shape_problem(value) is not None:
+        raise bad()  # _show names the problem
     if spec.type in ("number", "integer"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad()
@@ -241,15 +298,8 @@ def validate_value(spec: VariableSpec, value: Any) -> None:
             raise bad()
         if c.max_length is not None and len(value) > c.max_length:
             raise bad(f"{len(value)} characters")
-        if c.pattern is not None:
-            try:
-                found = re.search(c.pattern, value) is not None
-            except re.error as exc:
-                raise InvalidSpecError(
-                    f"not a valid regular expression: {exc}", path="spec.constraints.pattern"
-                ) from None
-            if not found:
-                raise bad("no match of the pattern")
+        if c.pattern is not None and _user_pattern(c.pattern).search(value) is None:
+            raise bad("no match of the pattern")
     elif spec.type == "boolean":
         if not isinstance(value, bool):
             raise bad()
@@ -309,7 +359,28 @@ def _set_valid(
     """Set the Valid condition and the phase that summarises it."""
     phase = "Invalid" if not valid else ("Pending" if status.version == 0 else "Ready")
     status = status.model_copy(update={"phase": phase})
-    return _with_condition(status, "Valid", "True" if valid else "False", reason, message, now)
+    return readiness(
+        _with_condition(status, "Valid", "True" if valid else "False", reason, message, now), now
+    )
+
+
+def readiness(status: VariableStatus, now: _dt.datetime) -> VariableStatus:
+    """``Ready`` (and kstatus's ``Reconciling``/``Stalled``) from the phase and ``Valid``: a
+    Variable is ready once it holds a value that fits its spec; one with no value yet is still
+    reconciling; an invalid one is stalled until its spec (or status) is fixed."""
+    valid = next((c for c in status.conditions if c.type == "Valid"), None)
+    reason, message = (valid.reason, valid.message) if valid is not None else ("NoValue", "no value yet")
+    ready: ConditionStatus = "True" if status.phase == "Ready" else "False"
+    status = _with_condition(status, "Ready", ready, reason, message, now)
+    wire = progress_conditions(
+        [c.to_wire() for c in status.conditions],
+        reconciling=message if status.phase == "Pending" else None,
+        stalled=message if status.phase == "Invalid" else None,
+        reason=reason,
+        now=now,
+        observed_generation=status.observed_generation,
+    )
+    return status.model_copy(update={"conditions": [Condition.model_validate(c) for c in wire]})
 
 
 def _summary(value: Any) -> str:
@@ -498,6 +569,11 @@ def reconcile_spec(
         validate_spec(spec)
     except InvalidSpecError as exc:
         return _set_valid(status, False, "InvalidSpec", str(exc), now), None
+    problem = None if spec.value is None else value_shape_problem(spec.value)
+    if problem is not None:  # refused before anything walks it (hashing recurses)
+        write = VariableWrite(value=None, writer=Writer(kind="User", name=user), reason="spec.value changed")
+        error = InvalidSpecError(f"must be {_describe(spec)}; got a value {problem}", path="spec.value")
+        return _refuse(status, write, "InvalidValue", error, now)
     if spec.value is not None:
         digest = value_hash(spec.value)
         if digest != status.spec_value_hash:

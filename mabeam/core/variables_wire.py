@@ -80,6 +80,10 @@ def decode_write(text: str) -> tuple[str, VariableWrite]:
         raw = json.loads(text)
     except ValueError as exc:
         raise InvalidSpecError(f"not JSON: {exc}", path=f"metadata.annotations[{WRITE_ANNOTATION}]") from None
+    except RecursionError:  # how the decoder refuses JSON nested too deeply for it
+        raise InvalidSpecError(
+            "nested too deeply to decode", path=f"metadata.annotations[{WRITE_ANNOTATION}]"
+        ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("writeId"), str) or not raw["writeId"]:
         raise InvalidSpecError(
             "must be a JSON object with a writeId", path=f"metadata.annotations[{WRITE_ANNOTATION}]"

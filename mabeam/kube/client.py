@@ -2,7 +2,8 @@
 
 Everything MABEAM sends to the API goes through here, so that errors are translated once:
 404 -> ``None``/``False`` where absence is a normal answer, 409 -> ``ConflictError`` (or
-``AlreadyExists``), other failures -> ``ApiError`` with the status code.
+``AlreadyExists``), other failures -> ``ApiError`` with the status code (and the server's
+``Retry-After``), a connection that failed or timed out -> ``ApiError`` without one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError as LightkubeApiError
@@ -35,19 +37,35 @@ def load_config(kubeconfig: str | os.PathLike[str] | None = None) -> KubeConfig:
     return KubeConfig.from_env()
 
 
-def _status_code(exc: LightkubeApiError) -> int:
-    return int(getattr(exc.status, "code", 0) or 0)
+def _status_code(exc: httpx.HTTPError) -> int:
+    if isinstance(exc, LightkubeApiError):
+        return int(getattr(exc.status, "code", 0) or 0)
+    if isinstance(exc, httpx.HTTPStatusError):  # an error body that is not a Status (a proxy's)
+        return exc.response.status_code
+    return 0  # no answer: the connection failed or timed out
 
 
-def _translate(exc: LightkubeApiError, what: str) -> Exception:
+def _retry_after(exc: httpx.HTTPError) -> float | None:
+    if not isinstance(exc, httpx.HTTPStatusError):
+        return None
+    try:
+        return max(float(exc.response.headers.get("Retry-After", "")), 0.0)
+    except ValueError:
+        return None  # absent, or an HTTP date (the API server sends seconds)
+
+
+def _translate(exc: httpx.HTTPError, what: str) -> Exception:
     code = _status_code(exc)
-    message = getattr(exc.status, "message", None) or str(exc)
+    if isinstance(exc, LightkubeApiError):
+        message = getattr(exc.status, "message", None) or str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
     if code == 409:
-        reason = getattr(exc.status, "reason", "")
+        reason = getattr(exc.status, "reason", "") if isinstance(exc, LightkubeApiError) else ""
         if reason == "AlreadyExists" or "already exists" in message.lower():
             return AlreadyExistsError(f"{what}: {message}")
         return ConflictError(f"{what}: {message}")
-    return ApiError(f"{what}: {message}", status=code)
+    return ApiError(f"{what}: {message}", status=code or None, retry_after=_retry_after(exc))
 
 
 def _dict(obj: Any) -> dict[str, Any]:
@@ -63,9 +81,16 @@ class Kube:
 
     @classmethod
     def connect(
-        cls, kubeconfig: str | os.PathLike[str] | None = None, *, namespace: str | None = None
+        cls,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        *,
+        namespace: str | None = None,
+        context: str | None = None,
     ) -> Kube:
-        config = load_config(kubeconfig)
+        """A client for the kubeconfig's current context, or ``context`` (ConfigError if unknown)."""
+        config: Any = load_config(kubeconfig)
+        if context is not None:
+            config = config.get(context_name=context)
         return cls(AsyncClient(config=config, namespace=namespace, field_manager="mabeam"))
 
     async def close(self) -> None:
@@ -74,7 +99,7 @@ class Kube:
     async def get(self, res: Res, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
             return _dict(await self.client.get(res.lightkube, name, namespace=namespace))
-        except LightkubeApiError as exc:
+        except httpx.HTTPError as exc:
             if _status_code(exc) == 404:
                 return None
             raise _translate(exc, f"get {res.kind} {namespace}/{name}") from exc
@@ -84,7 +109,7 @@ class Kube:
         res: Res,
         namespace: str | None = None,
         *,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, Any] | None = None,
     ) -> builtins.list[dict[str, Any]]:
         ns = namespace if namespace is not None else ("*" if res.namespaced else None)
         try:
@@ -92,7 +117,7 @@ class Kube:
                 _dict(obj)
                 async for obj in self.client.list(res.lightkube, namespace=ns, labels=dict(labels or {}))
             ]
-        except LightkubeApiError as exc:
+        except httpx.HTTPError as exc:
             raise _translate(exc, f"list {res.plural}") from exc
 
     async def create(self, res: Res, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,7 +126,7 @@ class Kube:
         try:
             obj = res.lightkube.from_dict(body)
             return _dict(await self.client.create(obj, namespace=namespace))
-        except LightkubeApiError as exc:
+        except httpx.HTTPError as exc:
             raise _translate(exc, f"create {res.kind} {body.get('metadata', {}).get('name')}") from exc
 
     async def patch(
@@ -121,7 +146,7 @@ class Kube:
             return _dict(
                 await self.client.patch(target, name, patch, namespace=namespace, patch_type=patch_type)
             )
-        except LightkubeApiError as exc:
+        except httpx.HTTPError as exc:
             raise _translate(exc, f"patch {res.kind} {namespace}/{name}") from exc
 
     async def replace(self, res: Res, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,7 +155,7 @@ class Kube:
         try:
             obj = res.lightkube.from_dict({"apiVersion": res.api_version, "kind": res.kind, **body})
             return _dict(await self.client.replace(obj, meta.get("name"), namespace=meta.get("namespace")))
-        except LightkubeApiError as exc:
+        except httpx.HTTPError as exc:
             raise _translate(exc, f"replace {res.kind} {meta.get('namespace')}/{meta.get('name')}") from exc
 
     async def delete(self, res: Res, name: str, namespace: str | None = None) -> bool:
@@ -138,7 +163,7 @@ class Kube:
         try:
             await self.client.delete(res.lightkube, name, namespace=namespace)
             return True
-        except LightkubeApiError as exc:
+        except httpx.HTTPError as exc:
             if _status_code(exc) == 404:
                 return False
             raise _translate(exc, f"delete {res.kind} {namespace}/{name}") from exc
@@ -148,7 +173,7 @@ class Kube:
         res: Res,
         namespace: str | None = None,
         *,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, Any] | None = None,
         resource_version: str | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         ns = namespace if namespace is not None else ("*" if res.namespaced else None)

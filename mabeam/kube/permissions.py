@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AGENT_RULES", "OPERATOR_CLUSTER_RULES", "OPERATOR_RULES", "Rule"]
+__all__ = [
+    "AGENT_RULES",
+    "OPERATOR_CLUSTER_RULES",
+    "OPERATOR_OWN_NAMESPACE_RULES",
+    "OPERATOR_RULES",
+    "SEALING_KEY_SECRET",
+    "Rule",
+]
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,9 @@ _READ = ("get", "list", "watch")
 OPERATOR_RULES: tuple[Rule, ...] = (
     # "update" on variables is never a request of ours: RBAC lets the operator grant writers
     # update on their Variable (the writer Roles) only if it holds that right itself.
-    Rule("mabeam.io", ("agents", "coordinations", "auctions", "markets"), (*_READ, "patch")),
+    # Agents are reconciled from the watch (controller/agents.py): listed and watched, never read one by one.
+    Rule("mabeam.io", ("agents",), ("list", "watch", "patch")),
+    Rule("mabeam.io", ("coordinations", "auctions", "markets"), (*_READ, "patch")),
     Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
     Rule("mabeam.io", ("votes", "bids", "orders"), ("list", "watch")),
     Rule(
@@ -61,6 +70,18 @@ OPERATOR_RULES: tuple[Rule, ...] = (
 #: Cluster-scoped rules the operator needs wherever it runs: kopf discovers our CRDs.
 OPERATOR_CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")),
+)
+
+#: The Secret that holds the operator's private key for sealed bids (docs/security.md).
+SEALING_KEY_SECRET = "mabeam-sealing-key"
+
+#: Rules of the operator in its own namespace only (the release namespace; never a watched
+#: namespace's Role, never a ClusterRole): its sealing key. RBAC cannot limit "create" by name
+#: (the name is in the body, not the URL), so create covers any Secret of that namespace;
+#: reading is limited to the one Secret. Agents are granted no Secrets at all.
+OPERATOR_OWN_NAMESPACE_RULES: tuple[Rule, ...] = (
+    Rule("", ("secrets",), ("get",), resource_names=(SEALING_KEY_SECRET,)),
+    Rule("", ("secrets",), ("create",)),
 )
 
 #: What every agent's ServiceAccount may do in its namespace. Admission narrows "update

@@ -46,6 +46,7 @@ def _lightkube_class(res: Res) -> Any:
 POD = Res("", "v1", "Pod", "pods")
 SERVICE_ACCOUNT = Res("", "v1", "ServiceAccount", "serviceaccounts")
 CONFIG_MAP = Res("", "v1", "ConfigMap", "configmaps")
+SECRET = Res("", "v1", "Secret", "secrets")
 NAMESPACE = Res("", "v1", "Namespace", "namespaces", namespaced=False)
 EVENT = Res("", "v1", "Event", "events")
 LEASE = Res("coordination.k8s.io", "v1", "Lease", "leases")

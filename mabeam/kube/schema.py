@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ __all__ = [
 
 # Top-level fields every Kubernetes object has; the schema never prunes them.
 _OBJECT_ENVELOPE = ("apiVersion", "kind", "metadata")
+# The numeric bounds: keyword, its exclusive flag, the comparison that breaks it, the message's words.
+_BOUNDS = (
+    ("minimum", "exclusiveMinimum", operator.lt, "greater than"),
+    ("maximum", "exclusiveMaximum", operator.gt, "less than"),
+)
 
 
 @dataclass(frozen=True)
@@ -194,19 +200,26 @@ def _number(limit: Any) -> str:
     return json.dumps(limit)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _cel_typed(value: Any, schema: dict[str, Any]) -> Any:
     """Values as the API server hands them to CEL: a ``type: number`` field is a double even
-    when the JSON says ``2`` (otherwise ``2 >= 0.5`` has no overload in CEL)."""
+    when the JSON says ``2`` (otherwise ``2 >= 0.5`` has no overload in CEL); untyped fields
+    are absent."""
     kind = schema.get("type")
     if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind == "object" and isinstance(value, dict):
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
-        return {
-            k: _cel_typed(v, props[k] if k in props else (extra if isinstance(extra, dict) else {}))
-            for k, v in value.items()
-        }
+        typed = {}
+        for k, v in value.items():
+            sub = props[k] if k in props else (extra if isinstance(extra, dict) else {})
+            if sub.get("x-kubernetes-preserve-unknown-fields") and not sub.get("type"):
+                continue  # untyped JSON (a Variable's value) is left out of CEL, as the server does
+            typed[k] = _cel_typed(v, sub)
+        return typed
     if kind == "array" and isinstance(value, list):
         items = schema.get("items")
         return [_cel_typed(v, items if isinstance(items, dict) else {}) for v in value]
@@ -276,6 +289,8 @@ class _Context:
         actual = _json_type(value)
         if expected == "integer" and isinstance(value, float) and value.is_integer():
             return int(value)
+        if actual == "integer" and not _INT64_MIN <= value <= _INT64_MAX:
+            actual = "number"  # the server decodes an integer beyond 64 bits as a float
         ok = actual == expected or (expected == "number" and actual == "integer")
         if not ok:
             self.add(
@@ -320,67 +335,40 @@ class _Context:
                 )
         if isinstance(value, int | float) and not isinstance(value, bool):
             self._check_number(value, schema, where)
+        if isinstance(value, list | dict):
+            most, least, unit = (
+                ("maxItems", "minItems", "items")
+                if isinstance(value, list)
+                else ("maxProperties", "minProperties", "properties")
+            )
+            if most in schema and len(value) > schema[most]:
+                self.add(
+                    where,
+                    f"Too many: {len(value)}: must have at most {schema[most]} items",  # "items" for both
+                    value=value,
+                    reason="FieldValueTooMany",
+                )
+            if least in schema and len(value) < schema[least]:
+                self.add(
+                    where,
+                    f"Invalid value: {len(value)}: {where} in body should have at least "
+                    f"{schema[least]} {unit}",
+                    value=value,
+                )
         if isinstance(value, list):
-            if "maxItems" in schema and len(value) > schema["maxItems"]:
-                self.add(
-                    where,
-                    f"Too many: {len(value)}: must have at most {schema['maxItems']} items",
-                    value=value,
-                    reason="FieldValueTooMany",
-                )
-            if "minItems" in schema and len(value) < schema["minItems"]:
-                self.add(
-                    where,
-                    f"Invalid value: {len(value)}: {where} in body should have at least "
-                    f"{schema['minItems']} items",
-                    value=value,
-                )
             self._check_list_type(value, schema, where)
-        if isinstance(value, dict):
-            if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-                self.add(
-                    where,
-                    f"Too many: {len(value)}: must have at most {schema['maxProperties']} items",
-                    value=value,
-                    reason="FieldValueTooMany",
-                )
-            if "minProperties" in schema and len(value) < schema["minProperties"]:
-                self.add(
-                    where,
-                    f"Invalid value: {len(value)}: {where} in body should have at least "
-                    f"{schema['minProperties']} properties",
-                    value=value,
-                )
 
     def _check_number(self, value: float, schema: dict[str, Any], where: str) -> None:
-        if "minimum" in schema:
-            low = schema["minimum"]
-            if schema.get("exclusiveMinimum") is True and value <= low:
+        for key, exclusive_key, beyond, relation in _BOUNDS:
+            if key not in schema:
+                continue
+            bound = schema[key]
+            exclusive = schema.get(exclusive_key) is True
+            if beyond(value, bound) or (exclusive and value == bound):
+                wanted = relation if exclusive else f"{relation} or equal to"
                 self.add(
                     where,
-                    f"Invalid value: {_show(value)}: {where} in body should be greater than {_number(low)}",
-                    value=value,
-                )
-            elif value < low:
-                self.add(
-                    where,
-                    f"Invalid value: {_show(value)}: {where} in body should be greater than or equal to "
-                    f"{_number(low)}",
-                    value=value,
-                )
-        if "maximum" in schema:
-            high = schema["maximum"]
-            if schema.get("exclusiveMaximum") is True and value >= high:
-                self.add(
-                    where,
-                    f"Invalid value: {_show(value)}: {where} in body should be less than {_number(high)}",
-                    value=value,
-                )
-            elif value > high:
-                self.add(
-                    where,
-                    f"Invalid value: {_show(value)}: {where} in body should be less than or equal to "
-                    f"{_number(high)}",
+                    f"Invalid value: {_show(value)}: {where} in body should be {wanted} {_number(bound)}",
                     value=value,
                 )
         factor = schema.get("multipleOf")
@@ -518,10 +506,17 @@ class _Context:
         where = _format_path(path)
         shown_type = json.dumps(schema.get("type") or _json_type(value))
         cel_self = {**value, **root_extra} if root_extra and isinstance(value, dict) else value
-        activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(_cel_typed(cel_self, schema))}
-        if old is not None:
-            old_self = {**old, **root_extra} if root_extra and isinstance(old, dict) else old
-            activation["oldSelf"] = celpy.adapter.json_to_cel(_cel_typed(old_self, schema))
+        try:
+            activation: dict[str, Any] = {"self": celpy.adapter.json_to_cel(_cel_typed(cel_self, schema))}
+            if old is not None:
+                old_self = {**old, **root_extra} if root_extra and isinstance(old, dict) else old
+                activation["oldSelf"] = celpy.adapter.json_to_cel(_cel_typed(old_self, schema))
+        except (ValueError, OverflowError) as exc:
+            # A number CEL cannot hold (an integer beyond 64 bits, a float beyond a double): the
+            # rules cannot be evaluated, so the object is refused (422), never a 500.
+            message = f"Invalid value: {shown_type}: a number is out of CEL's range ({exc})"
+            self.add(where, message, value=value)
+            return
         for rule in schema["x-kubernetes-validations"]:
             text = rule.get("rule", "")
             if "oldSelf" in text and old is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -20,18 +21,29 @@ from typing import Any
 import aiohttp
 
 from ..core.agents import AGENT_CLUSTER_ROLE
-from ..kube import crdgen
+from ..kube import admission, crdgen
 from ..kube.client import Kube
-from ..kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from ..kube.permissions import (
+    AGENT_RULES,
+    OPERATOR_CLUSTER_RULES,
+    OPERATOR_OWN_NAMESPACE_RULES,
+    OPERATOR_RULES,
+    Rule,
+)
 from .apiserver import LocalApiServer
 from .kubelet import LocalKubelet
 
-__all__ = ["OPERATOR_IDENTITY", "LocalCluster", "serve"]
+__all__ = ["BOUNDED_HISTORY", "KUBELET_IDENTITY", "OPERATOR_IDENTITY", "LocalCluster", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: The identity the operator uses on the local API (as its ServiceAccount would in a cluster).
-OPERATOR_IDENTITY = "sa:mabeam-system:mabeam-operator"
+#: The user the operator authenticates as on the local API (its ServiceAccount, as in a cluster).
+OPERATOR_IDENTITY = "system:serviceaccount:mabeam-system:mabeam-operator"
+#: What a long-running local API server keeps: a few versions per object, nothing deleted.
+BOUNDED_HISTORY: dict[str, Any] = {"history_limit": 20, "retain_deleted": False}
+
+#: The local kubelet's user: a node, and (as the real control plane's kubelet) system:masters.
+KUBELET_IDENTITY = "system:node:local"
 
 
 class LocalCluster:
@@ -42,9 +54,12 @@ class LocalCluster:
         port: int = 0,
         kubelet_options: dict[str, Any] | None = None,
         runtime_factory: Any = None,
+        api_options: dict[str, Any] | None = None,
     ) -> None:
+        """``api_options`` go to :class:`LocalApiServer`: the tests keep every version of every
+        object (for their oracles); ``mabeam local`` and the benchmarks keep a bounded history."""
         self.workdir = Path(workdir)
-        self.api = LocalApiServer(port=port)
+        self.api = LocalApiServer(port=port, **(api_options or {}))
         self.kubelet_options = kubelet_options or {}
         self.runtime_factory = runtime_factory
         self.kubelet: LocalKubelet | None = None
@@ -55,14 +70,16 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         await self.api.__aenter__()
         self.api.install_crds(crdgen.generate_crds())
-        for obj in rbac_objects():
+        for obj in (*rbac_objects(), *admission.policy_objects(OPERATOR_IDENTITY)):
             self.api.create(obj)
         self.admin_kubeconfig = self.api.kubeconfig(self.workdir / "kubeconfig")
         self.operator_kubeconfig = self.api.kubeconfig(
-            self.workdir / "operator.kubeconfig", token=OPERATOR_IDENTITY
+            self.workdir / "operator.kubeconfig", user=OPERATOR_IDENTITY
         )
         kubelet_config = self.api.kubeconfig(
-            self.workdir / "kubelet.kubeconfig", token="user:system:node:local"
+            self.workdir / "kubelet.kubeconfig",
+            user=KUBELET_IDENTITY,
+            groups=("system:nodes", "system:masters"),
         )
         self.kubelet = LocalKubelet(
             self.api.url,
@@ -71,6 +88,7 @@ class LocalCluster:
             **self.kubelet_options,
         )
         await self.kubelet.__aenter__()
+        self.api.serve_logs(self.kubelet.log_path)  # kubectl logs: the kubelet's files
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -190,11 +208,31 @@ def rbac_objects() -> list[dict[str, Any]]:
     """What the Helm chart installs for RBAC: the agents' ClusterRole and the operator's rights.
 
     The local API server enforces RBAC for service accounts, so the operator (a service
-    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster.
+    account) is held to its declared rules (mabeam.kube.permissions), as in a cluster. Its own
+    namespace (the release namespace) holds its sealing key, with a Role for that alone.
     """
-    namespace, _, name = OPERATOR_IDENTITY.removeprefix("sa:").partition(":")
+    namespace, _, name = OPERATOR_IDENTITY.removeprefix("system:serviceaccount:").partition(":")
     operator_rules = [_rule(r) for r in (*OPERATOR_RULES, *OPERATOR_CLUSTER_RULES)]
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
     return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": _RBAC,
+            "kind": "Role",
+            "metadata": {"name": "mabeam-operator-sealing-key", "namespace": namespace},
+            "rules": [_rule(r) for r in OPERATOR_OWN_NAMESPACE_RULES],
+        },
+        {
+            "apiVersion": _RBAC,
+            "kind": "RoleBinding",
+            "metadata": {"name": "mabeam-operator-sealing-key", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "mabeam-operator-sealing-key",
+            },
+            "subjects": [subject],
+        },
         {
             "apiVersion": _RBAC,
             "kind": "ClusterRole",
@@ -216,7 +254,7 @@ def rbac_objects() -> list[dict[str, Any]]:
                 "kind": "ClusterRole",
                 "name": "mabeam-operator",
             },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            "subjects": [subject],
         },
     ]
 
@@ -267,16 +305,39 @@ class _OperatorThread(threading.Thread):
             self._loop.call_soon_threadsafe(self._task.cancel)
 
 
-async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> None:
-    """``mabeam local``: serve until interrupted, printing how to reach the API."""
+async def serve(*, port: int, workdir: Path, kubeconfig: Path, with_operator: bool) -> str:
+    """``mabeam local``: serve until SIGTERM, SIGINT or SIGHUP, printing how to reach the API.
+
+    Each of them stops everything in order: the operator, then every pod (SIGTERM, SIGKILL
+    after its grace period), then the API server. Returns the name of the signal.
+    """
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per request is noise
-    async with LocalCluster(workdir, port=port) as cluster:
-        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        cluster.api.kubeconfig(kubeconfig)
-        if with_operator:
-            await cluster.start_operator()
-        print(f"Local Kubernetes API at {cluster.url}", flush=True)
-        print(f"  export KUBECONFIG={kubeconfig}")
-        print("  kubectl --validate=false apply -f examples/   # the local API serves no OpenAPI documents")
-        print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
-        await asyncio.Event().wait()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: its terminal closed
+    for sig in stop_signals:  # a signal during start-up stops everything once it has started
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        # TLS: kubectl sends the kubeconfig's token only over TLS (anonymous on plain HTTP).
+        api_options = {**BOUNDED_HISTORY, "tls": True}
+        async with LocalCluster(workdir, port=port, api_options=api_options) as cluster:
+            kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+            cluster.api.kubeconfig(kubeconfig)
+            if with_operator:
+                await cluster.start_operator()
+            print(f"Local Kubernetes API at {cluster.url}", flush=True)
+            print(f"  export KUBECONFIG={kubeconfig}")
+            print("  kubectl apply -f examples/agents.yaml && kubectl get agents")
+            print(f"Pod logs in {cluster.workdir / 'pods'}. Ctrl-C stops everything.", flush=True)
+            await stop.wait()
+            print(f"{received[0]}: stopping every local pod.", flush=True)
+    finally:
+        for sig in stop_signals:
+            loop.remove_signal_handler(sig)
+    return received[0]

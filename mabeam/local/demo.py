@@ -21,7 +21,7 @@ import yaml
 from ..errors import MabeamError
 from ..kube.client import Kube
 from ..kube.resources import AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, Res
-from .cluster import LocalCluster
+from .cluster import BOUNDED_HISTORY, LocalCluster
 
 __all__ = ["load_manifests", "main", "metrics_summary", "play", "quiet_logs"]
 
@@ -172,7 +172,8 @@ async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".
     ok = False
     started = time.monotonic()
     deadline = started + timeout
-    async with LocalCluster(workdir, kubelet_options={"probe_period": 1.0, "backoff_base": 1.0}) as cluster:
+    kubelet = {"probe_period": 1.0, "backoff_base": 1.0}
+    async with LocalCluster(workdir, kubelet_options=kubelet, api_options=BOUNDED_HISTORY) as cluster:
         print(f"Local API at {cluster.url}; pod logs in {cluster.workdir / 'pods'}")
         # The operator runs as its own process, as in a cluster: `mabeam run`, serving metrics.
         metrics_port = _free_port()

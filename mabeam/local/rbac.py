@@ -7,8 +7,9 @@ Kubernetes' RBAC authorizer, cut to what MABEAM relies on:
 * a RoleBinding grants its Role (or a ClusterRole) in the binding's namespace only; a
   ClusterRoleBinding grants a ClusterRole everywhere, including cluster-scoped resources;
 * a subject matches a service account (``kind: ServiceAccount``, name and namespace), a user
-  (``kind: User``, the full user name) or a group (``system:serviceaccounts`` and
-  ``system:serviceaccounts:<namespace>``, the groups every service account is in);
+  (``kind: User``, the full user name) or a group the caller is in (``kind: Group``; a service
+  account is in ``system:serviceaccounts`` and ``system:serviceaccounts:<namespace>``, everyone
+  authenticated in ``system:authenticated``, anonymous callers in ``system:unauthenticated``);
 * a rule covers a request when its ``apiGroups``, ``resources`` (``plural`` or
   ``plural/subresource``) and ``verbs`` contain the request's (or ``*``), and, if it lists
   ``resourceNames``, the request names one of them. As in Kubernetes, ``resourceNames`` never
@@ -16,8 +17,8 @@ Kubernetes' RBAC authorizer, cut to what MABEAM relies on:
   ``watch`` with the field selector ``metadata.name=<name>`` is named (see
   :func:`name_from_field_selector`).
 
-Only service accounts are checked (see :class:`Authorizer`); other users (the admin, the
-kubelet) stay unrestricted, so tests and ``mabeam local`` keep working as the cluster admin.
+Every caller is checked except members of ``system:masters`` (the cluster admin and the local
+kubelet), which Kubernetes lets through before RBAC is asked.
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SERVICE_ACCOUNT_PREFIX", "Authorizer", "Request", "name_from_field_selector", "rule_covers"]
+__all__ = [
+    "MASTERS",
+    "SERVICE_ACCOUNT_PREFIX",
+    "Authorizer",
+    "Request",
+    "name_from_field_selector",
+    "rule_covers",
+]
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+#: The group whose members bypass authorization (as in Kubernetes).
+MASTERS = "system:masters"
 
 #: (kind, namespace or None) -> the stored objects of that RBAC kind in that namespace.
 Lookup = Callable[[str, str | None], Iterable[dict[str, Any]]]
@@ -45,6 +55,7 @@ class Request:
     subresource: str | None = None
     namespace: str | None = None
     name: str | None = None
+    groups: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """The message Kubernetes sends with a 403."""
@@ -88,22 +99,18 @@ def rule_covers(rule: dict[str, Any], request: Request) -> bool:
     return request.name is not None and request.verb != "create" and request.name in names
 
 
-def _subject_matches(subject: dict[str, Any], user: str, binding_namespace: str | None) -> bool:
+def _subject_matches(
+    subject: dict[str, Any], user: str, groups: tuple[str, ...], binding_namespace: str | None
+) -> bool:
     kind = subject.get("kind")
     name = subject.get("name")
     if kind == "User":
         return name == user
-    if not user.startswith(SERVICE_ACCOUNT_PREFIX):
-        return kind == "Group" and name == "system:authenticated"
-    namespace, _, account = user[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
-    if kind == "ServiceAccount":
-        return name == account and (subject.get("namespace") or binding_namespace) == namespace
     if kind == "Group":
-        return name in (
-            "system:authenticated",
-            "system:serviceaccounts",
-            f"system:serviceaccounts:{namespace}",
-        )
+        return name in groups
+    if kind == "ServiceAccount" and user.startswith(SERVICE_ACCOUNT_PREFIX):
+        namespace, _, account = user[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
+        return name == account and (subject.get("namespace") or binding_namespace) == namespace
     return False
 
 
@@ -114,32 +121,28 @@ class Authorizer:
     ClusterRoles / ClusterRoleBindings (namespace None).
     """
 
-    def __init__(self, lookup: Lookup, *, only_service_accounts: bool = True) -> None:
+    def __init__(self, lookup: Lookup) -> None:
         self.lookup = lookup
-        self.only_service_accounts = only_service_accounts
-
-    def applies_to(self, user: str) -> bool:
-        return user.startswith(SERVICE_ACCOUNT_PREFIX) or not self.only_service_accounts
 
     def allows(self, request: Request) -> bool:
-        if not self.applies_to(request.user):
+        if MASTERS in request.groups:
             return True
         return any(rule_covers(rule, request) for rule in self._rules_for(request))
 
     def _rules_for(self, request: Request) -> Iterable[dict[str, Any]]:
         for binding in self.lookup("ClusterRoleBinding", None):
-            if self._bound(binding, request.user, None):
+            if self._bound(binding, request, None):
                 yield from self._role_rules(binding.get("roleRef") or {}, None)
         if request.namespace is None:
             return
         for binding in self.lookup("RoleBinding", request.namespace):
-            if self._bound(binding, request.user, request.namespace):
+            if self._bound(binding, request, request.namespace):
                 yield from self._role_rules(binding.get("roleRef") or {}, request.namespace)
 
     @staticmethod
-    def _bound(binding: dict[str, Any], user: str, namespace: str | None) -> bool:
+    def _bound(binding: dict[str, Any], request: Request, namespace: str | None) -> bool:
         return any(
-            isinstance(s, dict) and _subject_matches(s, user, namespace)
+            isinstance(s, dict) and _subject_matches(s, request.user, request.groups, namespace)
             for s in binding.get("subjects") or []
         )
 

@@ -45,9 +45,7 @@ class Condition(MabeamModel):
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="A CamelCase word a program can match on.")
     message: str = Field(default="", description="A sentence for humans: what happened and why.")
-    last_transition_time: str = Field(
-        default="", description="When status last changed (RFC 3339)."
-    )
+    last_transition_time: str = Field(default="", description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this condition was computed from."
     )
@@ -103,16 +101,63 @@ def set_condition(
 def ending_conditions(
     conditions: list[Condition], *, failed: bool, reason: str, message: str, now: _dt.datetime
 ) -> list[Condition]:
-    """The conditions of a session that has just ended: ``Invalid`` if it failed, else ``Complete``."""
+    """The conditions of a session that has just ended, as a Job's: ``Complete``, or ``Failed``
+    (with ``Stalled``, which kstatus and Flux read as failed, and ``Invalid`` when the reason is
+    an invalid spec); ``Reconciling`` goes."""
+    wire = [c.to_wire() for c in conditions if c.type != "Reconciling"]
+    ending = ("Failed", "Stalled") if failed else ("Complete",)
+    if failed and reason == "Invalid":  # the spec cannot work: say so as the Agents do
+        ending = (*ending, "Invalid")
+    for type_ in ending:
+        wire = set_condition(wire, type=type_, status="True", reason=reason, message=message, now=now)
+    return [Condition.model_validate(c) for c in wire]
+
+
+def running_conditions(conditions: list[Condition], *, phase: str, now: _dt.datetime) -> list[Condition]:
+    """The conditions of a session still running: ``Reconciling`` (kstatus: in progress)."""
+    if any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions):
+        return conditions
     wire = set_condition(
         [c.to_wire() for c in conditions],
-        type="Invalid" if failed else "Complete",
+        type="Reconciling",
         status="True",
-        reason=reason,
-        message=message,
+        reason=phase,
+        message=f"The session is {phase}.",
         now=now,
     )
     return [Condition.model_validate(c) for c in wire]
+
+
+def progress_conditions(
+    conditions: list[dict[str, object]],
+    *,
+    reconciling: str | None,
+    stalled: str | None,
+    reason: str,
+    now: _dt.datetime,
+    observed_generation: int | None = None,
+) -> list[dict[str, object]]:
+    """kstatus's two conditions (what Flux and kpt read): ``Reconciling`` while the object moves
+    toward its spec (``reconciling`` is the message), ``Stalled`` when it cannot get there
+    without a change (``stalled``); each is present only while True."""
+    result = [c for c in conditions if c.get("type") not in ("Reconciling", "Stalled")]
+    for type_, message in (("Reconciling", reconciling), ("Stalled", stalled)):
+        if message is None:
+            continue
+        old = [c for c in conditions if c.get("type") == type_]
+        result = set_condition(
+            [*result, *old], type=type_, status="True", reason=reason, message=message, now=now,
+            observed_generation=observed_generation,
+        )  # fmt: skip
+    return result
+
+
+def stamp_generation(conditions: list[Condition], generation: int | None) -> list[Condition]:
+    """Every condition says which generation of the spec it was computed for."""
+    if generation is None:
+        return conditions
+    update = {"observed_generation": generation}
+    return [c if c.observed_generation == generation else c.model_copy(update=update) for c in conditions]
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ restarts), and the prices are recorded in ``status.result``.
 
 Mechanisms:
 
-- ``first-price`` and ``second-price`` (Vickrey): sealed bids on one item. Bids are sealed by
-  commit-reveal: while ``Bidding`` a Bid carries only ``commitment`` (a SHA-256 of the bid and a
-  secret nonce, see :func:`mabeam.core.economics.commitment`); while ``Revealing`` the agent adds
-  ``reveal`` (the amount and the nonce). Nobody, not even a reader of every Bid, learns an amount
-  before bidding has closed.
-- ``combinatorial``: sealed XOR bids on bundles of items (``reveal.bundles``); the winners are
-  the value-maximizing set of disjoint bundles (a MILP), and each pays its VCG price.
+- ``first-price`` and ``second-price`` (Vickrey): sealed bids on one item. A Bid carries only
+  ``sealed``: the bid (its :class:`BidContent`) encrypted to the operator's public key, which the
+  Auction publishes in ``status.sealing`` when bidding opens (see
+  :mod:`mabeam.core.economics.sealing`). The sealed payload names the Auction's uid and the
+  bidder, so a copy of another's ciphertext is refused. Only the operator can open a bid, and it
+  does so when bidding closes; there is no reveal to withhold. Nobody, not even a reader of every
+  Bid, learns an amount before bidding has closed.
+- ``combinatorial``: sealed XOR bids on bundles of items (``bundles`` in the sealed content); the
+  winners are the value-maximizing set of disjoint bundles (a MILP), and each pays its VCG price.
 - ``english``: an ascending clock. Each round the clock price rises by ``increment``; an active
   bidder stays in by answering ``round`` = the current round with ``accept: true``. The last one
   in wins at the clock price.
@@ -33,6 +35,7 @@ from pydantic import Field, model_validator
 
 from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
+from ._sealed import SealedEnvelope, SealingInfo
 from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
@@ -52,8 +55,8 @@ __all__ = [
     "AuctionResult",
     "AuctionSpec",
     "AuctionStatus",
+    "BidContent",
     "BidRecord",
-    "BidReveal",
     "BidSpec",
     "BidStatus",
     "Bundle",
@@ -62,7 +65,7 @@ __all__ = [
 ]
 
 AuctionMechanism = Literal["first-price", "second-price", "english", "dutch", "combinatorial"]
-AuctionPhase = Literal["Pending", "Bidding", "Revealing", "Awarded", "NoSale", "Failed", "Cancelled"]
+AuctionPhase = Literal["Pending", "Bidding", "Awarded", "NoSale", "Failed", "Cancelled"]
 SEALED_MECHANISMS = frozenset({"first-price", "second-price", "combinatorial"})
 _ITEM_NAMES: dict[str, Any] = {"items": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 253}}
 
@@ -91,12 +94,6 @@ class AuctionSpec(MabeamModel):
     )
     bid_seconds: float = Field(
         default=60.0, gt=0, le=7 * 86400, description="Sealed mechanisms: how long bids are taken."
-    )
-    reveal_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        le=86400,
-        description="Sealed mechanisms: how long bidders have to reveal after bidding closes.",
     )
     start_price: Amount | None = Field(
         default=None,
@@ -164,19 +161,14 @@ class Bundle(MabeamModel):
     amount: Amount = Field(description="The offer for the whole bundle.")
 
 
-class BidReveal(MabeamModel):
-    """Sealed mechanisms: the bid itself, with the nonce that opens the commitment."""
+class BidContent(MabeamModel):
+    """Sealed mechanisms: the bid itself, as it travels inside ``spec.sealed`` (never in clear)."""
 
     amount: Amount | None = Field(default=None, description="first-price, second-price: the offer.")
     bundles: list[Bundle] | None = Field(
         default=None,
         max_length=64,
         description="combinatorial: XOR bids; at most one of them wins.",
-    )
-    nonce: str = Field(
-        min_length=16,
-        max_length=256,
-        description="The secret chosen at commit time (at least 16 characters).",
     )
 
 
@@ -185,13 +177,9 @@ class BidSpec(MabeamModel):
 
     auction: str = Field(pattern=NAME_PATTERN, max_length=253, description="The Auction's name.")
     agent: str = Field(pattern=NAME_PATTERN, max_length=253, description="The bidding Agent.")
-    commitment: str | None = Field(
+    sealed: SealedEnvelope | None = Field(
         default=None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="Sealed mechanisms: the SHA-256 (hex) of the bid and its nonce, while Bidding.",
-    )
-    reveal: BidReveal | None = Field(
-        default=None, description="Sealed mechanisms: the bid and nonce, while Revealing."
+        description="Sealed mechanisms: the bid encrypted to the Auction's status.sealing.publicKey.",
     )
     round: int | None = Field(
         default=None, ge=1, le=100000, description="Clock mechanisms: the round this answer is for."
@@ -203,8 +191,8 @@ class BidSpec(MabeamModel):
 
     @model_validator(mode="after")
     def _something(self) -> BidSpec:
-        if self.commitment is None and self.reveal is None and self.accept is None:
-            raise ValueError("a Bid must set commitment, reveal, or round and accept")
+        if self.sealed is None and self.accept is None:
+            raise ValueError("a Bid must set sealed, or round and accept")
         if (self.round is None) != (self.accept is None):
             raise ValueError("a clock Bid sets both round and accept")
         return self
@@ -218,12 +206,13 @@ class BidRecord(MabeamModel):
     """A counted bid (the newest accepted version of the agent's Bid)."""
 
     agent: str = Field(description="Who bid.")
-    commitment: str | None = Field(default=None, description="Sealed: the commitment.")
-    amount: AnyAmount | None = Field(
-        default=None, description="Sealed, once revealed and bidding has closed: the offer."
+    sealed: SealedEnvelope | None = Field(
+        default=None, description="The counted sealed bid (binding once bidding has closed)."
     )
-    bundles: list[Bundle] | None = Field(default=None, description="combinatorial, once revealed.")
-    revealed: bool | None = Field(default=None, description="Sealed: true once the reveal opened.")
+    amount: AnyAmount | None = Field(default=None, description="Once bidding has closed: the offer.")
+    bundles: list[Bundle] | None = Field(
+        default=None, description="combinatorial, once bidding has closed: the bundles."
+    )
     received_at: _dt.datetime = Field(description="When this version was received.")
 
 
@@ -273,13 +262,17 @@ class AuctionResult(MabeamModel):
 
 class AuctionStatus(MabeamModel):
     phase: AuctionPhase | None = Field(default=None, description="Where the auction is.")
+    sealing: SealingInfo | None = Field(
+        default=None,
+        description="Sealed mechanisms: the public key to seal bids to (set when bidding opens).",
+    )
     participants: list[ParticipantRecord] = Field(
         default_factory=list, description="The bidders resolved at the start, with snapshots."
     )
     started_at: _dt.datetime | None = Field(default=None, description="When bidding opened.")
     deadline: _dt.datetime | None = Field(
         default=None,
-        description="When the current phase (sealed: Bidding or Revealing) or round (clock) closes.",
+        description="When bidding (sealed) or the current round (clock) closes.",
     )
     round: int | None = Field(default=None, description="Clock mechanisms: the current round.")
     clock_price: AnyAmount | None = Field(
@@ -353,8 +346,8 @@ BID = KindInfo(
     ),
     spec_validations=(
         (
-            "has(self.commitment) || has(self.reveal) || has(self.accept)",
-            "a Bid must set spec.commitment, spec.reveal, or spec.round and spec.accept",
+            "has(self.sealed) || has(self.accept)",
+            "a Bid must set spec.sealed, or spec.round and spec.accept",
         ),
         (
             "has(self.round) == has(self.accept)",

@@ -12,8 +12,10 @@ Mechanisms:
   Truthful for unit orders, individually rational, and it never pays out more than it takes in.
 
 An Order is named ``<market>-<agent>`` (:func:`order_name`): one per agent per market; it may
-change until the market closes. Orders are open (readable by whoever may read Orders); both
-mechanisms are built so that seeing other orders does not help (see docs/economics.md).
+change until the market closes. Orders are sealed: ``spec.sealed`` carries the order (its
+:class:`OrderContent`) encrypted to the operator's public key in the Market's ``status.sealing``,
+bound to the Market's uid and the agent, as Bids are (see docs/security.md). Only the operator
+reads an order, and it publishes none before the market closes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import Field, model_validator
 
 from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
+from ._sealed import SealedEnvelope, SealingInfo
 from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
@@ -44,6 +47,7 @@ __all__ = [
     "MarketResult",
     "MarketSpec",
     "MarketStatus",
+    "OrderContent",
     "OrderRecord",
     "OrderSpec",
     "OrderStatus",
@@ -117,11 +121,10 @@ class SchedulePoint(MabeamModel):
     )
 
 
-class OrderSpec(MabeamModel):
-    """One agent's order. Set the fields the market's mechanism asks for."""
+class OrderContent(MabeamModel):
+    """One agent's order, as it travels inside ``spec.sealed`` (never in clear): the fields the
+    market's mechanism asks for."""
 
-    market: str = Field(pattern=NAME_PATTERN, max_length=253, description="The Market's name.")
-    agent: str = Field(pattern=NAME_PATTERN, max_length=253, description="The trading Agent.")
     side: Side | None = Field(default=None, description="double-auction: buy or sell.")
     price: Amount | None = Field(
         default=None,
@@ -138,10 +141,21 @@ class OrderSpec(MabeamModel):
     )
 
     @model_validator(mode="after")
-    def _something(self) -> OrderSpec:
+    def _something(self) -> OrderContent:
         if self.schedule is None and (self.side is None or self.price is None):
             raise ValueError("an Order sets side and price (double-auction) or schedule (equilibrium)")
         return self
+
+
+class OrderSpec(MabeamModel):
+    """One agent's order, sealed."""
+
+    market: str = Field(pattern=NAME_PATTERN, max_length=253, description="The Market's name.")
+    agent: str = Field(pattern=NAME_PATTERN, max_length=253, description="The trading Agent.")
+    sealed: SealedEnvelope = Field(
+        description="The order (side, price, quantity or schedule) encrypted to the Market's "
+        "status.sealing.publicKey."
+    )
 
 
 class OrderStatus(AnswerStatus):
@@ -152,10 +166,15 @@ class OrderRecord(MabeamModel):
     """A counted order (the newest accepted version of the agent's Order)."""
 
     agent: str = Field(description="Who ordered.")
-    side: Side | None = Field(default=None, description="double-auction: buy or sell.")
-    price: AnyAmount | None = Field(default=None, description="double-auction: the limit price.")
-    quantity: int | None = Field(default=None, description="double-auction: the units.")
-    schedule: list[SchedulePoint] | None = Field(default=None, description="equilibrium: the schedule.")
+    sealed: SealedEnvelope | None = Field(
+        default=None, description="The counted sealed order (binding once the market has closed)."
+    )
+    side: Side | None = Field(default=None, description="Once closed, double-auction: buy or sell.")
+    price: AnyAmount | None = Field(default=None, description="Once closed, double-auction: the limit price.")
+    quantity: int | None = Field(default=None, description="Once closed, double-auction: the units.")
+    schedule: list[SchedulePoint] | None = Field(
+        default=None, description="Once closed, equilibrium: the schedule (snapped to the grid)."
+    )
     received_at: _dt.datetime = Field(description="When this version was received.")
 
 
@@ -193,12 +212,17 @@ class MarketResult(MabeamModel):
 
 class MarketStatus(MabeamModel):
     phase: MarketPhase | None = Field(default=None, description="Where the market is.")
+    sealing: SealingInfo | None = Field(
+        default=None, description="The public key to seal orders to (set when collection opens)."
+    )
     participants: list[ParticipantRecord] = Field(
         default_factory=list, description="The traders resolved at the start, with snapshots."
     )
     started_at: _dt.datetime | None = Field(default=None, description="When orders were first taken.")
     deadline: _dt.datetime | None = Field(default=None, description="When order collection closes.")
-    orders: list[OrderRecord] = Field(default_factory=list, description="The counted orders.")
+    orders: list[OrderRecord] = Field(
+        default_factory=list, description="The counted orders (their content only once closed)."
+    )
     refusals: list[Refusal] = Field(
         default_factory=list, description="Each agent's newest order that was not counted, and why."
     )
@@ -249,17 +273,7 @@ ORDER = KindInfo(
     printer_columns=(
         PrinterColumn("Market", ".spec.market"),
         PrinterColumn("Agent", ".spec.agent"),
-        PrinterColumn("Side", ".spec.side"),
-        PrinterColumn("Price", ".spec.price"),
-        PrinterColumn("Quantity", ".spec.quantity", type="integer"),
         PrinterColumn("Accepted", ".status.accepted", type="boolean"),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
-    ),
-    spec_validations=(
-        (
-            # spec.price is an amount, which CEL cannot see: the model checks that it is set.
-            "has(self.schedule) || has(self.side)",
-            "an Order sets spec.side and spec.price (double-auction) or spec.schedule (equilibrium)",
-        ),
     ),
 )

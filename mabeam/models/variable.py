@@ -50,7 +50,10 @@ class LabelSelector(MabeamModel):
     """A label selector as Kubernetes defines it; an empty selector matches everything."""
 
     match_labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels that must all be present with these values."
+        default_factory=dict,
+        max_length=64,
+        description="Labels that must all be present with these values.",
+        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
     )
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, max_length=32, description="Requirements that must all hold."
@@ -248,8 +251,7 @@ class VariableStatus(MabeamModel):
     lock: VariableLock | None = Field(default=None, description="The lock and its fencing token.")
     last_write: WriteResult | None = Field(
         default=None,
-        description="The outcome of the last agent write; a write whose id is here is never "
-        "applied again.",
+        description="The outcome of the last agent write; a write whose id is here is never applied again.",
     )
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."

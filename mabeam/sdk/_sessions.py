@@ -23,7 +23,7 @@ import asyncio
 import datetime as dt
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,30 @@ def _proposal(value: Any) -> dict[str, Any] | None:
     return proposal.model_dump(mode="json", by_alias=True)
 
 
+Answering = Callable[[], Coroutine[Any, Any, None]]
+
+
+class Requests:
+    """What an agent is asked, by a key: each answered once, in its own task, cancelled at the end."""
+
+    def __init__(self) -> None:
+        self._handled: set[Hashable] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def answer(self, key: Hashable, answer: Answering) -> None:
+        """Run ``answer`` unless this key was answered (or is being answered) already."""
+        if key in self._handled:
+            return
+        self._handled.add(key)
+        task = asyncio.ensure_future(answer())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
 class SessionResponder:
     """Watches the namespace's Coordinations and answers what is asked of ``agent``."""
 
@@ -119,9 +143,8 @@ class SessionResponder:
         self.callbacks = callbacks
         self.agent_spec = dict(agent_spec or {})
         self.timeout = timeout
-        #: Requests already answered (or being answered): (session uid, what, award deadline).
-        self._handled: set[tuple[str, str, str]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Requests by (session uid, what, award deadline).
+        self.requests = Requests()
         #: Session name -> uid, so that a Vote is owned by (and deleted with) its session.
         self._uids: dict[str, str] = {}
 
@@ -130,25 +153,15 @@ class SessionResponder:
         try:
             await watch_forever(self.kube, COORDINATION, self.namespace, self.consider)
         finally:
-            for task in self._tasks:
-                task.cancel()
+            self.requests.cancel()
 
     def consider(self, obj: dict[str, Any]) -> None:
         """Start answering ``obj`` if it asks something of this agent that is not answered yet."""
         request = self._request(obj)
-        if request is None:
-            return
-        key, answer = request
-        if key in self._handled:
-            return
-        self._handled.add(key)
-        task = asyncio.ensure_future(answer())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if request is not None:
+            self.requests.answer(*request)
 
-    def _request(
-        self, obj: dict[str, Any]
-    ) -> tuple[tuple[str, str, str], Callable[[], Coroutine[Any, Any, None]]] | None:
+    def _request(self, obj: dict[str, Any]) -> tuple[tuple[str, str, str], Answering] | None:
         meta = obj.get("metadata") or {}
         raw_status = obj.get("status") or {}
         phase = raw_status.get("phase")

@@ -6,11 +6,10 @@ this agent (it is among ``status.participants``):
 - sealed auctions (first-price, second-price, combinatorial) while ``Bidding``:
   ``on_bid(auction)`` returns an amount, or for a combinatorial auction bundles (a mapping of
   item tuples to amounts, or a list of ``{"items": [...], "amount": ...}``), or None (no bid).
-  The SDK seals the bid: it writes only the commitment (SHA-256 of the bid and a nonce), keeps
-  the bid in memory, and reveals it when the auction moves to ``Revealing``. With a bid key
-  (``MABEAM_BID_KEY``, e.g. from a Secret) the nonce is derived from it, so an agent restarted
-  between commit and reveal can still reveal (``on_bid`` is asked again and must give the same
-  bid). The key and the nonces are never logged.
+  The SDK seals the bid (:func:`seal_bid`): it encrypts it to the operator's public key that
+  the Auction publishes in ``status.sealing``, bound to the Auction's uid and this agent's name,
+  and writes only the ciphertext (``spec.sealed``). Only the operator can open it, when bidding
+  closes; there is nothing to reveal afterwards. Amounts are never logged.
 - clock auctions (english, dutch), once per round: ``on_clock(auction)`` sees
   ``auction.price`` and returns True to stay in (english) or to buy (dutch).
 - double-auction markets: ``on_order(market)`` returns ``{"side": "buy"|"sell", "price": ...,
@@ -18,6 +17,8 @@ this agent (it is among ``status.participants``):
 - equilibrium markets: ``on_price(market, price)`` returns the agent's net demand at ``price``
   (positive buys, negative sells); the SDK asks it at every price of the market's grid and sends
   the schedule.
+
+Orders are sealed like bids (:func:`seal_order`, to the Market's ``status.sealing``).
 
 Answers are the Bid ``<auction>-<agent>`` and the Order ``<market>-<agent>``, written with the
 agent's own credentials. A callback that raises or times out gives no answer (logged).
@@ -27,30 +28,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
 import inspect
 import logging
 import os
-import secrets
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import pydantic
 
-from ..core.economics import commitment
+from ..core.economics.sealing import seal
 from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from ..models._amount import dump_amount, parse_amount
-from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidReveal, bid_name
-from ..models.market import MarketSpec, MarketStatus, order_name
-from ._sessions import Callback, watch_forever, write_answer
+from ..models._sealed import SealedEnvelope, SealingInfo
+from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidContent, bid_name
+from ..models.market import MarketSpec, MarketStatus, OrderContent, order_name
+from ._sessions import Answering, Callback, Requests, watch_forever, write_answer
 
 log = logging.getLogger("mabeam.sdk")
-
-BID_KEY_ENV = "MABEAM_BID_KEY"
 
 
 @dataclass(frozen=True)
@@ -101,19 +98,47 @@ class TradingCallbacks:
         return self.on_order is not None or self.on_price is not None
 
 
-def bid_reveal(value: Any, nonce: str) -> BidReveal | None:
-    """A callback's sealed bid as a reveal (None: no bid)."""
+def bid_content(value: Any) -> BidContent | None:
+    """A callback's sealed bid as the content to seal (None: no bid)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise TypeError("a bid is an amount or bundles, not a boolean")
-    if isinstance(value, int | float):
-        return BidReveal(amount=float(value), nonce=nonce)
+    if isinstance(value, int | float | Decimal | str):
+        return BidContent.model_validate({"amount": value})
     if isinstance(value, Mapping):
-        bundles = [{"items": list(items), "amount": float(amount)} for items, amount in value.items()]
+        bundles = [{"items": list(items), "amount": amount} for items, amount in value.items()]
     else:
         bundles = list(value)
-    return BidReveal.model_validate({"bundles": bundles, "nonce": nonce})
+    return BidContent.model_validate({"bundles": bundles})
+
+
+def seal_bid(info: SealingInfo, auction_uid: str, agent: str, content: BidContent) -> SealedEnvelope:
+    """``agent``'s bid in the auction ``auction_uid``, sealed to the operator's key ``info``
+    (the Auction's ``status.sealing``) with fresh randomness; ValueError for a bad key."""
+    return seal(
+        info,
+        "Bid",
+        auction_uid,
+        agent,
+        content.model_dump(mode="json", exclude_none=True),
+        ephemeral=os.urandom(32),
+        nonce=os.urandom(12),
+    )
+
+
+def seal_order(info: SealingInfo, market_uid: str, agent: str, content: OrderContent) -> SealedEnvelope:
+    """``agent``'s order in the market ``market_uid``, sealed to the operator's key ``info`` (the
+    Market's ``status.sealing``) with fresh randomness; ValueError for a bad key."""
+    return seal(
+        info,
+        "Order",
+        market_uid,
+        agent,
+        content.model_dump(mode="json", exclude_none=True),
+        ephemeral=os.urandom(32),
+        nonce=os.urandom(12),
+    )
 
 
 def order_fields(value: Any) -> dict[str, Any] | None:
@@ -125,7 +150,8 @@ def order_fields(value: Any) -> dict[str, Any] | None:
     side = str(value["side"])
     if side not in ("buy", "sell"):
         raise ValueError(f"an order's side is buy or sell, not {side!r}")
-    return {"side": side, "price": float(value["price"]), "quantity": int(value.get("quantity", 1))}
+    price = dump_amount(parse_amount(value["price"]))
+    return {"side": side, "price": price, "quantity": int(value.get("quantity", 1))}
 
 
 def compress_schedule(points: list[tuple[Decimal | float, float]]) -> list[dict[str, Any]]:
@@ -151,7 +177,6 @@ class TradeResponder:
         *,
         agent_spec: Mapping[str, Any] | None = None,
         timeout: float = 10.0,
-        bid_key: bytes | None = None,
     ) -> None:
         self.kube = kube
         self.agent = agent
@@ -159,12 +184,7 @@ class TradeResponder:
         self.callbacks = callbacks
         self.agent_spec = dict(agent_spec or {})
         self.timeout = timeout
-        key = os.environ.get(BID_KEY_ENV)
-        self.bid_key = bid_key if bid_key is not None else (key.encode() if key else None)
-        self._handled: set[tuple[str, str]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        #: Auction uid -> the sealed bid committed to, until it is revealed.
-        self._sealed: dict[str, BidReveal] = {}
+        self.requests = Requests()  # by (session uid, what)
 
     async def run(self) -> None:
         """Watch until cancelled; a broken watch is resumed after a short pause."""
@@ -176,8 +196,7 @@ class TradeResponder:
         try:
             await asyncio.gather(*watches)
         finally:
-            for task in self._tasks:
-                task.cancel()
+            self.requests.cancel()
 
     async def _watch(self, res: Res) -> None:
         await watch_forever(self.kube, res, self.namespace, lambda obj: self.consider(res, obj))
@@ -195,21 +214,12 @@ class TradeResponder:
         except pydantic.ValidationError as exc:
             log.warning("%s %s cannot be answered: %s", res.kind, meta.get("name"), exc)
             return
-        if request is None:
-            return
-        key, answer = request
-        if key in self._handled:
-            return
-        self._handled.add(key)
-        task = asyncio.ensure_future(answer())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if request is not None:
+            self.requests.answer(*request)
 
     # --- auctions ----------------------------------------------------------------------------
 
-    def _auction(
-        self, obj: dict[str, Any]
-    ) -> tuple[tuple[str, str], Callable[[], Coroutine[Any, Any, None]]] | None:
+    def _auction(self, obj: dict[str, Any]) -> tuple[tuple[str, str], Answering] | None:
         meta = obj["metadata"]
         name, uid = str(meta["name"]), str(meta.get("uid", meta["name"]))
         spec = AuctionSpec.model_validate(obj.get("spec") or {})
@@ -231,68 +241,44 @@ class TradeResponder:
         if spec.mechanism in SEALED_MECHANISMS:
             if on_bid is None:
                 return None
-            if status.phase == "Bidding":
-                return (uid, "commit"), lambda: self._commit(on_bid, view, uid, meta)
-            mine = next((b for b in status.bids if b.agent == self.agent), None)
-            if status.phase == "Revealing" and mine is not None and mine.commitment and not mine.revealed:
-                return (uid, "reveal"), lambda: self._reveal(on_bid, view, uid, meta, str(mine.commitment))
-            return None
+            sealing = status.sealing
+            if status.phase != "Bidding" or sealing is None:
+                return None
+            bound = str(meta.get("uid") or "")  # what the sealed bid names: the Auction's uid
+            return (uid, "bid"), lambda: self._bid(on_bid, view, bound, sealing, meta)
         if on_clock is None or status.phase != "Bidding" or status.round is None:
             return None
         if spec.mechanism == "english" and self.agent not in status.active:
             return None
         return (uid, f"round-{status.round}"), lambda: self._clock(on_clock, view, meta)
 
-    def _nonce(self, view: AuctionView, uid: str) -> str:
-        if self.bid_key is None:
-            return secrets.token_hex(16)
-        message = f"{view.namespace}/{view.name}/{uid}/{self.agent}".encode()
-        return hmac.new(self.bid_key, message, hashlib.sha256).hexdigest()
-
-    async def _sealed_bid(self, fn: Callback, view: AuctionView, uid: str) -> BidReveal | None:
+    async def _bid(
+        self, fn: Callback, view: AuctionView, uid: str, sealing: SealingInfo, meta: Mapping[str, Any]
+    ) -> None:
         ok, value = await self._ask(fn, (view,), "on_bid", view.name)
         if not ok:
-            return None
+            return
         try:
-            return bid_reveal(value, self._nonce(view, uid))
+            content = bid_content(value)
         except pydantic.ValidationError as exc:
-            # Name the problems, never the input: it holds the nonce.
+            # Name the problems, never the input: it is the sealed bid.
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
             )
             log.warning("on_bid for auction %s gave no valid bid: %s", view.name, problems)
-            return None
+            return
         except (TypeError, ValueError) as exc:
             log.warning("on_bid for auction %s gave no valid bid: %s", view.name, exc)
-            return None
-
-    async def _commit(self, fn: Callback, view: AuctionView, uid: str, meta: Mapping[str, Any]) -> None:
-        reveal = await self._sealed_bid(fn, view, uid)
-        if reveal is None:
             return
-        self._sealed[uid] = reveal
-        await self._write(BID, AUCTION, meta, "auction", {"commitment": commitment(reveal)})
-        log.info("committed a sealed bid in auction %s", view.name)
-
-    async def _reveal(
-        self, fn: Callback, view: AuctionView, uid: str, meta: Mapping[str, Any], committed: str
-    ) -> None:
-        reveal = self._sealed.get(uid)
-        if reveal is None and self.bid_key is not None:
-            reveal = await self._sealed_bid(fn, view, uid)  # restarted: derive it again
-        if reveal is None or commitment(reveal) != committed:
-            log.warning(
-                "cannot reveal the bid in auction %s: the bid committed to is not known here "
-                "(set %s so that a restarted agent can reveal)",
-                view.name,
-                BID_KEY_ENV,
-            )
+        if content is None:
             return
-        await self._write(
-            BID, AUCTION, meta, "auction", {"reveal": reveal.model_dump(mode="json", exclude_none=True)}
-        )
-        self._sealed.pop(uid, None)
-        log.info("revealed the sealed bid in auction %s", view.name)
+        try:
+            sealed = seal_bid(sealing, uid, self.agent, content)
+        except ValueError as exc:
+            log.warning("cannot seal a bid in auction %s: %s", view.name, exc)
+            return
+        await self._write(BID, AUCTION, meta, "auction", {"sealed": sealed.to_wire()})
+        log.info("sent a sealed bid in auction %s (key %s)", view.name, sealing.key_id)
 
     async def _clock(self, fn: Callback, view: AuctionView, meta: Mapping[str, Any]) -> None:
         ok, accept = await self._ask(fn, (view,), "on_clock", view.name)
@@ -301,15 +287,15 @@ class TradeResponder:
 
     # --- markets -----------------------------------------------------------------------------
 
-    def _market(
-        self, obj: dict[str, Any]
-    ) -> tuple[tuple[str, str], Callable[[], Coroutine[Any, Any, None]]] | None:
+    def _market(self, obj: dict[str, Any]) -> tuple[tuple[str, str], Answering] | None:
         meta = obj["metadata"]
         name, uid = str(meta["name"]), str(meta.get("uid", meta["name"]))
         spec = MarketSpec.model_validate(obj.get("spec") or {})
         status = MarketStatus.model_validate(obj.get("status") or {})
-        if status.phase != "Collecting":
+        sealing = status.sealing
+        if status.phase != "Collecting" or sealing is None:
             return None
+        bound = str(meta.get("uid") or "")  # what the sealed order names: the Market's uid
         view = MarketView(
             name=name,
             namespace=self.namespace,
@@ -323,12 +309,36 @@ class TradeResponder:
         )
         on_order, on_price = self.callbacks.on_order, self.callbacks.on_price
         if spec.mechanism == "double-auction" and on_order is not None:
-            return (uid, "order"), lambda: self._order(on_order, view, meta)
+            return (uid, "order"), lambda: self._order(on_order, view, meta, sealing, bound)
         if spec.mechanism == "equilibrium" and on_price is not None:
-            return (uid, "schedule"), lambda: self._schedule(on_price, view, meta)
+            return (uid, "schedule"), lambda: self._schedule(on_price, view, meta, sealing, bound)
         return None
 
-    async def _order(self, fn: Callback, view: MarketView, meta: Mapping[str, Any]) -> None:
+    async def _send_order(
+        self,
+        view: MarketView,
+        meta: Mapping[str, Any],
+        sealing: SealingInfo,
+        uid: str,
+        fields: dict[str, Any],
+    ) -> None:
+        try:
+            sealed = seal_order(sealing, uid, self.agent, OrderContent.model_validate(fields))
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
+            )
+            log.warning("the order for market %s is not valid: %s", view.name, problems)
+            return
+        except ValueError as exc:
+            log.warning("cannot seal an order in market %s: %s", view.name, exc)
+            return
+        await self._write(ORDER, MARKET, meta, "market", {"sealed": sealed.to_wire()})
+        log.info("sent a sealed order in market %s (key %s)", view.name, sealing.key_id)
+
+    async def _order(
+        self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
+    ) -> None:
         ok, value = await self._ask(fn, (view,), "on_order", view.name)
         if not ok:
             return
@@ -338,9 +348,11 @@ class TradeResponder:
             log.warning("on_order for market %s gave no valid order: %s", view.name, exc)
             return
         if fields is not None:
-            await self._write(ORDER, MARKET, meta, "market", fields)
+            await self._send_order(view, meta, sealing, uid, fields)
 
-    async def _schedule(self, fn: Callback, view: MarketView, meta: Mapping[str, Any]) -> None:
+    async def _schedule(
+        self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
+    ) -> None:
         points: list[tuple[Decimal | float, float]] = []
         for price in view.prices:
             ok, quantity = await self._ask(fn, (view, price), "on_price", view.name)
@@ -352,7 +364,7 @@ class TradeResponder:
                 log.warning("on_price for market %s gave %r, not a number: no order", view.name, quantity)
                 return
         if points:
-            await self._write(ORDER, MARKET, meta, "market", {"schedule": compress_schedule(points)})
+            await self._send_order(view, meta, sealing, uid, {"schedule": compress_schedule(points)})
 
     # --- shared ------------------------------------------------------------------------------
 

@@ -49,11 +49,21 @@ async def test_an_agent_cannot_answer_in_another_agents_name(agents: dict[str, K
         "may not write a Vote in the name of agent ben",
     )
     await refused(
-        ann.create(BID, answer(ns, "a-ben", "ben", auction="a", commitment="0" * 64)),
+        ann.create(
+            BID,
+            answer(
+                ns, "a-ben", "ben", auction="a", sealed={"keyId": "sha256:" + "0" * 32, "ciphertext": "AAAA"}
+            ),
+        ),
         "may not write a Bid in the name of agent ben",
     )
     await refused(
-        ann.create(ORDER, answer(ns, "m-ben", "ben", market="m", side="buy", price=1, quantity=1)),
+        ann.create(
+            ORDER,
+            answer(
+                ns, "m-ben", "ben", market="m", sealed={"keyId": "sha256:" + "0" * 32, "ciphertext": "AAAA"}
+            ),
+        ),
         "may not write a Order in the name of agent ben",
     )
 

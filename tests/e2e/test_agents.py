@@ -96,3 +96,21 @@ async def test_namespace_deletion_ends_with_the_agents_in_it(e2e: E2E, kube: Kub
     e2e.kubectl("-n", ns, "wait", "--for=condition=Ready", "agent/last", "--timeout=90s")
     e2e.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s")
     assert "NotFound" in e2e.kubectl("get", "namespace", ns, check=False).stderr
+
+
+async def test_an_agent_runs_in_a_namespace_that_enforces_the_restricted_profile(
+    e2e: E2E, kube: Kube, ns: str
+) -> None:
+    # The API server's PodSecurity admission refuses a pod that is not "restricted": the agent
+    # would turn Failed with PodRejected. The operator's defaults make it pass.
+    e2e.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    await kube.create(AGENT, sleeper("strict", ns))
+
+    async def ready() -> dict[str, Any] | None:
+        s = await agent_status(kube, "strict", ns)
+        assert s.get("phase") != "Failed", s
+        return s if s.get("phase") == "Ready" else None
+
+    status = await eventually(ready, what="agent strict Ready")
+    pod = await kube.get(POD, status["podName"], ns)
+    assert pod is not None and pod["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -1,21 +1,32 @@
-"""Helpers for the coordination integration tests: agents, sessions, answers as an agent."""
+"""Helpers for the session integration tests: agents, sessions, answers (Votes, Bids, Orders) as an
+agent, and waiting for phases and verdicts."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mabeam.kube.client import AlreadyExistsError, Kube
-from mabeam.kube.resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
+from mabeam.kube.resources import AGENT, BID, COORDINATION, ORDER, ROLE_BINDING, VOTE, Res
 from mabeam.local.cluster import LocalCluster
+from mabeam.models.auction import bid_name
 from mabeam.models.coordination import vote_name
+from mabeam.models.market import order_name
 from tests.integration._util import eventually
 
 NS = "default"
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = ("Decided", "NoDecision", "Failed", "Cancelled")
+
+#: Each answer kind: the name of an agent's answer in a session, and the spec field naming the session.
+ANSWERS: dict[Res, tuple[Callable[[str, str], str], str]] = {
+    VOTE: (vote_name, "session"),
+    BID: (bid_name, "auction"),
+    ORDER: (order_name, "market"),
+}
 
 
 def agent_body(
@@ -76,6 +87,13 @@ async def grant_agents(kube: Kube, names: list[str]) -> None:
     )
 
 
+async def suspended(kube: Kube, names: list[str], **spec: object) -> None:
+    """Agents without a Pod (they answer through ``AsAgents``), with their base rights."""
+    for name in names:
+        await kube.create(AGENT, agent_body(name, **spec))
+    await grant_agents(kube, names)
+
+
 class AsAgents:
     """API clients that speak as agents (their ServiceAccount tokens), closed together."""
 
@@ -86,32 +104,37 @@ class AsAgents:
     def __call__(self, agent: str) -> Kube:
         if agent not in self.clients:
             path = self.cluster.workdir / f"agent-{agent}.kubeconfig"
-            self.cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{agent}")
+            self.cluster.api.kubeconfig(path, user=f"system:serviceaccount:{NS}:mabeam-agent-{agent}")
             self.clients[agent] = Kube.connect(path, namespace=NS)
         return self.clients[agent]
 
     async def close(self) -> None:
-        for client in self.clients.values():
+        # A copy: a vote still running when a test failed may add its client meanwhile.
+        for client in list(self.clients.values()):
             await client.close()
 
-    async def vote(self, session: str, agent: str, **fields: Any) -> dict[str, Any]:
-        """Create or change ``agent``'s Vote, as the agent."""
+    async def answer(self, res: Res, session: str, agent: str, **fields: Any) -> dict[str, Any]:
+        """Create or change ``agent``'s Vote, Bid or Order in ``session``, as the agent."""
         kube = self(agent)
-        name = vote_name(session, agent)
+        name_of, session_field = ANSWERS[res]
+        name = name_of(session, agent)
         try:
             return await kube.create(
-                VOTE,
+                res,
                 {
                     "metadata": {
                         "name": name,
                         "namespace": NS,
                         "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent},
                     },
-                    "spec": {"session": session, "agent": agent, **fields},
+                    "spec": {session_field: session, "agent": agent, **fields},
                 },
             )
         except AlreadyExistsError:
-            return await kube.patch(VOTE, name, {"spec": fields}, namespace=NS)
+            return await kube.patch(res, name, {"spec": fields}, namespace=NS)
+
+    async def vote(self, session: str, agent: str, **fields: Any) -> dict[str, Any]:
+        return await self.answer(VOTE, session, agent, **fields)
 
 
 async def create_session(kube: Kube, name: str, protocol: str, **spec: Any) -> dict[str, Any]:
@@ -125,38 +148,52 @@ async def status(kube: Kube, name: str) -> dict[str, Any]:
     return (obj or {}).get("status") or {}
 
 
-async def collecting(kube: Kube, name: str, timeout: float = 10.0) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        s = await status(kube, name)
-        return s if s.get("phase") in ("Collecting", "Deciding", *TERMINAL) else None
+async def phase_in(
+    kube: Kube, res: Res, name: str, phases: tuple[str, ...], timeout: float = 10.0
+) -> dict[str, Any]:
+    """The status of session ``name`` once its phase is one of ``phases``."""
 
-    result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.02, what=f"{name} started")
+    async def check() -> dict[str, Any] | None:
+        obj = await kube.get(res, name, NS)
+        s = (obj or {}).get("status") or {}
+        return s if s.get("phase") in phases else None
+
+    result: dict[str, Any] = await eventually(
+        check, timeout=timeout, interval=0.02, what=f"{name} in {phases}"
+    )
     return result
 
 
-async def ended(kube: Kube, name: str, timeout: float = 15.0) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        s = await status(kube, name)
-        return s if s.get("phase") in TERMINAL else None
+async def collecting(kube: Kube, name: str, timeout: float = 10.0) -> dict[str, Any]:
+    return await phase_in(kube, COORDINATION, name, ("Collecting", "Deciding", *TERMINAL), timeout)
 
-    result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.02, what=f"{name} ended")
+
+async def ended(kube: Kube, name: str, timeout: float = 15.0) -> dict[str, Any]:
+    return await phase_in(kube, COORDINATION, name, TERMINAL, timeout)
+
+
+async def verdict(
+    kube: Kube, res: Res, name: str, generation: int | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The verdict on answer ``name`` (for ``generation``, if given), once the operator wrote it."""
+
+    async def check() -> dict[str, Any] | None:
+        obj = await kube.get(res, name, NS)
+        s = (obj or {}).get("status") or {}
+        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
+            return None
+        return s
+
+    result: dict[str, Any] = await eventually(
+        check, timeout=timeout, interval=0.02, what=f"verdict on {name}"
+    )
     return result
 
 
 async def vote_status(
     kube: Kube, session: str, agent: str, generation: int | None = None, timeout: float = 10.0
 ) -> dict[str, Any]:
-    """The verdict on ``agent``'s Vote (for ``generation``, if given), once the operator wrote it."""
-
-    async def check() -> dict[str, Any] | None:
-        vote = await kube.get(VOTE, vote_name(session, agent), NS)
-        s = (vote or {}).get("status") or {}
-        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
-            return None
-        return s
-
-    result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.02, what=f"verdict {agent}")
-    return result
+    return await verdict(kube, VOTE, vote_name(session, agent), generation, timeout)
 
 
 async def ready_agents(kube: Kube, names: list[str], timeout: float = 15.0) -> None:

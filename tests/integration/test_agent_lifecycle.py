@@ -80,7 +80,9 @@ async def test_agent_gets_pod_service_account_and_becomes_ready(cluster: LocalCl
     # Every lifecycle step is a Kubernetes Event on the Agent.
     events = cluster.api.objects("events", NS)
     reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "a1"}
-    assert {"ServiceAccountCreated", "PodCreated", "Ready"} <= reasons
+    assert {"PodCreated", "Ready"} <= reasons
+    created = next(e for e in events if e["reason"] == "PodCreated" and e["involvedObject"]["name"] == "a1")
+    assert created["message"] == "Created pod a1-1 (ServiceAccount mabeam-agent-a1)."
 
 
 async def test_deleted_pod_is_replaced_with_backoff(cluster: LocalCluster, kube: Kube) -> None:
@@ -196,7 +198,9 @@ async def test_operator_killed_after_creating_pod_adopts_it(cluster: LocalCluste
     assert [p["metadata"]["name"] for p in await pods_of(kube, "a6")] == ["a6-1"]
     # No pod was ever created twice: the API server saw exactly one pod creation.
     creations = [
-        r for r in cluster.api.audit if r.verb == "create" and r.resource == "/v1/pods" and r.code < 300
+        r
+        for r in cluster.api.audit
+        if r.verb == "create" and r.resource == "/v1/pods" and r.subresource is None and r.code < 300
     ]
     assert len(creations) == 1, creations
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 from typing import Any
 
 import pytest
 
+from mabeam.errors import ApiError
 from mabeam.kube.client import Kube
-from mabeam.kube.resources import AGENT, COORDINATION
+from mabeam.kube.resources import AGENT, COORDINATION, VOTE
 from mabeam.local.cluster import LocalCluster
 from mabeam.sdk import AgentApp, Session
 from tests.integration._coordination import (
@@ -28,18 +30,13 @@ from tests.integration._coordination import (
     parse_time,
     ready_agents,
     status,
+    suspended,
     vote_status,
 )
 from tests.integration._util import eventually
 
 #: How late after its deadline a session may end (timer, one pass, one status write).
 SLACK = 1.0
-
-
-async def suspended(kube: Kube, names: list[str], **spec: object) -> None:
-    for name in names:
-        await kube.create(AGENT, agent_body(name, **spec))
-    await grant_agents(kube, names)
 
 
 def outcomes(cluster: LocalCluster, name: str) -> list[tuple[str, str | None]]:
@@ -197,12 +194,25 @@ async def test_a_participant_that_dies_mid_session(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a bound: 4 min with the other core saturated; the waits are on conditions
 async def test_many_participants_answering_directly(
     cluster: LocalCluster, kube: Kube, as_agent: AsAgents
 ) -> None:
-    """500 participants chosen by a label selector, each answering with its own credentials."""
+    """500 participants chosen by a label selector, each answering with its own credentials.
+
+    The deadline is far: the session must end by its early decision, whatever the time the
+    500 answers take to arrive (under load, a 30 s window once closed after 32 of them).
+    """
     names = [f"v{i:03d}" for i in range(500)]
-    await asyncio.gather(*(kube.create(AGENT, agent_body(n, labels={"team": "big"})) for n in names))
+    # As many connections at once as the local server (in this process) accepts in time even
+    # when the machine is busy: a connect that times out may leave its socket to the collector.
+    limit = asyncio.Semaphore(16)
+
+    async def create(name: str) -> None:
+        async with limit:  # within the client's pool: no wait for a connection that could time out
+            await kube.create(AGENT, agent_body(name, labels={"team": "big"}))
+
+    await asyncio.gather(*(create(n) for n in names))
     await grant_agents(kube, names)
     await cluster.start_operator_process()  # its own process: it does not share the API server's GIL
     await create_session(
@@ -211,22 +221,28 @@ async def test_many_participants_answering_directly(
         "majority",
         participants={"selector": {"matchLabels": {"team": "big"}}},
         options=["x", "y"],
-        answerSeconds=30,
+        answerSeconds=3600,
     )
     started = await collecting(kube, "crowd")
     assert len(started["participants"]) == 500
-    limit = asyncio.Semaphore(32)  # as many connections as the local server takes gracefully
 
     async def vote(i: int, name: str) -> None:
         async with limit:
-            await as_agent.vote("crowd", name, choice="x" if i % 3 else "y")
+            for attempt in range(5):
+                try:
+                    await as_agent.vote("crowd", name, choice="x" if i % 3 else "y")
+                    return
+                except ApiError as exc:
+                    # No answer at all (a connect timeout while the server, in this process, is
+                    # starved): try again, as an agent would; the write is create-or-update.
+                    if exc.status is not None or attempt == 4:
+                        raise
 
     await asyncio.gather(*(vote(i, n) for i, n in enumerate(names)))
-    last_answer = time.monotonic()
-    s = await ended(kube, "crowd", timeout=20)
-    # The API server, the kubelet and 500 clients share this test's process: a loose bound.
-    assert time.monotonic() - last_answer < 8
-    assert (s["phase"], s["result"]["value"]) == ("Decided", "x")
+    # Ended by the early decision (the deadline is an hour away). How fast is bench/coordination.py's
+    # to measure: the API server, the kubelet and 500 clients share this test's process.
+    s = await ended(kube, "crowd", timeout=60)
+    assert (s["phase"], s["result"]["value"], s["result"]["reason"]) == ("Decided", "x", "Majority")
     # Decided once x could no longer be caught: every counted vote is its agent's, and the lead
     # is larger than the votes still open (or everyone voted).
     wanted = {n: "x" if i % 3 else "y" for i, n in enumerate(names)}
@@ -240,8 +256,15 @@ async def test_many_participants_answering_directly(
 
 async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalCluster, kube: Kube) -> None:
     """50 AgentApps (the SDK, in this process), each with its own credentials; a third of them
-    use an async callback, one raises, one is too slow: those two give no answer."""
+    use an async callback, one raises, one is too slow: those two give no answer.
+
+    The session may decide as soon as 90 % have answered and x cannot be caught, before the last
+    answers land (how many is a matter of timing): the check is on the Votes the agents wrote,
+    and on the tally being that of the answers counted. The deadline is far, so that the
+    outcome never depends on how fast 48 agents in one busy process answer.
+    """
     names = [f"a{i:02d}" for i in range(50)]
+    released = threading.Event()
     await asyncio.gather(*(kube.create(AGENT, agent_body(n, labels={"team": "fifty"})) for n in names))
     await grant_agents(kube, names)
     await cluster.start_operator()
@@ -251,18 +274,20 @@ async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalClu
 
     def make_app(name: str) -> AgentApp:
         path = cluster.workdir / f"{name}.kubeconfig"
-        cluster.api.kubeconfig(path, token=f"sa:{NS}:mabeam-agent-{name}")
+        cluster.api.kubeconfig(path, user=f"system:serviceaccount:{NS}:mabeam-agent-{name}")
         app = AgentApp(
             name,
             NS,
             kubeconfig=str(path),
             ready_file=str(cluster.workdir / f"{name}.ready"),
-            callback_timeout=0.5,
+            callback_timeout=10,  # a bound for a busy machine; only a02 ever reaches it
         )
         if name == "a01":
             app.on_vote(lambda s: (_ for _ in ()).throw(RuntimeError("broken")))
         elif name == "a02":
-            app.on_vote(lambda s: time.sleep(2) or "y")
+            # Too slow by construction, not by a race with the clock: it answers only after
+            # the test has ended, long past its time limit.
+            app.on_vote(lambda s: released.wait(60) and "y")
         elif int(name[1:]) % 3:
             app.on_vote(lambda s: preference(s.agent))
         else:
@@ -275,29 +300,46 @@ async def test_fifty_sdk_agents_answer_through_their_callbacks(cluster: LocalClu
 
     apps = [make_app(n) for n in names]
     runs = [asyncio.ensure_future(app.run_async()) for app in apps]
+    users = {f"system:serviceaccount:{NS}:mabeam-agent-{n}" for n in names}
+
+    async def watching() -> bool:
+        watches = [r for r in cluster.api.audit if r.verb == "watch"]
+        return users <= {r.user for r in watches if r.resource.endswith("/coordinations")}
+
     try:
+        # Each agent sees the session from its start only if its watch runs before it exists.
+        await eventually(watching, timeout=60, what="every agent watching Coordinations")
         await create_session(
             kube,
             "fifty",
             "majority",
             participants={"selector": {"matchLabels": {"team": "fifty"}}},
             options=["x", "y"],
-            answerSeconds=4,
+            answerSeconds=3600,
             quorum="90%",
         )
-        s = await ended(kube, "fifty", timeout=10)
+        s = await ended(kube, "fifty", timeout=60)
+        voters = [n for n in names if n not in ("a01", "a02")]
+
+        async def all_voted() -> dict[str, str] | None:
+            votes = {
+                v["spec"]["agent"]: v["spec"].get("choice")
+                for v in await kube.list(VOTE, NS, labels={"mabeam.io/session": "fifty"})
+            }
+            return votes if set(votes) >= set(voters) else None
+
+        # Every agent whose callback works answered through it, also those after the decision.
+        votes = await eventually(all_voted, timeout=30, what="a Vote from every working agent")
     finally:
+        released.set()
         for app in apps:
             app.stop()
         await asyncio.gather(*runs)
-    voters = [n for n in names if n not in ("a01", "a02")]
-    expected = {
-        "x": sum(preference(n) == "x" for n in voters),
-        "y": sum(preference(n) == "y" for n in voters),
-    }
-    assert s["tally"] == expected
-    assert sorted(a["agent"] for a in s["answers"]) == voters
-    assert (s["phase"], s["result"]["value"]) == ("Decided", "x")
+    assert votes == {n: preference(n) for n in voters}  # a01 raised, a02 was too slow: no Vote
+    counted = {a["agent"]: a["choice"] for a in s["answers"]}
+    assert counted.items() <= votes.items() and len(counted) >= 45  # the quorum: 90 % of 50
+    assert s["tally"] == {o: sum(c == o for c in counted.values()) for o in ("x", "y")}
+    assert (s["phase"], s["result"]["value"], s["result"]["reason"]) == ("Decided", "x", "Majority")
 
 
 def operator_status_writes(cluster: LocalCluster, name: str) -> int:

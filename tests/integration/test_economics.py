@@ -5,65 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mabeam.core.economics import commitment
-from mabeam.kube.client import AlreadyExistsError, Kube
-from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, VARIABLE, Res
+import pytest
+
+from mabeam.errors import ApiError
+from mabeam.kube.client import Kube
+from mabeam.kube.permissions import SEALING_KEY_SECRET
+from mabeam.kube.resources import AUCTION, BID, EVENT, MARKET, ORDER, SECRET, VARIABLE
 from mabeam.local.cluster import LocalCluster
-from mabeam.models.auction import BidReveal, bid_name
-from mabeam.models.market import order_name
-from tests.integration._coordination import NS, AsAgents
+from mabeam.models._sealed import SealingInfo
+from mabeam.models.auction import BidContent, bid_name
+from mabeam.models.market import OrderContent, order_name
+from mabeam.sdk._trading import seal_bid, seal_order
+from tests.integration._coordination import NS, AsAgents, phase_in, suspended, verdict
 from tests.integration._util import eventually
-from tests.integration.test_coordination import suspended
 
 AUCTION_DONE = ("Awarded", "NoSale", "Failed", "Cancelled")
 MARKET_DONE = ("Cleared", "NoTrade", "Failed", "Cancelled")
-
-
-async def answer(as_agent: AsAgents, res: Res, session: str, agent: str, **fields: Any) -> dict[str, Any]:
-    """Create or change ``agent``'s Bid or Order in ``session``, as the agent."""
-    kube = as_agent(agent)
-    name = bid_name(session, agent) if res is BID else order_name(session, agent)
-    session_field = "auction" if res is BID else "market"
-    try:
-        return await kube.create(
-            res,
-            {
-                "metadata": {
-                    "name": name,
-                    "namespace": NS,
-                    "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent},
-                },
-                "spec": {session_field: session, "agent": agent, **fields},
-            },
-        )
-    except AlreadyExistsError:
-        return await kube.patch(res, name, {"spec": fields}, namespace=NS)
-
-
-async def phase_in(
-    kube: Kube, res: Res, name: str, phases: tuple[str, ...], timeout: float = 10.0
-) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        obj = await kube.get(res, name, NS)
-        s = (obj or {}).get("status") or {}
-        return s if s.get("phase") in phases else None
-
-    result: dict[str, Any] = await eventually(
-        check, timeout=timeout, interval=0.02, what=f"{name} in {phases}"
-    )
-    return result
-
-
-async def verdict(kube: Kube, res: Res, name: str, generation: int | None = None) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        obj = await kube.get(res, name, NS)
-        s = (obj or {}).get("status") or {}
-        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
-            return None
-        return s
-
-    result: dict[str, Any] = await eventually(check, timeout=10, interval=0.02, what=f"verdict on {name}")
-    return result
 
 
 async def resource(kube: Kube, name: str, type_: str = "string", value: Any = "slot") -> None:
@@ -82,9 +39,20 @@ def terminal_versions(cluster: LocalCluster, plural: str, name: str, phases: tup
     return seen
 
 
-def sealed(amount: float, nonce: str) -> tuple[dict[str, Any], str]:
-    reveal = BidReveal(amount=amount, nonce=nonce)
-    return reveal.model_dump(mode="json", exclude_none=True), commitment(reveal)
+def sealed(auction: dict[str, Any], agent: str, **content: Any) -> dict[str, Any]:
+    """``agent``'s bid sealed as the SDK seals it, to the key the Auction publishes."""
+    info = SealingInfo.model_validate(auction["status"]["sealing"])
+    envelope = seal_bid(info, auction["metadata"]["uid"], agent, BidContent.model_validate(content))
+    return envelope.to_wire()
+
+
+async def sealed_order(kube: Kube, market: str, agent: str, **content: Any) -> dict[str, Any]:
+    """``agent``'s order sealed as the SDK seals it, to the key the Market publishes."""
+    obj = await kube.get(MARKET, market, NS)
+    assert obj is not None
+    info = SealingInfo.model_validate(obj["status"]["sealing"])
+    envelope = seal_order(info, obj["metadata"]["uid"], agent, OrderContent.model_validate(content))
+    return envelope.to_wire()
 
 
 async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
@@ -103,35 +71,42 @@ async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
                 "participants": {"agents": names},
                 "items": ["gpu"],
                 "reservePrice": 5,
-                "bidSeconds": 30,
-                "revealSeconds": 3,
+                "bidSeconds": 3,
             },
         },
     )
     await phase_in(kube, AUCTION, "sale", ("Bidding",))
-    bids = {
-        "ann": sealed(40, "n" * 16 + "ann"),
-        "ben": sealed(25, "n" * 16 + "ben"),
-        "cat": sealed(10, "n" * 16 + "cat"),
-    }
-    for agent, (_, digest) in bids.items():
-        await answer(as_agent, BID, "sale", agent, commitment=digest)
-    # Everyone committed: bidding closes early; no amount is visible anywhere yet.
-    revealing = await phase_in(kube, AUCTION, "sale", ("Revealing",))
-    assert all("amount" not in b for b in revealing["bids"])
-    # cat opens its commitment with another amount: refused, and not counted.
-    cheat, _ = sealed(99, "n" * 16 + "cat")
-    bad = await answer(as_agent, BID, "sale", "cat", reveal=cheat)
-    assert (await verdict(kube, BID, bid_name("sale", "cat"), bad["metadata"]["generation"]))["reason"] == (
-        "BadCommitment"
-    )
-    for agent in ("ann", "ben"):
-        await answer(as_agent, BID, "sale", agent, reveal=bids[agent][0])
-    # cat never opened its commitment, so revealing runs to its deadline (3 s) before clearing.
+    auction = await kube.get(AUCTION, "sale", NS)
+    assert auction is not None
+    # The key agents seal to is the operator's, whose private half is in a Secret of its own
+    # namespace that no agent can read.
+    secret = await kube.get(SECRET, SEALING_KEY_SECRET, "mabeam-system")
+    assert secret is not None
+    assert auction["status"]["sealing"]["keyId"].startswith("sha256:")
+    with pytest.raises(ApiError) as denied:
+        await as_agent("cat").get(SECRET, SEALING_KEY_SECRET, "mabeam-system")
+    assert denied.value.status == 403
+    for agent, amount in (("ann", 40), ("ben", 25)):
+        await as_agent.answer(BID, "sale", agent, sealed=sealed(auction, agent, amount=amount))
+    # cat copies ann's ciphertext as its own bid: refused, naming the original, never counted.
+    ann_bid = await as_agent("cat").get(BID, bid_name("sale", "ann"), NS)
+    assert ann_bid is not None
+    copy = await as_agent.answer(BID, "sale", "cat", sealed=ann_bid["spec"]["sealed"])
+    refused = await verdict(kube, BID, bid_name("sale", "cat"), copy["metadata"]["generation"])
+    assert refused["reason"] == "Copied" and "ann" in refused["message"]
+    # While bidding is open, no amount is visible anywhere.
+    bidding = (await kube.get(AUCTION, "sale", NS) or {})["status"]
+    assert bidding["phase"] == "Bidding"
+    assert [b["agent"] for b in bidding["bids"]] == ["ann", "ben"]
+    assert all("amount" not in b for b in bidding["bids"])
+    assert [(r["agent"], r["reason"]) for r in bidding["refusals"]] == [("cat", "Copied")]
+    # cat has no counted bid, so bidding runs to its deadline (3 s), then the bids are opened.
     s = await phase_in(kube, AUCTION, "sale", AUCTION_DONE, timeout=10)
     assert s["phase"] == "Awarded"
     (allocation,) = s["result"]["allocations"]
+    # ann pays ben's 25: had the copy counted, she would pay her own 40.
     assert (allocation["agent"], allocation["items"], allocation["price"]) == ("ann", ["gpu"], 25)
+    assert [(b["agent"], b["amount"]) for b in s["bids"]] == [("ann", 40), ("ben", 25)]
     assert terminal_versions(cluster, "auctions", "sale", AUCTION_DONE) == ["Awarded"]
 
     async def owned() -> bool:
@@ -142,12 +117,17 @@ async def test_second_price_auction_is_sealed_then_sells_to_the_highest_bid(
     var = await kube.get(VARIABLE, "gpu", NS)
     assert var is not None
     assert sum(1 for s_ in var["status"]["appliedSessions"] if s_.startswith("sale:")) == 1
+
+    async def allocated() -> bool:  # the Event is posted after the owner is set
+        events = await kube.list(EVENT, NS)
+        return any(e.get("reason") == "Allocated" and "ann" in e.get("message", "") for e in events)
+
+    await eventually(allocated, what="an Allocated event for ann")
     events = await kube.list(EVENT, NS)
-    assert any(e.get("reason") == "Allocated" and "ann" in e.get("message", "") for e in events)
-    # The secrets that sealed the bids are in no status and no Event.
+    # The operator's private key is in no status and no Event.
     auction = await kube.get(AUCTION, "sale", NS)
     published = json.dumps([auction, events])
-    assert not any(reveal["nonce"] in published for reveal, _ in bids.values())
+    assert secret["data"]["x25519-private-key"] not in published
 
 
 async def test_english_auction_rounds_follow_the_agents_answers(
@@ -186,7 +166,7 @@ async def test_english_auction_rounds_follow_the_agents_answers(
         if s.get("phase") in AUCTION_DONE:
             break
         for agent in s["active"]:
-            await answer(as_agent, BID, "clock", agent, round=round_, accept=s["clockPrice"] <= values[agent])
+            await as_agent.answer(BID, "clock", agent, round=round_, accept=s["clockPrice"] <= values[agent])
     s = await phase_in(kube, AUCTION, "clock", AUCTION_DONE)
     # 10 and 15: both in; 20: ben (17) drops, ann (22) alone wins at 20.
     assert s["phase"] == "Awarded"
@@ -214,10 +194,25 @@ async def test_double_auction_trades_at_mcafee_prices(
         },
     )
     await phase_in(kube, MARKET, "dx", ("Collecting",))
-    refused = await answer(as_agent, ORDER, "dx", "outsider", side="buy", price=100)
+    outsider_order = await sealed_order(kube, "dx", "outsider", side="buy", price=100)
+    refused = await as_agent.answer(ORDER, "dx", "outsider", sealed=outsider_order)
     for agent, side, price in [("b1", "buy", 10), ("b2", "buy", 8), ("b3", "buy", 3), ("s1", "sell", 2),
-                               ("s2", "sell", 4), ("s3", "sell", 9)]:  # fmt: skip
-        await answer(as_agent, ORDER, "dx", agent, side=side, price=price)
+                               ("s2", "sell", 4)]:  # fmt: skip
+        await as_agent.answer(
+            ORDER, "dx", agent, sealed=await sealed_order(kube, "dx", agent, side=side, price=price)
+        )
+    # s3 copies b1's order (to learn nothing, and to trade on b1's terms): refused, naming b1.
+    b1 = await as_agent("s3").get(ORDER, order_name("dx", "b1"), NS)
+    assert b1 is not None
+    copy = await as_agent.answer(ORDER, "dx", "s3", sealed=b1["spec"]["sealed"])
+    copied = await verdict(kube, ORDER, order_name("dx", "s3"), copy["metadata"]["generation"])
+    assert copied["reason"] == "Copied" and "b1" in copied["message"]
+    collecting = (await kube.get(MARKET, "dx", NS) or {})["status"]
+    assert collecting["phase"] == "Collecting"
+    assert all("price" not in o and "side" not in o for o in collecting["orders"])  # all sealed
+    await as_agent.answer(
+        ORDER, "dx", "s3", sealed=await sealed_order(kube, "dx", "s3", side="sell", price=9)
+    )
     s = await phase_in(kube, MARKET, "dx", MARKET_DONE)
     # k = 2 efficient pairs (10>=2, 8>=4); p0 = (3 + 9) / 2 = 6 lies in [4, 8]: both trade at 6.
     assert (s["phase"], s["result"]["reason"], s["result"]["price"], s["result"]["volume"]) == (
@@ -255,11 +250,13 @@ async def test_equilibrium_market_sets_its_price_variable_once(
     )
     await phase_in(kube, MARKET, "power", ("Collecting",))
     # The buyer wants 4 up to 6, 2 up to 8, none above; the seller sells 3 from 5 on.
-    await answer(as_agent, ORDER, "power", "buyer", schedule=[
+    buyer = await sealed_order(kube, "power", "buyer", schedule=[
         {"price": 0, "quantity": 4}, {"price": 7, "quantity": 2}, {"price": 9, "quantity": 0}])  # fmt: skip
-    await cluster.kill_operator()  # the last order lands while no operator runs
-    await answer(as_agent, ORDER, "power", "seller", schedule=[
+    await as_agent.answer(ORDER, "power", "buyer", sealed=buyer)
+    seller = await sealed_order(kube, "power", "seller", schedule=[
         {"price": 0, "quantity": 0}, {"price": 5, "quantity": -3}])  # fmt: skip
+    await cluster.kill_operator()  # the last order lands while no operator runs
+    await as_agent.answer(ORDER, "power", "seller", sealed=seller)
     await cluster.start_operator_process()
     s = await phase_in(kube, MARKET, "power", MARKET_DONE, timeout=20)
     # Z(p) = 4 below 5, 4 - 3 = 1 at 5 and 6, 2 - 3 = -1 from 7: clears at 7; 2 of 3 sold.
@@ -292,26 +289,20 @@ async def test_an_operator_killed_mid_auction_allocates_once_after_restart(
                 "participants": {"agents": names},
                 "items": ["g1", "g2"],
                 "bidSeconds": 30,
-                "revealSeconds": 30,
             },
         },
     )
     await phase_in(kube, AUCTION, "pair", ("Bidding",))
-    reveals = {
-        "ann": BidReveal.model_validate({"bundles": [{"items": ["g1"], "amount": 9}], "nonce": "a" * 16}),
-        "ben": BidReveal.model_validate(
-            {
-                "bundles": [{"items": ["g2"], "amount": 4}, {"items": ["g1", "g2"], "amount": 11}],
-                "nonce": "b" * 16,
-            }
-        ),
+    auction = await kube.get(AUCTION, "pair", NS)
+    assert auction is not None
+    bundles = {
+        "ann": [{"items": ["g1"], "amount": 9}],
+        "ben": [{"items": ["g2"], "amount": 4}, {"items": ["g1", "g2"], "amount": 11}],
     }
-    for agent, reveal in reveals.items():
-        await answer(as_agent, BID, "pair", agent, commitment=commitment(reveal))
-    await phase_in(kube, AUCTION, "pair", ("Revealing",))
     await cluster.kill_operator()
-    for agent, reveal in reveals.items():  # revealed while no operator runs
-        await answer(as_agent, BID, "pair", agent, reveal=reveal.model_dump(mode="json", exclude_none=True))
+    for agent, offer in bundles.items():  # sealed while no operator runs
+        await as_agent.answer(BID, "pair", agent, sealed=sealed(auction, agent, bundles=offer))
+    # The restarted operator reads the same key from its Secret and opens both bids.
     await cluster.start_operator_process()
     s = await phase_in(kube, AUCTION, "pair", AUCTION_DONE, timeout=20)
     # ann g1 (9) + ben g2 (4) = 13 beats ben's pair (11). VCG: ann pays 11 - (13 - 9) = 7;

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -94,3 +96,52 @@ async def test_agents_by_phase_reconcile_durations_and_api_errors(
         return value(await scrape(endpoint), "mabeam_agents", namespace="default", phase="Ready") == 1
 
     await eventually(one_ready, timeout=10, what="mabeam_agents Ready 1 after a delete")
+
+
+#: Declared metrics that only failures move, each proven to move by its own test.
+FAILURE_ONLY = {
+    "mabeam_agent_pod_replacements_total": "tests/integration/test_agent_lifecycle.py (a lost pod)",
+    "mabeam_anomalies_total": "tests/integration/test_metrics_anomaly.py",
+}
+#: Families of the default collectors that a process always has.
+DEFAULT_COLLECTORS = ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info")
+
+
+@pytest.mark.slow
+async def test_every_declared_metric_moves_in_the_demo(
+    cluster: LocalCluster, kube: Kube, runtime: controller.Runtime, endpoint: MetricsServer
+) -> None:
+    """The demo's examples (agents, Variables, a coordination, auctions, markets) through an
+    in-process operator whose first status write fails: every counter, histogram and summary
+    the operator declares counts something, every gauge has a series."""
+    from prometheus_client.parser import text_string_to_metric_families as parse
+
+    from mabeam.local import demo
+
+    examples = Path(__file__).parents[2] / "examples"
+    await cluster.start_operator(runtime)
+    assert await demo.play(kube, demo.load_manifests(examples), asyncio.get_running_loop().time() + 90)
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{endpoint.port}/metrics") as r:
+        families = {f.name: f for f in parse(await r.text())}
+    declared = {n: f for n, f in families.items() if n.startswith("mabeam_")}
+    assert {"mabeam_variable_writes", "mabeam_agent_ready", "mabeam_sessions_in_progress"} <= set(declared)
+    assert {"mabeam_auction_revenue", "mabeam_auction_prices", "mabeam_market_prices"} <= set(declared)
+    for name, family in declared.items():
+        if f"{name}_total" in FAILURE_ONLY or name in FAILURE_ONLY:
+            continue
+        if family.type == "gauge":
+            assert family.samples, f"{name}: no series"
+        else:
+            moved = [s for s in family.samples if s.name.endswith(("_total", "_count")) and s.value > 0]
+            assert moved, f"{name} never moved in the demo"
+    for name in DEFAULT_COLLECTORS:
+        assert any(s.name == name for f in families.values() for s in f.samples), name
+    ready = {s.labels["agent"]: s.value for s in declared["mabeam_agent_ready"].samples}
+    agents = {d["metadata"]["name"] for d in demo.load_manifests(examples) if d["kind"] == "Agent"}
+    assert ready == dict.fromkeys(agents, 1.0), ready
+    # Every session ended: none is in progress any more, and each kind had a series.
+    in_progress = declared["mabeam_sessions_in_progress"].samples
+    assert {s.labels["kind"] for s in in_progress} >= {"Coordination", "Auction", "Market"}
+    assert all(s.value == 0 for s in in_progress), in_progress
+    writes = {s.labels["result"]: s.value for s in declared["mabeam_variable_writes"].samples}
+    assert writes.get("applied", 0) >= 1, writes

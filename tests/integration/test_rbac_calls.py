@@ -2,7 +2,8 @@
 
 The operator runs a realistic scenario against the local cluster; the API server's audit log
 then lists every request made under the operator's ServiceAccount, and each one must be granted
-by OPERATOR_RULES + OPERATOR_CLUSTER_RULES (the rules the Helm chart renders). The check is
+by OPERATOR_RULES + OPERATOR_CLUSTER_RULES, or in the operator's own namespace by
+OPERATOR_OWN_NAMESPACE_RULES (the rules the Helm chart renders). The check is
 written here from the RBAC semantics, independently of the local server's own authorizer.
 """
 
@@ -26,7 +27,8 @@ from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
 from tests.integration.test_agent_lifecycle import NS, agent_manifest, pods_of, ready
 
-OPERATOR_USER = "system:serviceaccount:mabeam-system:mabeam-operator"
+OPERATOR_NAMESPACE = "mabeam-system"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:mabeam-operator"
 
 
 def rbac_request(record: AuditRecord) -> tuple[str, str, str, str | None]:
@@ -51,11 +53,15 @@ def allowed(request: tuple[str, str, str, str | None], rules: Iterable[Rule]) ->
 
 
 def uncovered(records: Sequence[AuditRecord], rules: Iterable[Rule]) -> set[tuple[str, str, str]]:
+    """The requests no rule grants; OPERATOR_OWN_NAMESPACE_RULES count in that namespace only."""
     rules = tuple(rules)
+    own = tuple(r for r in rules if r in _permissions.OPERATOR_OWN_NAMESPACE_RULES)
+    everywhere = tuple(r for r in rules if r not in own)
     return {
-        (group, resource, verb)
-        for group, resource, verb, name in map(rbac_request, records)
-        if not allowed((group, resource, verb, name), rules)
+        rbac_request(record)[:3]
+        for record in records
+        if not allowed(rbac_request(record), everywhere)
+        and not (record.namespace == OPERATOR_NAMESPACE and allowed(rbac_request(record), own))
     }
 
 
@@ -102,9 +108,14 @@ async def test_every_operator_request_is_granted_by_the_shipped_rules(
         ("", "events", "create"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("", "secrets", "get"),  # the sealing key, read at startup
     ]:
         assert wanted in seen, f"the scenario made no {wanted} request; seen: {sorted(seen)}"
-    rules = (*_permissions.OPERATOR_RULES, *_permissions.OPERATOR_CLUSTER_RULES)
+    rules = (
+        *_permissions.OPERATOR_RULES,
+        *_permissions.OPERATOR_CLUSTER_RULES,
+        *_permissions.OPERATOR_OWN_NAMESPACE_RULES,
+    )
     assert uncovered(records, rules) == set()
     assert [r for r in records if r.code == 403] == []
 
@@ -118,6 +129,10 @@ async def test_every_operator_request_is_granted_by_the_shipped_rules(
     # ... and without patch on agents/status, the status writes are.
     no_status = [r for r in rules if "agents/status" not in r.resources]
     assert ("mabeam.io", "agents/status", "patch") in uncovered(records, no_status)
+    # ... and the sealing key's Secret is read in the operator's namespace, nowhere else.
+    secrets = [r for r in records if rbac_request(r)[1] == "secrets"]
+    assert {r.namespace for r in secrets} == {OPERATOR_NAMESPACE}
+    assert {r.name for r in secrets if r.verb == "get"} == {_permissions.SEALING_KEY_SECRET}
 
 
 def atoms(rules: Iterable[Rule]) -> set[tuple[str, str, str]]:
@@ -141,10 +156,14 @@ NOT_REQUESTED_HERE = {
 }
 
 
-# About one run in five (whole suite on two cores), this scenario stalls after the agents'
-# template and capability changes and the test ends on its timeout; the cause is not found yet
-# (the operator's log shows it working normally until the teardown). Kept, out of `make test`.
-@pytest.mark.flaky
+# This scenario once hung about one run in five at its teardown (the operator's log normal to
+# the end): the local kubelet's shutdown waited for a readiness prober whose cancellation
+# Python 3.11 had swallowed inside asyncio.wait_for (the demo's hang too). Probes now stop with
+# their process and cancellation is retried (mabeam/local/kubelet.py, _cancel and _probe_loop),
+# so the test is back in `make test`. Its waits are on conditions; the bounds are for a busy
+# machine, where starting 14 agent processes alone took half a minute (the demo's own sessions
+# last tens of seconds by their windows).
+@pytest.mark.timeout(360)
 async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_path: Path) -> None:
     """The reverse direction: every right we ask for is used by the whole demo scenario."""
     from mabeam.local import demo
@@ -155,27 +174,33 @@ async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_pat
         kube = cluster.client()
         try:
             loop = asyncio.get_running_loop()
-            assert await demo.play(kube, demo.load_manifests(examples), loop.time() + 60)
+            assert await demo.play(kube, demo.load_manifests(examples), loop.time() + 240)
             # Deletions: a pod (replaced), then a whole Agent.
             await kube.delete(POD, "alice-1", "default")
-            await eventually(lambda: _on_new_pod(kube, "alice"), what="alice replaced")
+            await eventually(lambda: _on_new_pod(kube, "alice"), what="alice replaced", timeout=90)
             # A template change: the operator deletes the old pod itself.
             env = [{"name": "GREETING", "value": "hi"}]
             patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env", "value": env}]
             await kube.patch(AGENT, "carol", patch, namespace="default", json_patch=True)
-            await eventually(lambda: _on_new_pod(kube, "carol"), what="carol replaced")
+            await eventually(lambda: _on_new_pod(kube, "carol"), what="carol replaced", timeout=90)
             # bob gains the compute capability: the Variables' writer RoleBindings now name him.
             caps = [{"op": "add", "path": "/spec/capabilities/-", "value": "compute"}]
             await kube.patch(AGENT, "bob", caps, namespace="default", json_patch=True)
-            await eventually(lambda: _writes(kube, "target-temperature", "bob"), what="bob a writer")
+            await eventually(
+                lambda: _writes(kube, "target-temperature", "bob"), what="bob a writer", timeout=90
+            )
             await kube.delete(AGENT, "bob", "default")
-            await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone")
+            await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone", timeout=90)
         finally:
             await kube.close()
         await cluster.stop_operator()
         records = [r for r in cluster.api.audit if r.user == OPERATOR_USER]
 
-    rules = (*_permissions.OPERATOR_RULES, *_permissions.OPERATOR_CLUSTER_RULES)
+    rules = (
+        *_permissions.OPERATOR_RULES,
+        *_permissions.OPERATOR_CLUSTER_RULES,
+        *_permissions.OPERATOR_OWN_NAMESPACE_RULES,
+    )
     assert uncovered(records, rules) == set()
     used = {rbac_request(r)[:3] for r in records}
     unused = atoms(rules) - used - set(NOT_REQUESTED_HERE)

@@ -71,7 +71,8 @@ async def until(kube: Kube, name: str, check: Callable[[dict[str, Any]], bool], 
 async def as_agent(cluster: LocalCluster, name: str) -> AsyncIterator[Variables]:
     """The SDK with the agent's own credentials (its ServiceAccount), as its pod has them."""
     path = cluster.api.kubeconfig(
-        cluster.workdir / f"{name}-{time.monotonic_ns()}.kubeconfig", token=f"sa:{NS}:mabeam-agent-{name}"
+        cluster.workdir / f"{name}-{time.monotonic_ns()}.kubeconfig",
+        user=f"system:serviceaccount:{NS}:mabeam-agent-{name}",
     )
     kube = Kube.connect(path, namespace=NS)
     variables = Variables(kube, NS, name, write_timeout=10)
@@ -97,7 +98,7 @@ async def agents_ready(kube: Kube, variable_name: str, *names: str) -> None:
 @pytest.fixture(autouse=True)
 def rbac(cluster: LocalCluster) -> None:
     """These tests rely on RBAC: agents and the operator use only the rights they are given."""
-    assert cluster.api.emulator.authorize_service_accounts
+    assert cluster.api.emulator.authorize
 
 
 @pytest.fixture
@@ -333,44 +334,53 @@ async def test_a_forbidden_agent_is_refused_by_the_api_server(operator: LocalClu
 
 async def test_a_write_whose_two_writer_names_differ_is_refused(operator: LocalCluster, kube: Kube) -> None:
     # "low" passes admission with mabeam.io/writer = its own name but claims the higher-priority
-    # "boss" in the write itself (or omits mabeam.io/writer, as admission would refuse).
+    # "boss" in the write itself: the operator refuses it. Omitting mabeam.io/writer is refused
+    # by the API server already (the admission policy).
     await kube.create(AGENT, agent("low"))
     await kube.create(AGENT, {**agent("boss"), "spec": {**agent("boss")["spec"], "priority": 10}})
     spec = {"conflictPolicy": "HighestPriority", "access": {"agents": ["low", "boss"]}}
     await kube.create(VARIABLE, variable("setpoint", value=1, **spec))
     await agents_ready(kube, "setpoint", "low", "boss")
     await until(kube, "setpoint", lambda s: s.get("version") == 1, "setpoint v1")
+
+    async def settled_setpoint() -> dict[str, Any] | None:
+        obj = await kube.get(VARIABLE, "setpoint", NS)
+        return obj if obj is not None and settled(obj) else None
+
+    def forged(obj: dict[str, Any], write_id: str, claimed: str | None) -> dict[str, Any]:
+        write = VariableWrite(value=99, writer=Writer(kind="Agent", name="boss", priority=10))
+        annotations = {WRITE_ANNOTATION: encode_write(write_id, write)}
+        if claimed is not None:
+            annotations[WRITER_ANNOTATION] = claimed
+        obj["metadata"]["annotations"] = annotations
+        obj["spec"]["value"] = 99
+        return obj
+
+    async def replace_as(client: Kube, write_id: str, claimed: str | None) -> None:
+        # The operator may change the Variable between our read and our PUT: read again then.
+        for _ in range(50):
+            obj = await eventually(settled_setpoint, what="setpoint settled")
+            try:
+                await client.replace(VARIABLE, forged(obj, write_id, claimed))
+                return
+            except ConflictError:
+                continue
+        raise AssertionError("the Variable never stayed unchanged between a read and a write")
+
     async with as_agent(operator, "low") as low:
-        for write_id, claimed, found in [
-            ("w-forged", "low", "names agent low"),
-            ("w-bare", None, "is missing"),
-        ]:
-
-            async def settled_setpoint() -> dict[str, Any] | None:
-                obj = await kube.get(VARIABLE, "setpoint", NS)
-                return obj if obj is not None and settled(obj) else None
-
-            obj = await eventually(settled_setpoint, what="setpoint settled")  # the reset applied
-            write = VariableWrite(value=99, writer=Writer(kind="Agent", name="boss", priority=10))
-            annotations = {WRITE_ANNOTATION: encode_write(write_id, write)}
-            if claimed is not None:
-                annotations[WRITER_ANNOTATION] = claimed
-            obj["metadata"]["annotations"] = annotations
-            obj["spec"]["value"] = 99
-            await low.kube.replace(VARIABLE, obj)  # RBAC lets "low" update the Variable
-            st = await until(
-                kube,
-                "setpoint",
-                lambda s, w=write_id: (s.get("lastWrite") or {}).get("writeId") == w,
-                write_id,
-            )
-            last = st["lastWrite"]
-            assert (last["applied"], last["reason"], last["writer"]["name"]) == (False, "Forbidden", "boss")
-            assert f"the annotation {WRITER_ANNOTATION} {found}" in last["message"]
-            assert (st["value"], st["version"]) == (1, 1)
-            await eventually(lambda: _spec_value(kube, "setpoint", 1), what="spec.value reset to 1")
-            meta = (await kube.get(VARIABLE, "setpoint", NS) or {})["metadata"]
-            assert WRITER_ANNOTATION not in (meta.get("annotations") or {})
+        with pytest.raises(ApiError, match=r"must name its writer in the annotation mabeam\.io/writer"):
+            await replace_as(low.kube, "w-bare", None)
+        await replace_as(low.kube, "w-forged", "low")  # RBAC lets "low" update the Variable
+        st = await until(
+            kube, "setpoint", lambda s: (s.get("lastWrite") or {}).get("writeId") == "w-forged", "w"
+        )
+        last = st["lastWrite"]
+        assert (last["applied"], last["reason"], last["writer"]["name"]) == (False, "Forbidden", "boss")
+        assert f"the annotation {WRITER_ANNOTATION} names agent low" in last["message"]
+        assert (st["value"], st["version"]) == (1, 1)
+        await eventually(lambda: _spec_value(kube, "setpoint", 1), what="spec.value reset to 1")
+        meta = (await kube.get(VARIABLE, "setpoint", NS) or {})["metadata"]
+        assert WRITER_ANNOTATION not in (meta.get("annotations") or {})
         # The SDK names the same agent in both annotations: its write is applied.
         assert await low.write("setpoint", 5) == 2
     st = await status(kube, "setpoint")

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from mabeam.core.variables_wire import WRITE_ANNOTATION, WRITER_ANNOTATION, write_annotations
+from mabeam.kube import admission
 from mabeam.models.auction import BidSpec
 from mabeam.models.coordination import VoteSpec
 from mabeam.models.market import OrderSpec
@@ -56,7 +57,7 @@ def variable_policy() -> dict[str, Any]:
 ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Vote": ("session", {"choice": "yes"}),
     "Bid": ("auction", {"round": 1, "accept": True}),
-    "Order": ("market", {"side": "buy", "price": 3.0}),
+    "Order": ("market", {"sealed": {"keyId": "sha256:" + "0" * 32, "ciphertext": "AAAA"}}),
 }
 
 
@@ -180,7 +181,33 @@ def test_missing_agent_is_refused(policy: dict[str, Any]) -> None:
     del obj["spec"]["agent"]
     ok, messages, _ = admitted(policy, request(sa("team", "mabeam-agent-alice"), obj))
     assert not ok
-    assert messages == ["an agent may only write Votes, Bids and Orders in its own name (spec.agent)"]
+    assert messages[0] == "an agent may only write Votes, Bids and Orders in its own name (spec.agent)"
+
+
+@pytest.mark.parametrize("kind", ["Vote", "Bid", "Order"])
+@pytest.mark.parametrize("username", [sa("team", "mabeam-agent-mallory"), "jane@example.com", OPERATOR])
+def test_nobody_takes_another_agents_answer_name(policy: dict[str, Any], kind: str, username: str) -> None:
+    # Mallory answers in her own name but under Alice's answer name, so that Alice could not answer.
+    squat = vote("mallory", "s1", kind=kind)
+    squat["metadata"]["name"] = "s1-alice"
+    ok, messages, reasons = admitted(policy, request(username, squat))
+    assert (ok, reasons) == (False, {INVALID})
+    assert messages == [f"a {kind} of agent mallory must be named s1-mallory, not s1-alice"]
+    own = vote("mallory", "s1", kind=kind)
+    assert admitted(policy, request(sa("team", "mabeam-agent-mallory"), own))[0]
+
+
+def test_the_chart_template_is_generated_from_the_policies() -> None:
+    template = (CHART_DIR / "templates" / "admission.yaml").read_text()
+    assert template == admission.chart_template(), "regenerate: python -m mabeam.kube.admission > " + str(
+        CHART_DIR / "templates" / "admission.yaml"
+    )
+
+
+def test_the_chart_renders_what_mabeam_local_applies() -> None:
+    rendered = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in render_policy()}
+    local = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in admission.policy_objects(OPERATOR)}
+    assert rendered == local
 
 
 FORBIDDEN, INVALID = "Forbidden", "Invalid"  # the reasons: wrong author, changed identity

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,40 @@ def test_the_map_names_every_package_and_nothing_else() -> None:
 
 def test_the_readme_draws_the_same_map() -> None:
     assert _mapped(README) == _packages()
+
+
+def _layers_drawn(text: str) -> str:
+    """The diagram of the layers: the code block after "Top to bottom"."""
+    match = re.search(r"^Top to bottom.*?\n```\n(.*?)```", text, flags=re.MULTILINE | re.DOTALL)
+    assert match, "no layer diagram"
+    return match.group(1)
+
+
+def test_the_readme_draws_the_same_layers_as_the_contract() -> None:
+    assert _layers_drawn(README) == _layers_drawn(DOC)
+    drawn = [line.split("  ")[0].strip() for line in _layers_drawn(DOC).splitlines()]
+    contract = next(
+        c
+        for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+        if c["name"].startswith("Layers:")
+    )
+    assert drawn == [layer.replace("mabeam.", "") for layer in contract["layers"]]
+
+
+def _path_steps(text: str) -> list[tuple[str, set[str]]]:
+    """The numbered steps of the path of a Vote: each step's name and the modules it cites."""
+    steps = re.findall(r"^\d+\. \*\*([^*]+)\*\*(.*?)(?=^\d+\. \*\*|^\S|\Z)", text, re.MULTILINE | re.DOTALL)
+    return [(name, set(re.findall(r"`(mabeam/[\w/.]+)`", body))) for name, body in steps]
+
+
+def test_the_readme_follows_a_vote_through_the_same_steps() -> None:
+    readme, doc = _path_steps(README), _path_steps(DOC)
+    assert [name for name, _ in readme] == [name for name, _ in doc]
+    assert [name for name, _ in doc][:1] == ["SDK call"] and len(doc) >= 5
+    for (name, short), (_, detailed) in zip(readme, doc, strict=True):
+        # What the README cites in a step, the detailed step cites too (or a module inside it).
+        missing = {p for p in short if not any(d == p or d.startswith(p) for d in detailed)}
+        assert not missing, f"step {name!r}: the README cites {missing}, docs/architecture.md does not"
 
 
 def test_every_long_module_has_a_stated_reason() -> None:

@@ -29,7 +29,13 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from mabeam.kube.permissions import AGENT_RULES, OPERATOR_CLUSTER_RULES, OPERATOR_RULES, Rule
+from mabeam.kube.permissions import (
+    AGENT_RULES,
+    OPERATOR_CLUSTER_RULES,
+    OPERATOR_OWN_NAMESPACE_RULES,
+    OPERATOR_RULES,
+    Rule,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = ROOT / "charts" / "mabeam"
@@ -435,6 +441,7 @@ def atoms_of_k8s_rules(rules: list[dict[str, Any]]) -> set[Atom]:
 OPERATOR = atoms(OPERATOR_RULES)
 OPERATOR_CLUSTER = atoms(OPERATOR_CLUSTER_RULES)
 LEASES = atoms(r for r in OPERATOR_RULES if r.resources == ("leases",))
+SEALING = atoms(OPERATOR_OWN_NAMESPACE_RULES)
 CLUSTER = "<cluster>"
 
 
@@ -460,20 +467,28 @@ def grants(objs: list[dict[str, Any]], namespace: str, sa: str) -> dict[str, set
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        pytest.param({}, {NAMESPACE: OPERATOR, CLUSTER: OPERATOR_CLUSTER}, id="namespaced-default"),
-        pytest.param({"replicas": 2}, {NAMESPACE: OPERATOR, CLUSTER: OPERATOR_CLUSTER}, id="replicas-2"),
-        pytest.param({"clusterWide": True}, {CLUSTER: OPERATOR | OPERATOR_CLUSTER}, id="cluster-wide"),
+        pytest.param({}, {NAMESPACE: OPERATOR | SEALING, CLUSTER: OPERATOR_CLUSTER}, id="namespaced-default"),
         pytest.param(
-            {"clusterWide": True, "replicas": 2}, {CLUSTER: OPERATOR | OPERATOR_CLUSTER}, id="cluster-wide-2"
+            {"replicas": 2}, {NAMESPACE: OPERATOR | SEALING, CLUSTER: OPERATOR_CLUSTER}, id="replicas-2"
+        ),
+        pytest.param(
+            {"clusterWide": True},
+            {CLUSTER: OPERATOR | OPERATOR_CLUSTER, NAMESPACE: SEALING},
+            id="cluster-wide",
+        ),
+        pytest.param(
+            {"clusterWide": True, "replicas": 2},
+            {CLUSTER: OPERATOR | OPERATOR_CLUSTER, NAMESPACE: SEALING},
+            id="cluster-wide-2",
         ),
         pytest.param(
             {"watchNamespaces": ["team-a", "team-b"]},
-            {"team-a": OPERATOR, "team-b": OPERATOR, CLUSTER: OPERATOR_CLUSTER},
+            {"team-a": OPERATOR, "team-b": OPERATOR, NAMESPACE: SEALING, CLUSTER: OPERATOR_CLUSTER},
             id="watch-namespaces",
         ),
         pytest.param(
             {"watchNamespaces": ["team-a"], "replicas": 2},
-            {"team-a": OPERATOR, NAMESPACE: LEASES, CLUSTER: OPERATOR_CLUSTER},
+            {"team-a": OPERATOR, NAMESPACE: LEASES | SEALING, CLUSTER: OPERATOR_CLUSTER},
             id="leader-lease-outside-watched",
         ),
     ],
@@ -488,6 +503,16 @@ def test_agent_cluster_role_equals_permissions() -> None:
     # The operator may bind exactly this ClusterRole, and no other.
     binds = {a for a in OPERATOR if a[2] == "bind"}
     assert binds == {("rbac.authorization.k8s.io", "clusterroles", "bind", role["metadata"]["name"])}
+
+
+@pytest.mark.parametrize("values", OPTIONS.values(), ids=OPTIONS.keys())
+def test_secrets_only_the_sealing_key_in_the_release_namespace(values: dict[str, Any]) -> None:
+    # Agents get no Secret rights; the operator reads only its sealing key, in its own namespace.
+    assert not [a for a in atoms(AGENT_RULES) | OPERATOR | OPERATOR_CLUSTER if a[1] == "secrets"]
+    for where, granted in grants(render(values), NAMESPACE, OPERATOR_SA).items():
+        secrets = {a for a in granted if a[1] == "secrets"}
+        assert secrets == (SEALING if where == NAMESPACE else set()), where
+    assert {a for a in SEALING if a[2] == "get"} == {("", "secrets", "get", "mabeam-sealing-key")}
 
 
 @pytest.mark.parametrize("values", OPTIONS.values(), ids=OPTIONS.keys())
@@ -512,7 +537,7 @@ def test_rbac_comparison_sees_an_extra_right(tmp_path: Path) -> None:
         )
     )
     got = grants(render({}, chart), NAMESPACE, OPERATOR_SA)
-    assert got[NAMESPACE] - OPERATOR == {("", "configmaps", "delete", "")}
+    assert got[NAMESPACE] - OPERATOR - SEALING == {("", "configmaps", "delete", "")}
 
 
 # --- monitoring ---------------------------------------------------------------------------------
@@ -564,8 +589,12 @@ def test_prometheus_rule() -> None:
         "MabeamDecisionLatencyHigh",
         "MabeamAgentPodsReplacedOften",
         "MabeamApiErrors",
+        "MabeamAgentNotReady",
+        "MabeamNoActiveLeader",
     }
     wanted = {
+        "MabeamAgentNotReady": {"mabeam_agent_ready"},
+        "MabeamNoActiveLeader": {"mabeam_leader"},
         "MabeamSessionsFailing": {"mabeam_sessions_total"},
         "MabeamDecisionLatencyHigh": {"mabeam_decision_latency_seconds_bucket"},
         "MabeamAgentPodsReplacedOften": {"mabeam_agent_pod_replacements_total"},
@@ -580,6 +609,13 @@ def test_prometheus_rule() -> None:
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
         assert mabeam_series(alert["expr"]) == wanted[name], name
     assert 'up{job="mabeam-metrics", namespace="mabeam-system"}' in alerts["MabeamOperatorDown"]["expr"]
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text()
+    headings = re.findall(r"^## (.+)$", runbooks, re.M)
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+    for name in ("MabeamAgentNotReady", "MabeamNoActiveLeader"):
+        url = alerts[name]["annotations"]["runbook_url"]
+        base, _, anchor = url.partition("#")
+        assert base.endswith("/docs/runbooks.md") and anchor in anchors, url
     assert alerts["MabeamSessionsFailing"]["expr"].rstrip().endswith("> 0.25")
     assert 'outcome="Failed"' in alerts["MabeamSessionsFailing"]["expr"]
     custom = {"prometheusRule": {"enabled": True, "thresholds": {"decisionLatencyP95Seconds": 5}}}
@@ -691,9 +727,17 @@ def test_dockerfile(path: Path) -> None:
         i for i, (w, _) in enumerate(final) if w in ("COPY", "RUN")
     )
     builder_runs = " ".join(rest for word, rest in stages[0] if word == "RUN")
-    assert "--requirement requirements/operator.txt" in builder_runs
-    assert "--constraint requirements/operator.txt" in builder_runs
-    assert "--no-index" in builder_runs, "installs only the wheels built in the builder"
+    assert "--require-hashes --wheel-dir /wheels --requirement requirements/operator.txt" in builder_runs
+    assert "--require-hashes --requirement requirements/build.txt" in builder_runs
+    assert "--no-index --no-deps /wheels/*.whl" in builder_runs, "installs only the wheels built here"
+    assert "/opt/venv/bin/pip check" in builder_runs, "and those wheels are a complete set"
+    base = stages[0][0][1].split()[0]
+    assert re.search(r"@sha256:[0-9a-f]{64}$", base), f"base image pinned by digest: {base}"
+    assert stages[-1][0][1] == base, "both stages on the same pinned base"
+    labels = " ".join(rest for word, rest in final if word == "LABEL")
+    for key, arg in (("source", "SOURCE"), ("version", "VERSION"), ("revision", "REVISION")):
+        assert f'org.opencontainers.image.{key}="${{{arg}}}"' in labels, key
+        assert any(w == "ARG" and r.startswith(f"{arg}=") for w, r in final), f"ARG {arg} in the final stage"
 
 
 def test_operator_image_entrypoint() -> None:
@@ -713,13 +757,18 @@ def test_agents_image_layout() -> None:
 
 
 def pins(path: Path) -> dict[str, str]:
+    """The exact pins of a hashed lock (pip-compile --generate-hashes); each pin needs a hash."""
     out = {}
-    for line in path.read_text().splitlines():
+    text = re.sub(r"\\\n", " ", path.read_text())  # join the continued lines
+    for line in text.splitlines():
         line = line.split("#")[0].strip()
         if line:
-            req = Requirement(line)
+            requirement, *options = line.split(" --")
+            req = Requirement(requirement)
             (spec,) = req.specifier
             assert spec.operator == "==" and not req.extras and not req.marker, line
+            hashes = [o for o in options if o.strip()]
+            assert hashes and all(re.fullmatch(r"hash=sha256:[0-9a-f]{64}", h.strip()) for h in hashes), line
             out[canonicalize_name(req.name)] = spec.version
     return out
 
@@ -739,9 +788,21 @@ def test_dockerignore_keeps_what_the_images_copy() -> None:
     assert rules[0] == "**", "deny by default"
     for needed in (
         "pyproject.toml",
+        "LICENSE",
         "requirements/operator.txt",
         "requirements/build.txt",
         "mabeam/",
         "agents/*.py",
     ):
         assert f"!{needed}" in rules
+
+
+def test_license_is_apache_2_with_our_copyright() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "Copyright 2026 The MABEAM authors" in text
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == "Apache-2.0"
+    for path in DOCKERFILES:
+        copies = [rest for word, rest in dockerfile_stages(path)[0] if word == "COPY"]
+        assert any("LICENSE" in c.split() for c in copies), f"{path}: the wheel carries the LICENSE"

@@ -113,6 +113,7 @@ async def test_describe_shows_spec_status_conditions_and_events(cluster: LocalCl
 
 
 async def test_vote_writes_the_named_vote_and_updates_it(cluster: LocalCluster, kube: Kube) -> None:
+    await session(kube, "s1")
     code, out = await mabeam(cluster, "vote", "s1", "yes", "--as", "alice")
     assert (code, out) == (0, "vote.mabeam.io/s1-alice created\n")
     vote = await kube.get(VOTE, "s1-alice", "default")
@@ -184,3 +185,105 @@ async def test_watch_redraws_on_changes_and_exits_when_decided(cluster: LocalClu
 
 async def test_watch_of_a_missing_session_fails(cluster: LocalCluster) -> None:
     assert (await mabeam(cluster, "watch", "coordination", "nope"))[0] == 1
+
+
+async def test_vote_refuses_an_unknown_option_or_a_non_participant_before_writing(
+    cluster: LocalCluster, kube: Kube, capsys: Any
+) -> None:
+    import pytest
+
+    from mabeam.errors import MabeamError
+
+    await session(kube, "s2")
+    not_an_option = r"'maybe' is not an option of coordination s2 \(options: yes, no\)"
+    with pytest.raises(MabeamError, match=not_an_option):
+        await mabeam(cluster, "vote", "s2", "maybe", "--as", "alice")
+    with pytest.raises(MabeamError, match=r"mallory is not a participant of coordination s2"):
+        await mabeam(cluster, "vote", "s2", "yes", "--as", "mallory")
+    with pytest.raises(MabeamError, match=r'Coordination "nope" not found'):
+        await mabeam(cluster, "vote", "nope", "yes", "--as", "alice")
+    assert await kube.list(VOTE, "default") == []
+    # The operator's verdict is reported when asked to wait for it (here a stand-in writes it).
+    await session(kube, "s3")
+
+    async def verdict() -> None:
+        for _ in range(200):
+            vote = await kube.get(VOTE, "s3-bob", "default")
+            if vote is not None:
+                status = {"accepted": False, "reason": "Late", "message": "the session closed",
+                          "observedGeneration": vote["metadata"]["generation"]}  # fmt: skip
+                await kube.patch(VOTE, "s3-bob", {"status": status}, namespace="default", status=True)
+                return
+            await asyncio.sleep(0.02)
+
+    judge = asyncio.create_task(verdict())
+    code, out = await mabeam(cluster, "vote", "s3", "yes", "--as", "bob", "--wait", "10")
+    await judge
+    assert code == 1 and out == "vote.mabeam.io/s3-bob created\n"
+    assert "vote s3-bob refused: Late: the session closed" in capsys.readouterr().err
+
+
+async def test_get_output_formats_selector_and_sealed_auction_price(
+    cluster: LocalCluster, kube: Kube
+) -> None:
+    import json
+
+    import yaml
+
+    from mabeam.cli.get import auction_price, parse_selector
+    from mabeam.errors import MabeamError
+
+    await kube.create(
+        AGENT,
+        {"metadata": {"name": "alice", "namespace": "default", "labels": {"team": "a", "tier": "x"}},
+         "spec": {"template": TEMPLATE}},
+    )  # fmt: skip
+    await kube.create(
+        AGENT,
+        {"metadata": {"name": "bob", "namespace": "default", "labels": {"team": "b"}},
+         "spec": {"template": TEMPLATE}},
+    )  # fmt: skip
+    _, out = await mabeam(cluster, "get", "agents", "-o", "json")
+    doc = json.loads(out)
+    assert doc["kind"] == "List" and [o["metadata"]["name"] for o in doc["items"]] == ["alice", "bob"]
+    _, out = await mabeam(cluster, "get", "agent", "bob", "-o", "yaml")
+    assert yaml.safe_load(out)["metadata"]["name"] == "bob"
+    _, out = await mabeam(cluster, "get", "agents", "-l", "team=a", "-o", "name")
+    assert out == "agent.mabeam.io/alice\n"
+    for selector, names in (("team!=a", ["bob"]), ("tier", ["alice"]), ("!tier", ["bob"]),
+                            ("team in (a,b),tier", ["alice"]), ("team notin (a)", ["bob"])):  # fmt: skip
+        _, out = await mabeam(cluster, "get", "agents", "-l", selector)
+        assert [line.split()[0] for line in out.splitlines()[1:]] == names, selector
+    try:
+        parse_selector("team=a,=b")
+    except MabeamError as exc:
+        assert "invalid label selector" in str(exc)
+    else:
+        raise AssertionError("a bad selector was accepted")
+    _, out = await mabeam(cluster, "get", "agents", "-o", "wide", "--context", "mabeam-local")
+    assert out.splitlines()[0].split()[0] == "NAME"
+    # A sealed auction has no clock price: PRICE is what its winners pay.
+    sealed = {"status": {"result": {"allocations": [{"agent": "d", "items": ["g"], "price": 24}]}}}
+    assert auction_price(sealed) == "24"
+    assert auction_price({"status": {"clockPrice": 26}}) == 26
+    assert auction_price({"status": {}}) is None
+
+
+async def test_get_watch_prints_the_list_then_each_change(cluster: LocalCluster, kube: Kube) -> None:
+    await agent(kube, "alice", phase="Pending")
+    args = build_parser().parse_args(["get", "agents", "-w", "--kubeconfig", str(cluster.admin_kubeconfig)])
+    out = io.StringIO()
+    task = asyncio.create_task(args.async_func(args, out))
+    for _ in range(250):
+        if "alice" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    await kube.patch(AGENT, "alice", {"status": {"phase": "Ready"}}, namespace="default", status=True)
+    for _ in range(250):
+        if "Ready" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:2] == ["NAME", "PHASE"]
+    assert [line.split()[:2] for line in lines[1:]] == [["alice", "Pending"], ["alice", "Ready"]]

@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import shlex
 from typing import Any
 
 import pytest
 
 from mabeam.cli import build_parser
 from mabeam.cli.watch import render_auction, render_market
-from mabeam.core.economics import commitment
+from mabeam.core.economics.sealing import Opened, open_sealed
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.local.cluster import LocalCluster
-from mabeam.models.auction import BidReveal
+from mabeam.models._sealed import SealedEnvelope
+from tests.strategies_auctions import KEY
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
 STAMP = "2026-11-25T12:00:00Z"
-NONCE = "0123456789abcdef0123"
+SEALING = KEY.info.to_wire()
 
 
 def later(seconds: float) -> str:
@@ -74,84 +74,83 @@ async def bid_spec(kube: Kube, name: str) -> dict[str, Any]:
     return dict(obj["spec"])
 
 
-async def test_sealed_bid_commits_and_the_printed_command_reveals_it(
+def opened(obj: dict[str, Any], agent: str, spec: dict[str, Any]) -> Opened:
+    """The Bid ``spec`` opened with the operator's key as ``agent``'s bid in the Auction ``obj``."""
+    envelope = SealedEnvelope.model_validate(spec["sealed"])
+    result = open_sealed(KEY, envelope, "Bid", obj["metadata"]["uid"], agent)
+    assert isinstance(result, Opened), result
+    return result
+
+
+async def test_a_sealed_bid_is_encrypted_to_the_operators_key(
     cluster: LocalCluster, kube: Kube, capsys: pytest.CaptureFixture[str]
 ) -> None:
     created = await auction(
-        kube, "a1", "first-price", ["gpu-1"], phase="Bidding", participants=people("alice", "bob")
+        kube,
+        "a1",
+        "first-price",
+        ["gpu-1"],
+        phase="Bidding",
+        participants=people("alice", "bob"),
+        sealing=SEALING,
     )
     code, out = await mabeam(cluster, "bid", "a1", "--as", "alice", "--amount", "12.5")
     assert (code, out) == (0, "bid.mabeam.io/a1-alice created\n")
+    assert "nothing to reveal" in capsys.readouterr().err
     obj = await kube.get(BID, "a1-alice", "default")
     assert obj is not None
     assert obj["metadata"]["labels"] == {"mabeam.io/session": "a1", "mabeam.io/agent": "alice"}
     assert obj["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
-    assert set(obj["spec"]) == {"auction", "agent", "commitment"}  # the amount stays secret
+    assert set(obj["spec"]) == {"auction", "agent", "sealed"}  # the amount stays secret
     assert (obj["spec"]["auction"], obj["spec"]["agent"]) == ("a1", "alice")
-    line = next(x.strip() for x in capsys.readouterr().err.splitlines() if x.strip().startswith("mabeam bid"))
-    assert "12.5" in line and "--nonce" in line
+    assert "12.5" not in str(obj["spec"])
+    assert opened(created, "alice", obj["spec"]) == Opened({"amount": 12.5})
 
-    # While still Bidding nothing can be revealed, and a wrong bid never opens the commitment.
-    await kube.patch(AUCTION, "a1", {"status": {"phase": "Revealing"}}, namespace="default", status=True)
-    nonce = shlex.split(line)[shlex.split(line).index("--nonce") + 1]
-    code, _ = await mabeam(cluster, "bid", "a1", "--as", "alice", "--amount", "13", "--nonce", nonce)
-    assert code == 1
-    assert "do not open the commitment" in capsys.readouterr().err
-    assert "reveal" not in await bid_spec(kube, "a1-alice")
-    assert (await mabeam(cluster, "bid", "a1", "--as", "alice", "--amount", "12.5"))[0] == 1  # no nonce
-    code, _ = await mabeam(cluster, "bid", "a1", "--as", "bob", "--amount", "9", "--nonce", NONCE)
-    assert code == 1 and "committed no bid" in capsys.readouterr().err
-
-    code, out = await run(shlex.split(line)[1:])
-    assert (code, out) == (0, "bid.mabeam.io/a1-alice updated\n")
-    spec = await bid_spec(kube, "a1-alice")
-    assert spec["reveal"] == {"amount": 12.5, "nonce": nonce}
-    assert commitment(BidReveal.model_validate(spec["reveal"])) == spec["commitment"]
+    # A new bid replaces it while Bidding; once bidding has closed, nothing more is sent.
+    assert (await mabeam(cluster, "bid", "a1", "--as", "alice", "--amount", "13"))[0] == 0
+    assert opened(created, "alice", await bid_spec(kube, "a1-alice")) == Opened({"amount": 13.0})
+    await kube.patch(AUCTION, "a1", {"status": {"phase": "Awarded"}}, namespace="default", status=True)
+    assert (await mabeam(cluster, "bid", "a1", "--as", "bob", "--amount", "9"))[0] == 1
+    assert "has ended" in capsys.readouterr().err
 
 
-async def test_a_given_nonce_commits_exactly_that_bid(cluster: LocalCluster, kube: Kube) -> None:
+async def test_without_a_published_key_nothing_is_sent(
+    cluster: LocalCluster, kube: Kube, capsys: pytest.CaptureFixture[str]
+) -> None:
     await auction(kube, "a2", "second-price", ["gpu-1"], phase="Bidding", participants=people("alice"))
-    assert (await mabeam(cluster, "bid", "a2", "--as", "alice", "--amount", "7", "--nonce", NONCE))[0] == 0
-    assert (await bid_spec(kube, "a2-alice"))["commitment"] == commitment(BidReveal(amount=7, nonce=NONCE))
-    # A later commitment that was not counted (say, Late) is not the one a reveal must open.
-    assert (await mabeam(cluster, "bid", "a2", "--as", "alice", "--amount", "8", "--nonce", NONCE))[0] == 0
-    counted = [
-        {"agent": "alice", "commitment": commitment(BidReveal(amount=7, nonce=NONCE)), "receivedAt": STAMP}
-    ]
-    await kube.patch(
-        AUCTION, "a2", {"status": {"phase": "Revealing", "bids": counted}}, namespace="default", status=True
-    )
-    assert (await mabeam(cluster, "bid", "a2", "--as", "alice", "--amount", "8", "--nonce", NONCE))[0] == 1
-    assert (await mabeam(cluster, "bid", "a2", "--as", "alice", "--amount", "7", "--nonce", NONCE))[0] == 0
-    assert (await bid_spec(kube, "a2-alice"))["reveal"] == {"amount": 7.0, "nonce": NONCE}
+    assert (await mabeam(cluster, "bid", "a2", "--as", "alice", "--amount", "7"))[0] == 1
+    assert "no sealing key" in capsys.readouterr().err
+    assert await kube.get(BID, "a2-alice", "default") is None
 
 
 async def test_combinatorial_bids_are_bundles(
     cluster: LocalCluster, kube: Kube, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await auction(
-        kube, "c1", "combinatorial", ["gpu-1", "gpu-2"], phase="Bidding", participants=people("alice")
+    created = await auction(
+        kube,
+        "c1",
+        "combinatorial",
+        ["gpu-1", "gpu-2"],
+        phase="Bidding",
+        participants=people("alice"),
+        sealing=SEALING,
     )
     argv = ["bid", "c1", "--as", "alice", "--bundle", "gpu-2,gpu-1=30", "--bundle", "gpu-1=18"]
     assert (await mabeam(cluster, *argv))[0] == 0
-    line = next(x.strip() for x in capsys.readouterr().err.splitlines() if x.strip().startswith("mabeam bid"))
-    await kube.patch(AUCTION, "c1", {"status": {"phase": "Revealing"}}, namespace="default", status=True)
-    assert (await run(shlex.split(line)[1:]))[0] == 0
     spec = await bid_spec(kube, "c1-alice")
-    assert spec["reveal"]["bundles"] == [
-        {"items": ["gpu-2", "gpu-1"], "amount": 30.0},
-        {"items": ["gpu-1"], "amount": 18.0},
-    ]
-    assert commitment(BidReveal.model_validate(spec["reveal"])) == spec["commitment"]
-
-    await kube.patch(AUCTION, "c1", {"status": {"phase": "Bidding"}}, namespace="default", status=True)
+    assert opened(created, "alice", spec) == Opened(
+        {"bundles": [{"items": ["gpu-2", "gpu-1"], "amount": 30.0}, {"items": ["gpu-1"], "amount": 18.0}]}
+    )
     assert (await mabeam(cluster, "bid", "c1", "--as", "alice", "--bundle", "gpu-9=3"))[0] == 1
     assert "does not sell gpu-9" in capsys.readouterr().err
     assert (await mabeam(cluster, "bid", "c1", "--as", "alice", "--amount", "3"))[0] == 1
     assert "--bundle" in capsys.readouterr().err
     assert usage_error(cluster, "bid", "c1", "--as", "alice", "--bundle", "gpu-1") == 2
     assert usage_error(cluster, "bid", "c1", "--as", "alice", "--bundle", "gpu-1,gpu-1=4") == 2
-    assert usage_error(cluster, "bid", "c1", "--as", "alice", "--amount", "3", "--nonce", "short") == 2
+    assert (
+        usage_error(cluster, "bid", "c1", "--as", "alice", "--amount", "3", "--nonce", "0123456789abcdef")
+        == 2
+    )
 
 
 async def test_clock_bids_answer_the_current_round(
@@ -193,10 +192,10 @@ async def test_clock_bids_answer_the_current_round(
         ("first-price", "Pending", ["--amount", "5"], "has not opened yet"),
         ("first-price", "Bidding", ["--accept"], "for clock auctions"),
         ("first-price", "Bidding", ["--bundle", "gpu-1=5"], "--amount A"),
-        ("dutch", "Revealing", ["--accept"], "has not opened yet"),
+        ("dutch", "Pending", ["--accept"], "has not opened yet"),
         ("english", "NoSale", ["--decline"], "has ended"),
     ],
-    ids=["ended", "pending", "accept-on-sealed", "bundle-on-single", "clock-never-reveals", "clock-ended"],
+    ids=["ended", "pending", "accept-on-sealed", "bundle-on-single", "clock-pending", "clock-ended"],
 )
 async def test_bids_that_do_not_fit_the_auction_are_refused(
     cluster: LocalCluster,
@@ -219,25 +218,38 @@ async def order_spec(kube: Kube, name: str) -> dict[str, Any]:
     return dict(obj["spec"])
 
 
+def opened_order(market: dict[str, Any], agent: str, spec: dict[str, Any]) -> Opened:
+    """The Order ``spec`` opened with the operator's key as ``agent``'s order in ``market``."""
+    assert set(spec) == {"market", "agent", "sealed"}  # nothing in clear
+    envelope = SealedEnvelope.model_validate(spec["sealed"])
+    result = open_sealed(KEY, envelope, "Order", market["metadata"]["uid"], agent)
+    assert isinstance(result, Opened), result
+    return result
+
+
 async def test_double_auction_orders(
     cluster: LocalCluster, kube: Kube, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = {"mechanism": "double-auction", "participants": {"agents": ["alice"]}, "good": "gpu-hours"}
-    created = await make(kube, MARKET, "m1", spec, phase="Collecting", participants=people("alice"))
+    created = await make(
+        kube, MARKET, "m1", spec, phase="Collecting", participants=people("alice"), sealing=SEALING
+    )
     code, out = await mabeam(
         cluster, "order", "m1", "--as", "alice", "--side", "buy", "--price", "10", "--quantity", "3"
     )
     assert (code, out) == (0, "order.mabeam.io/m1-alice created\n")
     obj = await kube.get(ORDER, "m1-alice", "default")
     assert obj is not None
-    assert obj["spec"] == {"market": "m1", "agent": "alice", "side": "buy", "price": 10.0, "quantity": 3}
+    assert opened_order(created, "alice", obj["spec"]) == Opened(
+        {"side": "buy", "price": 10.0, "quantity": 3}
+    )
     assert obj["metadata"]["labels"] == {"mabeam.io/session": "m1", "mabeam.io/agent": "alice"}
     assert obj["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     code, out = await mabeam(cluster, "order", "m1", "--as", "alice", "--side", "sell", "--price", "8")
     assert out == "order.mabeam.io/m1-alice updated\n"
-    assert await order_spec(kube, "m1-alice") == {
-        "market": "m1", "agent": "alice", "side": "sell", "price": 8.0, "quantity": 1,
-    }  # fmt: skip
+    assert opened_order(created, "alice", await order_spec(kube, "m1-alice")) == Opened(
+        {"side": "sell", "price": 8.0, "quantity": 1}
+    )
     assert (await mabeam(cluster, "order", "m1", "--as", "alice", "--schedule", "10=1"))[0] == 1
     assert "double auction" in capsys.readouterr().err
     assert (await mabeam(cluster, "order", "m1", "--as", "alice", "--side", "buy"))[0] == 1  # no price
@@ -263,9 +275,11 @@ async def test_equilibrium_orders_are_schedules(
         "good": "cpu",
         "priceGrid": {"min": 10, "max": 20, "step": 2},
     }
-    await make(kube, MARKET, "m2", spec, phase="Collecting", participants=people("alice"))
+    created = await make(
+        kube, MARKET, "m2", spec, phase="Collecting", participants=people("alice"), sealing=SEALING
+    )
     assert (await mabeam(cluster, "order", "m2", "--as", "alice", "--schedule", "14=-3,10=5,12=2"))[0] == 0
-    assert (await order_spec(kube, "m2-alice"))["schedule"] == [
+    assert opened_order(created, "alice", await order_spec(kube, "m2-alice")).content["schedule"] == [
         {"price": 10.0, "quantity": 5.0},
         {"price": 12.0, "quantity": 2.0},
         {"price": 14.0, "quantity": -3.0},
@@ -288,33 +302,32 @@ def test_sealed_auction_frames() -> None:
         "metadata": {"name": "a1", "namespace": "default"},
         "spec": {"mechanism": "second-price", "items": ["gpu-1"], "reservePrice": 5},
         "status": {
-            "phase": "Revealing",
+            "phase": "Bidding",
             "deadline": (NOW + dt.timedelta(seconds=20)).isoformat(),
             "participants": people("alice", "bob", "carol", "dave"),
             "bids": [
                 {
                     "agent": "alice",
-                    "commitment": "a" * 64,
-                    "amount": 12.5,
-                    "revealed": True,
+                    "sealed": {"keyId": KEY.key_id, "ciphertext": "AAAA"},
                     "receivedAt": STAMP,
                 },
-                {"agent": "bob", "commitment": "b" * 64, "receivedAt": STAMP},
+                {"agent": "bob", "sealed": {"keyId": KEY.key_id, "ciphertext": "BBBB"}, "receivedAt": STAMP},
             ],
-            "refusals": [{"agent": "carol", "reason": "BadCommitment", "message": "does not open"}],
+            "refusals": [{"agent": "carol", "reason": "Copied", "message": "a copy of bob's sealed Bid"}],
         },
     }
     frame = render_auction(obj, NOW)
     assert frame.splitlines()[0].split() == [
-        "Auction", "default/a1", "mechanism", "second-price", "phase", "Revealing", "closes", "in", "20s",
+        "Auction", "default/a1", "mechanism", "second-price", "phase", "Bidding", "closes", "in", "20s",
     ]  # fmt: skip
     assert "reserve 5" in frame
-    assert ["alice", "revealed", "(12.5)"] in rows(frame)
-    assert ["bob", "committed"] in rows(frame)
-    assert ["carol", "refused:", "BadCommitment"] in rows(frame)
+    assert ["alice", "sealed"] in rows(frame)
+    assert ["bob", "sealed"] in rows(frame)
+    assert ["carol", "refused:", "Copied"] in rows(frame)
     assert ["dave", "waiting"] in rows(frame)
     assert "Result" not in frame
 
+    obj["status"]["bids"][0]["amount"] = 12.5  # type: ignore[index]
     obj["status"] |= {
         "phase": "Awarded",
         "result": {
@@ -332,6 +345,7 @@ def test_sealed_auction_frames() -> None:
     assert ["WINNER", "ITEMS", "PRICE", "BID"] in rows(frame)
     assert ["alice", "gpu-1", "9", "12.5"] in rows(frame)
     assert "Revenue: 9" in frame
+    assert ["alice", "opened", "(12.5)"] in rows(frame)
 
 
 def test_clock_and_combinatorial_auction_frames() -> None:
@@ -367,7 +381,6 @@ def test_clock_and_combinatorial_auction_frames() -> None:
             "bids": [
                 {
                     "agent": "alice",
-                    "revealed": True,
                     "bundles": [{"items": ["gpu-1", "gpu-2"], "amount": 3}],
                     "receivedAt": STAMP,
                 }
@@ -377,7 +390,7 @@ def test_clock_and_combinatorial_auction_frames() -> None:
     }
     frame = render_auction(combinatorial, NOW)
     assert "Round" not in frame
-    assert ["alice", "revealed", "(gpu-1,gpu-2=3)"] in rows(frame)
+    assert ["alice", "opened", "(gpu-1,gpu-2=3)"] in rows(frame)
     assert "Result: NoSale (BelowReserve) no bid reaches the reserve" in frame
     assert "WINNER" not in frame
 
@@ -450,7 +463,7 @@ async def test_watch_auction_redraws_and_exits_when_awarded(cluster: LocalCluste
     watch = asyncio.create_task(mabeam(cluster, "watch", "auction", "w1", "--refresh", "0.1"))
     await asyncio.sleep(0.3)
     assert not watch.done()
-    bids = [{"agent": "alice", "commitment": "c" * 64, "receivedAt": STAMP}]
+    bids = [{"agent": "alice", "sealed": {"keyId": KEY.key_id, "ciphertext": "CCCC"}, "receivedAt": STAMP}]
     await kube.patch(AUCTION, "w1", {"status": {"bids": bids}}, namespace="default", status=True)
     await asyncio.sleep(0.3)
     assert not watch.done()
@@ -467,7 +480,7 @@ async def test_watch_auction_redraws_and_exits_when_awarded(cluster: LocalCluste
     assert code == 0
     frames = out.strip().split("\n\n")
     assert len(frames) == 3
-    assert ["alice", "waiting"] in rows(frames[0]) and ["alice", "committed"] in rows(frames[1])
+    assert ["alice", "waiting"] in rows(frames[0]) and ["alice", "sealed"] in rows(frames[1])
     assert "phase Awarded" in frames[2] and ["alice", "gpu-1", "4", "4"] in rows(frames[2])
 
 

@@ -143,8 +143,99 @@ def test_a_fitting_value_and_a_known_protocol_pass(
     manifest.write_text(
         _variable("  type: integer\n  constraints: {minimum: 0, maximum: 10}\n  value: 10\n")
         + "---\napiVersion: mabeam.io/v1alpha1\nkind: Coordination\nmetadata: {name: s}\nspec:\n"
-        "  protocol: majority\n  participants: {agents: [a]}\n  options: [x, y]\n"
+        "  protocol: majority\n  participants: {agents: [a]}\n  options: [x, \"y\"]\n"
     )
     code, out, err = run(capsys, "-f", str(manifest))
     assert (code, out) == (0, "")
     assert "2 MABEAM object(s) checked, 0 problem(s)." in err
+
+
+def test_every_error_at_once_with_exact_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Schema errors, name errors, the model's whole-spec rules, the pod template and YAML 1.1
+    booleans of one file, all in one run, each at its own field (never just ``spec``)."""
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        textwrap.dedent(
+            """\
+            apiVersion: mabeam.io/v1alpha1
+            kind: Auction
+            metadata: {name: Bad_Name}
+            spec:
+              mechanism: english
+              items: [gpu-0]
+              participants: {agents: [a]}
+            ---
+            apiVersion: mabeam.io/v1alpha1
+            kind: Agent
+            metadata: {name: a.b}
+            spec:
+              template:
+                spec:
+                  restartPolicy: Never
+                  containers: [{name: agent, image: x}]
+            ---
+            apiVersion: mabeam.io/v1alpha1
+            kind: Vote
+            metadata: {name: s1-alice}
+            spec: {session: s1, agent: alice, choice: yes}
+            ---
+            apiVersion: mabeam.io/v1alpha1
+            kind: Coordination
+            metadata: {name: s}
+            spec:
+              protocol: majority
+              participants: {agents: [a]}
+              options: [on, n]
+            """
+        )
+    )
+    code, out, _ = run(capsys, "-f", str(manifest))
+    assert code == 1
+    lines = [line.removeprefix(f"{manifest}:") for line in out.splitlines()]
+    expected = [
+        ("3: Auction/Bad_Name: metadata.name: Invalid value: 'Bad_Name'", True),
+        ("Auction/Bad_Name: spec.increment: ", False),
+        ("11: Agent/a.b: metadata.name: Invalid value: 'a.b': an Agent's name must be a DNS label", True),
+        ("Agent/a.b: spec.template.spec.restartPolicy: ", False),
+        ("21: Vote/s1-alice: spec.choice: ", True),
+        ("21: Vote/s1-alice: spec.choice: plain yes is a YAML 1.1 boolean (kubectl reads true)", True),
+        ("Coordination/s: spec.options[0]: plain on is a YAML 1.1 boolean (kubectl reads true)", False),
+        ("Coordination/s: spec.options[1]: plain n is a YAML 1.1 boolean (kubectl reads false)", False),
+    ]
+    for text, at_start in expected:
+        assert any((line.startswith(text) if at_start else text in line) for line in lines), (text, lines)
+    assert not any(": spec: " in line for line in lines), lines
+
+
+def test_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(GOOD_VOTE + "---\n" + GOOD_VOTE.replace("s1-alice", "")))
+    code, out, err = run(capsys, "-f", "-")
+    assert code == 1
+    assert out == "<stdin>:8: Vote/<no name>: metadata.name: Required value\n"
+    assert "2 MABEAM object(s) checked, 1 problem(s)." in err
+
+
+def test_validate_needs_nothing_from_the_local_extra() -> None:
+    """`pip install mabeam` (no [local] extra) runs validate: the modules it imports come from
+    the base dependencies."""
+    import subprocess
+    import sys
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    local_only = {Requirement(r).name for r in project["optional-dependencies"]["local"]}
+    base = {Requirement(r).name for r in project["dependencies"]}
+    assert "cel-python" in base
+    probe = (
+        "import sys; from mabeam.cli import validate, get, answer; from mabeam.cli import main; "
+        "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                                cwd=root).stdout.split())  # fmt: skip
+    import_names = {"kmock": "kmock", "jsonschema": "jsonschema", "cryptography": "cryptography"}
+    assert not {import_names[n] for n in local_only if n in import_names} & loaded, loaded

@@ -1,5 +1,9 @@
 """The market engine: collection (verdicts, deadlines, withdrawal), closing, the outcome it writes
-and the effects it asks for, cancellation, invalid specs and idempotence."""
+and the effects it asks for, cancellation, invalid specs and idempotence.
+
+The tests write orders in clear (``limit``, ``schedule``); ``start`` and ``step`` here seal them
+as each agent's SDK would (the same content of the same agent: the same ciphertext, as an Order
+re-sent unchanged) and give the engine the operator's key."""
 
 from __future__ import annotations
 
@@ -16,11 +20,48 @@ import mabeam.core.economics.market as engine
 from mabeam.core.economics import MarketStep, OrderAnswer
 from mabeam.core.economics._double import LimitOrder, clear_double_auction
 from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
-from mabeam.core.economics.market import TERMINAL_PHASES, next_deadline, outcome_effects, start, step
+from mabeam.core.economics.market import TERMINAL_PHASES, next_deadline, outcome_effects
 from mabeam.core.protocols import EmitEvent, Participant, SetVariable
 from mabeam.models._amount import to_decimal
-from mabeam.models.market import MarketSpec, MarketStatus, SchedulePoint
+from mabeam.models._sealed import SealedEnvelope
+from mabeam.models.market import MarketSpec, MarketStatus, OrderContent, SchedulePoint
+from tests.strategies_auctions import KEY, UID, seal_as
 from tests.strategies_markets import DEADLINE, T0, at, markets
+
+_SEALED: dict[tuple[str, str], SealedEnvelope] = {}
+
+
+def sealed(agent: str, answer: OrderAnswer) -> OrderAnswer:
+    """``answer`` as ``agent``'s SDK sends it: sealed (the same content, the same ciphertext)."""
+    if answer.sealed is not None:
+        return answer
+    content = OrderContent.model_construct(
+        side=answer.side,
+        price=answer.price,
+        quantity=answer.quantity,
+        schedule=list(answer.schedule) if answer.schedule is not None else None,
+    )
+    key = (agent, content.model_dump_json())
+    if key not in _SEALED:
+        _SEALED[key] = seal_as(agent, content, kind="Order")  # type: ignore[arg-type]
+    return OrderAnswer(at=answer.at, sealed=_SEALED[key])
+
+
+def start(session: str, spec: MarketSpec, participants: list[Participant], now: dt.datetime) -> MarketStep:
+    return engine.start(session, spec, participants, now, sealing=KEY.info)
+
+
+def step(
+    session: str,
+    spec: MarketSpec,
+    status: MarketStatus,
+    answers: Mapping[str, OrderAnswer],
+    alive: Mapping[str, bool],
+    now: dt.datetime,
+) -> MarketStep:
+    sealed_answers = {agent: sealed(agent, answer) for agent, answer in answers.items()}
+    return engine.step(session, spec, status, sealed_answers, alive, now, sealing_key=KEY, session_uid=UID)
+
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ABCD = [Participant(n) for n in ("a", "b", "c", "d")]
@@ -114,14 +155,48 @@ def test_a_spec_edited_into_one_that_cannot_work_fails_the_open_market() -> None
     )
 
 
-def test_a_status_edited_by_hand_into_a_rising_schedule_fails_instead_of_crashing() -> None:
+def test_a_status_edited_by_hand_cannot_change_a_counted_order() -> None:
     spec = make_spec("equilibrium")
     status = step("m1", spec, opened(spec), {"a": schedule((0, 1))}, {}, at(1)).status
     rising = [SchedulePoint(price=0, quantity=1), SchedulePoint(price=2, quantity=3)]
     edited = status.model_copy(update={"orders": [status.orders[0].model_copy(update={"schedule": rising})]})
     result = step("m1", spec, edited, {}, {}, at(61))  # deleted after the deadline: it stays
-    assert result.status.phase == "Failed"
-    assert result.status.result is not None and result.status.result.message.startswith("status.orders:")
+    # The order counted is the sealed one, opened at the close; the edited fields are ignored.
+    assert result.status.phase == "NoTrade"
+    assert result.status.orders[0].schedule == [SchedulePoint(price=0, quantity=1)]
+
+
+def test_orders_stay_sealed_until_the_close_and_copies_are_refused() -> None:
+    spec = make_spec()
+    status = opened(spec)
+    assert status.sealing == KEY.info
+    a = sealed("a", limit("buy", 7.25, seconds=1))
+    first = step("m1", spec, status, {"a": a, "b": OrderAnswer(at=at(2), sealed=a.sealed)}, {}, at(2))
+    assert verdicts(first) == {"a": "Counted", "b": "Copied"}
+    assert "copy of a's sealed Order" in first.status.refusals[0].message
+    assert [(o.agent, o.sealed, o.side, o.price) for o in first.status.orders] == [
+        ("a", a.sealed, None, None)
+    ]
+    assert "7.25" not in first.status.model_dump_json()
+    bid = OrderAnswer(at=at(3), sealed=seal_as("c", OrderContent(side="sell", price=1), kind="Bid"))  # type: ignore[arg-type]
+    clear = OrderAnswer(at=at(3), side="sell", price=1)  # an order in clear is no order
+    answers = {"a": a, "c": bid, "d": clear}
+    other = engine.step("m1", spec, first.status, answers, {}, at(3), sealing_key=KEY, session_uid=UID)
+    assert verdicts(other) == {"a": "Counted", "c": "BadSeal", "d": "WrongAnswerKind"}
+    done = step("m1", spec, first.status, {"a": a}, {}, DEADLINE)
+    assert [(o.agent, o.side, o.price, o.quantity) for o in done.status.orders] == [("a", "buy", 7.25, 1)]
+
+
+def test_a_market_without_the_key_fails() -> None:
+    spec = make_spec()
+    keyless = engine.start("m1", spec, ABCD, T0)
+    assert keyless.status.result is not None and keyless.status.result.reason == "NoSealingKey"
+    status = opened(spec)
+    replaced = engine.step(
+        "m1", spec, status, {}, {}, at(1), sealing_key=type(KEY)(bytes(32)), session_uid=UID
+    )
+    assert replaced.status.phase == "Failed"
+    assert replaced.status.result is not None and replaced.status.result.reason == "SealingKeyChanged"
 
 
 def test_an_equilibrium_spec_without_a_grid_fails_with_the_path() -> None:
@@ -141,9 +216,9 @@ def test_a_double_auction_collects_until_the_deadline_then_clears() -> None:
     first = step("m1", spec, status, early, {}, at(2))
     assert first.status.phase == "Collecting"
     assert (first.effects, verdicts(first)) == ((), {"a": "Counted", "c": "Counted"})
-    assert [(o.agent, o.side, o.price, o.quantity, o.received_at) for o in first.status.orders] == [
-        ("a", "buy", 10, 1, at(1)),
-        ("c", "sell", 2, 1, at(2)),
+    assert [(o.agent, o.side, o.received_at) for o in first.status.orders] == [
+        ("a", None, at(1)),  # sealed: no content before the close
+        ("c", None, at(2)),
     ]
     everyone = {**early, "b": limit("buy", 8, seconds=3)}
     second = step("m1", spec, first.status, everyone, {}, at(3))
@@ -245,19 +320,20 @@ def test_a_schedule_price_a_rounding_error_off_the_grid_counts_as_the_grid_price
     off = 0.1 + 0.2  # 0.30000000000000004
     result = step("m1", spec, opened(spec), {"a": schedule((off, 1))}, {}, at(1))
     assert verdicts(result) == {"a": "Counted"}
-    assert result.status.orders[0].schedule == [SchedulePoint(price=0.3, quantity=1)]
     again = step("m1", spec, result.status, {"a": schedule((off, 1))}, {}, at(2))
     assert again.status == result.status and verdicts(again) == {"a": "Counted"}
+    done = step("m1", spec, result.status, {"a": schedule((off, 1))}, {}, DEADLINE)
+    assert done.status.orders[0].schedule == [SchedulePoint(price=0.3, quantity=1)]
 
 
 @pytest.mark.parametrize(
     ("order", "reason", "words"),
     [
-        (limit("buy", 5), "WrongAnswerKind", "spec.schedule"),
-        (schedule((0, 2), (2.5, 1)), "OffGrid", "schedule[1].price 2.5"),
-        (schedule((3, 2), (1, 1)), "Unsorted", "schedule[1].price 1 is not above"),
+        (limit("buy", 5), "WrongAnswerKind", "seal a schedule"),
+        (schedule((0, 2), (2.5, 1)), "OffGrid", "schedule[1].price is not on the price grid"),
+        (schedule((3, 2), (1, 1)), "Unsorted", "schedule[1].price is not above"),
         (schedule((3, 2), (3, 1)), "Unsorted", "each price once"),
-        (schedule((0, 1), (4, 2)), "NotMonotone", "schedule[1].quantity 2 at price 4"),
+        (schedule((0, 1), (4, 2)), "NotMonotone", "schedule[1].quantity is above"),
     ],
     ids=["no-schedule", "off-grid", "unsorted", "price-twice", "rising"],
 )
@@ -269,6 +345,7 @@ def test_an_equilibrium_market_refuses_a_schedule_it_cannot_use(
     assert result.status.orders == []
     assert [(r.agent, r.reason) for r in result.status.refusals] == [("a", reason)]
     assert words in result.verdicts[0].message
+    assert "2.5" not in result.verdicts[0].message  # the sealed values are never told
     if reason == "NotMonotone":
         assert "slope down" in result.verdicts[0].message
 
@@ -276,7 +353,7 @@ def test_an_equilibrium_market_refuses_a_schedule_it_cannot_use(
 def test_a_double_auction_refuses_a_schedule_only_order() -> None:
     result = run(make_spec(), {"a": schedule((0, 1))}, at(1))
     assert verdicts(result) == {"a": "WrongAnswerKind"}
-    assert "spec.side" in result.verdicts[0].message
+    assert "seal a side" in result.verdicts[0].message
 
 
 def test_a_demand_that_exceeds_supply_everywhere_is_no_equilibrium() -> None:

@@ -65,7 +65,7 @@ def test_second_price_winner_pays_the_second_highest_or_the_reserve(
     assert outcome.price == expected
 
 
-def test_tie_at_the_top_goes_to_the_earliest_commitment_and_costs_the_bid() -> None:
+def test_tie_at_the_top_goes_to_the_earliest_bid_and_costs_the_bid() -> None:
     bids = [SealedBid("bob", 10.0, at(2)), SealedBid("ada", 10.0, at(3)), SealedBid("cy", 4.0, at(0))]
     assert second_price(bids, 0.0).winner == "bob"
     assert second_price(bids, 0.0).price == 10.0

@@ -86,7 +86,9 @@ async def api() -> AsyncIterator[LocalApiServer]:
 
 @pytest.fixture
 async def http(api: LocalApiServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(api.url) as session:
+    """A client of the cluster admin (its bearer token)."""
+    headers = {"Authorization": f"Bearer {api.issue_token()}"}
+    async with aiohttp.ClientSession(api.url, headers=headers) as session:
         yield session
 
 
@@ -689,26 +691,140 @@ async def test_dry_run_validates_without_storing(api: LocalApiServer, http: aioh
 async def test_server_side_apply_creates_then_merges(http: aiohttp.ClientSession) -> None:
     apply = "application/apply-patch+yaml"
     status, w = await call(http, "PATCH", f"{WIDGETS}/w1", widget("w1"), apply, fieldManager="t")
-    assert status == 201 or status == 200
+    assert status == 201
     assert w["spec"]["size"] == 2
+    assert [(m["manager"], m["operation"]) for m in w["metadata"]["managedFields"]] == [("t", "Apply")]
     status, w = await call(http, "PATCH", f"{WIDGETS}/w1", widget("w1", size=3), apply, fieldManager="t")
     assert status == 200
     assert w["spec"]["size"] == 3
+    status, body = await call(http, "PATCH", f"{WIDGETS}/w1", widget("w1", size=4), apply)
+    assert status == 422 and "fieldManager: Required value" in body["message"]
+
+
+# --- pods/binding -------------------------------------------------------------------------------
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+def pod_binding(name: str, node: str, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, **meta},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+
+
+async def test_a_binding_assigns_a_pod_to_a_node_once(
+    api: LocalApiServer, http: aiohttp.ClientSession
+) -> None:
+    pod = {"metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    status, created = await call(http, "POST", PODS, pod)
+    assert status == 201
+    annotated = pod_binding("p1", "n1", uid=created["metadata"]["uid"], annotations={"why": "test"})
+    status, body = await call(http, "POST", f"{PODS}/p1/binding", annotated)
+    assert (status, body["kind"], body["status"]) == (201, "Status", "Success")
+    response, events = await watch_events(
+        http, PODS, 1, resourceVersion=created["metadata"]["resourceVersion"]
+    )
+    response.close()
+    assert events[0]["type"] == "MODIFIED" and events[0]["object"]["spec"]["nodeName"] == "n1"
+    _, bound = await call(http, "GET", f"{PODS}/p1")
+    assert bound["spec"]["nodeName"] == "n1"
+    assert bound["metadata"]["annotations"] == {"why": "test"}
+    assert [c["status"] for c in bound["status"]["conditions"] if c["type"] == "PodScheduled"] == ["True"]
+
+    # A real API server refuses to move a bound pod, to the same node or to another.
+    for node in ("n2", "n1"):
+        status, refused = await call(http, "POST", f"{PODS}/p1/binding", pod_binding("p1", node))
+        assert (status, refused["reason"]) == (409, "Conflict")
+        assert refused["message"] == (
+            'Operation cannot be fulfilled on pods/binding "p1": pod p1 is already assigned to node "n1"'
+        )
+    _, still = await call(http, "GET", f"{PODS}/p1")
+    assert still["spec"]["nodeName"] == "n1"
+    assert still["metadata"]["resourceVersion"] == bound["metadata"]["resourceVersion"]
+
+
+async def test_a_binding_is_checked_like_a_real_one(api: LocalApiServer, http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", PODS, {"metadata": {"name": "p2"}, "spec": {"containers": [{"name": "c"}]}})
+    url = f"{PODS}/p2/binding"
+    status, body = await call(http, "POST", url, pod_binding("p2", "n1", uid="not-the-uid"))
+    assert status == 409 and "Precondition failed: UID in precondition: not-the-uid" in body["message"]
+    status, body = await call(http, "POST", url, pod_binding("other", "n1"))
+    assert (status, body["message"]) == (400, "name in URL does not match name in Binding object")
+    status, body = await call(
+        http, "POST", url, {**pod_binding("p2", "n1"), "target": {"kind": "Pod", "name": "x"}}
+    )
+    assert status == 422 and "target.kind" in body["message"]
+    status, body = await call(http, "POST", url, {**pod_binding("p2", ""), "target": {"kind": "Node"}})
+    assert status == 422 and "target.name: Required value" in body["message"]
+    status, _ = await call(http, "POST", f"{PODS}/nobody/binding", pod_binding("nobody", "n1"))
+    assert status == 404
+    status, _ = await call(http, "POST", url, pod_binding("p2", "n1"), dryRun="All")
+    assert status == 201
+    _, pod = await call(http, "GET", f"{PODS}/p2")
+    assert "nodeName" not in pod["spec"]  # refused or dry: nothing was bound
+
+
+async def test_binding_needs_create_on_pods_binding(api: LocalApiServer, http: aiohttp.ClientSession) -> None:
+    api.create(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p3", "namespace": "default"}, "spec": {}}
+    )
+    rbac_v1 = "rbac.authorization.k8s.io/v1"
+    pods_rule = {"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}
+    binding_rule = {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]}
+    for name, rules in (("pods", [pods_rule]), ("scheduler", [binding_rule])):
+        api.create(
+            {
+                "apiVersion": rbac_v1,
+                "kind": "Role",
+                "metadata": {"name": name, "namespace": "default"},
+                "rules": rules,
+            }
+        )
+        api.create(
+            {
+                "apiVersion": rbac_v1,
+                "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": "default"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}],
+            }
+        )
+
+    async def bind_as(account: str) -> int:
+        headers = {"Authorization": f"Bearer {api.issue_token(f'system:serviceaccount:default:{account}')}"}
+        async with http.post(f"{PODS}/p3/binding", json=pod_binding("p3", "n1"), headers=headers) as response:
+            return response.status
+
+    assert await bind_as("pods") == 403  # every verb on pods, but not the subresource
+    assert await bind_as("scheduler") == 201
+    assert api.get("v1/pods", "p3", "default")["spec"]["nodeName"] == "n1"
 
 
 # --- identity, accessors, kubeconfig -----------------------------------------------------------
 
 
 async def test_the_caller_identity_is_recorded(api: LocalApiServer, http: aiohttp.ClientSession) -> None:
-    async with http.get(CMS, headers={"Authorization": "Bearer sa:team:agent-1"}):
-        pass
-    async with http.get(CMS, headers={"Impersonate-User": "alice"}):
-        pass
-    async with http.get(CMS):
-        pass
-    users = [record.user for record in api.audit if record.verb == "list"]
-    assert users == ["system:serviceaccount:team:agent-1", "alice", "system:anonymous"]
-    assert api.request_counts["list"] == 3
+    agent = api.issue_token("system:serviceaccount:team:agent-1")
+    async with aiohttp.ClientSession(api.url) as bare:
+        async with bare.get(CMS, headers={"Authorization": f"Bearer {agent}"}):
+            pass
+        async with http.get(CMS, headers={"Impersonate-User": "alice"}):  # the admin may impersonate
+            pass
+        async with bare.get(CMS):
+            pass
+        async with bare.get(CMS, headers={"Authorization": "Bearer sa:team:agent-1"}) as response:
+            assert response.status == 401  # a name is not a token
+    users = [(record.user, record.code) for record in api.audit if record.verb == "list"]
+    assert users == [
+        ("system:serviceaccount:team:agent-1", 403),
+        ("alice", 403),
+        ("system:anonymous", 403),
+        ("", 401),
+    ]
+    assert api.request_counts["list"] == 4
 
 
 async def test_history_lists_every_version_and_the_deletion(
@@ -731,18 +847,29 @@ async def test_direct_create_and_objects_with_label_selector(api: LocalApiServer
 
 
 async def test_kubeconfig_points_at_the_server(api: LocalApiServer, tmp_path: Any) -> None:
-    path = api.kubeconfig(tmp_path / "kubeconfig", token="sa:default:op")
+    path = api.kubeconfig(tmp_path / "kubeconfig", user="system:serviceaccount:default:op")
     config = yaml.safe_load(path.read_text())
     assert config["clusters"][0]["cluster"]["server"] == api.url
-    assert config["users"][0]["user"]["token"] == "sa:default:op"
+    token = config["users"][0]["user"]["token"]
+    assert "op" not in token and len(token) >= 32  # a secret, not a name
+    assert (
+        api.emulator.authenticate({"Authorization": f"Bearer {token}"}).name
+        == "system:serviceaccount:default:op"
+    )
     assert api.url.startswith("http://127.0.0.1:")
 
 
 def test_threaded_server_serves_and_stops() -> None:
-    async def fetch(url: str) -> int:
-        async with aiohttp.ClientSession() as session, session.get(f"{url}/api/v1/namespaces/default") as r:
+    async def fetch(url: str, token: str | None = None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(f"{url}/api/v1/namespaces/default") as r,
+        ):
             return r.status
 
     with LocalApiServer.start_in_thread() as threaded:
-        assert asyncio.run(fetch(threaded.url)) == 200
+        assert asyncio.run(fetch(threaded.url)) == 403  # anonymous
+        token = threaded.call(threaded.api.issue_token)
+        assert asyncio.run(fetch(threaded.url, token)) == 200
         assert threaded.call(lambda: threaded.api.get("v1/namespaces", "default")) is not None

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from mabeam.local.apiserver import LocalApiServer
-from mabeam.local.kubelet import LocalKubelet, _Container, pod_phase
+from mabeam.local.kubelet import LocalKubelet, pod_phase
+from mabeam.local.kubelet._pods import Container
 
 PY = sys.executable
 NS = "ns1"
@@ -37,6 +38,17 @@ class Api:
         self, name: str, containers: list[dict[str, Any]], *, finalizers: list[str] = (), **spec: Any
     ) -> None:
         meta = {"name": name, "namespace": NS, **({"finalizers": list(finalizers)} if finalizers else {})}
+        account = spec.get("serviceAccountName")
+        if account:  # as a cluster would require: the pod's ServiceAccount exists
+            sa = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": NS},
+            }
+            async with self.session.post(
+                f"{self.url}/api/v1/namespaces/{NS}/serviceaccounts", json=sa
+            ) as resp:
+                assert resp.status in (201, 409), await resp.text()
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -136,7 +148,8 @@ async def server() -> AsyncIterator[LocalApiServer]:
 
 @pytest.fixture
 async def api(server: LocalApiServer) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession() as session:
+    headers = {"Authorization": f"Bearer {server.issue_token()}"}  # the cluster admin
+    async with aiohttp.ClientSession(headers=headers) as session:
         yield Api(server.url, session)
 
 
@@ -152,6 +165,11 @@ async def make_kubelet(server: LocalApiServer, tmp_path: Path) -> AsyncIterator[
             "grace_period": 2.0,
             "probe_period": 0.05,
             "retry_delay": 0.05,
+            "kubeconfig_path": server.kubeconfig(
+                tmp_path / f"node-{len(started)}.yaml",
+                user="system:node:local",
+                groups=("system:nodes", "system:masters"),
+            ),
         }
         kubelet = LocalKubelet(url or server.url, **{**options, **overrides})
         started.append(kubelet)
@@ -220,7 +238,8 @@ async def test_pod_runs_with_its_env_and_kubeconfig(api: Api, kubelet: LocalKube
     assert seen["MESSAGE"] == "hi there, $(GREETING)"
     config = yaml.safe_load(Path(seen["KUBECONFIG"]).read_text())
     assert config["clusters"][0]["cluster"]["server"] == api.url
-    assert config["users"][0]["user"]["token"] == f"sa:{NS}:robot"
+    token = config["users"][0]["user"]["token"]
+    assert "robot" not in token and len(token) >= 32  # a TokenRequest's secret, not a name
     assert config["contexts"][0]["context"]["namespace"] == NS
     assert oct(Path(seen["KUBECONFIG"]).stat().st_mode & 0o777) == "0o600"
     assert kubelet.log_path(NS, "p1", "agent").read_text() == "hello from the pod\n"
@@ -230,7 +249,9 @@ async def test_the_api_server_knows_who_speaks(
     server: LocalApiServer, api: Api, make_kubelet: KubeletFactory, tmp_path: Path
 ) -> None:
     await make_kubelet(
-        kubeconfig_path=server.kubeconfig(tmp_path / "node.yaml", token="user:system:node:local")
+        kubeconfig_path=server.kubeconfig(
+            tmp_path / "node.yaml", user="system:node:local", groups=("system:nodes", "system:masters")
+        )
     )
     code = (
         "import os, time, urllib.request, yaml\n"
@@ -266,7 +287,7 @@ async def test_the_api_server_knows_who_speaks(
 
     by_user = {(r.user, r.verb, r.subresource) for r in server.audit if r.name == "caller"}
     assert ("system:serviceaccount:ns1:robot", "get", None) in by_user  # the pod's own request
-    assert ("system:node:local", "patch", None) in by_user  # binding
+    assert ("system:node:local", "create", "binding") in by_user  # the pods/binding subresource
     assert ("system:node:local", "patch", "status") in by_user
 
 
@@ -577,16 +598,16 @@ async def test_survives_a_broken_watch_and_relists(
     ],
 )
 def test_pod_phase_follows_the_kubelet_rules(states: list[dict[str, Any]], policy: str, phase: str) -> None:
-    containers = [_Container(spec={}, name=str(i), state=state) for i, state in enumerate(states)]
+    containers = [Container(spec={}, name=str(i), state=state) for i, state in enumerate(states)]
     assert pod_phase(containers, policy) == phase
 
 
 def test_waiting_for_a_restart_counts_as_having_run() -> None:
-    restarting = _Container(
+    restarting = Container(
         spec={},
         name="c",
         state={"waiting": {"reason": "CrashLoopBackOff"}},
         last_state={"terminated": {"exitCode": 1}},
     )
     assert pod_phase([restarting], "Always") == "Running"
-    assert pod_phase([_Container(spec={}, name="c")], "Always") == "Pending"
+    assert pod_phase([Container(spec={}, name="c")], "Always") == "Pending"

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from mabeam.local.apiserver import LocalApiServer
+from mabeam.local.apiserver._server import user_info
 from mabeam.local.rbac import Authorizer, Request, name_from_field_selector, rule_covers
 
 SA = "system:serviceaccount:team:bot"
@@ -61,8 +62,12 @@ def req(
     group: str = "",
     subresource: str | None = None,
     user: str = SA,
+    groups: tuple[str, ...] | None = None,
 ) -> Request:
-    return Request(user, verb, group, resource, subresource, namespace, name)
+    """A request; by default in the groups the API server gives ``user`` (see user_info)."""
+    if groups is None:
+        groups = user_info(user).groups if user != "admin" else ("system:authenticated",)
+    return Request(user, verb, group, resource, subresource, namespace, name, groups)
 
 
 # --- over HTTP ------------------------------------------------------------------------------------
@@ -84,8 +89,9 @@ async def status_of(http: aiohttp.ClientSession, method: str, url: str, token: s
 async def test_the_server_refuses_a_service_account_with_a_kubernetes_status(api: LocalApiServer) -> None:
     url = f"{api.url}/api/v1/namespaces/team/configmaps"
     body = {"metadata": {"name": "c1"}, "data": {"a": "1"}}
+    bot, admin = api.issue_token("system:serviceaccount:team:bot"), api.issue_token()
     async with aiohttp.ClientSession() as http:
-        code, status = await status_of(http, "POST", url, "sa:team:bot", body)
+        code, status = await status_of(http, "POST", url, bot, body)
         assert code == 403
         assert status["kind"] == "Status" and status["reason"] == "Forbidden"
         assert (
@@ -93,22 +99,21 @@ async def test_the_server_refuses_a_service_account_with_a_kubernetes_status(api
         )
         assert api.get("v1/configmaps", "c1", "team") is None
         # The admin is not restricted; then a Role lets the service account read (only) c1.
-        code, _ = await status_of(http, "POST", url, "user:admin", body)
+        code, _ = await status_of(http, "POST", url, admin, body)
         assert code == 201
         api.create(role("Role", "cm", [{**CM_RULE, "verbs": ["get"], "resourceNames": ["c1"]}], "team"))
         api.create(binding("RoleBinding", "b", "Role", "cm", [sa_subject()], "team"))
-        code, cm = await status_of(http, "GET", f"{url}/c1", "sa:team:bot")
+        code, cm = await status_of(http, "GET", f"{url}/c1", bot)
         assert (code, cm["data"]) == (200, {"a": "1"})
-        code, _ = await status_of(http, "GET", url, "sa:team:bot")
+        code, _ = await status_of(http, "GET", url, bot)
         assert code == 403
     assert [r.code for r in api.audit if r.user == "system:serviceaccount:team:bot"] == [403, 200, 403]
 
 
 async def test_authorization_can_be_switched_off() -> None:
-    async with LocalApiServer(authorize_service_accounts=False) as api, aiohttp.ClientSession() as http:
-        code, _ = await status_of(
-            http, "GET", f"{api.url}/api/v1/namespaces/default/configmaps", "sa:default:x"
-        )
+    async with LocalApiServer(authorize=False) as api, aiohttp.ClientSession() as http:
+        token = api.issue_token("system:serviceaccount:default:x")
+        code, _ = await status_of(http, "GET", f"{api.url}/api/v1/namespaces/default/configmaps", token)
         assert code == 200
 
 
@@ -177,7 +182,7 @@ def test_cluster_roles_via_role_bindings_are_namespaced_and_via_cluster_bindings
     assert cluster_scoped.allows(req("list", resource="namespaces", name=None, namespace=None))
 
 
-def test_groups_of_service_accounts_match_and_users_are_not_checked() -> None:
+def test_groups_match_and_only_masters_are_not_checked() -> None:
     authz = store(
         role("Role", "cm", [CM_RULE], "team"),
         binding(
@@ -191,8 +196,8 @@ def test_groups_of_service_accounts_match_and_users_are_not_checked() -> None:
     )
     assert authz.allows(req("get", user="system:serviceaccount:team:anyone"))
     assert not authz.allows(req("get", user="system:serviceaccount:else:anyone", namespace="else"))
-    assert store().allows(req("delete", user="admin"))
-    assert not Authorizer(lambda kind, ns: [], only_service_accounts=False).allows(req("get", user="admin"))
+    assert store().allows(req("delete", user="admin", groups=("system:masters",)))
+    assert not Authorizer(lambda kind, ns: []).allows(req("get", user="admin"))
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,7 @@ def test_a_spec_that_does_not_fit_fails_the_session(fields: dict[str, object], p
     assert result.status.result is not None
     assert result.status.result.reason == "Invalid"
     assert result.status.result.message.startswith(path + ":")
-    assert [c.type for c in result.status.conditions] == ["Invalid"]
+    assert [c.type for c in result.status.conditions] == ["Failed", "Stalled", "Invalid"]
     assert result.effects == (EmitEvent("Invalid", result.status.result.message, "Warning"),)
     assert next_deadline(make_spec(**fields), result.status) is None
 

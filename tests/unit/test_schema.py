@@ -71,6 +71,40 @@ def test_exclusive_minimum_and_maximum() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("schema", "value", "message"),
+    [
+        (
+            {"type": "number", "maximum": 1, "exclusiveMaximum": True},
+            1,
+            "Invalid value: 1: spec.x in body should be less than 1",
+        ),
+        ({"type": "number", "maximum": 1, "exclusiveMaximum": True}, 0.5, None),
+        ({"type": "number", "minimum": 1, "exclusiveMinimum": True}, 1.5, None),
+        ({"type": "number", "minimum": 1}, 1, None),
+        ({"type": "array", "maxItems": 1}, [1, 2], "Too many: 2: must have at most 1 items"),
+        (
+            {"type": "array", "minItems": 2},
+            [1],
+            "Invalid value: 1: spec.x in body should have at least 2 items",
+        ),
+        ({"type": "object", "maxProperties": 1}, {"a": 1, "b": 2}, "Too many: 2: must have at most 1 items"),
+        (
+            {"type": "object", "minProperties": 2},
+            {"a": 1},
+            "Invalid value: 1: spec.x in body should have at least 2 properties",
+        ),
+        ({"type": "object", "minProperties": 1, "maxProperties": 1}, {"a": 1}, None),
+    ],
+    ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(k for k in v if k != "type"),
+)
+def test_bounds_of_numbers_lists_and_objects(schema: dict[str, Any], value: Any, message: str | None) -> None:
+    """The messages of the Kubernetes API server (apiextensions-apiserver's validation)."""
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {"x": schema}}}}
+    errors = validate({"spec": {"x": value}}, schema)[1]
+    assert [e.message for e in errors] == ([] if message is None else [message])
+
+
 def test_wrong_type_is_reported_and_not_descended() -> None:
     errors = _errors({"weight": "heavy"})
     assert errors == [

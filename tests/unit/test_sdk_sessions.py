@@ -55,7 +55,7 @@ def session(
 
 
 async def settle(responder: SessionResponder) -> None:
-    while responder._tasks:
+    while responder.requests.tasks:
         await asyncio.sleep(0.01)
 
 

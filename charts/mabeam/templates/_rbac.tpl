@@ -5,7 +5,10 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 {{/* OPERATOR_RULES: namespaced (a Role per watched namespace, or a ClusterRole). */}}
 {{- define "mabeam.operatorRules" -}}
 - apiGroups: ["mabeam.io"]
-  resources: ["agents", "coordinations", "auctions", "markets"]
+  resources: ["agents"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["mabeam.io"]
+  resources: ["coordinations", "auctions", "markets"]
   verbs: ["get", "list", "watch", "patch"]
 # update is granted, not used: the operator gives each Variable's writers update on it.
 - apiGroups: ["mabeam.io"]
@@ -54,6 +57,19 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "create", "update"]
+{{- end }}
+
+{{/* OPERATOR_OWN_NAMESPACE_RULES: the sealing key, in the release namespace only. */}}
+{{- define "mabeam.sealingKeyRules" -}}
+# Read only the sealing key's Secret; create is not limited by name in RBAC (the name is in the
+# body), so it covers this namespace's Secrets. No other Secret rights, and none for agents.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+  resourceNames: ["mabeam-sealing-key"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* OPERATOR_CLUSTER_RULES: kopf discovers our CRDs wherever it runs. */}}

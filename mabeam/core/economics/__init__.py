@@ -5,8 +5,8 @@ Nothing here imports kopf or a Kubernetes client, reads the clock or does I/O: t
 carries out the effects (:class:`SetOwner`, ``SetVariable``, ``EmitEvent``).
 """
 
-from . import auction, market
-from ._common import AuctionStep, BidAnswer, EconomicEffect, MarketStep, OrderAnswer, SetOwner, commitment
+from . import auction, market, sealing
+from ._common import AuctionStep, BidAnswer, EconomicEffect, MarketStep, OrderAnswer, SetOwner
 
 __all__ = [
     "AuctionStep",
@@ -16,6 +16,6 @@ __all__ = [
     "OrderAnswer",
     "SetOwner",
     "auction",
-    "commitment",
     "market",
+    "sealing",
 ]

@@ -22,8 +22,8 @@ scaled surpluses add up to 2**62 or more cannot be solved exactly and is ``Unsol
 message saying so.
 
 Tie-break (deterministic, and fixed by the bids, not by the solver's path): order every bundle
-by its bidder's place in ``bids`` (the engine orders them by when the bid arrived, then name) and
-then by its place in that bidder's list, and number the ``n`` bundles worth at least their
+by its bidder's place in ``bids`` (the engine orders them by when the sealed bid arrived, then
+name) and then by its place in that bidder's list, and number the ``n`` bundles worth at least their
 reserve in that order from ``k = 0``. Bundle ``k`` gets the weight ``2 ** (n - 1 - k)`` when
 ``n <= 40``, else ``n - k``. Among the optimal allocations the one chosen has the greatest total
 weight of winning bundles. Up to 40 bundles this is exactly the lexicographic rule (the first
@@ -387,7 +387,7 @@ def clear_combinatorial(
     _check(bids, items)
     base = reserve * len(set(items))
     if not any(bid.bundles for bid in bids):
-        return CombinatorialOutcome((), base, "NoBids", "no bundle bid was revealed")
+        return CombinatorialOutcome((), base, "NoBids", "no bundle bid was counted")
     try:
         model = _Model(bids, reserve, work_limit)
     except _Unsolved as error:

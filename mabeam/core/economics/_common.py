@@ -1,5 +1,5 @@
 """What the auction and market engines share: the answers they read, the steps they return,
-the allocation effect, and the commitment that seals a bid.
+the allocation effect.
 
 Pure: no clock, no I/O. The effects and verdicts are the ones of :mod:`mabeam.core.protocols`
 (``EmitEvent``, ``SetVariable``, ``Verdict``), plus :class:`SetOwner`.
@@ -8,13 +8,12 @@ Pure: no clock, no I/O. The effects and verdicts are the ones of :mod:`mabeam.co
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ...models.auction import AuctionStatus, BidReveal, BidSpec
-from ...models.market import MarketStatus, OrderSpec, SchedulePoint
+from ...models._sealed import SealedEnvelope
+from ...models.auction import AuctionStatus, BidSpec
+from ...models.market import MarketStatus, OrderContent, OrderSpec, SchedulePoint
 from ..protocols import EmitEvent, SetVariable, Verdict
 
 __all__ = [
@@ -24,7 +23,6 @@ __all__ = [
     "MarketStep",
     "OrderAnswer",
     "SetOwner",
-    "commitment",
 ]
 
 
@@ -40,43 +38,27 @@ class SetOwner:
 EconomicEffect = SetOwner | SetVariable | EmitEvent
 
 
-def _canonical(reveal: BidReveal) -> str:
-    """The bid part of a reveal as canonical JSON (the nonce excluded, bundle items sorted)."""
-    bid: dict[str, object] = {}
-    if reveal.amount is not None:
-        bid["amount"] = float(reveal.amount)
-    if reveal.bundles is not None:
-        bid["bundles"] = [{"amount": float(b.amount), "items": sorted(b.items)} for b in reveal.bundles]
-    return json.dumps(bid, sort_keys=True, separators=(",", ":"))
-
-
-def commitment(reveal: BidReveal) -> str:
-    """SHA-256 (hex) of the canonical bid, a newline and the nonce: what a sealed Bid commits to."""
-    return hashlib.sha256(f"{_canonical(reveal)}\n{reveal.nonce}".encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class BidAnswer:
     """One agent's current Bid (its content) and when this version arrived."""
 
     at: _dt.datetime
-    commitment: str | None = None
-    reveal: BidReveal | None = None
+    sealed: SealedEnvelope | None = None
     round: int | None = None
     accept: bool | None = None
 
     @classmethod
     def from_bid(cls, spec: BidSpec, at: _dt.datetime) -> BidAnswer:
-        return cls(
-            at=at, commitment=spec.commitment, reveal=spec.reveal, round=spec.round, accept=spec.accept
-        )
+        return cls(at=at, sealed=spec.sealed, round=spec.round, accept=spec.accept)
 
 
 @dataclass(frozen=True)
 class OrderAnswer:
-    """One agent's current Order (its content) and when this version arrived."""
+    """One agent's current Order and when this version arrived: as sent, ``sealed``; once the
+    market engine has opened it, its content (side, price, quantity or schedule)."""
 
     at: _dt.datetime
+    sealed: SealedEnvelope | None = None
     side: str | None = None
     price: Decimal | None = None
     quantity: int = 1
@@ -84,8 +66,15 @@ class OrderAnswer:
 
     @classmethod
     def from_order(cls, spec: OrderSpec, at: _dt.datetime) -> OrderAnswer:
-        schedule = tuple(spec.schedule) if spec.schedule is not None else None
-        return cls(at=at, side=spec.side, price=spec.price, quantity=spec.quantity, schedule=schedule)
+        return cls(at=at, sealed=spec.sealed)
+
+    @classmethod
+    def opened(cls, content: OrderContent, at: _dt.datetime) -> OrderAnswer:
+        """The content of a sealed order, as the engine judges it."""
+        schedule = tuple(content.schedule) if content.schedule is not None else None
+        return cls(
+            at=at, side=content.side, price=content.price, quantity=content.quantity, schedule=schedule
+        )
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Sealed-bid clearing of one item: first-price and second-price (Vickrey).
 
-Pure functions over the revealed bids; the commit-reveal phases around them are in
-:mod:`mabeam.economics.auction`.
+Pure functions over the opened bids; the sealed bidding around them is in
+:mod:`mabeam.core.economics.auction`.
 
 Ranking (both mechanisms): the highest amount first; equal amounts are ordered by the earliest
-``at`` (when the agent's commitment was received), then by agent name. Amounts are exact
+``at`` (when the agent's sealed bid was received), then by agent name. Amounts are exact
 decimals (no arithmetic is done on them, so the comparisons are exact).
 
 Deciding needs only the top bid and the second-highest amount, not a full ranking: one pass
@@ -36,7 +36,7 @@ __all__ = ["SealedBid", "SealedOutcome", "first_price", "rank", "second_price"]
 
 @dataclass(frozen=True)
 class SealedBid:
-    """A revealed bid on the one item: who, how much, and when its commitment arrived."""
+    """An opened bid on the one item: who, how much, and when its sealed bid arrived."""
 
     agent: str
     amount: Decimal
@@ -84,7 +84,7 @@ def _top_two(bids: Sequence[SealedBid]) -> _Top | None:
 
 def _no_sale(top: _Top | None, reserve: Decimal) -> SealedOutcome | None:
     if top is None:
-        return SealedOutcome(None, None, None, "NoBids", "no bid was revealed")
+        return SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
     if top.best.amount < reserve:
         return SealedOutcome(
             None,
@@ -102,7 +102,7 @@ def first_price(bids: Sequence[SealedBid], reserve: Decimal) -> SealedOutcome:
     top = _top_two(bids)
     none = _no_sale(top, reserve)
     if none is not None or top is None:
-        return none or SealedOutcome(None, None, None, "NoBids", "no bid was revealed")
+        return none or SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
     best = top.best
     return SealedOutcome(
         best.agent,
@@ -118,7 +118,7 @@ def second_price(bids: Sequence[SealedBid], reserve: Decimal) -> SealedOutcome:
     top = _top_two(bids)
     none = _no_sale(top, reserve)
     if none is not None or top is None:
-        return none or SealedOutcome(None, None, None, "NoBids", "no bid was revealed")
+        return none or SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
     best, second = top.best, top.second
     price = reserve if second is None else max(second, reserve)
     basis = "the reserve price" if second is None or second < reserve else "the second-highest bid"

@@ -17,29 +17,34 @@ answers are judged again there), so outcome effects come only with the transitio
 phase. Each answer gets a :class:`Verdict` (written to its Bid's status); the refused ones are
 listed in ``status.refusals``. Reasons: ``Counted``; ``NotParticipant``, ``Late`` (received
 after the deadline; an earlier counted version stays counted), ``Closed`` (the auction has
-ended), ``WrongAnswerKind`` (a clock answer in a sealed auction or the reverse, or a reveal that
-does not fit the mechanism), ``RevealTooEarly``, ``NoCommitment``, ``BadCommitment``,
-``UnknownItem``, ``DuplicateItem``, ``WrongRound``, ``NotActive``.
+ended), ``WrongAnswerKind`` (a clock answer in a sealed auction or the reverse, or a sealed bid
+that does not fit the mechanism), ``WrongKey``, ``BadSeal``, ``Copied`` (see
+:mod:`.sealing`), ``UnknownItem``, ``DuplicateItem``, ``WrongRound``, ``NotActive``.
 
-Sealed mechanisms (first-price, second-price, combinatorial) use commit-reveal.
+Sealed mechanisms (first-price, second-price, combinatorial) take bids encrypted to the
+operator's key (:mod:`.sealing`); there is no reveal phase. ``start`` is given the public key to
+publish (``sealing``), ``step`` the private key (``sealing_key``) and the Auction's
+``metadata.uid`` (``session_uid``), which every sealed bid must name along with its bidder.
 
-- ``start``: phase ``Bidding`` until ``now + bidSeconds``. No participant: ``NoSale``/``NoBidders``.
-- Bidding: a Bid counts with ``commitment`` only (newest version replaces the last; a Bid
-  deleted before the deadline withdraws). A Bid that carries ``reveal`` is refused
-  (``RevealTooEarly``: a reveal would unseal the bid). Bidding closes at its deadline, or early
-  once every participant has a counted commitment; then ``Revealing`` until the close time plus
-  ``revealSeconds`` (close time: the deadline, or ``now`` when early). Nobody committed: ``NoSale``
-  / ``NoBids`` at once.
-- Revealing: a reveal counts when :func:`commitment` of it equals the agent's counted commitment
-  (else ``BadCommitment``; no commitment: ``NoCommitment``) and it fits the mechanism
-  (``amount`` for first/second-price, ``bundles`` of items from ``spec.items`` with no item twice
-  in a bundle for combinatorial). The commitment is binding: it can no longer change (``Late``),
-  and a deleted Bid does not withdraw it. Revealing closes at its deadline, or early once every
-  committer has revealed. Unrevealed commitments are not counted (the outcome event says so).
+- ``start``: phase ``Bidding`` until ``now + bidSeconds``, ``status.sealing`` = the public key.
+  No participant: ``NoSale``/``NoBidders``. No key given: ``Failed``/``NoSealingKey``.
+- Bidding: a Bid counts with ``sealed`` only, once it opens (with the private key) as its
+  bidder's bid in this auction (else ``WrongKey``, ``BadSeal``, or ``Copied`` when it is another
+  participant's ciphertext) and fits the mechanism (``amount`` for first/second-price,
+  ``bundles`` of items from ``spec.items`` with no item twice in a bundle for combinatorial).
+  The newest version replaces the last (a refused one leaves the last counted); a Bid deleted
+  before the deadline withdraws. ``status.bids`` records each counted ciphertext (never an
+  amount while bidding is open). Refusal messages never tell a bid's content.
+- Bidding closes at its deadline, or early once every participant has a counted bid. Then the
+  counted bids are binding (a later version is ``Late``, a deletion withdraws nothing): they
+  are opened, their amounts written into ``status.bids`` and the auction clears at once.
+  Nobody bid: ``NoSale``/``NoBids``.
 - Clearing: :mod:`._sealed` (first-price ``HighestBid``, second-price ``SecondPrice``; ties: the
-  earliest received commitment, then the name) or :mod:`._combinatorial` (``Optimal``: welfare
+  earliest received bid, then the name) or :mod:`._combinatorial` (``Optimal``: welfare
   maximizing XOR allocation with VCG prices, the reserve being the seller's value per item).
   Nothing sold: ``NoBids`` or ``BelowReserve`` (``Unsolved`` if the solver ran out of time).
+  If the operator's key is no longer the one in ``status.sealing`` (the Secret was replaced),
+  no bid can be opened: ``Failed``/``SealingKeyChanged``.
 
 Clock mechanisms (:mod:`._clock` has the prices and the decisions): a Bid sets ``round`` and
 ``accept``; an answer for another round is refused ``WrongRound`` (unless it was counted in the
@@ -71,26 +76,29 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
+import pydantic
+
 from ...errors import InvalidSpecError
 from ...models._amount import to_decimal
 from ...models._base import ending_conditions
+from ...models._sealed import SealedEnvelope, SealingInfo
 from ...models.auction import (
     SEALED_MECHANISMS,
     Allocation,
     AuctionResult,
     AuctionSpec,
     AuctionStatus,
+    BidContent,
     BidRecord,
-    BidReveal,
-    Bundle,
     RoundRecord,
 )
 from ...models.coordination import ParticipantRecord, Refusal
 from ..protocols import EmitEvent, Participant, Verdict
 from ._clock import dutch_price, dutch_rounds, dutch_winner, english_close, english_price, exact
 from ._combinatorial import DEFAULT_TIME_LIMIT, BundleBid, XorBid, clear_combinatorial
-from ._common import AuctionStep, BidAnswer, EconomicEffect, SetOwner, commitment
+from ._common import AuctionStep, BidAnswer, EconomicEffect, SetOwner
 from ._sealed import SealedBid, first_price, second_price
+from .sealing import Opened, SealingKey, key_problem, open_sealed
 
 __all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step", "validate"]
 
@@ -261,17 +269,13 @@ def _round_closed_at(spec: AuctionSpec, status: AuctionStatus, round_: int) -> _
 def _was_counted(spec: AuctionSpec, status: AuctionStatus, agent: str, answer: BidAnswer) -> bool:
     """Whether this answer is the one the status counted for its agent.
 
-    Sealed: it opens (or is) the agent's counted commitment. Clock: the record of the round it
+    Sealed: it is the agent's counted sealed bid. Clock: the record of the round it
     names lists the agent as accepting (``accept: true``), or (``accept: false``) the agent was in
     that round, does not accept in it, and the answer arrived before the round closed (when the
     status tells when it closed)."""
     if spec.mechanism in SEALED_MECHANISMS:
         bid = next((r for r in status.bids if r.agent == agent), None)
-        if bid is None:
-            return False
-        if answer.reveal is not None:
-            return bool(bid.revealed) and commitment(answer.reveal) == bid.commitment
-        return answer.commitment is not None and answer.commitment == bid.commitment
+        return bid is not None and answer.sealed is not None and answer.sealed == bid.sealed
     if answer.round is None or answer.accept is None:
         return False
     record = _round_record(status, answer.round)
@@ -303,7 +307,63 @@ def _closed_verdicts(
 
 
 # ---------------------------------------------------------------------------------------------
-# Sealed mechanisms: Bidding and Revealing
+# Sealed mechanisms: Bidding, then opening and clearing
+
+
+@dataclass(frozen=True)
+class _Sealer:
+    """What opens this auction's sealed bids: the operator's key, the Auction's uid, the bidders."""
+
+    key: SealingKey
+    uid: str
+    participants: tuple[str, ...]
+
+    @classmethod
+    def of(cls, status: AuctionStatus, key: SealingKey | None, uid: str) -> _Sealer | tuple[str, str]:
+        """The sealer, or (reason, message) why the auction's bids cannot be opened."""
+        problem = key_problem(status.sealing, key)
+        if problem is not None or key is None:
+            return problem or ("NoSealingKey", "")
+        return cls(key, uid, tuple(p.name for p in status.participants))
+
+    def open(self, spec: AuctionSpec, agent: str, sealed: SealedEnvelope) -> BidContent | tuple[str, str]:
+        """The bid ``agent`` sealed, or (reason, message) why it is not counted."""
+        opened = open_sealed(self.key, sealed, "Bid", self.uid, agent, others=self.participants)
+        if not isinstance(opened, Opened):
+            return (opened.reason, opened.message)
+        try:
+            content = BidContent.model_validate(opened.content)
+        except pydantic.ValidationError as exc:
+            # Name the places, never the values: they are the sealed bid.
+            where = ", ".join(".".join(str(p) for p in e["loc"]) or "(the bid)" for e in exc.errors())
+            return (
+                "WrongAnswerKind",
+                f"{agent}'s sealed bid opens to something that is not a bid (problems at: {where})",
+            )
+        return _unfit(spec, content) or content
+
+
+def _unfit(spec: AuctionSpec, content: BidContent) -> tuple[str, str] | None:
+    """(reason, message) if the sealed bid does not fit the mechanism (the message tells no amount)."""
+    if spec.mechanism != "combinatorial":
+        if content.amount is None or content.bundles is not None:
+            return (
+                "WrongAnswerKind",
+                f"a {spec.mechanism} auction's sealed bid sets amount (and no bundles)",
+            )
+        return None
+    if content.bundles is None or content.amount is not None:
+        return ("WrongAnswerKind", "a combinatorial auction's sealed bid sets bundles (and no amount)")
+    items = set(spec.items)
+    for j, bundle in enumerate(content.bundles):
+        if not set(bundle.items) <= items:
+            return (
+                "UnknownItem",
+                f"the sealed bundles[{j}] names an item that is not for sale here (spec.items)",
+            )
+        if len(set(bundle.items)) != len(bundle.items):
+            return ("DuplicateItem", f"the sealed bundles[{j}] names an item twice")
+    return None
 
 
 def _bidding(
@@ -312,37 +372,31 @@ def _bidding(
     status: AuctionStatus,
     answers: Mapping[str, BidAnswer],
     now: _dt.datetime,
-) -> tuple[AuctionStep, bool]:
+    sealer: _Sealer,
+    solver_seconds: float,
+) -> AuctionStep:
     deadline = status.deadline or now
-    participants = {p.name for p in status.participants}
+    participants = set(sealer.participants)
     records = {r.agent: r for r in status.bids}
     judge = _Judge()
     if now <= deadline:
         for agent in [a for a in records if a not in answers]:
-            del records[agent]
+            del records[agent]  # a Bid deleted while bidding is open withdraws
     for agent in sorted(answers):
         answer = answers[agent]
         old = records.get(agent)
         if agent not in participants:
             judge.refuse(agent, "NotParticipant", f"{agent} is not a bidder in this auction")
-        elif answer.reveal is not None:
-            judge.refuse(
-                agent,
-                "RevealTooEarly",
-                f"bidding is open until {deadline.isoformat()}: send only spec.commitment now and "
-                "add spec.reveal once the auction is Revealing (a reveal now would unseal the bid)",
-                kept=old is not None,
-            )
-        elif answer.commitment is None or answer.round is not None:
+        elif answer.sealed is None or answer.round is not None:
             judge.refuse(
                 agent,
                 "WrongAnswerKind",
-                f"a {spec.mechanism} auction takes sealed bids: spec.commitment while Bidding, then "
-                "spec.reveal while Revealing (no round or accept)",
+                f"a {spec.mechanism} auction takes sealed bids: spec.sealed only, the bid encrypted to "
+                "status.sealing.publicKey (no round or accept)",
                 kept=old is not None,
             )
-        elif old is not None and old.commitment == answer.commitment:
-            judge.count(agent, "the commitment is counted; reveal it once bidding closes")
+        elif old is not None and old.sealed == answer.sealed:
+            judge.count(agent, "the sealed bid is counted; it is opened when bidding closes")
         elif answer.at > deadline:
             judge.refuse(
                 agent,
@@ -351,8 +405,12 @@ def _bidding(
                 kept=old is not None,
             )
         else:
-            records[agent] = BidRecord(agent=agent, commitment=answer.commitment, received_at=answer.at)
-            judge.count(agent, "the commitment is counted; reveal it once bidding closes")
+            opened = sealer.open(spec, agent, answer.sealed)
+            if isinstance(opened, tuple):
+                judge.refuse(agent, opened[0], opened[1], kept=old is not None)
+            else:
+                records[agent] = BidRecord(agent=agent, sealed=answer.sealed, received_at=answer.at)
+                judge.count(agent, "the sealed bid is counted; it is opened when bidding closes")
     status = status.model_copy(
         update={"bids": [records[a] for a in sorted(records)], "refusals": judge.refusal_list()}
     )
@@ -361,131 +419,31 @@ def _bidding(
     elif participants and participants <= records.keys():
         closed_at = now
     else:
-        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
+        return AuctionStep(status=status, verdicts=tuple(judge.verdicts))
     if not records:
         return _finish(
             session,
             status,
             phase="NoSale",
             reason="NoBids",
-            message=f"no bidder committed a bid before bidding closed at {closed_at.isoformat()}",
+            message=f"no bidder sent a sealed bid before bidding closed at {closed_at.isoformat()}",
             now=now,
             verdicts=judge.verdicts,
-        ), False
-    reveal_by = closed_at + _dt.timedelta(seconds=spec.reveal_seconds)
-    status = status.model_copy(
-        update={
-            "phase": "Revealing",
-            "deadline": reveal_by,
-            "bids": [r.model_copy(update={"revealed": False}) for r in status.bids],
-        }
+        )
+    # Bidding has closed: the counted bids are binding; open them and clear.
+    opened_bids: list[BidRecord] = []
+    unopened: list[str] = []
+    for record in status.bids:
+        content = sealer.open(spec, record.agent, record.sealed) if record.sealed is not None else None
+        if not isinstance(content, BidContent):
+            unopened.append(record.agent)  # cannot happen with the key that counted it
+            continue
+        opened_bids.append(record.model_copy(update={"amount": content.amount, "bundles": content.bundles}))
+    status = status.model_copy(update={"bids": opened_bids})
+    note = (
+        f"; {', '.join(unopened)}: the sealed bid could not be opened and was not counted" if unopened else ""
     )
-    event = EmitEvent(
-        "Revealing",
-        f"bidding closed with {len(records)} commitments ({', '.join(sorted(records))}); reveal the "
-        f"bids (spec.reveal) before {reveal_by.isoformat()}",
-    )
-    return AuctionStep(status=status, effects=(event,), verdicts=tuple(judge.verdicts)), True
-
-
-def _unfit(spec: AuctionSpec, reveal: BidReveal) -> tuple[str, str] | None:
-    """(reason, message) if the reveal does not fit the mechanism."""
-    if spec.mechanism != "combinatorial":
-        if reveal.amount is None or reveal.bundles is not None:
-            return ("WrongAnswerKind", f"a {spec.mechanism} auction's reveal sets amount (and no bundles)")
-        return None
-    if reveal.bundles is None or reveal.amount is not None:
-        return ("WrongAnswerKind", "a combinatorial auction's reveal sets bundles (and no amount)")
-    items = set(spec.items)
-    for j, bundle in enumerate(reveal.bundles):
-        unknown = sorted(set(bundle.items) - items)
-        if unknown:
-            return ("UnknownItem", f"reveal.bundles[{j}]: {unknown} are not for sale here (spec.items)")
-        for k, item in enumerate(bundle.items):
-            if item in bundle.items[:k]:
-                return ("DuplicateItem", f"reveal.bundles[{j}] names item {item!r} twice")
-    return None
-
-
-def _revealing(
-    session: str,
-    spec: AuctionSpec,
-    status: AuctionStatus,
-    answers: Mapping[str, BidAnswer],
-    now: _dt.datetime,
-    solver_seconds: float,
-) -> tuple[AuctionStep, bool]:
-    deadline = status.deadline or now
-    participants = {p.name for p in status.participants}
-    records = {r.agent: r for r in status.bids}
-    judge = _Judge()
-    for agent in sorted(answers):
-        answer = answers[agent]
-        old = records.get(agent)
-        if agent not in participants:
-            judge.refuse(agent, "NotParticipant", f"{agent} is not a bidder in this auction")
-        elif answer.reveal is None and answer.commitment is None:
-            judge.refuse(
-                agent,
-                "WrongAnswerKind",
-                f"a {spec.mechanism} auction takes spec.reveal now (no round or accept)",
-            )
-        elif answer.reveal is None:
-            if old is not None and old.commitment == answer.commitment:
-                judge.count(
-                    agent,
-                    "the revealed bid is counted"
-                    if old.revealed
-                    else f"the commitment is counted; add spec.reveal before {deadline.isoformat()}",
-                )
-            else:
-                judge.refuse(
-                    agent,
-                    "Late",
-                    "bidding has closed: a commitment can no longer be made or changed",
-                    kept=old is not None,
-                )
-        elif old is None:
-            judge.refuse(agent, "NoCommitment", f"{agent} has no counted commitment to open")
-        elif commitment(answer.reveal) == old.commitment and old.revealed:
-            judge.count(agent, "the revealed bid is counted")
-        elif answer.at > deadline:
-            judge.refuse(
-                agent,
-                "Late",
-                f"received after revealing closed at {deadline.isoformat()}",
-                kept=bool(old.revealed),
-            )
-        elif commitment(answer.reveal) != old.commitment:
-            judge.refuse(
-                agent,
-                "BadCommitment",
-                "the reveal (bid and nonce) does not hash to the counted commitment; send exactly the "
-                "bid and nonce you committed to",
-                kept=bool(old.revealed),
-            )
-        else:
-            problem = _unfit(spec, answer.reveal)
-            if problem is not None:
-                judge.refuse(agent, problem[0], problem[1] + "; the committed bid cannot be counted")
-            else:
-                bundles = answer.reveal.bundles
-                records[agent] = old.model_copy(
-                    update={
-                        "amount": answer.reveal.amount,
-                        "bundles": [Bundle(items=list(b.items), amount=b.amount) for b in bundles]
-                        if bundles is not None
-                        else None,
-                        "revealed": True,
-                    }
-                )
-                judge.count(agent, "the revealed bid is counted")
-    status = status.model_copy(
-        update={"bids": [records[a] for a in sorted(records)], "refusals": judge.refusal_list()}
-    )
-    if now < deadline and not all(r.revealed for r in records.values()):
-        return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
-    return _clear_sealed(session, spec, status, now, judge.verdicts, solver_seconds), False
+    return _clear_sealed(session, spec, status, now, judge.verdicts, solver_seconds, note)
 
 
 def _clear_sealed(
@@ -495,15 +453,13 @@ def _clear_sealed(
     now: _dt.datetime,
     verdicts: Sequence[Verdict],
     solver_seconds: float,
+    note: str,
 ) -> AuctionStep:
-    revealed = [r for r in status.bids if r.revealed]
-    hidden = sorted(r.agent for r in status.bids if not r.revealed)
-    note = f"; {len(hidden)} unrevealed commitments ({', '.join(hidden)}) were not counted" if hidden else ""
     wins: list[_Win] = []
     gap: float | None = None
     work: float | None = None
     if spec.mechanism == "combinatorial":
-        ordered = sorted(revealed, key=lambda r: (r.received_at, r.agent))
+        ordered = sorted(status.bids, key=lambda r: (r.received_at, r.agent))
         bids = [
             XorBid(r.agent, tuple(BundleBid(frozenset(b.items), exact(b.amount)) for b in r.bundles or ()))
             for r in ordered
@@ -519,7 +475,7 @@ def _clear_sealed(
         gap, work = outcome.gap, round(outcome.work, 3)
         wins = [_Win(w.agent, w.items, w.price, w.bid) for w in outcome.wins]
     else:
-        sealed = [SealedBid(r.agent, r.amount or Decimal(0), r.received_at) for r in revealed]
+        sealed = [SealedBid(r.agent, r.amount or Decimal(0), r.received_at) for r in status.bids]
         clear = first_price if spec.mechanism == "first-price" else second_price
         single = clear(sealed, spec.reserve_price)
         reason, message = single.reason, single.message
@@ -561,7 +517,7 @@ def _clock_answers(
         answer = answers[agent]
         if agent not in participants:
             judge.refuse(agent, "NotParticipant", f"{agent} is not a bidder in this auction")
-        elif answer.round is None or answer.commitment is not None or answer.reveal is not None:
+        elif answer.round is None or answer.sealed is not None:
             judge.refuse(
                 agent, "WrongAnswerKind", f"a {spec.mechanism} auction takes spec.round and spec.accept only"
             )
@@ -698,13 +654,20 @@ def _dutch(
 
 
 def start(
-    session: str, spec: AuctionSpec, participants: Sequence[Participant], now: _dt.datetime
+    session: str,
+    spec: AuctionSpec,
+    participants: Sequence[Participant],
+    now: _dt.datetime,
+    *,
+    sealing: SealingInfo | None = None,
 ) -> AuctionStep:
     """Open the auction: check the spec, record the participants (sorted; a name listed twice
-    counts once), open bidding (sealed) or round 1 (clock).
+    counts once), open bidding (sealed, publishing ``sealing`` as ``status.sealing``) or round 1
+    (clock).
 
     A spec that cannot work ends it Failed (reason Invalid, the field path in the message);
-    ``spec.cancel`` ends it Cancelled; no participant ends it NoSale (``NoBidders``).
+    ``spec.cancel`` ends it Cancelled; no participant ends it NoSale (``NoBidders``); a sealed
+    mechanism without ``sealing`` ends it Failed (``NoSealingKey``).
     """
     pending = AuctionStatus(phase="Pending")
     try:
@@ -730,12 +693,21 @@ def start(
     names = [r.name for r in records]
     items = ", ".join(spec.items)
     if spec.mechanism in SEALED_MECHANISMS:
+        if sealing is None:
+            return _finish(
+                session,
+                status,
+                phase="Failed",
+                reason="NoSealingKey",
+                message="the operator has no key to seal bids to; see its log (Secret mabeam-sealing-key)",
+                now=now,
+            )
         deadline = now + _dt.timedelta(seconds=spec.bid_seconds)
         message = (
-            f"{spec.mechanism} auction of {items} takes sealed bids (spec.commitment) from "
-            f"{len(names)} bidders until {deadline.isoformat()}"
+            f"{spec.mechanism} auction of {items} takes sealed bids (spec.sealed, to key "
+            f"{sealing.key_id}) from {len(names)} bidders until {deadline.isoformat()}"
         )
-        status = status.model_copy(update={"deadline": deadline})
+        status = status.model_copy(update={"deadline": deadline, "sealing": sealing})
     else:
         deadline = now + _dt.timedelta(seconds=spec.round_seconds)
         price = exact(_opening(spec))
@@ -763,12 +735,15 @@ def step(
     now: _dt.datetime,
     *,
     solver_seconds: float = DEFAULT_TIME_LIMIT,
+    sealing_key: SealingKey | None = None,
+    session_uid: str = "",
 ) -> AuctionStep:
     """Advance an open auction with the complete current answers; see the module docstring.
 
     A terminal status is returned unchanged (verdicts: Counted for what was counted, else
     Closed). ``solver_seconds`` bounds the combinatorial winner determination (all solves
-    together); run a combinatorial step in a worker thread.
+    together); run a combinatorial step in a worker thread. Sealed mechanisms need
+    ``sealing_key`` (the operator's private key) and ``session_uid`` (the Auction's uid).
     """
     if status.phase in TERMINAL_PHASES:
         return AuctionStep(status=status, verdicts=_closed_verdicts(spec, status, answers))
@@ -784,13 +759,15 @@ def step(
     except InvalidSpecError as error:
         done = _finish(session, status, phase="Failed", reason="Invalid", message=str(error), now=now)
         return AuctionStep(done.status, done.effects, _closed_verdicts(spec, done.status, answers))
+    if spec.mechanism in SEALED_MECHANISMS:
+        sealer = _Sealer.of(status, sealing_key, session_uid)
+        if isinstance(sealer, tuple):
+            done = _finish(session, status, phase="Failed", reason=sealer[0], message=sealer[1], now=now)
+            return AuctionStep(done.status, done.effects, _closed_verdicts(spec, done.status, answers))
+        return _bidding(session, spec, status, answers, now, sealer, solver_seconds)
     effects: list[EconomicEffect] = []
     for _ in range(_MAX_PASSES):
-        if status.phase == "Bidding" and spec.mechanism in SEALED_MECHANISMS:
-            result, moved = _bidding(session, spec, status, answers, now)
-        elif status.phase == "Revealing":
-            result, moved = _revealing(session, spec, status, answers, now, solver_seconds)
-        elif spec.mechanism == "english":
+        if spec.mechanism == "english":
             result, moved = _english(session, spec, status, answers, now)
         else:
             result, moved = _dutch(session, spec, status, answers, now)
@@ -803,7 +780,7 @@ def step(
 
 def next_deadline(spec: AuctionSpec, status: AuctionStatus) -> _dt.datetime | None:
     """When the operator must call :func:`step` again if nothing else happens (None: never)."""
-    if status.phase in ("Bidding", "Revealing"):
+    if status.phase == "Bidding":
         return status.deadline
     return None
 

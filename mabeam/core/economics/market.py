@@ -3,30 +3,38 @@
 How the operator drives a Market (pure functions; ``now`` is an argument):
 
 1. A new Market (``status.phase`` unset or Pending): resolve the participants and call
-   :func:`start`. It records them (sorted by name, each once), opens the collection until
-   ``now + spec.orderSeconds`` and emits ``Started``. No participant: NoTrade (``NoOrders``).
+   :func:`start` with the operator's public key (``sealing``). It records them (sorted by name,
+   each once), publishes the key in ``status.sealing``, opens the collection until
+   ``now + spec.orderSeconds`` and emits ``Started``. No participant: NoTrade (``NoOrders``); no
+   key: Failed (``NoSealingKey``).
 2. Whenever an Order of the market changes or is deleted, the spec changes, or the timer from
    :func:`next_deadline` fires: call :func:`step` with the *complete* current set of Orders
-   (agent -> :class:`OrderAnswer`, ``at`` = when that version arrived).
+   (agent -> :class:`OrderAnswer`, ``at`` = when that version arrived), the operator's private
+   key (``sealing_key``) and the Market's uid (``session_uid``).
 3. Write the returned status, each verdict to its Order's status, then carry out the effects.
    After a crash between the two, :func:`outcome_effects` re-derives the SetVariable of a
    cleared market (the Variable applies a session's write at most once).
 
-Collection. The newest version of each participant's Order counts (``status.orders``); it may
-change until the deadline, and an Order deleted up to the deadline is withdrawn (one deleted
-later stays counted: the market cannot tell when it went). Verdicts, one per Order in the
-answers: ``Counted``; ``NotParticipant``; ``Late`` (received after the deadline: an earlier
-counted version stays counted); ``WrongAnswerKind`` (double-auction: an Order without side and
-price; equilibrium: an Order without a schedule); for a schedule ``OffGrid`` (a price that is not
-on ``spec.priceGrid``; a price within a millionth of a step of a grid price is taken as that
-grid price and recorded so), ``Unsorted`` (prices not strictly rising) and ``NotMonotone`` (the
-net demand rises with the price); ``Closed`` once the market has ended. A refused Order is listed
-in ``status.refusals``; an Order re-sent unchanged keeps its first receive time (and counts even
-after the deadline). Readiness (``alive``) plays no part: an Order counts whether or not its
-agent is Ready.
+Collection. Orders are sealed (:mod:`.sealing`, kind ``Order``): each new version is opened
+with the operator's key to judge it, and ``status.orders`` records the counted ciphertext only,
+never the content, until the market closes. The newest version of each participant's Order
+counts; it may change until the deadline, and an Order deleted up to the deadline is withdrawn
+(one deleted later stays counted: the market cannot tell when it went). Verdicts, one per Order
+in the answers: ``Counted``; ``NotParticipant``; ``Late`` (received after the deadline: an
+earlier counted version stays counted); ``WrongKey``, ``BadSeal``, ``Copied`` (the order does not
+open as this agent's in this market, see :func:`.sealing.open_sealed`); ``WrongAnswerKind``
+(double-auction: an order without side and price; equilibrium: one without a schedule); for a
+schedule ``OffGrid`` (a price that is not on ``spec.priceGrid``; a price within a millionth of a
+step of a grid price is taken as that grid price and recorded so), ``Unsorted`` (prices not
+strictly rising) and ``NotMonotone`` (the net demand rises with the price); ``Closed`` once the
+market has ended. Refusal messages name the place in the order, never its prices or
+quantities. A refused Order is listed in ``status.refusals``; an Order re-sent unchanged keeps
+its first receive time (and counts even after the deadline). Readiness (``alive``) plays no
+part: an Order counts whether or not its agent is Ready.
 
 Clearing. The collection closes at the deadline (``now >= deadline``), or as soon as every
-participant has a counted Order; the market then clears at once with the counted Orders (see
+participant has a counted Order; the counted orders are then binding, opened and written into
+``status.orders``, and the market clears at once with them (see
 :mod:`._double` and :mod:`._equilibrium` for the rules, ties and rounding) and ends:
 
 - ``Cleared`` (reasons ``AllEfficientTrades``, ``TradeReduction``, ``Equilibrium``): the result
@@ -54,15 +62,19 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
+import pydantic
+
 from ...errors import InvalidSpecError
 from ...models._amount import dump_amount, to_decimal
 from ...models._base import ending_conditions
+from ...models._sealed import SealingInfo
 from ...models.coordination import ParticipantRecord, Refusal
 from ...models.market import (
     MAX_GRID_POINTS,
     MarketResult,
     MarketSpec,
     MarketStatus,
+    OrderContent,
     OrderRecord,
     SchedulePoint,
     Trade,
@@ -71,6 +83,7 @@ from ..protocols import EmitEvent, Participant, SetVariable, Verdict
 from ._common import EconomicEffect, MarketStep, OrderAnswer
 from ._double import Fill, LimitOrder, clear_double_auction
 from ._equilibrium import NetDemand, clear_equilibrium
+from .sealing import Opened, SealingKey, key_problem, open_sealed
 
 __all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step"]
 
@@ -78,8 +91,6 @@ TERMINAL_PHASES = frozenset({"Cleared", "NoTrade", "Failed", "Cancelled"})
 EndPhase = Literal["Cleared", "NoTrade", "Failed", "Cancelled"]
 SNAP = 1e-6  # a schedule price within SNAP * step of a grid price is that grid price
 _SNAP = Decimal(repr(SNAP))
-_DOUBLE_FIELDS = ("side", "price", "quantity")
-_SCHEDULE_FIELDS = ("schedule",)
 
 
 def _num(value: Decimal | float) -> str:
@@ -127,7 +138,7 @@ def _on_grid(price: Decimal, grid: list[Decimal], step: Decimal) -> Decimal | No
 
 def _schedule(answer: OrderAnswer, spec: MarketSpec, grid: list[Decimal]) -> list[SchedulePoint]:
     if answer.schedule is None:
-        raise _Refused("WrongAnswerKind", "this is an equilibrium market: set spec.schedule")
+        raise _Refused("WrongAnswerKind", "this is an equilibrium market: seal a schedule")
     step = spec.price_grid.step if spec.price_grid is not None else Decimal(1)
     points: list[SchedulePoint] = []
     for j, point in enumerate(answer.schedule):
@@ -135,21 +146,20 @@ def _schedule(answer: OrderAnswer, spec: MarketSpec, grid: list[Decimal]) -> lis
         if price is None:
             raise _Refused(
                 "OffGrid",
-                f"schedule[{j}].price {_num(point.price)} is not on the price grid ({_num(grid[0])} to "
-                f"{_num(grid[-1])} in steps of {_num(step)})",
+                f"schedule[{j}].price is not on the price grid ({_num(grid[0])} to {_num(grid[-1])} "
+                f"in steps of {_num(step)})",
             )
         if points and price <= points[-1].price:
             raise _Refused(
                 "Unsorted",
-                f"schedule[{j}].price {_num(point.price)} is not above schedule[{j - 1}].price "
-                f"{_num(points[-1].price)}: list the points by rising price, each price once",
+                f"schedule[{j}].price is not above schedule[{j - 1}].price: list the points by "
+                "rising price, each price once",
             )
         if points and point.quantity > points[-1].quantity:
             raise _Refused(
                 "NotMonotone",
-                f"schedule[{j}].quantity {_num(point.quantity)} at price {_num(price)} is above "
-                f"schedule[{j - 1}].quantity {_num(points[-1].quantity)}: a demand schedule must "
-                "slope down (never rise with the price)",
+                f"schedule[{j}].quantity is above schedule[{j - 1}].quantity: a demand schedule "
+                "must slope down (never rise with the price)",
             )
         points.append(SchedulePoint(price=price, quantity=point.quantity))
     return points
@@ -160,18 +170,43 @@ def _fields(answer: OrderAnswer, spec: MarketSpec, grid: list[Decimal]) -> dict[
     if spec.mechanism == "double-auction":
         if answer.side not in ("buy", "sell") or answer.price is None:
             raise _Refused(
-                "WrongAnswerKind", "this is a double auction: set spec.side (buy or sell) and spec.price"
+                "WrongAnswerKind", "this is a double auction: seal a side (buy or sell) and a price"
             )
         return {"side": answer.side, "price": answer.price, "quantity": answer.quantity}
     return {"schedule": _schedule(answer, spec, grid)}
 
 
-def _same(record: OrderRecord, answer: OrderAnswer, spec: MarketSpec) -> bool:
-    """Whether ``answer`` is the counted ``record`` as sent (a schedule as snapped to the grid)."""
-    if spec.mechanism == "double-auction":
-        return all(getattr(record, k) == getattr(answer, k) for k in _DOUBLE_FIELDS)
-    schedule = list(answer.schedule) if answer.schedule is not None else None
-    return record.schedule is not None and record.schedule == schedule
+def _same(record: OrderRecord, answer: OrderAnswer) -> bool:
+    """Whether ``answer`` is the counted ``record`` as sent (the same ciphertext)."""
+    return answer.sealed is not None and record.sealed == answer.sealed
+
+
+@dataclass(frozen=True)
+class _Opener:
+    """What opens this market's sealed orders: the operator's key, the Market's uid, the traders."""
+
+    key: SealingKey
+    uid: str
+    participants: tuple[str, ...]
+
+    def open(self, agent: str, answer: OrderAnswer) -> OrderAnswer:
+        """The order's content as an answer received at the same time (raises _Refused)."""
+        if answer.sealed is None:
+            raise _Refused(
+                "WrongAnswerKind", "orders are sealed: set spec.sealed (the SDK and `mabeam order` do it)"
+            )
+        opened = open_sealed(self.key, answer.sealed, "Order", self.uid, agent, others=self.participants)
+        if not isinstance(opened, Opened):
+            raise _Refused(opened.reason, opened.message)
+        try:
+            content = OrderContent.model_validate(opened.content)
+        except pydantic.ValidationError as exc:
+            where = ", ".join(".".join(str(p) for p in e["loc"]) or "(the order)" for e in exc.errors())
+            raise _Refused(
+                "WrongAnswerKind",
+                f"{agent}'s sealed order opens to something that is not an order (problems at: {where})",
+            ) from None
+        return OrderAnswer.opened(content, answer.at)
 
 
 def _collect(
@@ -180,6 +215,7 @@ def _collect(
     status: MarketStatus,
     answers: Mapping[str, OrderAnswer],
     now: _dt.datetime,
+    opener: _Opener,
 ) -> tuple[MarketStatus, list[Verdict]]:
     participants = {p.name for p in status.participants}
     deadline = status.deadline
@@ -191,8 +227,7 @@ def _collect(
         answer = answers[agent]
         old = records.get(agent)
         refusal: _Refused | None = None
-        fields: dict[str, object] = {}
-        if old is not None and _same(old, answer, spec):
+        if old is not None and _same(old, answer):
             refusals.pop(agent, None)
             verdicts.append(Verdict(agent, True, "Counted", "the order is counted"))
             continue
@@ -201,8 +236,8 @@ def _collect(
         elif deadline is not None and answer.at > deadline:
             refusal = _Refused("Late", f"received after the deadline {deadline.isoformat()}")
         else:
-            try:
-                fields = _fields(answer, spec, grid)
+            try:  # checked now; the content is published only once the market has closed
+                _fields(opener.open(agent, answer), spec, grid)
             except _Refused as refused:
                 refusal = refused
         if refusal is not None:
@@ -210,7 +245,7 @@ def _collect(
             refusals[agent] = Refusal(agent=agent, reason=refusal.reason, message=message)
             verdicts.append(Verdict(agent, False, refusal.reason, message))
             continue
-        records[agent] = OrderRecord.model_validate({"agent": agent, "received_at": answer.at, **fields})
+        records[agent] = OrderRecord(agent=agent, sealed=answer.sealed, received_at=answer.at)
         refusals.pop(agent, None)
         verdicts.append(Verdict(agent, True, "Counted", "the order is counted"))
     new = status.model_copy(
@@ -230,7 +265,7 @@ def _closed_verdicts(
     out = []
     for agent in sorted(answers):
         record = counted.get(agent)
-        if record is not None and _same(record, answers[agent], spec):
+        if record is not None and _same(record, answers[agent]):
             out.append(Verdict(agent, True, "Counted", "the order was counted"))
         else:
             out.append(Verdict(agent, False, "Closed", f"the market has ended ({status.phase})"))
@@ -352,12 +387,18 @@ def _clear(spec: MarketSpec, grid: list[Decimal], orders: Sequence[OrderRecord])
 
 
 def start(
-    session: str, spec: MarketSpec, participants: Sequence[Participant], now: _dt.datetime
+    session: str,
+    spec: MarketSpec,
+    participants: Sequence[Participant],
+    now: _dt.datetime,
+    *,
+    sealing: SealingInfo | None = None,
 ) -> MarketStep:
-    """Open the market: record the participants (sorted, each once) and the deadline.
+    """Open the market: record the participants (sorted, each once), the key orders are sealed to
+    (``sealing``, published in ``status.sealing``) and the deadline.
 
     A spec that cannot work ends it as Failed (reason Invalid); no participant as NoTrade
-    (NoOrders).
+    (NoOrders); no key as Failed (NoSealingKey).
     """
     pending = MarketStatus(phase="Pending")
     try:
@@ -371,15 +412,18 @@ def start(
         ParticipantRecord(name=p.name, weight=p.weight, priority=p.priority)
         for _, p in sorted(unique.items())
     ]
-    status = MarketStatus(phase="Collecting", participants=records, started_at=now)
+    status = MarketStatus(phase="Collecting", participants=records, started_at=now, sealing=sealing)
     if not records:
         return _finish(
             session, spec, status, _Outcome("NoTrade", "NoOrders", "no participant could take part"), now
         )
+    if sealing is None:
+        message = "the operator has no key to seal orders to; see its log (Secret mabeam-sealing-key)"
+        return _finish(session, spec, status, _Outcome("Failed", "NoSealingKey", message), now)
     status.deadline = now + _dt.timedelta(seconds=spec.order_seconds)
     message = (
-        f"{spec.mechanism} market for {spec.good} takes orders from {len(records)} participants "
-        f"until {status.deadline.isoformat()}"
+        f"{spec.mechanism} market for {spec.good} takes sealed orders (to key {sealing.key_id}) from "
+        f"{len(records)} participants until {status.deadline.isoformat()}"
     )
     return MarketStep(status=status, effects=(EmitEvent("Started", message),))
 
@@ -391,12 +435,17 @@ def step(
     answers: Mapping[str, OrderAnswer],
     alive: Mapping[str, bool],
     now: _dt.datetime,
+    *,
+    sealing_key: SealingKey | None = None,
+    session_uid: str = "",
 ) -> MarketStep:
     """Take the current Orders into account; clear once the collection closes.
 
     An ended market is returned unchanged, without effects (Counted for what was counted, else
     Closed); a market not yet started is returned unchanged. ``alive`` is part of the engine
-    contract but a market does not depend on readiness.
+    contract but a market does not depend on readiness. ``sealing_key`` (the operator's private
+    key) and ``session_uid`` (the Market's uid) open the sealed orders; without a key that fits
+    ``status.sealing`` the market fails (NoSealingKey, SealingKeyChanged).
     """
     del alive  # a market does not depend on readiness (see the module docstring)
     if status.phase in TERMINAL_PHASES:
@@ -416,11 +465,33 @@ def step(
         grid = _grid(spec)
     except InvalidSpecError as error:
         return _fail(session, spec, status, error, now)
-    status, verdicts = _collect(spec, grid, status, answers, now)
+    problem = key_problem(status.sealing, sealing_key)
+    if problem is not None or sealing_key is None:
+        reason, message = problem or ("NoSealingKey", "")
+        return _finish(
+            session,
+            spec,
+            status,
+            _Outcome("Failed", reason, message),
+            now,
+            _closed_verdicts(spec, status, answers),
+        )
+    opener = _Opener(sealing_key, session_uid, tuple(p.name for p in status.participants))
+    status, verdicts = _collect(spec, grid, status, answers, now, opener)
     counted = {r.agent for r in status.orders}
     everyone = all(p.name in counted for p in status.participants)
     if not everyone and status.deadline is not None and now < status.deadline:
         return MarketStep(status=status, verdicts=tuple(verdicts))
+    # Closed: the counted orders are binding; open them, publish them and clear.
+    opened: list[OrderRecord] = []
+    for record in status.orders:
+        try:
+            answer = opener.open(record.agent, OrderAnswer(at=record.received_at, sealed=record.sealed))
+            fields = _fields(answer, spec, grid)
+        except _Refused:
+            continue  # cannot happen with the key that counted it (key_problem checked above)
+        opened.append(record.model_copy(update=fields))
+    status = status.model_copy(update={"orders": opened})
     return _finish(session, spec, status, _clear(spec, grid, status.orders), now, verdicts)
 
 

@@ -25,6 +25,7 @@ from ._base import (
     absent_participants,
     collect,
     finish,
+    past_deadline,
     quorum_required,
 )
 from ._contract_net import ContractNet
@@ -62,6 +63,7 @@ __all__ = [
     "finish",
     "next_deadline",
     "outcome_effects",
+    "past_deadline",
     "quorum_required",
     "start",
     "step",

@@ -77,6 +77,7 @@ __all__ = [
     "collect",
     "finish",
     "invalid",
+    "past_deadline",
     "quorum_required",
 ]
 
@@ -262,6 +263,15 @@ class Collected:
                 "refusals": [self.refusals[a] for a in sorted(self.refusals)],
             }
         )
+
+    def unanswered(self, status: CoordinationStatus) -> list[str]:
+        """The participants with no counted answer, in the order of ``status``."""
+        return [p.name for p in status.participants if p.name not in self.records]
+
+
+def past_deadline(status: CoordinationStatus, now: _dt.datetime) -> bool:
+    """Whether the collection is over for the protocol: it has no deadline, or the deadline came."""
+    return status.deadline is None or now >= status.deadline
 
 
 AnswerFields = Callable[[Answer], dict[str, object]]

@@ -41,6 +41,7 @@ from ._base import (
     collect,
     finish,
     invalid,
+    past_deadline,
 )
 
 __all__ = ["ContractNet"]
@@ -86,9 +87,7 @@ class ContractNet(Protocol):
         status = collected.apply(status)
         verdicts = collected.verdicts
         if not deciding:
-            open_ = [p.name for p in status.participants if p.name not in collected.records]
-            closing = status.deadline is None or now >= status.deadline
-            if open_ and not closing:
+            if collected.unanswered(status) and not past_deadline(status, now):
                 return StepResult(status=status, verdicts=tuple(verdicts))
             ranked = sorted(collected.records.values(), key=lambda r: (float(r.cost or 0.0), r.agent))
             status.ranking = [RankEntry(agent=r.agent, cost=r.cost) for r in ranked]

@@ -19,7 +19,7 @@ import datetime as _dt
 from collections.abc import Mapping
 
 from ...models.coordination import CoordinationSpec, CoordinationStatus, RankEntry
-from ._base import Answer, Protocol, StepResult, collect, finish, invalid
+from ._base import Answer, Protocol, StepResult, collect, finish, invalid, past_deadline
 
 __all__ = ["Priority"]
 
@@ -55,8 +55,8 @@ class Priority(Protocol):
         status.ranking = [
             RankEntry(agent=r.agent, priority=priority[r.agent], received_at=r.received_at) for r in claims
         ]
-        open_ = [p.name for p in status.participants if p.name not in collected.records]
-        closing = status.deadline is None or now >= status.deadline or not open_
+        open_ = collected.unanswered(status)
+        closing = past_deadline(status, now) or not open_
         if claims:
             best = claims[0]
             if closing or all(priority[a] < priority[best.agent] for a in open_):

@@ -54,6 +54,7 @@ from ._base import (
     collect,
     finish,
     invalid,
+    past_deadline,
     quorum_required,
 )
 
@@ -114,8 +115,8 @@ class _Voting(Protocol):
             tally[choice] += weights[agent]
         status.tally = {o: float(t) for o, t in tally.items()}
 
-        open_ = [p.name for p in status.participants if p.name not in choices]
-        closing = status.deadline is None or now >= status.deadline
+        open_ = collected.unanswered(status)
+        closing = past_deadline(status, now)
         base = len(status.participants)
         if closing:
             open_ = []

@@ -227,6 +227,9 @@ class Admission(Store):
                     subresources=frozenset((version.get("subresources") or {}).keys()),
                     schema=schema,
                     storage_version=storage,
+                    printer_columns=tuple(
+                        c for c in version.get("additionalPrinterColumns") or () if isinstance(c, dict)
+                    ),
                     custom=True,
                 )
             )

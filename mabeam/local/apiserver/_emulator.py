@@ -17,8 +17,21 @@ import attrs
 import kmock
 import yaml
 
-from ._auth import Authorization, identify
-from ._types import BUILTIN_TYPES, ResourceType, _ApiError, _json_response, _meta, _not_found
+from ._apply import REQUEST_MANAGER
+from ._auth import Authorization
+from ._logs import LogFiles, choose_container, stream_log
+from ._openapi import group_version_document, openapi_root
+from ._tables import table, table_version
+from ._types import (
+    BUILTIN_TYPES,
+    REQUEST_USER,
+    ResourceType,
+    UserInfo,
+    _ApiError,
+    _json_response,
+    _meta,
+    _not_found,
+)
 
 logger = logging.getLogger("mabeam.local.apiserver")
 
@@ -26,6 +39,9 @@ logger = logging.getLogger("mabeam.local.apiserver")
 @attrs.define(kw_only=True)
 class LocalApiEmulator(Authorization):
     """kmock's emulator with real API-server semantics for resource requests (see the package doc)."""
+
+    #: Where pods' logs are (given by whoever runs the kubelet); None: no logs are served.
+    log_files: LogFiles | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -40,13 +56,20 @@ class LocalApiEmulator(Authorization):
         # the bare list), so resource URLs are parsed here; discovery goes through kmock as is.
         parsed = parse_resource_path(raw_request.path)
         if parsed is None:
+            try:
+                user = self.impersonate(self.authenticate(raw_request.headers), raw_request.headers)
+                self._authorize_path(user, raw_request.path)
+            except _ApiError as exc:
+                return _json_response(exc.status(), exc.code)
+            if raw_request.path.startswith("/openapi/"):
+                return self._serve_openapi(raw_request.path)
             return await super().__call__(raw_request)
         group, version, namespace, plural, name, subresource = parsed
         body = await raw_request.read()
         try:
             data = json.loads(body) if body else None
-        except ValueError:
-            data = None
+        except (ValueError, RecursionError):
+            data = None  # refused (400) when the verb reads it
         request = kmock.Request(
             id=len(self._requests),
             raw_request=raw_request,
@@ -73,17 +96,33 @@ class LocalApiEmulator(Authorization):
             return await kmock.KubernetesScaffold._handle(self, request)
         verb = self._verb(request)
         self.counts[verb] += 1
-        user = identify(request.headers)
+        user = UserInfo("")  # until authenticated (an audit record of a 401 names nobody)
         code = 200
         audited = False
         try:
+            user = self.authenticate(request.headers)
+            user = self.impersonate(
+                user, request._raw_request.headers if request._raw_request else request.headers
+            )
             self._authorize(user, verb, request)
+            if request.subresource == "log":
+                return await self._serve_log(request, verb)
             if verb == "watch":
                 # A watch is audited when it starts: a stream may outlive whoever reads the log.
-                self.audit.append(self._audit_record(request, verb, user, 200))
+                self.audit.append(self._audit_record(request, verb, user.name, 200))
                 audited = True
                 return await self._stream_watch(request)
-            payload, code = self._serve(request, verb)
+            reset = REQUEST_USER.set(user)
+            # The field manager of a write: named, or the client's user agent up to its first "/".
+            agent = str(request.headers.get("User-Agent") or "").split("/")[0][:128]
+            reset_manager = REQUEST_MANAGER.set(request.params.get("fieldManager") or agent)
+            try:
+                payload, code = self._serve(request, verb)
+            finally:
+                REQUEST_USER.reset(reset)
+                REQUEST_MANAGER.reset(reset_manager)
+            if verb in ("get", "list") and not request.subresource:
+                payload = self._as_table(request, payload)
             return _json_response(payload, code)
         except _ApiError as exc:
             code = exc.code
@@ -96,7 +135,72 @@ class LocalApiEmulator(Authorization):
             return _json_response(error.status(), 500)
         finally:
             if not audited:
-                self.audit.append(self._audit_record(request, verb, user, code))
+                self.audit.append(self._audit_record(request, verb, user.name, code))
+
+    def _serve_openapi(self, path: str) -> aiohttp.web.Response:
+        """``/openapi/v3`` and its group-version documents (no v2: see :mod:`._openapi`)."""
+        self.counts["discovery"] += 1
+        parts = [part for part in path.strip("/").split("/") if part]
+        document: dict[str, Any] | None = None
+        if parts == ["openapi", "v3"]:
+            document = openapi_root(self.types.values())
+        elif len(parts) == 4 and parts[:3] == ["openapi", "v3", "api"]:
+            document = group_version_document(self.types.values(), "", parts[3])
+        elif len(parts) == 5 and parts[:3] == ["openapi", "v3", "apis"]:
+            document = group_version_document(self.types.values(), parts[3], parts[4])
+        if document is None:
+            error = _ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json_response(error.status(), 404)
+        return _json_response(document, 200)
+
+    async def _serve_log(self, request: kmock.Request, verb: str) -> aiohttp.web.StreamResponse:
+        """``GET pods/<name>/log``: the container's output, from the file its kubelet writes."""
+        rtype = self._request_type(request)
+        if verb != "get":
+            raise _ApiError(
+                405, "MethodNotAllowed", f"the server does not allow this method on pods/log ({verb})"
+            )
+        namespace, name = request.namespace, request.name
+        assert namespace is not None and name is not None  # a namespaced, named subresource
+        pod = self.load(rtype, namespace, name)
+        if pod is None:
+            raise _not_found(rtype, name)
+        container = choose_container(pod, request.params.get("container"))
+        if not (pod.get("spec") or {}).get("nodeName") or self.log_files is None:
+            raise _ApiError(
+                400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: no node'
+            )
+        path = self.log_files(namespace, name, container)
+        if not path.is_file():
+            raise _ApiError(
+                400,
+                "BadRequest",
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
+
+        def running() -> bool:
+            now = self.load(rtype, namespace, name)
+            phase = ((now or {}).get("status") or {}).get("phase")
+            return now is not None and phase not in ("Succeeded", "Failed") and not self._closing
+
+        assert request._raw_request is not None
+        return await stream_log(request._raw_request, path, request.params, running=running)
+
+    def _as_table(self, request: kmock.Request, payload: Any) -> Any:
+        """The payload of a get or list as the Table the client asked for (kubectl get), if it did."""
+        version = table_version(request.headers.get("Accept", ""))
+        if version is None:
+            return payload
+        rtype = self._request_type(request)
+        single = payload.get("kind") != f"{rtype.kind}List"
+        return table(
+            rtype,
+            [payload] if single else payload["items"],
+            version=version,
+            list_meta=None if single else payload.get("metadata"),
+            include_object=request.params.get("includeObject", "Metadata"),
+            headers=request.params.get("noHeaders") != "true",
+        )
 
     @staticmethod
     def _verb(request: kmock.Request) -> str:
@@ -115,6 +219,8 @@ class LocalApiEmulator(Authorization):
             return None
         try:
             return json.loads(request.body)
+        except RecursionError:
+            raise _ApiError(400, "BadRequest", "the request body is nested too deeply to decode") from None
         except ValueError:
             try:
                 return yaml.safe_load(request.body)
@@ -127,6 +233,10 @@ class LocalApiEmulator(Authorization):
         strict = params.get("fieldValidation") == "Strict"
         dry_run = params.get("dryRun") == "All"
         ns, name = request.namespace, request.name
+        if request.subresource == "binding" and verb != "create":
+            raise _ApiError(
+                405, "MethodNotAllowed", f"the server does not allow this method on pods/binding ({verb})"
+            )
         if verb == "get":
             assert name is not None
             obj = self.load(rtype, ns, name)
@@ -136,6 +246,12 @@ class LocalApiEmulator(Authorization):
         if verb == "list":
             return self._list(rtype, ns, params), 200
         if verb == "create":
+            if name and ns is not None and rtype.group_version == "v1" and request.subresource:
+                # The subresources created by a POST: TokenRequest, and a scheduler's Binding.
+                if (rtype.plural, request.subresource) == ("serviceaccounts", "token"):
+                    return self.request_token(ns, name, self._body(request)), 201
+                if (rtype.plural, request.subresource) == ("pods", "binding"):
+                    return self.bind_pod(ns, name, self._body(request), dry_run=dry_run), 201
             if name:
                 raise _ApiError(405, "MethodNotAllowed", "POST to a named object is not allowed")
             return self.present(
@@ -158,6 +274,20 @@ class LocalApiEmulator(Authorization):
         if verb == "patch":
             assert name is not None
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type == "application/apply-patch+yaml":
+                existed = self.load(rtype, ns, name) is not None
+                obj = self.apply_object(
+                    rtype,
+                    ns,
+                    name,
+                    self._body(request),
+                    manager=params.get("fieldManager", ""),
+                    force=params.get("force") == "true",
+                    subresource=request.subresource,
+                    strict=strict,
+                    dry_run=dry_run,
+                )
+                return self.present(rtype, obj), 200 if existed else 201
             obj = self.patch_object(
                 rtype,
                 ns,
@@ -221,7 +351,10 @@ class LocalApiEmulator(Authorization):
             payload["groupVersion"] = request.resource.version  # "v1", not kmock's "/v1"
         for entry in payload.get("resources", []) if isinstance(payload, dict) else []:
             if "/" in entry["name"]:  # a subresource: no short names of its own, as in a real server
-                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+                verbs = {"binding": ["create"], "log": ["get"]}.get(
+                    entry["name"].rpartition("/")[2], ["get", "patch", "update"]
+                )
+                entry.update(shortNames=[], categories=[], verbs=verbs)
         return payload
 
     async def _serve_server_version(self, request: kmock.Request) -> Any:

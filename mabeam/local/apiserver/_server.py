@@ -6,19 +6,25 @@ import asyncio
 import copy
 import logging
 import pathlib
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
+import aiohttp.test_utils
 import kmock
 import yaml
 
 from mabeam.errors import InvalidSpecError
 
+from .. import rbac
+from ._auth import service_account_user
 from ._emulator import LocalApiEmulator
+from ._logs import LogFiles
 from ._selectors import parse_label_selector
-from ._types import AuditRecord, _ApiError, _meta
+from ._tls import ServingTls, make_serving_tls
+from ._types import ADMIN, AuditRecord, UserInfo, _ApiError, _meta
 
 logger = logging.getLogger("mabeam.local.apiserver")
 
@@ -36,22 +42,31 @@ class LocalApiServer:
         retain_deleted: bool = True,
         require_namespaces: bool = True,
         bookmark_interval: float = 30.0,
-        authorize_service_accounts: bool = True,
+        authorize: bool = True,
+        tls: bool = False,
     ) -> None:
+        """``tls``: serve HTTPS with a certificate of a CA made for this server (see :mod:`._tls`);
+        the kubeconfigs it writes trust that CA. kubectl sends credentials only over TLS."""
         self.emulator = LocalApiEmulator(
             watch_history=watch_history,
             history_limit=history_limit,
             retain_deleted=retain_deleted,
             require_namespaces=require_namespaces,
             bookmark_interval=bookmark_interval,
-            authorize_service_accounts=authorize_service_accounts,
+            authorize=authorize,
         )
         self._host, self._port = host, port
         self._server: kmock.Server | None = None
+        self.tls: ServingTls | None = make_serving_tls(host) if tls else None
 
     async def __aenter__(self) -> Self:
         await self.emulator.__aenter__()
-        self._server = kmock.Server(self.emulator, host=self._host, port=self._port or None)
+        server_cls = aiohttp.test_utils.RawTestServer
+        if self.tls is not None:
+            server_cls = _tls_server(self.tls.context)
+        self._server = kmock.Server(
+            self.emulator, host=self._host, port=self._port or None, server_cls=server_cls
+        )
         await self._server.__aenter__()
         return self
 
@@ -80,12 +95,31 @@ class LocalApiServer:
             raise RuntimeError("the local API server is not running (use `async with`)")
         return self._server.port
 
-    def kubeconfig(self, path: str | pathlib.Path, *, token: str | None = "user:admin") -> pathlib.Path:
-        """Write a kubeconfig (insecure, no TLS) pointing at this server; return its path.
+    def issue_token(self, user: str = ADMIN.name, groups: tuple[str, ...] | None = None) -> str:
+        """A new secret token that authenticates as ``user`` (see :func:`user_info` for groups)."""
+        return self.emulator.issue_token(user_info(user, groups))
 
-        ``token="sa:<namespace>:<name>"`` makes every request act as that service account.
+    def kubeconfig(
+        self,
+        path: str | pathlib.Path,
+        *,
+        user: str | None = ADMIN.name,
+        groups: tuple[str, ...] | None = None,
+    ) -> pathlib.Path:
+        """Write a kubeconfig pointing at this server (trusting its CA if it serves TLS); return its path.
+
+        Its token is a new secret that authenticates as ``user`` (by default the cluster admin;
+        ``system:serviceaccount:<namespace>:<name>`` for a service account); ``user=None``
+        writes no token, so requests are anonymous.
         """
-        return write_kubeconfig(path, self.url, token=token)
+        token = None if user is None else self.issue_token(user, groups)
+        ca_data = None if self.tls is None else self.tls.ca_data
+        return write_kubeconfig(path, self.url, token=token, ca_data=ca_data)
+
+    def serve_logs(self, log_files: LogFiles) -> None:
+        """Serve ``pods/log`` from the files ``log_files(namespace, pod, container)`` names
+        (the kubelet's; the API server itself knows nothing of where pods run)."""
+        self.emulator.log_files = log_files
 
     # ---- direct access for tests and oracles (no HTTP) ----
 
@@ -167,7 +201,7 @@ class LocalApiServer:
             async with cls(host=host, port=port, retain_deleted=False, history_limit=20) as api:
                 api.install_crds(crds)
                 if kubeconfig is not None:
-                    api.kubeconfig(kubeconfig)
+                    api.kubeconfig(kubeconfig)  # the cluster admin's
                 if on_ready is not None:
                     on_ready(api)
                 await asyncio.Event().wait()
@@ -221,8 +255,14 @@ class ThreadedApiServer:
     def url(self) -> str:
         return self.api.url
 
-    def kubeconfig(self, path: str | pathlib.Path, *, token: str | None = "user:admin") -> pathlib.Path:
-        return self.api.kubeconfig(path, token=token)
+    def kubeconfig(
+        self,
+        path: str | pathlib.Path,
+        *,
+        user: str | None = ADMIN.name,
+        groups: tuple[str, ...] | None = None,
+    ) -> pathlib.Path:
+        return self.call(lambda: self.api.kubeconfig(path, user=user, groups=groups))  # type: ignore[no-any-return]
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the server's loop (the state is not thread-safe) and return its result."""
@@ -244,13 +284,45 @@ class ThreadedApiServer:
         self.stop()
 
 
-def write_kubeconfig(path: str | pathlib.Path, url: str, *, token: str | None = "user:admin") -> pathlib.Path:
-    """Write an insecure kubeconfig for ``url`` (context ``mabeam-local``)."""
+def _tls_server(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:
+    """aiohttp's raw server, started with ``context`` (kmock starts it without arguments)."""
+
+    class TlsServer(aiohttp.test_utils.RawTestServer):
+        async def start_server(self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+            await super().start_server(loop, ssl=context, **kwargs)
+
+    return TlsServer
+
+
+def user_info(name: str, groups: tuple[str, ...] | None = None) -> UserInfo:
+    """A user with the groups Kubernetes gives it: ``admin`` is the cluster admin
+    (``system:masters``), a ServiceAccount's name gets the ServiceAccount groups, anyone else
+    ``system:authenticated``; ``groups`` replaces the defaults (``system:authenticated`` stays)."""
+    if groups is None:
+        if name == ADMIN.name:
+            return ADMIN
+        if name.startswith(rbac.SERVICE_ACCOUNT_PREFIX):
+            namespace, _, account = name[len(rbac.SERVICE_ACCOUNT_PREFIX) :].partition(":")
+            return service_account_user(namespace, account)
+        groups = ()
+    return UserInfo(name, (*groups, "system:authenticated"))
+
+
+def write_kubeconfig(
+    path: str | pathlib.Path, url: str, *, token: str | None = None, ca_data: str | None = None
+) -> pathlib.Path:
+    """Write a kubeconfig for ``url`` (context ``mabeam-local``): trusting the CA ``ca_data``
+    (base64 PEM) for an HTTPS server, insecure otherwise."""
     user: dict[str, Any] = {"token": token} if token else {}
+    cluster: dict[str, Any] = {"server": url}
+    if ca_data:
+        cluster["certificate-authority-data"] = ca_data
+    else:
+        cluster["insecure-skip-tls-verify"] = True
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "mabeam-local", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
+        "clusters": [{"name": "mabeam-local", "cluster": cluster}],
         "users": [{"name": "mabeam-local", "user": user}],
         "contexts": [
             {

@@ -65,7 +65,7 @@ class Store(kmock.KubernetesEmulator):
     require_namespaces: bool = True  # creating in a missing namespace is 404, as in a cluster
     bookmark_interval: float = 30.0  # seconds between BOOKMARK events when a watcher asks for them
     keep_requests: int = 10_000  # kmock records every request; keep only the latest ones
-    authorize_service_accounts: bool = True  # RBAC for service accounts (see mabeam.local.rbac)
+    authorize: bool = True  # RBAC for every caller but system:masters (see mabeam.local.rbac)
 
     types: dict[tuple[str, str, str], ResourceType] = attrs.field(factory=dict, init=False)
     counts: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
@@ -79,6 +79,11 @@ class Store(kmock.KubernetesEmulator):
     _expired: dict[tuple[str, str], int] = attrs.field(factory=dict, init=False)
     _watches: dict[tuple[str, str], set[_Watch]] = attrs.field(factory=dict, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    #: The live objects by type and namespace ("" for cluster-scoped): an index, so that a list
+    #: or an RBAC lookup costs what it returns, not what the store holds.
+    _live: dict[Any, dict[str, dict[str, None]]] = attrs.field(factory=dict, init=False)
+    #: Bumped on every change of a Role, ClusterRole or binding (RBAC decisions are cached).
+    _rbac_generation: int = attrs.field(default=0, init=False)
 
     # ---- registry ----
 
@@ -158,13 +163,18 @@ class Store(kmock.KubernetesEmulator):
 
     def live(self, rtype: ResourceType, namespace: str | None = None) -> Iterator[dict[str, Any]]:
         """Stored objects of a type (optionally in one namespace), sorted by namespace and name."""
-        store_key = rtype.store_key
-        found = []
-        for (res, ns, name), obj in self.objects.items():
-            if res == store_key and not obj.deleted and (namespace is None or ns == namespace):
-                found.append(((ns or "", name), obj.raw))
-        for _, raw in sorted(found, key=lambda item: item[0]):
-            yield raw
+        by_namespace = self._live.get(rtype.store_key)
+        if not by_namespace:
+            return
+        if namespace is not None:
+            spaces = [namespace] if namespace in by_namespace else []
+        else:
+            spaces = sorted(by_namespace)
+        for ns in spaces:
+            for name in sorted(by_namespace.get(ns, ())):
+                obj = self.objects[(rtype.store_key, ns or None, name)]
+                if not obj.deleted:
+                    yield obj.raw
 
     def present(self, rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         """The object as served for this type's version."""
@@ -188,12 +198,17 @@ class Store(kmock.KubernetesEmulator):
         if key not in self.objects:
             self.objects[key] = []
         stored = self.objects[key]
+        names = self._live.setdefault(rtype.store_key, {}).setdefault(namespace or "", {})
         if event == "DELETED":
             stored.delete()
             self._uids.pop(meta.get("uid", ""), None)
+            names.pop(name, None)
         else:
             stored.create(new)
             self._uids[meta["uid"]] = (rtype, namespace, name)
+            names[name] = None
+        if rtype.group == "rbac.authorization.k8s.io":
+            self._rbac_generation += 1
         if self.history_limit is not None and len(stored.history) > self.history_limit:
             del stored.history[: len(stored.history) - self.history_limit]
         if event == "DELETED" and not self.retain_deleted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime
 import json
@@ -34,6 +35,7 @@ class ResourceType:
     subresources: frozenset[str] = frozenset()
     schema: dict[str, Any] | None = None  # openAPIV3Schema of a custom resource
     storage_version: str = ""  # all versions of a CRD share the storage of this one
+    printer_columns: tuple[dict[str, Any], ...] = ()  # additionalPrinterColumns of a custom resource
     custom: bool = False
 
     @property
@@ -83,8 +85,14 @@ def _builtin(
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",)),
-    _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
-    _builtin("v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),
+    dataclasses.replace(  # pods/binding: how a scheduler (here, the local kubelet) assigns a node
+        _builtin("v1", "pods", "Pod", namespaced=True, status=True, short_names=("po",)),
+        subresources=frozenset({"status", "binding", "log"}),
+    ),
+    dataclasses.replace(  # serviceaccounts/token: the TokenRequest API
+        _builtin("v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),
+        subresources=frozenset({"token"}),
+    ),
     _builtin("v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
     _builtin("v1", "secrets", "Secret", namespaced=True),
     _builtin("v1", "events", "Event", namespaced=True, short_names=("ev",)),
@@ -117,6 +125,25 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         namespaced=False,
     ),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class UserInfo:
+    """An authenticated caller: its user name and groups (what admission sees as userInfo)."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+
+    def as_request_user(self) -> dict[str, Any]:
+        """``request.userInfo`` of an admission request."""
+        return {"username": self.name, "groups": list(self.groups)}
+
+
+#: The cluster admin: whoever talks to the server without HTTP (the harness) acts as it.
+ADMIN = UserInfo("admin", ("system:masters", "system:authenticated"))
+
+#: The caller of the request being served (admission policies read it).
+REQUEST_USER: contextvars.ContextVar[UserInfo] = contextvars.ContextVar("mabeam_request_user", default=ADMIN)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,10 +15,11 @@ import aiohttp.web
 import attrs
 import kmock
 
+from ._apply import ServerSideApply
 from ._selectors import Selector, parse_field_selector, parse_label_selector
 from ._store import _Event, _Watch
+from ._tables import table, table_version
 from ._types import ResourceType, _ApiError, _meta
-from ._writes import Writes
 
 
 def _view(event: _Event, selector: Selector) -> tuple[str, dict[str, Any]] | None:
@@ -37,7 +38,7 @@ def _view(event: _Event, selector: Selector) -> tuple[str, dict[str, Any]] | Non
 
 
 @attrs.define(kw_only=True)
-class Watches(Writes):
+class Watches(ServerSideApply):
     """List selections and watch streams."""
 
     def _selector(self, rtype: ResourceType, namespace: str | None, params: Any) -> Selector:
@@ -66,6 +67,19 @@ class Watches(Writes):
         except ValueError:
             raise _ApiError(400, "BadRequest", f"invalid resourceVersion {since_text!r}") from None
         key = (rtype.group, rtype.plural)
+        table_as = table_version(request.headers.get("Accept", ""))
+        include = params.get("includeObject", "Metadata")
+        if table_as is not None:
+            table(rtype, [], version=table_as, include_object=include)  # a bad includeObject is a 400
+        first = [True]
+
+        def render(obj: dict[str, Any]) -> dict[str, Any]:
+            shown = self.present(rtype, obj)
+            if table_as is None:
+                return shown
+            # As a real server: a watch of Tables sends the column definitions once, first.
+            headers, first[0] = first[0], False
+            return table(rtype, [shown], version=table_as, include_object=include, headers=headers)
 
         # Collect the backlog and subscribe with no await in between: nothing is missed or doubled.
         backlog: list[tuple[str, dict[str, Any]]] = []
@@ -91,7 +105,7 @@ class Watches(Writes):
         try:
             await response.prepare(request._raw_request)
             for kind, obj in backlog:
-                shown = obj if kind == "ERROR" else self.present(rtype, obj)
+                shown = obj if kind == "ERROR" else render(obj)
                 await response.write(json.dumps({"type": kind, "object": shown}).encode() + b"\n")
             if expired:
                 await response.write_eof()
@@ -120,7 +134,7 @@ class Watches(Writes):
                     break
                 seen = _view(event, selector)
                 if seen is not None:
-                    line = {"type": seen[0], "object": self.present(rtype, seen[1])}
+                    line = {"type": seen[0], "object": render(seen[1])}
                     await response.write(json.dumps(line).encode() + b"\n")
             await response.write_eof()
         except (ConnectionError, asyncio.CancelledError):

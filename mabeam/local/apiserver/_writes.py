@@ -1,4 +1,5 @@
-"""Writes: create, replace, patch and delete, the ``status`` subresource, garbage collection.
+"""Writes: create, replace, patch and delete, the ``status`` and ``pods/binding`` subresources,
+garbage collection.
 
 Each write is synchronous (no awaits inside), so it is atomic on the event loop. ``/status``
 writes change only ``.status`` and main writes ignore it; a ``resourceVersion`` in a body or
@@ -9,6 +10,7 @@ patch is a precondition; deletion honours finalizers, preconditions and owner re
 from __future__ import annotations
 
 import copy
+import dataclasses
 import secrets
 import uuid
 from typing import Any
@@ -18,8 +20,8 @@ import attrs
 from mabeam.errors import InvalidSpecError
 from mabeam.kube import schema as crd_schema
 
-from ._admission import Admission
 from ._patch import json_patch, merge_patch
+from ._policies import AdmissionPolicies
 from ._types import (
     _CRD_GROUP,
     _STALE,
@@ -35,7 +37,7 @@ from ._types import (
 
 
 @attrs.define(kw_only=True)
-class Writes(Admission):
+class Writes(AdmissionPolicies):
     """Create, replace, patch and delete objects, as the API server does."""
 
     def create_object(
@@ -97,11 +99,16 @@ class Writes(Admission):
         obj["apiVersion"], obj["kind"] = rtype.group_version, rtype.kind
         obj = self._admit(rtype, obj, None, strict=strict)
         self._set_initial_status(rtype, obj)
+        self._check_policies(rtype, "CREATE", obj, None, dry_run=dry_run)
         if dry_run:
             return obj
         self._commit(rtype, None, obj, "ADDED")
         if rtype.group == _CRD_GROUP:
             self._register_crd(obj)
+        if rtype.group == "" and rtype.plural == "namespaces":
+            # As the ServiceAccount controller of a cluster does: every namespace has "default".
+            account = {"metadata": {"name": "default", "namespace": name}}
+            self.create_object(self._by_kind("v1", "ServiceAccount"), name, account)
         return obj
 
     def replace_object(
@@ -115,8 +122,10 @@ class Writes(Admission):
         strict: bool = False,
         dry_run: bool = False,
         require_rv: bool = False,
+        managed: bool = False,
     ) -> dict[str, Any]:
-        """Update an object (PUT, and the last step of every PATCH)."""
+        """Update an object (PUT, and the last step of every PATCH). ``managed``: the caller set
+        ``managedFields`` (server-side apply); otherwise :meth:`_record_fields` does."""
         old = self.load(rtype, namespace, name)
         if old is None:
             raise _not_found(rtype, name)
@@ -192,7 +201,10 @@ class Writes(Admission):
                     ],
                 )
         new = self._admit(rtype, new, old, strict=strict)
+        self._check_policies(rtype, "UPDATE", new, old, subresource=subresource, dry_run=dry_run)
         meta = new["metadata"]
+        if not managed:
+            self._record_fields(rtype, old, new, subresource)
         if self._spec_of(rtype, new) != self._spec_of(rtype, old):
             meta["generation"] = int(old_meta.get("generation", 0)) + 1
         if new == old or dry_run:
@@ -203,6 +215,11 @@ class Writes(Admission):
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(rtype, new)
         return new
+
+    def _record_fields(
+        self, rtype: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+    ) -> None:
+        """Record who changed which fields (``managedFields``): see :mod:`._apply`."""
 
     def patch_object(
         self,
@@ -216,21 +233,12 @@ class Writes(Admission):
         strict: bool = False,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Patch an object: merge, strategic-merge (as merge), JSON patch, or apply."""
+        """Patch an object: merge, strategic-merge (as merge) or JSON patch (apply: see
+        :mod:`._apply`)."""
         old = self.load(rtype, namespace, name)
-        if content_type == "application/apply-patch+yaml" and old is None:
-            if subresource:
-                raise _not_found(rtype, name)
-            if not isinstance(body, dict):
-                raise _ApiError(400, "BadRequest", "an apply patch must be an object")
-            return self.create_object(rtype, namespace, body, strict=strict, dry_run=dry_run)
         if old is None:
             raise _not_found(rtype, name)
-        if content_type in (
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
-        ):
+        if content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             if not isinstance(body, dict):
                 raise _ApiError(400, "BadRequest", "a merge patch must be a JSON object")
             patched = merge_patch(old, body)
@@ -253,6 +261,77 @@ class Writes(Admission):
         return self.replace_object(
             rtype, namespace, name, patched, subresource=subresource, strict=strict, dry_run=dry_run
         )
+
+    def bind_pod(self, namespace: str, name: str, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
+        """The ``pods/binding`` subresource (POST a ``v1`` ``Binding``): assign a pod to a node once.
+
+        As a real API server does: the Binding names the pod (and may carry its ``uid`` as a
+        precondition) and targets a Node; ``spec.nodeName`` is set, the Binding's annotations
+        are copied to the pod and its ``PodScheduled`` condition becomes True. A pod that is
+        already assigned, or being deleted, is refused with 409 Conflict.
+        """
+        rtype = self._by_kind("v1", "Pod")
+        if not isinstance(body, dict):
+            raise _ApiError(400, "BadRequest", "the request body must be a JSON object")
+        meta: dict[str, Any] = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
+        if body.get("kind", "Binding") != "Binding":
+            raise _ApiError(
+                400, "BadRequest", f"the body of pods/binding must be a Binding, not {body['kind']}"
+            )
+        if meta.get("name", name) != name:
+            raise _ApiError(400, "BadRequest", "name in URL does not match name in Binding object")
+        if meta.get("namespace", namespace) != namespace:
+            raise _ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        target: dict[str, Any] = body["target"] if isinstance(body.get("target"), dict) else {}
+        errors: list[crd_schema.SchemaError] = []
+        if target.get("kind", "Node") not in ("", "Node"):
+            errors.append(
+                crd_schema.SchemaError(
+                    "target.kind", f"Invalid value: {target['kind']!r}: must be empty or 'Node'"
+                )
+            )
+        if not isinstance(target.get("name"), str) or not target["name"]:
+            errors.append(crd_schema.SchemaError("target.name", "Required value", "FieldValueRequired"))
+        binding_type = dataclasses.replace(rtype, plural="bindings", kind="Binding")
+        if errors:
+            raise _invalid(binding_type, name, errors)
+        old = self.load(rtype, namespace, name)
+        if old is None:
+            raise _not_found(rtype, name)
+        old_meta, node = _meta(old), (old.get("spec") or {}).get("nodeName")
+        uid = meta.get("uid")
+        if uid and uid != old_meta.get("uid"):
+            raise _conflict(
+                rtype,
+                name,
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old_meta.get('uid')}",
+            )
+        binding_resource = dataclasses.replace(rtype, plural="pods/binding")
+        if old_meta.get("deletionTimestamp"):
+            raise _conflict(
+                binding_resource, name, f"pod {name} is being deleted, cannot be assigned to a host"
+            )
+        if node:
+            raise _conflict(binding_resource, name, f'pod {name} is already assigned to node "{node}"')
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["nodeName"] = target["name"]
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and annotations:
+            new["metadata"].setdefault("annotations", {}).update(annotations)
+        conditions = [
+            c
+            for c in (new.setdefault("status", {}).get("conditions") or [])
+            if c.get("type") != "PodScheduled"
+        ]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()})
+        new["status"]["conditions"] = conditions
+        if not dry_run:
+            self._commit(rtype, old, new, "MODIFIED")
+        return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success", "code": 201}
 
     def delete_object(
         self,
@@ -286,6 +365,7 @@ class Writes(Admission):
                 f"Precondition failed: UID in precondition: {want_uid}, "
                 f"UID in object meta: {old_meta['uid']}",
             )
+        self._check_policies(rtype, "DELETE", None, old, dry_run=dry_run)
         if dry_run:
             return old
         orphan = options.get("propagationPolicy") == "Orphan" or options.get("orphanDependents") is True
