@@ -2,11 +2,11 @@
 
 Each figure is printed beside a baseline measured in the same run:
 
-- combinatorial winner determination with VCG prices (``clear_combinatorial``, HiGHS) on random
+- combinatorial winner determination with VCG prices (``clear_combinatorial``, CP-SAT) on random
   XOR instances, against brute force on the same instances: enumerate every feasible allocation
   (each bidder gets one of its bundles or nothing, no item twice) for the tie-broken optimum,
   then once more without each winner for its VCG price; the two outcomes must agree. One larger
-  instance is cleared by HiGHS alone (brute force would have to look at up to
+  instance is cleared by CP-SAT alone (brute force would have to look at up to
   (bundles + 1) ** bidders assignments);
 - market clearing (``clear_double_auction``, ``clear_equilibrium``) on N orders, against the
   floor of any price-ordering mechanism: Python's ``sorted`` on the same N limit prices;
@@ -176,7 +176,7 @@ def bench_combinatorial(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - start
     candidates = (args.big_bundles + 1) ** args.big_bidders
     print(
-        f"\nOne instance of {args.big_bidders} x {args.big_bundles} x {args.big_items}: HiGHS "
+        f"\nOne instance of {args.big_bidders} x {args.big_bundles} x {args.big_items}: CP-SAT "
         f"{elapsed * 1e3:.1f} ms ({outcome.reason}, {len(outcome.wins)} winners); brute force would "
         f"enumerate up to {args.big_bundles + 1}^{args.big_bidders} = {candidates:.2e} assignments "
         "per welfare, once plus once per winner: infeasible\n"

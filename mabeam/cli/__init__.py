@@ -14,11 +14,12 @@ Subcommands:
     bid       bid in an auction by hand as an agent (sealed: encrypted to the operator; clock: accept)
     order     place an order in a market by hand as an agent
     validate  check manifests offline against the CRD schemas (strict, CEL rules included)
+    clear     clear a combinatorial auction offline from a CATS file (winners, revenue, VCG prices)
 
 One module per command group, each with ``add_commands(sub)``: ``crds``, ``run``, ``local``
 (local and demo), ``get`` (get and describe), ``watch``, ``answer`` (vote, bid and order; the
-vote itself in ``_vote``) and ``validate``; they share the connection options (``--kubeconfig``,
-``--context``, ``-n``) and the rendering helpers of ``_common``.
+vote itself in ``_vote``), ``validate`` and ``clear``; they share the connection options
+(``--kubeconfig``, ``--context``, ``-n``) and the rendering helpers of ``_common``.
 
 Errors a user can act on (a MabeamError, a missing kubeconfig or context, an API server that
 cannot be reached) are one line on stderr, exit status 1; a closed pipe (``| head``) ends
@@ -38,7 +39,7 @@ import httpx2
 from lightkube.core.exceptions import ConfigError
 
 from ..errors import MabeamError
-from . import _logging, answer, crds, get, local, run, validate, watch
+from . import _logging, answer, clear, crds, get, local, run, validate, watch
 
 __all__ = ["build_parser", "main"]
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from ..cluster import _cli as cluster
 
-    for group in (crds, run, local, cluster, get, watch, answer, validate):
+    for group in (crds, run, local, cluster, get, watch, answer, validate, clear):
         group.add_commands(sub)
     return parser
 

@@ -22,12 +22,14 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TextIO
 
 import pydantic
 
 from ..errors import MabeamError
 from ..kube.resources import AUCTION, BID, MARKET, ORDER
+from ..models._amount import dump_amount, parse_amount
 from ..models.auction import AuctionSpec, AuctionStatus, BidContent, Bundle, bid_name
 from ..models.market import MarketSpec, MarketStatus, OrderContent, SchedulePoint, order_name
 from ..sdk._sessions import write_answer
@@ -56,7 +58,7 @@ __all__ = [
 
 _MAX_AMOUNT = 1e15
 
-_SNAP = 1e-6  # a schedule price within this many steps of a grid price is that grid price
+_SNAP = Decimal("0.000001")  # a schedule price within this many steps of a grid price is that grid price
 
 
 # --- parsing the options -----------------------------------------------------------------------
@@ -72,14 +74,18 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def _amount(text: str, what: str = "amount") -> float:
-    value = _number(text, what)
+def _amount(text: str, what: str = "amount") -> Decimal:
+    """An exact amount (mabeam.models._amount): an integer or a decimal such as 12.50."""
+    try:
+        value = parse_amount(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: {error}") from None
     if not 0 <= value <= _MAX_AMOUNT:
         raise argparse.ArgumentTypeError(f"{what} {text!r} must be between 0 and {_MAX_AMOUNT:g}")
     return value
 
 
-def _price(text: str) -> float:
+def _price(text: str) -> Decimal:
     return _amount(text, "price")
 
 
@@ -130,8 +136,10 @@ def _schedule(text: str) -> list[SchedulePoint]:
     return points
 
 
-def _exact(value: float) -> str:
-    """A float as text that reads back as the same float (no trailing ``.0``)."""
+def _exact(value: float | Decimal) -> str:
+    """A number as text that reads back as the same number (no trailing ``.0``)."""
+    if isinstance(value, Decimal):
+        return str(dump_amount(value))
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
 
@@ -144,7 +152,7 @@ class BidOptions:
     """What ``mabeam bid`` was told."""
 
     agent: str
-    amount: float | None = None
+    amount: Decimal | None = None
     bundles: tuple[Bundle, ...] = ()
     accept: bool | None = None
 
@@ -235,7 +243,7 @@ class OrderOptions:
 
     agent: str
     side: str | None = None
-    price: float | None = None
+    price: Decimal | None = None
     quantity: int | None = None
     schedule: tuple[SchedulePoint, ...] = ()
 

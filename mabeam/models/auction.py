@@ -28,10 +28,12 @@ A Bid is named ``<auction>-<agent>`` (:func:`bid_name`): one per agent per aucti
 from __future__ import annotations
 
 import datetime as _dt
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
 from ._sealed import SealedEnvelope, SealingInfo
 from .coordination import (
@@ -85,37 +87,24 @@ class AuctionSpec(MabeamModel):
         "becomes their status.owner. Exactly one, except for combinatorial.",
         json_schema_extra=_ITEM_NAMES,
     )
-    reserve_price: float = Field(
-        default=0.0,
-        ge=0,
-        le=1e15,
+    reserve_price: Amount = Field(
+        default=Decimal(0),
+        json_schema_extra={"default": 0},
         description="Nothing sells below this price (a combinatorial bundle: below this per item).",
-        allow_inf_nan=False,
     )
     bid_seconds: float = Field(
         default=60.0, gt=0, le=7 * 86400, description="Sealed mechanisms: how long bids are taken."
     )
-    start_price: float | None = Field(
+    start_price: Amount | None = Field(
         default=None,
-        ge=0,
-        le=1e15,
         description="english: the opening clock price (default: the reserve); dutch: the opening "
         "(highest) price, required.",
-        allow_inf_nan=False,
     )
-    increment: float | None = Field(
-        default=None,
-        gt=0,
-        le=1e15,
-        description="english: the clock's rise per round (required).",
-        allow_inf_nan=False,
+    increment: PositiveAmount | None = Field(
+        default=None, description="english: the clock's rise per round (required)."
     )
-    decrement: float | None = Field(
-        default=None,
-        gt=0,
-        le=1e15,
-        description="dutch: the clock's fall per round (required).",
-        allow_inf_nan=False,
+    decrement: PositiveAmount | None = Field(
+        default=None, description="dutch: the clock's fall per round (required)."
     )
     round_seconds: float = Field(
         default=10.0, gt=0, le=86400, description="Clock mechanisms: how long one round lasts."
@@ -126,6 +115,20 @@ class AuctionSpec(MabeamModel):
         le=100000,
         description="english: after this many rounds the clock stops and the tie-break picks among "
         "the bidders still in.",
+    )
+    work_limit: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="combinatorial: the solver's deterministic work limit for the whole clearing "
+        "(CP-SAT deterministic seconds, about one second of one core each). Deterministic: the same "
+        "bids give the same result on a busy or an idle machine.",
+    )
+    on_timeout: Literal["NoSale", "BestFound"] = Field(
+        default="NoSale",
+        description="combinatorial, when the work limit is reached before the optimum is proven: "
+        "NoSale sells nothing (reason Unsolved); BestFound sells the best allocation found (reason "
+        "BestFound). Either way status.result.gap records the proven gap.",
     )
     cancel: bool = Field(default=False, description="True ends an open auction as Cancelled.")
 
@@ -155,15 +158,13 @@ class Bundle(MabeamModel):
         min_length=1, max_length=64, description="The items (from the Auction's spec.items).",
         json_schema_extra=_ITEM_NAMES,
     )  # fmt: skip
-    amount: float = Field(ge=0, le=1e15, description="The offer for the whole bundle.", allow_inf_nan=False)
+    amount: Amount = Field(description="The offer for the whole bundle.")
 
 
 class BidContent(MabeamModel):
     """Sealed mechanisms: the bid itself, as it travels inside ``spec.sealed`` (never in clear)."""
 
-    amount: float | None = Field(
-        default=None, ge=0, le=1e15, description="first-price, second-price: the offer.", allow_inf_nan=False
-    )
+    amount: Amount | None = Field(default=None, description="first-price, second-price: the offer.")
     bundles: list[Bundle] | None = Field(
         default=None,
         max_length=64,
@@ -208,7 +209,7 @@ class BidRecord(MabeamModel):
     sealed: SealedEnvelope | None = Field(
         default=None, description="The counted sealed bid (binding once bidding has closed)."
     )
-    amount: float | None = Field(default=None, description="Once bidding has closed: the offer.")
+    amount: AnyAmount | None = Field(default=None, description="Once bidding has closed: the offer.")
     bundles: list[Bundle] | None = Field(
         default=None, description="combinatorial, once bidding has closed: the bundles."
     )
@@ -219,7 +220,7 @@ class RoundRecord(MabeamModel):
     """Clock mechanisms: one closed round."""
 
     round: int = Field(description="The round number (from 1).")
-    price: float = Field(description="The clock price of the round.")
+    price: AnyAmount = Field(description="The clock price of the round.")
     accepted: list[str] = Field(default_factory=list, description="Who accepted the price.")
 
 
@@ -228,8 +229,10 @@ class Allocation(MabeamModel):
 
     agent: str = Field(description="The winner.")
     items: list[str] = Field(description="The items it now owns.")
-    price: float = Field(description="What it pays.")
-    bid: float | None = Field(default=None, description="What it bid for these items (sealed mechanisms).")
+    price: AnyAmount = Field(description="What it pays.")
+    bid: AnyAmount | None = Field(
+        default=None, description="What it bid for these items (sealed mechanisms)."
+    )
 
 
 class AuctionResult(MabeamModel):
@@ -237,12 +240,23 @@ class AuctionResult(MabeamModel):
     winners: str | None = Field(
         default=None, description="The winners' names, comma-separated (for printing)."
     )
-    revenue: float = Field(default=0.0, description="The sum of the prices.")
+    revenue: AnyAmount = Field(
+        default=Decimal(0), json_schema_extra={"default": 0}, description="The sum of the prices."
+    )
     reason: str = Field(
-        description="Awarded: HighestBid, SecondPrice, ClockWinner, MaxRounds, FirstAccept, Optimal. "
+        description="Awarded: HighestBid, SecondPrice, ClockWinner, MaxRounds, FirstAccept, Optimal, "
+        "BestFound. "
         "NoSale: NoBidders, NoBids, BelowReserve, NoAcceptance, Unsolved. Cancelled, Invalid."
     )
     message: str = Field(default="", description="The outcome in a sentence.")
+    gap: float | None = Field(
+        default=None,
+        description="combinatorial, when the work limit was reached: the proven relative gap "
+        "between the welfare of the allocation found and the best possible.",
+    )
+    work: float | None = Field(
+        default=None, description="combinatorial: the deterministic solver work the clearing used."
+    )
     decided_at: _dt.datetime = Field(description="When the auction ended.")
 
 
@@ -261,7 +275,7 @@ class AuctionStatus(MabeamModel):
         description="When bidding (sealed) or the current round (clock) closes.",
     )
     round: int | None = Field(default=None, description="Clock mechanisms: the current round.")
-    clock_price: float | None = Field(
+    clock_price: AnyAmount | None = Field(
         default=None, description="Clock mechanisms: the current round's price."
     )
     active: list[str] = Field(default_factory=list, description="english: the bidders still in, sorted.")
@@ -297,9 +311,9 @@ AUCTION = KindInfo(
     printer_columns=(
         PrinterColumn("Mechanism", ".spec.mechanism", description="The auction mechanism."),
         PrinterColumn("Phase", ".status.phase", description="Where the auction is."),
-        PrinterColumn("Price", ".status.clockPrice", type="number", description="The clock price."),
+        PrinterColumn("Price", ".status.clockPrice", description="The clock price."),
         PrinterColumn("Winners", ".status.result.winners", description="Who won."),
-        PrinterColumn("Revenue", ".status.result.revenue", type="number", priority=1),
+        PrinterColumn("Revenue", ".status.result.revenue", priority=1),
         PrinterColumn("Deadline", ".status.deadline", type="date", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
@@ -309,14 +323,8 @@ AUCTION = KindInfo(
             "self.mechanism == 'combinatorial' || size(self.items) == 1",
             "spec.items: only a combinatorial auction sells more than one item",
         ),
-        (
-            "self.mechanism != 'english' || has(self.increment)",
-            "spec.increment is required for an english auction",
-        ),
-        (
-            "self.mechanism != 'dutch' || (has(self.startPrice) && has(self.decrement))",
-            "spec.startPrice and spec.decrement are required for a dutch auction",
-        ),
+        # The clock fields (increment, startPrice, decrement) are amounts, which CEL cannot see
+        # (see mabeam.models._amount): the model checks them, and the operator reports Invalid.
     ),
 )
 

@@ -21,10 +21,12 @@ reads an order, and it publishes none before the market closes.
 from __future__ import annotations
 
 import datetime as _dt
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
 from ._sealed import SealedEnvelope, SealingInfo
 from .coordination import (
@@ -69,9 +71,9 @@ def order_name(market: str, agent: str) -> str:
 class PriceGrid(MabeamModel):
     """equilibrium: the prices the market may clear at: min, min+step, ..., up to max."""
 
-    min: float = Field(ge=0, le=1e15, description="The lowest price.", allow_inf_nan=False)
-    max: float = Field(gt=0, le=1e15, description="The highest price.", allow_inf_nan=False)
-    step: float = Field(gt=0, le=1e15, description="The tick between two prices.", allow_inf_nan=False)
+    min: Amount = Field(description="The lowest price.")
+    max: PositiveAmount = Field(description="The highest price.")
+    step: PositiveAmount = Field(description="The tick between two prices.")
 
     @model_validator(mode="after")
     def _ordered(self) -> PriceGrid:
@@ -81,10 +83,10 @@ class PriceGrid(MabeamModel):
             raise ValueError(f"priceGrid has more than {MAX_GRID_POINTS} prices; use a larger step")
         return self
 
-    def prices(self) -> list[float]:
-        """The grid's prices, lowest first (computed by index, so no rounding drift)."""
-        count = int((self.max - self.min) / self.step + 1e-9) + 1
-        return [round(self.min + i * self.step, 12) for i in range(count)]
+    def prices(self) -> list[Decimal]:
+        """The grid's prices, lowest first (exact decimals, computed by index)."""
+        count = int((self.max - self.min) // self.step) + 1
+        return [self.min + i * self.step for i in range(count)]
 
 
 class MarketSpec(MabeamModel):
@@ -110,7 +112,7 @@ class MarketSpec(MabeamModel):
 
 
 class SchedulePoint(MabeamModel):
-    price: float = Field(ge=0, le=1e15, description="A price on the market's grid.", allow_inf_nan=False)
+    price: Amount = Field(description="A price on the market's grid.")
     quantity: float = Field(
         ge=-1e12,
         le=1e12,
@@ -124,13 +126,10 @@ class OrderContent(MabeamModel):
     market's mechanism asks for."""
 
     side: Side | None = Field(default=None, description="double-auction: buy or sell.")
-    price: float | None = Field(
+    price: Amount | None = Field(
         default=None,
-        ge=0,
-        le=1e15,
         description="double-auction: the limit price per unit (the most a buyer pays, the least a "
         "seller takes).",
-        allow_inf_nan=False,
     )
     quantity: int = Field(default=1, ge=1, le=10000, description="double-auction: how many units.")
     schedule: list[SchedulePoint] | None = Field(
@@ -171,7 +170,7 @@ class OrderRecord(MabeamModel):
         default=None, description="The counted sealed order (binding once the market has closed)."
     )
     side: Side | None = Field(default=None, description="Once closed, double-auction: buy or sell.")
-    price: float | None = Field(default=None, description="Once closed, double-auction: the limit price.")
+    price: AnyAmount | None = Field(default=None, description="Once closed, double-auction: the limit price.")
     quantity: int | None = Field(default=None, description="Once closed, double-auction: the units.")
     schedule: list[SchedulePoint] | None = Field(
         default=None, description="Once closed, equilibrium: the schedule (snapped to the grid)."
@@ -185,21 +184,23 @@ class Trade(MabeamModel):
     agent: str = Field(description="The trader.")
     side: Side = Field(description="buy or sell.")
     quantity: float = Field(description="How much (units or an amount of the good).")
-    price: float = Field(description="The price per unit it pays (buy) or receives (sell).")
-    total: float = Field(description="quantity times price.")
+    price: AnyAmount = Field(description="The price per unit it pays (buy) or receives (sell).")
+    total: AnyAmount = Field(description="quantity times price (rounded to 18 decimals if need be).")
 
 
 class MarketResult(MabeamModel):
-    price: float | None = Field(
+    price: AnyAmount | None = Field(
         default=None, description="The clearing price (double-auction: the buyers' price)."
     )
-    seller_price: float | None = Field(
+    seller_price: AnyAmount | None = Field(
         default=None, description="double-auction: the sellers' price (below price after a trade reduction)."
     )
     volume: float = Field(default=0.0, description="How much was traded.")
     trades: list[Trade] = Field(default_factory=list, description="Every agent's trade.")
-    surplus: float = Field(
-        default=0.0, description="What buyers paid minus what sellers received (never negative)."
+    surplus: AnyAmount = Field(
+        default=Decimal(0),
+        json_schema_extra={"default": 0},
+        description="What buyers paid minus what sellers received (never negative).",
     )
     reason: str = Field(
         description="Cleared: Equilibrium, AllEfficientTrades, TradeReduction. NoTrade: NoOrders, "
@@ -247,7 +248,7 @@ MARKET = KindInfo(
         PrinterColumn("Mechanism", ".spec.mechanism", description="The market mechanism."),
         PrinterColumn("Good", ".spec.good", description="What is traded."),
         PrinterColumn("Phase", ".status.phase", description="Where the market is."),
-        PrinterColumn("Price", ".status.result.price", type="number", description="The clearing price."),
+        PrinterColumn("Price", ".status.result.price", description="The clearing price."),
         PrinterColumn("Volume", ".status.result.volume", type="number", description="How much traded."),
         PrinterColumn("Deadline", ".status.deadline", type="date", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
@@ -257,10 +258,6 @@ MARKET = KindInfo(
         (
             "self.mechanism != 'equilibrium' || has(self.priceGrid)",
             "spec.priceGrid is required for an equilibrium market",
-        ),
-        (
-            "!has(self.priceGrid) || self.priceGrid.min < self.priceGrid.max",
-            "spec.priceGrid.min must be below spec.priceGrid.max",
         ),
     ),
 )

@@ -33,6 +33,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pydantic
@@ -40,6 +41,7 @@ import pydantic
 from ..core.economics.sealing import seal
 from ..kube.client import Kube
 from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
+from ..models._amount import dump_amount, parse_amount
 from ..models._sealed import SealedEnvelope, SealingInfo
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidContent, bid_name
 from ..models.market import MarketSpec, MarketStatus, OrderContent, order_name
@@ -56,13 +58,13 @@ class AuctionView:
     namespace: str
     mechanism: str
     items: tuple[str, ...]
-    reserve_price: float
+    reserve_price: Decimal
     deadline: dt.datetime | None
     participants: tuple[str, ...]
     agent: str
     #: Clock mechanisms: the current round and its price.
     round: int | None = None
-    price: float | None = None
+    price: Decimal | None = None
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -78,7 +80,7 @@ class MarketView:
     participants: tuple[str, ...]
     agent: str
     #: equilibrium: the prices the market may clear at, lowest first.
-    prices: tuple[float, ...] = ()
+    prices: tuple[Decimal, ...] = ()
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -102,10 +104,10 @@ def bid_content(value: Any) -> BidContent | None:
         return None
     if isinstance(value, bool):
         raise TypeError("a bid is an amount or bundles, not a boolean")
-    if isinstance(value, int | float):
-        return BidContent(amount=float(value))
+    if isinstance(value, int | float | Decimal | str):
+        return BidContent.model_validate({"amount": value})
     if isinstance(value, Mapping):
-        bundles = [{"items": list(items), "amount": float(amount)} for items, amount in value.items()]
+        bundles = [{"items": list(items), "amount": amount} for items, amount in value.items()]
     else:
         bundles = list(value)
     return BidContent.model_validate({"bundles": bundles})
@@ -148,15 +150,18 @@ def order_fields(value: Any) -> dict[str, Any] | None:
     side = str(value["side"])
     if side not in ("buy", "sell"):
         raise ValueError(f"an order's side is buy or sell, not {side!r}")
-    return {"side": side, "price": float(value["price"]), "quantity": int(value.get("quantity", 1))}
+    price = dump_amount(parse_amount(value["price"]))
+    return {"side": side, "price": price, "quantity": int(value.get("quantity", 1))}
 
 
-def compress_schedule(points: list[tuple[float, float]]) -> list[dict[str, float]]:
-    """A step function from (price, quantity) samples, prices rising: only where it changes."""
-    out: list[dict[str, float]] = []
+def compress_schedule(points: list[tuple[Decimal | float, float]]) -> list[dict[str, Any]]:
+    """A step function from (price, quantity) samples, prices rising: only where it changes.
+
+    Prices are written in an amount's wire form (:func:`mabeam.models._amount.dump_amount`)."""
+    out: list[dict[str, Any]] = []
     for price, quantity in points:
         if not out or out[-1]["quantity"] != quantity:
-            out.append({"price": price, "quantity": quantity})
+            out.append({"price": dump_amount(parse_amount(price)), "quantity": quantity})
     return out
 
 
@@ -348,7 +353,7 @@ class TradeResponder:
     async def _schedule(
         self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
     ) -> None:
-        points: list[tuple[float, float]] = []
+        points: list[tuple[Decimal | float, float]] = []
         for price in view.prices:
             ok, quantity = await self._ask(fn, (view, price), "on_price", view.name)
             if not ok or quantity is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 from hypothesis import given, settings
@@ -196,4 +197,4 @@ def test_dutch_prices_are_exact_decimals_and_the_reserve_is_reached() -> None:
     spec = clock_spec("dutch", ["ada"], startPrice=1.0, decrement=0.1, reservePrice=0.7)
     status = run_dutch(spec, {"ada": 0}, {"ada": 0})
     assert status.phase == "NoSale"
-    assert [r.price for r in status.rounds] == [1.0, 0.9, 0.8, 0.7]
+    assert [r.price for r in status.rounds] == [Decimal(p) for p in ("1", "0.9", "0.8", "0.7")]

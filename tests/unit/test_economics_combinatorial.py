@@ -12,6 +12,7 @@ from mabeam.core.economics._combinatorial import (
     BundleBid,
     XorBid,
     clear_combinatorial,
+    welfare,
     winner_determination,
 )
 from tests.strategies_auctions import XorInstance, xor_instances
@@ -50,18 +51,33 @@ def as_choice(bids: list[XorBid], allocation: dict[int, int]) -> Choice:
     return tuple(allocation.get(i) for i in range(len(bids)))
 
 
-def lexicographic_first_optimum(bids: list[XorBid], items: tuple[str, ...], reserve: Fraction) -> Choice:
-    """The documented tie-break, by brute force: among the optimal allocations, the one whose
-    indicator vector over (bidder, bundle) in list order is lexicographically greatest."""
+def tie_broken_optima(bids: list[XorBid], items: tuple[str, ...], reserve: Fraction) -> list[Choice]:
+    """The documented tie-break, by brute force: among the optimal allocations, those with the
+    greatest weight, bundle k (of the n bundles worth at least their reserve, in list order)
+    weighing 2 ** (n - 1 - k) when n <= 40 (the lexicographic rule: then there is exactly one),
+    else n - k."""
     top = best(bids, items, reserve)
     optimal = [c for c in allocations(bids) if value(bids, c, items, reserve) == top]
+    eligible = [
+        (i, j)
+        for i, bid in enumerate(bids)
+        for j, bundle in enumerate(bid.bundles)
+        if bundle.amount >= reserve * len(bundle.items)
+    ]
+    n = len(eligible)
+    weight = {ij: 2 ** (n - 1 - k) if n <= 40 else n - k for k, ij in enumerate(eligible)}
 
-    def indicator(choice: Choice) -> tuple[int, ...]:
-        return tuple(
-            int(j == k) for bid, j in zip(bids, choice, strict=True) for k in range(len(bid.bundles))
-        )
+    def total(choice: Choice) -> int:
+        return sum(weight[(i, j)] for i, j in enumerate(choice) if j is not None)
 
-    return max(optimal, key=indicator)
+    heaviest = max(total(c) for c in optimal)
+    return [c for c in optimal if total(c) == heaviest]
+
+
+def lexicographic_first_optimum(bids: list[XorBid], items: tuple[str, ...], reserve: Fraction) -> Choice:
+    """The tie-broken optimum (unique for these small instances)."""
+    (choice,) = tie_broken_optima(bids, items, reserve)
+    return choice
 
 
 MILP = settings(max_examples=60, deadline=None)
@@ -82,9 +98,7 @@ def test_the_milp_welfare_equals_brute_force_and_the_allocation_is_feasible(case
 @given(xor_instances())
 def test_ties_between_optimal_allocations_are_broken_as_documented(case: XorInstance) -> None:
     allocation, _ = winner_determination(case.bids, case.items, case.reserve)
-    assert as_choice(case.bids, allocation) == lexicographic_first_optimum(
-        case.bids, case.items, case.reserve
-    )
+    assert [as_choice(case.bids, allocation)] == tie_broken_optima(case.bids, case.items, case.reserve)
 
 
 def test_a_tie_goes_to_the_earlier_bidder_whatever_the_solver_prefers() -> None:
@@ -177,11 +191,12 @@ def test_vcg_is_truthful_no_misreport_raises_utility(case: XorInstance, data: st
         assert _utility(case, truth, report) <= honest, report
 
 
-def test_the_time_limit_ends_in_unsolved_and_sells_nothing() -> None:
+def test_the_work_limit_ends_in_unsolved_and_sells_nothing() -> None:
     bids = [XorBid("ada", (BundleBid(frozenset({"i1"}), Fraction(4)),))]
-    outcome = clear_combinatorial(bids, ("i1",), Fraction(0), time_limit=0.0)
+    outcome = clear_combinatorial(bids, ("i1",), Fraction(0), work_limit=0.0)
     assert outcome.reason == "Unsolved"
     assert outcome.wins == ()
+    assert outcome.gap is not None and outcome.gap > 0
 
 
 # Found by bench/economics.py (seed 20261125, 8 x 3 x 6, instance 19): when HiGHS was given the
@@ -209,3 +224,119 @@ def test_vcg_prices_of_a_larger_instance_match_brute_force() -> None:
     prices = {w.agent: w.price for w in outcome.wins}
     assert prices == brute_force_vcg(case)
     assert prices["b00"] == 28
+
+
+# --- exact amounts, huge and tiny ---------------------------------------------------------------
+
+HUGE = Fraction(10**13)
+MILLI = Fraction(1, 1000)
+
+
+def _shifted(case: XorInstance, base: Fraction, unit: Fraction) -> XorInstance:
+    """The same instance with every amount a turned into base * |bundle| + a * unit."""
+    bids = [
+        XorBid(b.agent, tuple(BundleBid(x.items, base * len(x.items) + x.amount * unit) for x in b.bundles))
+        for b in case.bids
+    ]
+    return XorInstance(case.items, bids, base + case.reserve * unit)
+
+
+@MILP
+@given(
+    xor_instances(max_items=4, max_bidders=4),
+    st.sampled_from([(HUGE, MILLI), (Fraction(0), Fraction(1, 10**18))]),
+)
+def test_huge_and_tiny_amounts_clear_exactly(case: XorInstance, scale: tuple[Fraction, Fraction]) -> None:
+    shifted = _shifted(case, *scale)
+    outcome = clear_combinatorial(shifted.bids, shifted.items, shifted.reserve)
+    assert outcome.welfare == best(shifted.bids, shifted.items, shifted.reserve)
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(shifted)
+
+
+def test_the_issue_case_one_thousandth_apart_at_ten_trillion() -> None:
+    low = XorBid("ada", (BundleBid(frozenset({"a"}), HUGE),))
+    high = XorBid("bob", (BundleBid(frozenset({"a"}), HUGE + MILLI),))
+    outcome = clear_combinatorial([low, high], ("a",), Fraction(0))
+    assert [(w.agent, w.price) for w in outcome.wins] == [("bob", HUGE)]
+    pair = XorBid("cy", (BundleBid(frozenset({"a", "b"}), 2 * HUGE + MILLI),))
+    single = XorBid("dan", (BundleBid(frozenset({"b"}), HUGE),))
+    outcome = clear_combinatorial([low, single, pair], ("a", "b"), Fraction(0))
+    assert [(w.agent, w.price) for w in outcome.wins] == [("cy", 2 * HUGE)]
+
+
+# --- medium instances against a second solver (HiGHS) ------------------------------------------
+
+
+def highs_optimum(bids: list[XorBid], reserve: Fraction) -> Fraction:
+    """The optimal surplus by HiGHS, an independent MILP solver (integer data: exact to 1e-6)."""
+    import highspy
+    import numpy as np
+
+    columns = [
+        (i, b.amount - reserve * len(b.items), b.items)
+        for i, bid in enumerate(bids)
+        for b in bid.bundles
+        if b.amount >= reserve * len(b.items)
+    ]
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    for _ in columns:
+        h.addVar(0, 1)
+    n = len(columns)
+    idx = np.arange(n, dtype=np.int32)
+    h.changeColsCost(n, idx, np.array([float(s) for _, s, _ in columns]))
+    h.changeColsIntegrality(n, idx, np.array([highspy.HighsVarType.kInteger] * n))
+    rows: dict[object, list[int]] = {}
+    for k, (i, _, items) in enumerate(columns):
+        rows.setdefault(("agent", i), []).append(k)
+        for item in items:
+            rows.setdefault(item, []).append(k)
+    for ks in rows.values():
+        h.addRow(-highspy.kHighsInf, 1, len(ks), np.array(ks, dtype=np.int32), np.ones(len(ks)))
+    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    h.run()
+    return Fraction(round(h.getInfo().objective_function_value))
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from(["regions", "arbitrary"]), st.integers(min_value=1, max_value=10**6))
+def test_medium_cats_instances_match_a_second_solver(kind: str, seed: int) -> None:
+    from bench.cats import generate
+    from mabeam.core.economics._cats import to_auction
+
+    bids, items = to_auction(generate(kind, 36, 90, seed))
+    cents = [XorBid(b.agent, tuple(BundleBid(x.items, x.amount * 100) for x in b.bundles)) for b in bids]
+    allocation, total = winner_determination(cents, items, Fraction(0))
+    assert total == highs_optimum(cents, Fraction(0))
+    assert welfare(cents, allocation, items, Fraction(0)) == total
+
+
+# --- the work limit: deterministic, and explicit when reached ---------------------------------
+
+
+def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
+    from bench.cats import generate
+    from mabeam.core.economics._cats import to_auction
+
+    bids, items = to_auction(generate("arbitrary", 64, 300, 7))
+    found = None
+    for limit in (0.05, 0.2, 0.5, 1.0, 2.0):
+        outcomes = [
+            clear_combinatorial(bids, items, Fraction(0), work_limit=limit, on_timeout=policy)
+            for policy in ("NoSale", "NoSale", "BestFound", "BestFound")
+        ]
+        assert outcomes[0] == outcomes[1] and outcomes[2] == outcomes[3]  # load-independent
+        nosale, best_found = outcomes[0], outcomes[2]
+        if nosale.reason == "Optimal":
+            break
+        assert nosale.reason == "Unsolved" and nosale.wins == () and nosale.gap is not None
+        assert best_found.reason in ("BestFound", "Unsolved")
+        if best_found.reason == "BestFound":
+            found = best_found
+            break
+    assert found is not None and found.gap is not None and found.gap > 0
+    won = [item for w in found.wins for item in w.items]
+    assert len(won) == len(set(won))
+    for w in found.wins:
+        assert 0 <= w.price <= w.bid

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 from fractions import Fraction as F
 
 import pytest
@@ -21,6 +22,7 @@ from mabeam.core.economics._double import LimitOrder, clear_double_auction
 from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
 from mabeam.core.economics.market import TERMINAL_PHASES, next_deadline, outcome_effects
 from mabeam.core.protocols import EmitEvent, Participant, SetVariable
+from mabeam.models._amount import to_decimal
 from mabeam.models._sealed import SealedEnvelope
 from mabeam.models.market import MarketSpec, MarketStatus, OrderContent, SchedulePoint
 from tests.strategies_auctions import KEY, UID, seal_as
@@ -83,7 +85,7 @@ def limit(side: str, price: float, quantity: int = 1, seconds: float = 0) -> Ord
     return OrderAnswer(at=at(seconds), side=side, price=price, quantity=quantity)
 
 
-def schedule(*points: tuple[float, float], seconds: float = 0) -> OrderAnswer:
+def schedule(*points: tuple[float | str, float], seconds: float = 0) -> OrderAnswer:
     return OrderAnswer(at=at(seconds), schedule=tuple(SchedulePoint(price=p, quantity=q) for p, q in points))
 
 
@@ -125,20 +127,27 @@ def test_a_market_without_participants_ends_without_trade() -> None:
     assert next_deadline(make_spec(), result.status) is None
 
 
-def test_a_grid_too_fine_for_its_prices_fails_the_market() -> None:
-    # 5000 prices between 1e14 and 1e14 + 5: floating point near 1e14 cannot tell them apart
-    spec = make_spec("equilibrium", priceGrid={"min": 1e14, "max": 1e14 + 5, "step": 0.001})
+def test_a_fine_grid_at_huge_prices_is_exact() -> None:
+    # 5001 prices between 1e14 and 1e14 + 5: binary floats near 1e14 cannot tell them apart,
+    # exact decimals can
+    grid = {"min": "100000000000000", "max": "100000000000005", "step": "0.001"}
+    spec = make_spec("equilibrium", priceGrid=grid)
     result = start("m1", spec, ABCD, T0)
-    assert result.status.phase == "Failed"
-    assert result.status.result is not None and result.status.result.reason == "Invalid"
-    assert result.status.result.message.startswith("spec.priceGrid.step:")
-    assert [c.type for c in result.status.conditions] == ["Failed", "Stalled", "Invalid"]
-    assert result.effects == (EmitEvent("Invalid", result.status.result.message, "Warning"),)
+    assert result.status.phase == "Collecting"
+    answers = {
+        "a": schedule(("100000000000000", 1), ("100000000000002.002", 0)),
+        "b": schedule(("100000000000000", 0), ("100000000000002.001", -1)),
+    }
+    cleared = step("m1", spec, opened(spec), answers, {}, DEADLINE)
+    res = cleared.status.result
+    assert res is not None and res.reason == "Equilibrium"
+    assert res.price == Decimal("100000000000002.001")
+    assert res.to_wire()["price"] == "100000000000002.001"
 
 
 def test_a_spec_edited_into_one_that_cannot_work_fails_the_open_market() -> None:
     status = opened(make_spec("equilibrium"))
-    broken = make_spec("equilibrium", priceGrid={"min": 1e14, "max": 1e14 + 5, "step": 0.001})
+    broken = make_spec("equilibrium").model_copy(update={"price_grid": None})
     result = step("m1", broken, status, {}, {}, at(5))
     assert (result.status.phase, result.status.result and result.status.result.reason) == (
         "Failed",
@@ -294,14 +303,14 @@ def test_an_equilibrium_market_clears_with_rationing_and_writes_floats() -> None
     assert res is not None
     assert (res.reason, res.price, res.seller_price, res.volume, res.surplus) == (
         "Equilibrium",
-        0.4,
+        Decimal("0.4"),
         None,
         1.0,
         0.0,
     )
     assert [(t.agent, t.side, t.quantity, t.price) for t in res.trades] == [
-        ("a", "buy", 1.0, 0.4),
-        ("b", "sell", 1.0, 0.4),
+        ("a", "buy", 1.0, Decimal("0.4")),
+        ("b", "sell", 1.0, Decimal("0.4")),
     ]
     assert result.effects[0] == SetVariable("cpu-price", 0.4, "m1")
 
@@ -530,10 +539,10 @@ def test_an_equilibrium_market_writes_what_the_clearing_computes(
         return
     assert res.reason == reference.reason
     assert result.status.phase == ("Cleared" if reference.traded else "NoTrade")
-    assert res.price == (float(reference.price) if reference.price is not None else None)
+    assert res.price == (to_decimal(reference.price) if reference.price is not None else None)
     assert res.volume == float(reference.volume)
     assert [(t.agent, t.side, t.quantity, t.total) for t in res.trades] == [
-        (f.agent, f.side, float(f.quantity), float(f.total)) for f in reference.fills
+        (f.agent, f.side, float(f.quantity), to_decimal(f.total)) for f in reference.fills
     ]
     expected = (SetVariable("cpu-price", res.price, "m1"),) if reference.traded else ()
     assert outcome_effects("m1", spec, result.status) == expected == result.effects[:-1]

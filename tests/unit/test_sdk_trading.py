@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from mabeam.core.economics.sealing import Opened, open_sealed
 from mabeam.kube.resources import BID, ORDER
 from mabeam.models._sealed import SealedEnvelope
 from mabeam.models.auction import BidContent
+from mabeam.models.market import OrderContent
 from mabeam.sdk._trading import (
     AuctionView,
     TradeResponder,
@@ -21,6 +23,7 @@ from mabeam.sdk._trading import (
     compress_schedule,
     order_fields,
     seal_bid,
+    seal_order,
 )
 from tests.strategies_auctions import KEY
 
@@ -53,6 +56,28 @@ def test_a_sealed_bid_opens_only_for_the_operator_as_this_agents_bid_in_this_auc
     assert open_sealed(KEY, envelope, "Bid", "uid-1", "ann") == Opened({"amount": 7.5})
     assert not isinstance(open_sealed(KEY, envelope, "Bid", "uid-2", "ann"), Opened)
     assert not isinstance(open_sealed(KEY, envelope, "Bid", "uid-1", "ben"), Opened)
+
+
+def test_an_exact_amount_survives_the_envelope() -> None:
+    # 10^13 + 0.001 has 17 significant digits: no binary float holds it, the decimal string does
+    exact = "10000000000000.001"
+    content = bid_content(exact)
+    assert content is not None and content.amount == Decimal(exact)
+    opened = open_sealed(KEY, seal_bid(KEY.info, "uid-1", "ann", content), "Bid", "uid-1", "ann")
+    assert opened == Opened({"amount": exact})
+    assert BidContent.model_validate(opened.content).amount == Decimal(exact)
+    bundles = bid_content({("a", "b"): Decimal(exact), ("a",): 12.5})
+    assert bundles is not None
+    opened = open_sealed(KEY, seal_bid(KEY.info, "uid-1", "ann", bundles), "Bid", "uid-1", "ann")
+    assert isinstance(opened, Opened)
+    assert opened.content["bundles"] == [
+        {"items": ["a", "b"], "amount": exact},
+        {"items": ["a"], "amount": 12.5},
+    ]
+    order = OrderContent.model_validate(order_fields({"side": "buy", "price": exact}))
+    opened = open_sealed(KEY, seal_order(KEY.info, "uid-2", "ann", order), "Order", "uid-2", "ann")
+    assert isinstance(opened, Opened)
+    assert OrderContent.model_validate(opened.content).price == Decimal(exact)
 
 
 def test_an_order_needs_a_side_and_a_price() -> None:

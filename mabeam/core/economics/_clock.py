@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
@@ -32,22 +33,25 @@ __all__ = [
 ]
 
 
-def exact(number: float) -> Fraction:
-    """The decimal a float is written as (its shortest repr), exactly: ``exact(0.1) == 1/10``."""
+def exact(number: Decimal | float | int) -> Fraction:
+    """An amount as a Fraction, exactly. A Decimal or int is taken as it is; a float as the
+    decimal it is written as (its shortest repr): ``exact(0.1) == 1/10``."""
+    if isinstance(number, Decimal | int):
+        return Fraction(number)
     return Fraction(repr(float(number)))
 
 
-def english_price(opening: float, increment: float, round: int) -> Fraction:
+def english_price(opening: Decimal | float, increment: Decimal | float, round: int) -> Fraction:
     """The clock price of english round ``round`` (from 1)."""
     return exact(opening) + (round - 1) * exact(increment)
 
 
-def dutch_price(start: float, decrement: float, round: int) -> Fraction:
+def dutch_price(start: Decimal | float, decrement: Decimal | float, round: int) -> Fraction:
     """The clock price of dutch round ``round`` (from 1)."""
     return exact(start) - (round - 1) * exact(decrement)
 
 
-def dutch_rounds(start: float, decrement: float, reserve: float) -> int:
+def dutch_rounds(start: Decimal | float, decrement: Decimal | float, reserve: Decimal | float) -> int:
     """How many dutch rounds have a price at or above the reserve (at least 1 when start >= reserve)."""
     span = exact(start) - exact(reserve)
     if span < 0:

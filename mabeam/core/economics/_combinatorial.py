@@ -1,4 +1,5 @@
-"""Combinatorial auctions: winner determination (a MILP solved by HiGHS) and VCG payments.
+"""Combinatorial auctions: winner determination (an integer program solved exactly by CP-SAT) and
+VCG payments.
 
 Bids are XOR bids: an agent names bundles of items with an amount each, and at most one of its
 bundles wins. Winning bundles are disjoint.
@@ -8,49 +9,69 @@ Welfare. The seller keeps every item that is not sold and values it at the reser
 
     W = sum of the winning bundles' amounts + r * (number of unsold items)
 
-Winner determination maximizes ``W``. Equivalently it maximizes the *surplus*
-``sum(amount - r * |bundle|)`` over the winning bundles; a bundle whose amount is below
-``r * |bundle|`` can never be in an optimal allocation and is left out of the MILP.
+Winner determination maximizes ``W``; equivalently the *surplus* ``sum(amount - r * |bundle|)``
+over the winning bundles. A bundle whose amount is below ``r * |bundle|`` is never in an optimal
+allocation and is left out.
 
-The MILP: a binary ``x[b]`` per bundle, ``sum x <= 1`` over each agent's bundles, ``sum x <= 1``
-over the bundles that contain each item, maximize ``sum (amount_b - r * |b|) x[b]``. HiGHS
-solves it with a time limit and a zero optimality gap; every solution it returns is checked
-(integral within 1e-6, then disjoint and one bundle per agent, recomputed in Python) and its
-welfare recomputed exactly (fractions). Optimality is up to HiGHS's numerical tolerances.
+Exact integers. Every surplus is a fraction (amounts are exact decimals); they are scaled by the
+least common multiple of their denominators (``10**d`` for amounts with ``d`` decimals) into
+integers, and CP-SAT (OR-Tools) solves the integer program in 64-bit integer arithmetic: no
+tolerance, so amounts of 1e13 that differ by 0.001 are told apart. The model: a Boolean per
+bundle, at most one per agent and per item, maximize the scaled surplus. An instance whose
+scaled surpluses add up to 2**62 or more cannot be solved exactly and is ``Unsolved``, with a
+message saying so.
 
-Tie-break (deterministic, whatever optimal allocation the solver happens to return): order every
-bundle by its bidder's place in ``bids`` (the engine orders them by earliest received
-sealed bid, then name) and then by its place in that bidder's list. The allocation chosen is the
-lexicographically greatest optimal one in that order: the first bundle wins if some optimal
-allocation has it win, then the next bundle that is still compatible, and so on. A bundle worth
-exactly its reserve (zero surplus) therefore sells, as a single-item bid equal to the reserve
-does. It is computed by fixing bundles one at a time: a bundle that is in the current optimal
-allocation is fixed in; one that conflicts with a fixed bundle is fixed out; otherwise an LP
-bound (and, only if that bound does not rule it out, a MILP) tells whether an optimal allocation
-with it exists.
+Tie-break (deterministic, and fixed by the bids, not by the solver's path): order every bundle
+by its bidder's place in ``bids`` (the engine orders them by when the sealed bid arrived, then
+name) and then by its place in that bidder's list, and number the ``n`` bundles worth at least their
+reserve in that order from ``k = 0``. Bundle ``k`` gets the weight ``2 ** (n - 1 - k)`` when
+``n <= 40``, else ``n - k``. Among the optimal allocations the one chosen has the greatest total
+weight of winning bundles. Up to 40 bundles this is exactly the lexicographic rule (the first
+bundle wins if some optimal allocation has it win, then the next compatible one, and so on; a
+bundle worth exactly its reserve, zero surplus, sells); beyond, earlier bids are still preferred
+but two optimal allocations of equal total weight (rare) are told apart by CP-SAT's search, which
+is deterministic (one worker, a fixed seed, a deterministic work limit): the same bids give the
+same allocation every time. This is one solve: the objective is ``surplus * T + sum(weight_k *
+x_k)`` with ``T`` above the weights' sum, so the surplus comes first, exactly (integers). When
+that objective would not fit in 62 bits, the surplus is maximized first and the weight in one
+extra solve with the surplus fixed at its optimum.
 
 Payments are VCG with the Clarke pivot, with the same welfare (seller included): a winner ``i``
-of bundle ``b`` pays ``p_i = W*(without i) - (W* - amount_i(b))``. Then ``r * |b| <= p_i <=
-amount_i(b)``, and bidding one's true values is a dominant strategy. ``W*(without i)`` is at
-least the welfare of the chosen allocation with ``i``'s bundle left unsold; that known feasible
-value is used when the solver's is lower.
+of bundle ``b`` pays ``p_i = W*(without i) - (W* - amount_i(b))``, so ``r * |b| <= p_i <=
+amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` is a
+re-solve without ``i``'s bundles, bounded by what is known: at least ``W* - surplus_i`` (the
+chosen allocation less ``i``'s bundle, also given as a hint) and at most ``W*``.
+
+Work limit, never a clock. CP-SAT runs on one worker with a *deterministic* time limit
+(``work_limit``, in CP-SAT's deterministic seconds, about one second of one core each, shared by
+every solve of a clearing): the same instance gives the same answer, and stops at the same
+point, on a busy machine and an idle one. When the limit is hit before every solve is proven,
+``on_timeout`` decides: ``NoSale`` (the default) sells nothing (``Unsolved``); ``BestFound``
+sells the best allocation found (``BestFound``), not necessarily optimal nor canonically
+tie-broken, each winner paying ``W(without i) - (W - amount)`` with the best ``W(without i)``
+found (never above its bid). Either way the proven relative ``gap`` (``(bound - W) / bound``
+over the welfare) is reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Literal
 
-import highspy
-import numpy as np
+from ortools.sat.python import cp_model
 
 from ...errors import InvalidSpecError
+from ...models._amount import to_decimal
 
 __all__ = [
+    "DEFAULT_TIME_LIMIT",
+    "DEFAULT_WORK_LIMIT",
     "BundleBid",
     "CombinatorialOutcome",
+    "OnTimeout",
     "Win",
     "XorBid",
     "clear_combinatorial",
@@ -62,8 +83,12 @@ __all__ = [
 Allocation = Mapping[int, int]
 """bid index -> index of its winning bundle (bidders that win nothing are absent)."""
 
-_INTEGRAL = 1e-6
-DEFAULT_TIME_LIMIT = 60.0
+OnTimeout = Literal["NoSale", "BestFound"]
+DEFAULT_WORK_LIMIT = 60.0
+DEFAULT_TIME_LIMIT = DEFAULT_WORK_LIMIT  # the engine's name for the same bound
+_INT_LIMIT = 2**62
+_FIRST_STAGE = 3.0  # deterministic seconds of CP-SAT's default search before the LP-heavy one
+_LEX_COLUMNS = 40  # up to this many bundles the tie-break weights are powers of two: exactly lexicographic
 
 
 @dataclass(frozen=True)
@@ -94,21 +119,26 @@ class Win:
 
 @dataclass(frozen=True)
 class CombinatorialOutcome:
-    """The clearing: the wins (sorted by agent), the optimal welfare, and the reason.
+    """The clearing: the wins (sorted by agent), the welfare, and the reason.
 
-    reason: ``Optimal`` (something sold), ``NoBids`` (no bundle bid at all), ``BelowReserve``
-    (no bundle reaches its reserve), ``Unsolved`` (HiGHS hit the time limit or returned an
-    inconsistent solution; nothing is sold).
+    reason: ``Optimal`` (something sold, every solve proven), ``BestFound`` (the work limit was
+    hit and ``on_timeout`` is BestFound: see ``gap``), ``NoBids`` (no bundle bid at all),
+    ``BelowReserve`` (no bundle reaches its reserve), ``Unsolved`` (the work limit was hit with
+    ``on_timeout`` NoSale, or the amounts are too large to solve exactly; nothing is sold).
+    ``gap``: the proven relative welfare gap when the limit was hit (None when proven optimal).
+    ``work``: the deterministic solver time used.
     """
 
     wins: tuple[Win, ...]
     welfare: Fraction
     reason: str
     message: str
+    gap: float | None = None
+    work: float = 0.0
 
 
 class _Unsolved(Exception):
-    """HiGHS did not prove an optimum within the time left, or its answer does not check out."""
+    """The instance cannot be solved exactly (integers too large)."""
 
 
 def _check(bids: Sequence[XorBid], items: Sequence[str]) -> None:
@@ -153,164 +183,168 @@ def welfare(
 
 
 @dataclass
-class _Problem:
-    """The MILP's columns (bundles worth at least their reserve), rows and a time budget."""
+class _Solved:
+    chosen: frozenset[int]
+    value: int  # the scaled surplus of ``chosen``
+    bound: int  # a proven upper bound on the scaled surplus
+    proven: bool
+
+
+@dataclass
+class _Model:
+    """The columns (bundles worth at least their reserve) in exact integers, and a work budget."""
 
     bids: Sequence[XorBid]
-    items: Sequence[str]
     reserve: Fraction
     budget: float
     columns: list[tuple[int, int]] = field(default_factory=list)
-    surplus: list[Fraction] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)
+    scale: int = 1
+    used: float = 0.0
 
     def __post_init__(self) -> None:
+        surplus: list[Fraction] = []
         for i, bid in enumerate(self.bids):
             for j, bundle in enumerate(bid.bundles):
                 gain = bundle.amount - self.reserve * len(bundle.items)
                 if gain >= 0:
                     self.columns.append((i, j))
-                    self.surplus.append(gain)
-        rows: dict[tuple[str, object], list[int]] = {}
+                    surplus.append(gain)
+        self.scale = math.lcm(*(s.denominator for s in surplus)) if surplus else 1
+        self.units = [int(s * self.scale) for s in surplus]
+        if sum(self.units) >= _INT_LIMIT:
+            raise _Unsolved(
+                f"the surpluses add up to {sum(self.units)} units of 1/{self.scale}, more than 2**62: "
+                "use fewer decimals or smaller amounts"
+            )
+        groups: dict[tuple[str, object], list[int]] = {}
         for k, (i, j) in enumerate(self.columns):
-            rows.setdefault(("agent", i), []).append(k)
+            groups.setdefault(("agent", i), []).append(k)
             for item in self.bids[i].bundles[j].items:
-                rows.setdefault(("item", item), []).append(k)
-        self._rows = [ks for ks in rows.values() if len(ks) > 1]
-        by_column: list[list[int]] = [[] for _ in self.columns]
-        for r, ks in enumerate(self._rows):
-            for k in ks:
-                by_column[k].append(r)
-        starts = [0]
-        for col_rows in by_column:
-            starts.append(starts[-1] + len(col_rows))
-        self._starts = np.array(starts, dtype=np.int32)
-        self._index = np.array([r for col_rows in by_column for r in col_rows], dtype=np.int32)
-        self._cost = np.array([float(s) for s in self.surplus])
+                groups.setdefault(("item", item), []).append(k)
+        self.groups = [ks for ks in groups.values() if len(ks) > 1]
+        n = len(self.columns)
+        exact_lex = n <= _LEX_COLUMNS
+        self.tie_weights = [2 ** (n - 1 - k) if exact_lex else n - k for k in range(n)]
+        self.tie_scale = sum(self.tie_weights) + 1
+        self.weighted = (sum(self.units) + 1) * self.tie_scale < _INT_LIMIT
 
-    def conflicts(self, k: int, chosen: Iterable[int]) -> bool:
-        i, j = self.columns[k]
-        items = self.bids[i].bundles[j].items
-        for c in chosen:
-            ci, cj = self.columns[c]
-            if ci == i or items & self.bids[ci].bundles[cj].items:
-                return True
-        return False
+    def value(self, chosen: frozenset[int]) -> int:
+        return sum(self.units[k] for k in chosen)
 
-    def value(self, chosen: Iterable[int]) -> Fraction:
-        """The exact surplus of a set of columns."""
-        return sum((self.surplus[k] for k in chosen), Fraction(0))
-
-    def allocation(self, chosen: Iterable[int]) -> dict[int, int]:
+    def allocation(self, chosen: frozenset[int]) -> dict[int, int]:
         return dict(self.columns[k] for k in chosen)
 
-    def solve(
+    def surplus(self, units: int) -> Fraction:
+        return Fraction(units, self.scale)
+
+    def _base(self, excluded: frozenset[int]) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        model = cp_model.CpModel()
+        x = [model.new_bool_var(f"x{k}") for k in range(len(self.columns))]
+        for k in excluded:
+            model.add(x[k] == 0)
+        for ks in self.groups:
+            model.add_at_most_one(x[k] for k in ks)
+        return model, x
+
+    def _run(
+        self, model: cp_model.CpModel, x: list[cp_model.IntVar]
+    ) -> tuple[int, frozenset[int] | None, float]:
+        """Solve in two deterministic stages: CP-SAT's default search for up to
+        :data:`_FIRST_STAGE` of work (it proves most instances, CATS "arbitrary" ones fastest),
+        then, from the best allocation found, with the full LP relaxation and its cuts
+        (``linearization_level`` 2: five times less work on CATS "regions" 256 x 1000)."""
+        status, chosen, bound = self._stage(model, x, 1, min(_FIRST_STAGE, self.budget - self.used))
+        if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE) or self.budget - self.used <= 0:
+            return status, chosen, bound
+        if chosen is not None:
+            getattr(model, "clear_hints")()  # noqa: B009  # untyped in ortools: mypy would refuse the call
+            for k, var in enumerate(x):
+                model.add_hint(var, k in chosen)
+        later, found, bound = self._stage(model, x, 2, self.budget - self.used)
+        return later, found if found is not None else chosen, bound
+
+    def _stage(
+        self, model: cp_model.CpModel, x: list[cp_model.IntVar], level: int, budget: float
+    ) -> tuple[int, frozenset[int] | None, float]:
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        solver.parameters.random_seed = 0
+        solver.parameters.linearization_level = level
+        solver.parameters.max_deterministic_time = max(budget, 0.0)
+        status = solver.solve(model)
+        self.used += solver.deterministic_time
+        chosen = None
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            chosen = frozenset(k for k, var in enumerate(x) if solver.boolean_value(var))
+            if not is_feasible(self.bids, self.allocation(chosen)) or len(
+                {self.columns[k][0] for k in chosen}
+            ) != len(chosen):
+                raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
+        bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
+        return int(status), chosen, bound
+
+    def maximize(
         self,
         *,
-        ones: AbstractSet[int] = frozenset(),
-        zeros: AbstractSet[int] = frozenset(),
-        integral: bool = True,
-    ) -> tuple[frozenset[int], float] | None:
-        """Maximize the surplus with ``ones`` fixed in and ``zeros`` fixed out.
-
-        Returns (the chosen columns, the solver's objective), or None if infeasible. An LP
-        (``integral=False``) returns no columns, only its bound.
-        """
-        n = len(self.columns)
-        if n == 0:
-            return frozenset(), 0.0
-        if self.budget <= 0:
-            raise _Unsolved("the time limit was used up")
-        lower = np.zeros(n)
-        upper = np.ones(n)
-        for k in ones:
-            lower[k] = 1.0
-        for k in zeros:
-            upper[k] = 0.0
-        lp = highspy.HighsLp()
-        lp.num_col_ = n
-        lp.num_row_ = len(self._rows)
-        lp.col_cost_ = self._cost
-        lp.col_lower_ = lower
-        lp.col_upper_ = upper
-        lp.row_lower_ = np.full(len(self._rows), -highspy.kHighsInf)
-        lp.row_upper_ = np.ones(len(self._rows))
-        lp.sense_ = highspy.ObjSense.kMaximize
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = self._starts
-        lp.a_matrix_.index_ = self._index
-        lp.a_matrix_.value_ = np.ones(len(self._index))
-        if integral:
-            lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-        h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy's constructor has no annotation
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("threads", 1)
-        h.setOptionValue("time_limit", float(self.budget))
-        h.setOptionValue("mip_rel_gap", 0.0)
-        h.setOptionValue("mip_abs_gap", 0.0)
-        h.passModel(lp)
-        h.run()
-        self.budget -= h.getRunTime()
-        status = h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
-            return None
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise _Unsolved(f"HiGHS stopped with {h.modelStatusToString(status)}")
-        objective = float(h.getInfo().objective_function_value)
-        if not integral:
-            return frozenset(), objective
-        values = list(h.getSolution().col_value)
-        chosen: set[int] = set()
-        for k, x in enumerate(values):
-            if abs(x - round(x)) > _INTEGRAL:
-                raise _Unsolved(f"HiGHS returned a fractional value {x} for bundle {self.columns[k]}")
-            if round(x) == 1:
-                chosen.add(k)
-        if not ones <= chosen or chosen & zeros or not is_feasible(self.bids, self.allocation(chosen)):
-            raise _Unsolved("HiGHS returned an allocation that breaks a constraint")
-        # HiGHS has reported an optimal objective with columns that do not reach it (seen when it
-        # was given a warm start): prices from such columns would be too low. Trust only columns whose exact
-        # value is the objective.
-        if abs(float(self.value(chosen)) - objective) > 1e-7 * max(1.0, abs(objective)):
-            raise _Unsolved(
-                f"HiGHS's objective {objective:g} does not match the value "
-                f"{float(self.value(chosen)):g} of the allocation it returned"
-            )
-        return frozenset(chosen), objective
-
-
-def _optimum(problem: _Problem, *, zeros: AbstractSet[int] = frozenset()) -> frozenset[int]:
-    found = problem.solve(zeros=zeros)
-    if found is None:  # never: selling nothing is always feasible
-        raise _Unsolved("HiGHS found no allocation at all")
-    return found[0]
-
-
-def _canonical(problem: _Problem) -> frozenset[int]:
-    """The lexicographically greatest optimal set of columns (see the module docstring)."""
-    best = _optimum(problem)
-    target = problem.value(best)
-    ones: set[int] = set()
-    zeros: set[int] = set()
-    for k in range(len(problem.columns)):
-        if k in best:
-            ones.add(k)
-            continue
-        if problem.conflicts(k, ones):
-            zeros.add(k)
-            continue
-        trial = ones | {k}
-        bound = problem.solve(ones=trial, zeros=zeros, integral=False)
-        slack = 1e-9 * max(1.0, abs(float(target)))
-        if bound is None or bound[1] < float(target) - slack:
-            zeros.add(k)
-            continue
-        found = problem.solve(ones=trial, zeros=zeros)
-        if found is not None and problem.value(found[0]) >= target:
-            best, target = found[0], problem.value(found[0])
-            ones.add(k)
+        excluded: frozenset[int] = frozenset(),
+        hint: frozenset[int] = frozenset(),
+        floor: int = 0,
+        ceiling: int | None = None,
+        weighted: bool = False,
+        by_weight: bool = False,
+    ) -> _Solved:
+        """The best allocation without ``excluded``; its value is known to lie in [floor, ceiling]."""
+        model, x = self._base(excluded)
+        surplus = cp_model.LinearExpr.weighted_sum(x, self.units)
+        model.add(surplus >= floor)
+        if ceiling is not None:
+            model.add(surplus <= ceiling)
+        if weighted:
+            coefficients = [u * self.tie_scale + w for u, w in zip(self.units, self.tie_weights, strict=True)]
+            model.maximize(cp_model.LinearExpr.weighted_sum(x, coefficients))
+        elif by_weight:
+            model.maximize(cp_model.LinearExpr.weighted_sum(x, self.tie_weights))
         else:
-            zeros.add(k)
-    return best
+            model.maximize(surplus)
+        for k, var in enumerate(x):
+            model.add_hint(var, k in hint)
+        status, chosen, bound = self._run(model, x)
+        limit = sum(self.units) if ceiling is None else ceiling
+        if chosen is None:  # the limit came before any solution: the hint is feasible
+            chosen = frozenset(hint) if self.value(frozenset(hint)) >= floor else frozenset()
+            top = limit
+        else:
+            top = min(limit, int(bound) // self.tie_scale if weighted else math.floor(bound + 1e-9))
+            if by_weight:
+                top = limit
+        proven = status == cp_model.OPTIMAL
+        value = self.value(chosen)
+        return _Solved(chosen, value, value if proven else max(top, value), proven)
+
+
+@dataclass
+class _Choice:
+    chosen: frozenset[int]
+    value: int
+    bound: int
+    proven: bool
+
+
+def _canonical(model: _Model) -> _Choice:
+    """The optimal allocation with the greatest weight (see the module docstring)."""
+    found = model.maximize(weighted=model.weighted)
+    if not found.proven or model.weighted:
+        return _Choice(found.chosen, found.value, found.bound, found.proven)
+    tied = model.maximize(hint=found.chosen, floor=found.value, ceiling=found.value, by_weight=True)
+    return _Choice(tied.chosen, found.value, found.value, tied.proven)
+
+
+def _gap(model: _Model, value: int, bound: int, base: Fraction) -> float:
+    top = model.surplus(bound) + base
+    if top <= 0:
+        return 0.0
+    return float((model.surplus(bound) - model.surplus(value)) / top)
 
 
 def winner_determination(
@@ -318,19 +352,21 @@ def winner_determination(
     items: Sequence[str],
     reserve: Fraction,
     *,
-    time_limit: float = DEFAULT_TIME_LIMIT,
+    work_limit: float = DEFAULT_WORK_LIMIT,
 ) -> tuple[dict[int, int], Fraction]:
     """The tie-broken welfare-maximizing allocation (bid index -> bundle index) and its welfare.
 
-    Raises RuntimeError if HiGHS does not prove the optima within ``time_limit`` seconds.
+    Raises RuntimeError if the optimum is not proven within ``work_limit``.
     """
     _check(bids, items)
-    problem = _Problem(bids, items, reserve, time_limit)
     try:
-        chosen = _canonical(problem)
+        model = _Model(bids, reserve, work_limit)
     except _Unsolved as error:
         raise RuntimeError(str(error)) from error
-    allocation = problem.allocation(chosen)
+    choice = _canonical(model)
+    if not choice.proven:
+        raise RuntimeError(f"the work limit of {work_limit:g} was reached before the optimum was proven")
+    allocation = model.allocation(choice.chosen)
     return allocation, welfare(bids, allocation, items, reserve)
 
 
@@ -339,51 +375,80 @@ def clear_combinatorial(
     items: Sequence[str],
     reserve: Fraction,
     *,
-    time_limit: float = DEFAULT_TIME_LIMIT,
+    work_limit: float = DEFAULT_WORK_LIMIT,
+    on_timeout: OnTimeout = "NoSale",
 ) -> CombinatorialOutcome:
     """Winner determination and VCG prices. ``bids`` are in tie-break order (earliest first).
 
-    ``time_limit`` bounds the solver time of the whole clearing (all MILPs and LPs together).
+    ``work_limit`` bounds the deterministic solver time of the whole clearing (every solve);
+    ``on_timeout`` says what happens when it is reached (see the module docstring).
     Raises InvalidSpecError for a bundle with an unknown item or an agent that bids twice.
     """
     _check(bids, items)
-    everything = welfare(bids, {}, items, reserve)
+    base = reserve * len(set(items))
     if not any(bid.bundles for bid in bids):
-        return CombinatorialOutcome((), everything, "NoBids", "no bundle bid was counted")
-    problem = _Problem(bids, items, reserve, time_limit)
+        return CombinatorialOutcome((), base, "NoBids", "no bundle bid was counted")
     try:
-        chosen = _canonical(problem)
-        allocation = problem.allocation(chosen)
-        best = welfare(bids, allocation, items, reserve)
-        wins: list[Win] = []
-        for i, j in sorted(allocation.items(), key=lambda ij: bids[ij[0]].agent):
-            bundle = bids[i].bundles[j]
-            own = {k for k, (ci, _) in enumerate(problem.columns) if ci == i}
-            without = _optimum(problem, zeros=own)
-            others = welfare(bids, problem.allocation(without), items, reserve)
-            known = best - bundle.amount + reserve * len(bundle.items)
-            others = max(others, known)
-            if others > best:
-                raise _Unsolved(f"the welfare without {bids[i].agent} exceeds the optimum")
-            price = others - (best - bundle.amount)
-            wins.append(Win(bids[i].agent, tuple(sorted(bundle.items)), bundle.amount, price))
+        model = _Model(bids, reserve, work_limit)
     except _Unsolved as error:
         return CombinatorialOutcome(
-            (), everything, "Unsolved", f"winner determination failed ({error}); nothing is sold"
+            (), base, "Unsolved", f"winner determination failed ({error}); nothing is sold"
         )
+    choice = _canonical(model)
+    gap = None if choice.proven else _gap(model, choice.value, choice.bound, base)
+    if gap is not None and on_timeout == "NoSale":
+        return _unsolved(model, base, gap, "the allocation")
+    allocation = model.allocation(choice.chosen)
+    best = welfare(bids, allocation, items, reserve)
+    wins: list[Win] = []
+    for k in sorted(choice.chosen, key=lambda k: bids[model.columns[k][0]].agent):
+        i, j = model.columns[k]
+        bundle = bids[i].bundles[j]
+        own = frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == i)
+        known = choice.value - model.units[k]
+        without = model.maximize(
+            excluded=own, hint=choice.chosen - {k}, floor=known, ceiling=max(choice.bound, known)
+        )
+        if not without.proven:
+            vcg_gap = _gap(model, without.value, without.bound, base)
+            gap = max(gap or 0.0, vcg_gap)
+            if on_timeout == "NoSale":
+                return _unsolved(model, base, gap, f"{bids[i].agent}'s VCG price")
+        others = model.surplus(max(without.value, known))
+        price = others - model.surplus(choice.value) + bundle.amount
+        wins.append(Win(bids[i].agent, tuple(sorted(bundle.items)), bundle.amount, price))
+    if not wins and gap is not None:
+        return _unsolved(model, base, gap, "any allocation")
     if not wins:
         return CombinatorialOutcome(
-            (),
-            best,
-            "BelowReserve",
-            f"no bundle reaches the reserve price of {float(reserve):g} per item",
-        )
+            (), best, "BelowReserve", f"no bundle reaches the reserve price of {_show(reserve)} per item",
+            work=model.used,
+        )  # fmt: skip
     sold = sum(len(w.items) for w in wins)
     revenue = sum((w.price for w in wins), Fraction(0))
-    return CombinatorialOutcome(
-        tuple(wins),
-        best,
-        "Optimal",
-        f"{len(wins)} winners take {sold} of {len(set(items))} items (welfare {float(best):g}); "
-        f"VCG prices total {float(revenue):g}",
+    summary = (
+        f"{len(wins)} winners take {sold} of {len(set(items))} items (welfare {_show(best)}); "
+        f"VCG prices total {_show(revenue)}"
     )
+    if gap is not None:
+        return CombinatorialOutcome(
+            tuple(wins), best, "BestFound",
+            f"the work limit of {work_limit:g} was reached: best allocation found, within {gap:.3g} of "
+            f"the optimum (onTimeout: BestFound); {summary}",
+            gap=gap, work=model.used,
+        )  # fmt: skip
+    return CombinatorialOutcome(tuple(wins), best, "Optimal", summary, work=model.used)
+
+
+def _unsolved(model: _Model, base: Fraction, gap: float, what: str) -> CombinatorialOutcome:
+    return CombinatorialOutcome(
+        (), base, "Unsolved",
+        f"the work limit of {model.budget:g} was reached before {what} was proven optimal "
+        f"(proven gap {gap:.3g}); nothing is sold (onTimeout: NoSale)",
+        gap=gap, work=model.used,
+    )  # fmt: skip
+
+
+def _show(value: Fraction) -> str:
+    """A fraction as a decimal (exact when it ends, else to 18 places)."""
+    return str(to_decimal(value))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ...models._sealed import SealedEnvelope
 from ...models.auction import AuctionStatus, BidSpec
@@ -59,7 +60,7 @@ class OrderAnswer:
     at: _dt.datetime
     sealed: SealedEnvelope | None = None
     side: str | None = None
-    price: float | None = None
+    price: Decimal | None = None
     quantity: int = 1
     schedule: tuple[SchedulePoint, ...] | None = None
 

@@ -4,8 +4,14 @@ Pure functions over the opened bids; the sealed bidding around them is in
 :mod:`mabeam.core.economics.auction`.
 
 Ranking (both mechanisms): the highest amount first; equal amounts are ordered by the earliest
-``at`` (when the agent's sealed bid was received), then by agent name. Amounts are compared as
-the floats they are (no arithmetic is done on them, so the comparisons are exact).
+``at`` (when the agent's sealed bid was received), then by agent name. Amounts are exact
+decimals (no arithmetic is done on them, so the comparisons are exact).
+
+Deciding needs only the top bid and the second-highest amount, not a full ranking: one pass
+finds the highest amount, a second counts the bids that tie at it (the tie-break runs on those
+only), and a third finds the highest amount among the others when nobody ties. Each pass is a
+C-level loop, so the decision over n bids costs O(n), less than Python's ``sorted`` of the bare
+amounts (bench/clearing.py).
 
 - No bid at all: no sale, reason ``NoBids``.
 - No bid reaches ``reserve`` (``amount >= reserve``): no sale, reason ``BelowReserve``.
@@ -19,8 +25,11 @@ the floats they are (no arithmetic is done on them, so the comparisons are exact
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 __all__ = ["SealedBid", "SealedOutcome", "first_price", "rank", "second_price"]
 
@@ -30,7 +39,7 @@ class SealedBid:
     """An opened bid on the one item: who, how much, and when its sealed bid arrived."""
 
     agent: str
-    amount: float
+    amount: Decimal
     at: _dt.datetime
 
 
@@ -39,8 +48,8 @@ class SealedOutcome:
     """The clearing: the winner (None: no sale), what it pays and what it bid, and why."""
 
     winner: str | None
-    price: float | None
-    bid: float | None
+    price: Decimal | None
+    bid: Decimal | None
     reason: str
     message: str
 
@@ -50,52 +59,74 @@ def rank(bids: Sequence[SealedBid]) -> list[SealedBid]:
     return sorted(bids, key=lambda b: (-b.amount, b.at, b.agent))
 
 
-def _no_sale(ranked: Sequence[SealedBid], reserve: float) -> SealedOutcome | None:
-    if not ranked:
+_AMOUNT = operator.attrgetter("amount")
+
+
+@dataclass(frozen=True)
+class _Top:
+    best: SealedBid
+    second: Decimal | None  # the second-highest amount (equal to best's when two tie), if any
+
+
+def _top_two(bids: Sequence[SealedBid]) -> _Top | None:
+    """The best bid (by :func:`rank`'s order) and the second-highest amount, in O(n)."""
+    if not bids:
+        return None
+    amounts = list(map(_AMOUNT, bids))
+    top = max(amounts)
+    if amounts.count(top) > 1:
+        tied = [bids[i] for i, a in enumerate(amounts) if a == top]
+        return _Top(min(tied, key=lambda b: (b.at, b.agent)), top)
+    index = amounts.index(top)
+    rest = itertools.chain(itertools.islice(amounts, index), itertools.islice(amounts, index + 1, None))
+    return _Top(bids[index], max(rest, default=None))
+
+
+def _no_sale(top: _Top | None, reserve: Decimal) -> SealedOutcome | None:
+    if top is None:
         return SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
-    if ranked[0].amount < reserve:
+    if top.best.amount < reserve:
         return SealedOutcome(
             None,
             None,
             None,
             "BelowReserve",
-            f"the highest bid ({ranked[0].amount:g} by {ranked[0].agent}) is below the reserve "
-            f"price {reserve:g}",
+            f"the highest bid ({top.best.amount} by {top.best.agent}) is below the reserve "
+            f"price {reserve}",
         )
     return None
 
 
-def first_price(bids: Sequence[SealedBid], reserve: float) -> SealedOutcome:
+def first_price(bids: Sequence[SealedBid], reserve: Decimal) -> SealedOutcome:
     """The highest bid at or above ``reserve`` wins and pays its own amount."""
-    ranked = rank(bids)
-    none = _no_sale(ranked, reserve)
-    if none is not None:
-        return none
-    top = ranked[0]
+    top = _top_two(bids)
+    none = _no_sale(top, reserve)
+    if none is not None or top is None:
+        return none or SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
+    best = top.best
     return SealedOutcome(
-        top.agent,
-        top.amount,
-        top.amount,
+        best.agent,
+        best.amount,
+        best.amount,
         "HighestBid",
-        f"{top.agent} wins with the highest bid of {len(ranked)} and pays it: {top.amount:g}",
+        f"{best.agent} wins with the highest bid of {len(bids)} and pays it: {best.amount}",
     )
 
 
-def second_price(bids: Sequence[SealedBid], reserve: float) -> SealedOutcome:
+def second_price(bids: Sequence[SealedBid], reserve: Decimal) -> SealedOutcome:
     """The highest bid at or above ``reserve`` wins and pays max(second-highest amount, reserve)."""
-    ranked = rank(bids)
-    none = _no_sale(ranked, reserve)
-    if none is not None:
-        return none
-    top = ranked[0]
-    second = ranked[1].amount if len(ranked) > 1 else None
+    top = _top_two(bids)
+    none = _no_sale(top, reserve)
+    if none is not None or top is None:
+        return none or SealedOutcome(None, None, None, "NoBids", "no sealed bid was counted")
+    best, second = top.best, top.second
     price = reserve if second is None else max(second, reserve)
     basis = "the reserve price" if second is None or second < reserve else "the second-highest bid"
     return SealedOutcome(
-        top.agent,
+        best.agent,
         price,
-        top.amount,
+        best.amount,
         "SecondPrice",
-        f"{top.agent} wins with the highest bid of {len(ranked)} ({top.amount:g}) and pays "
-        f"{basis}: {price:g}",
+        f"{best.agent} wins with the highest bid of {len(bids)} ({best.amount}) and pays "
+        f"{basis}: {price}",
     )

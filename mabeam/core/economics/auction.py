@@ -70,15 +70,16 @@ Every auction: ``spec.cancel`` ends it ``Cancelled``; a spec that parses but can
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
 import pydantic
 
 from ...errors import InvalidSpecError
+from ...models._amount import to_decimal
 from ...models._base import ending_conditions
 from ...models._sealed import SealedEnvelope, SealingInfo
 from ...models.auction import (
@@ -113,22 +114,17 @@ _Terminal = Literal["Awarded", "NoSale", "Failed", "Cancelled"]
 # The spec
 
 
-def _opening(spec: AuctionSpec) -> float:
+def _opening(spec: AuctionSpec) -> Decimal:
     """The clock's first price: startPrice, or (english only, when unset) the reserve."""
     return spec.start_price if spec.start_price is not None else spec.reserve_price
-
-
-def _too_fine(step: float, price: Fraction) -> bool:
-    """Whether prices near ``price`` written as floats could not show steps of ``step``."""
-    return exact(step) < 2 * Fraction(math.ulp(float(price)))
 
 
 def validate(spec: AuctionSpec) -> None:
     """Raise InvalidSpecError (with the field path) if the spec cannot work.
 
     Besides what the model itself checks (repeated here for specs built without validation):
-    an english opening price below the reserve, an increment or decrement too fine for the
-    float prices it would produce, and a dutch clock that needs more rounds than a Bid can name.
+    an english opening price below the reserve, and a dutch clock that needs more rounds than a
+    Bid can name. Prices are exact decimals, so no increment is too fine.
     """
     mechanism = spec.mechanism
     if mechanism != "combinatorial" and len(spec.items) != 1:
@@ -147,13 +143,6 @@ def validate(spec: AuctionSpec) -> None:
                 f"{spec.reserve_price:g}; raise it or leave it unset to open at the reserve",
                 path="spec.startPrice",
             )
-        top = english_price(_opening(spec), spec.increment, spec.max_rounds)
-        if _too_fine(spec.increment, top):
-            raise InvalidSpecError(
-                f"{spec.increment:g} is too fine for prices up to {float(top):g}; use a larger "
-                "increment (or fewer spec.maxRounds)",
-                path="spec.increment",
-            )
     if mechanism == "dutch":
         if spec.start_price is None or spec.decrement is None:
             raise InvalidSpecError(
@@ -170,12 +159,6 @@ def validate(spec: AuctionSpec) -> None:
             raise InvalidSpecError(
                 f"the clock would take {rounds} rounds from {spec.start_price:g} down to the reserve "
                 f"{spec.reserve_price:g}, but a Bid names at most round {MAX_BID_ROUND}; use a larger "
-                "decrement",
-                path="spec.decrement",
-            )
-        if _too_fine(spec.decrement, exact(spec.start_price)):
-            raise InvalidSpecError(
-                f"{spec.decrement:g} is too fine for prices near {spec.start_price:g}; use a larger "
                 "decrement",
                 path="spec.decrement",
             )
@@ -208,7 +191,7 @@ class _Win:
     agent: str
     items: tuple[str, ...]
     price: Fraction
-    bid: float | None = None
+    bid: Fraction | None = None
 
 
 def _set_owner(session: str, result: AuctionResult) -> tuple[EconomicEffect, ...]:
@@ -225,6 +208,8 @@ def _finish(
     now: _dt.datetime,
     wins: Sequence[_Win] = (),
     verdicts: Sequence[Verdict] = (),
+    gap: float | None = None,
+    work: float | None = None,
 ) -> AuctionStep:
     """End the auction: record the result, set the condition, emit SetOwner effects and the event."""
     conditions = ending_conditions(
@@ -233,12 +218,20 @@ def _finish(
     ordered = sorted(wins, key=lambda w: w.agent)
     result = AuctionResult(
         allocations=[
-            Allocation(agent=w.agent, items=sorted(w.items), price=float(w.price), bid=w.bid) for w in ordered
+            Allocation(
+                agent=w.agent,
+                items=sorted(w.items),
+                price=to_decimal(w.price),
+                bid=None if w.bid is None else to_decimal(w.bid),
+            )
+            for w in ordered
         ],
         winners=",".join(w.agent for w in ordered) or None,
-        revenue=float(sum((w.price for w in ordered), Fraction(0))),
+        revenue=to_decimal(sum((w.price for w in ordered), Fraction(0))),
         reason=reason,
         message=message,
+        gap=gap,
+        work=work,
         decided_at=now,
     )
     new = status.model_copy(
@@ -463,22 +456,32 @@ def _clear_sealed(
     note: str,
 ) -> AuctionStep:
     wins: list[_Win] = []
+    gap: float | None = None
+    work: float | None = None
     if spec.mechanism == "combinatorial":
         ordered = sorted(status.bids, key=lambda r: (r.received_at, r.agent))
         bids = [
             XorBid(r.agent, tuple(BundleBid(frozenset(b.items), exact(b.amount)) for b in r.bundles or ()))
             for r in ordered
         ]
-        outcome = clear_combinatorial(bids, spec.items, exact(spec.reserve_price), time_limit=solver_seconds)
+        outcome = clear_combinatorial(
+            bids,
+            spec.items,
+            exact(spec.reserve_price),
+            work_limit=min(spec.work_limit, solver_seconds),
+            on_timeout=spec.on_timeout,
+        )
         reason, message = outcome.reason, outcome.message
-        wins = [_Win(w.agent, w.items, w.price, float(w.bid)) for w in outcome.wins]
+        gap, work = outcome.gap, round(outcome.work, 3)
+        wins = [_Win(w.agent, w.items, w.price, w.bid) for w in outcome.wins]
     else:
-        sealed = [SealedBid(r.agent, float(r.amount or 0.0), r.received_at) for r in status.bids]
+        sealed = [SealedBid(r.agent, r.amount or Decimal(0), r.received_at) for r in status.bids]
         clear = first_price if spec.mechanism == "first-price" else second_price
         single = clear(sealed, spec.reserve_price)
         reason, message = single.reason, single.message
         if single.winner is not None and single.price is not None:
-            wins = [_Win(single.winner, tuple(spec.items), Fraction(single.price), single.bid)]
+            bid = None if single.bid is None else Fraction(single.bid)
+            wins = [_Win(single.winner, tuple(spec.items), Fraction(single.price), bid)]
     return _finish(
         session,
         status,
@@ -488,6 +491,8 @@ def _clear_sealed(
         now=now,
         wins=wins,
         verdicts=verdicts,
+        gap=gap,
+        work=work,
     )
 
 
@@ -522,19 +527,20 @@ def _clock_answers(
             if answer.round < round_ and _was_counted(spec, status, agent, answer):
                 judge.count(
                     agent,
-                    f"counted in round {answer.round}; round {round_} is open at {float(price):g}: answer it",
+                    f"counted in round {answer.round}; round {round_} is open at {to_decimal(price)}: "
+                    "answer it",
                 )
             else:
                 judge.refuse(
                     agent,
                     "WrongRound",
-                    f"the current round is {round_} at {float(price):g}: set spec.round to it",
+                    f"the current round is {round_} at {to_decimal(price)}: set spec.round to it",
                 )
         elif deadline is not None and answer.at > deadline:
             judge.refuse(agent, "Late", f"received after round {round_} closed at {deadline.isoformat()}")
         else:
             counted[agent] = answer
-            judge.count(agent, f"counted for round {round_} at {float(price):g}")
+            judge.count(agent, f"counted for round {round_} at {to_decimal(price)}")
     return judge, counted
 
 
@@ -561,13 +567,13 @@ def _english(
     stayers = sorted(a for a, answer in counted.items() if answer.accept)
     previous = english_price(opening, increment, round_ - 1) if round_ > 1 else None
     decision = english_close(round_, sorted(active), stayers, price, previous, spec.max_rounds)
-    record = RoundRecord(round=round_, price=float(price), accepted=stayers)
+    record = RoundRecord(round=round_, price=to_decimal(price), accepted=stayers)
     status = status.model_copy(update={"rounds": [*status.rounds, record][-KEEP_ROUNDS:]})
     if decision.kind == "next":
         status = status.model_copy(
             update={
                 "round": round_ + 1,
-                "clock_price": float(english_price(opening, increment, round_ + 1)),
+                "clock_price": to_decimal(english_price(opening, increment, round_ + 1)),
                 "active": list(decision.active),
                 "deadline": closed_at + _dt.timedelta(seconds=spec.round_seconds),
             }
@@ -604,7 +610,7 @@ def _dutch(
     accepts = {agent: answer.at for agent, answer in counted.items() if answer.accept}
     if accepts:
         winner = dutch_winner(accepts)
-        record = RoundRecord(round=round_, price=float(price), accepted=sorted(accepts))
+        record = RoundRecord(round=round_, price=to_decimal(price), accepted=sorted(accepts))
         status = status.model_copy(update={"rounds": [*status.rounds, record][-KEEP_ROUNDS:]})
         others = f" (first of {len(accepts)}: earliest, then by name)" if len(accepts) > 1 else ""
         return _finish(
@@ -612,14 +618,14 @@ def _dutch(
             status,
             phase="Awarded",
             reason="FirstAccept",
-            message=f"{winner} accepted {float(price):g} in round {round_}{others} and wins at that price",
+            message=f"{winner} accepted {to_decimal(price)} in round {round_}{others} and wins at that price",
             now=now,
             wins=[_Win(winner, tuple(spec.items), price)],
             verdicts=judge.verdicts,
         ), False
     if now < deadline:
         return AuctionStep(status=status, verdicts=tuple(judge.verdicts)), False
-    record = RoundRecord(round=round_, price=float(price), accepted=[])
+    record = RoundRecord(round=round_, price=to_decimal(price), accepted=[])
     status = status.model_copy(update={"rounds": [*status.rounds, record][-KEEP_ROUNDS:]})
     following = dutch_price(start_price, decrement, round_ + 1)
     if following < exact(spec.reserve_price):
@@ -628,7 +634,7 @@ def _dutch(
             status,
             phase="NoSale",
             reason="NoAcceptance",
-            message=f"nobody accepted down to {float(price):g} (the next price would be below the "
+            message=f"nobody accepted down to {to_decimal(price)} (the next price would be below the "
             f"reserve {spec.reserve_price:g})",
             now=now,
             verdicts=judge.verdicts,
@@ -636,7 +642,7 @@ def _dutch(
     status = status.model_copy(
         update={
             "round": round_ + 1,
-            "clock_price": float(following),
+            "clock_price": to_decimal(following),
             "deadline": deadline + _dt.timedelta(seconds=spec.round_seconds),
         }
     )
@@ -709,12 +715,12 @@ def start(
             update={
                 "deadline": deadline,
                 "round": 1,
-                "clock_price": float(price),
+                "clock_price": to_decimal(price),
                 "active": names if spec.mechanism == "english" else [],
             }
         )
         message = (
-            f"{spec.mechanism} auction of {items} opens at {float(price):g} with {len(names)} bidders; "
+            f"{spec.mechanism} auction of {items} opens at {to_decimal(price)} with {len(names)} bidders; "
             f"round 1 closes at {deadline.isoformat()}"
         )
     return AuctionStep(status=status, effects=(EmitEvent("Started", message),))

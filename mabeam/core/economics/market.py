@@ -50,21 +50,22 @@ participant has a counted Order; the counted orders are then binding, opened and
 
 Every ending records ``status.result`` and a ``Complete`` condition (``Invalid`` for Failed). An
 ended market is returned unchanged by further steps, without effects. Exact arithmetic
-(fractions) inside, floats written.
+(fractions) inside, exact decimals written (quantities stay floats).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
 import pydantic
 
 from ...errors import InvalidSpecError
+from ...models._amount import dump_amount, to_decimal
 from ...models._base import ending_conditions
 from ...models._sealed import SealingInfo
 from ...models.coordination import ParticipantRecord, Refusal
@@ -89,13 +90,14 @@ __all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step
 TERMINAL_PHASES = frozenset({"Cleared", "NoTrade", "Failed", "Cancelled"})
 EndPhase = Literal["Cleared", "NoTrade", "Failed", "Cancelled"]
 SNAP = 1e-6  # a schedule price within SNAP * step of a grid price is that grid price
+_SNAP = Decimal(repr(SNAP))
 
 
-def _num(value: float) -> str:
-    return f"{value:.12g}"
+def _num(value: Decimal | float) -> str:
+    return str(value) if isinstance(value, Decimal) else f"{value:.12g}"
 
 
-def _grid(spec: MarketSpec) -> list[float]:
+def _grid(spec: MarketSpec) -> list[Decimal]:
     """The checked price grid of an equilibrium market (empty for a double auction)."""
     if spec.mechanism == "double-auction":
         return []
@@ -110,13 +112,6 @@ def _grid(spec: MarketSpec) -> list[float]:
             f"the grid has {len(prices)} prices, more than {MAX_GRID_POINTS + 1}; use a larger step",
             path="spec.priceGrid.step",
         )
-    for low, high in itertools.pairwise(prices):
-        if high <= low:
-            raise InvalidSpecError(
-                f"the step {_num(grid.step)} is too fine for prices near {_num(low)}: two grid prices "
-                "come out equal in floating point; use a larger step",
-                path="spec.priceGrid.step",
-            )
     return prices
 
 
@@ -132,19 +127,19 @@ class _Refused(Exception):
         self.message = message
 
 
-def _on_grid(price: float, grid: list[float], step: float) -> float | None:
+def _on_grid(price: Decimal, grid: list[Decimal], step: Decimal) -> Decimal | None:
     """The grid price ``price`` stands for, or None."""
     guess = round((price - grid[0]) / step)
     for index in (guess - 1, guess, guess + 1):
-        if 0 <= index < len(grid) and abs(price - grid[index]) <= SNAP * step:
+        if 0 <= index < len(grid) and abs(price - grid[index]) <= _SNAP * step:
             return grid[index]
     return None
 
 
-def _schedule(answer: OrderAnswer, spec: MarketSpec, grid: list[float]) -> list[SchedulePoint]:
+def _schedule(answer: OrderAnswer, spec: MarketSpec, grid: list[Decimal]) -> list[SchedulePoint]:
     if answer.schedule is None:
         raise _Refused("WrongAnswerKind", "this is an equilibrium market: seal a schedule")
-    step = spec.price_grid.step if spec.price_grid is not None else 1.0
+    step = spec.price_grid.step if spec.price_grid is not None else Decimal(1)
     points: list[SchedulePoint] = []
     for j, point in enumerate(answer.schedule):
         price = _on_grid(point.price, grid, step)
@@ -170,7 +165,7 @@ def _schedule(answer: OrderAnswer, spec: MarketSpec, grid: list[float]) -> list[
     return points
 
 
-def _fields(answer: OrderAnswer, spec: MarketSpec, grid: list[float]) -> dict[str, object]:
+def _fields(answer: OrderAnswer, spec: MarketSpec, grid: list[Decimal]) -> dict[str, object]:
     """The part of ``answer`` the mechanism counts, checked (raises _Refused)."""
     if spec.mechanism == "double-auction":
         if answer.side not in ("buy", "sell") or answer.price is None:
@@ -216,7 +211,7 @@ class _Opener:
 
 def _collect(
     spec: MarketSpec,
-    grid: list[float],
+    grid: list[Decimal],
     status: MarketStatus,
     answers: Mapping[str, OrderAnswer],
     now: _dt.datetime,
@@ -308,20 +303,20 @@ def _finish(
         now=now,
     )
     result = MarketResult(
-        price=float(outcome.price) if outcome.price is not None else None,
-        seller_price=float(outcome.seller_price) if outcome.seller_price is not None else None,
+        price=to_decimal(outcome.price) if outcome.price is not None else None,
+        seller_price=to_decimal(outcome.seller_price) if outcome.seller_price is not None else None,
         volume=float(outcome.volume),
         trades=[
             Trade(
                 agent=f.agent,
                 side=f.side,
                 quantity=float(f.quantity),
-                price=float(f.price),
-                total=float(f.total),
+                price=to_decimal(f.price),
+                total=to_decimal(f.total),
             )
             for f in outcome.fills
         ],
-        surplus=float(outcome.surplus),
+        surplus=to_decimal(outcome.surplus),
         reason=outcome.reason,
         message=outcome.message,
         decided_at=now,
@@ -346,7 +341,7 @@ def _fail(
     return _finish(session, spec, status, _Outcome("Failed", "Invalid", str(error)), now)
 
 
-def _clear(spec: MarketSpec, grid: list[float], orders: Sequence[OrderRecord]) -> _Outcome:
+def _clear(spec: MarketSpec, grid: list[Decimal], orders: Sequence[OrderRecord]) -> _Outcome:
     """Clear the counted orders with the spec's mechanism (orders that do not fit it are left out)."""
     if spec.mechanism == "double-auction":
         limits = [
@@ -511,4 +506,7 @@ def outcome_effects(session: str, spec: MarketSpec, status: MarketStatus) -> tup
         return ()
     if spec.price_variable_ref is None:
         return ()
-    return (SetVariable(name=spec.price_variable_ref.name, value=status.result.price, session=session),)
+    # The wire form of the price (mabeam.models._amount): a JSON number unless it needs more than
+    # 15 significant digits, then a decimal string.
+    price = dump_amount(status.result.price)
+    return (SetVariable(name=spec.price_variable_ref.name, value=price, session=session),)
