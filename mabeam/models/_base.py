@@ -184,3 +184,39 @@ class KindInfo:
     namespaced: bool = True
     # Extra CEL rules on spec: (rule, message) pairs, written in standard CEL.
     spec_validations: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def answer_kind(
+    *,
+    kind: str,
+    session_kind: str,
+    session_field: str,
+    spec: type[MabeamModel],
+    status: type[MabeamModel],
+    columns: tuple[PrinterColumn, ...] = (),
+    spec_validations: tuple[tuple[str, str], ...] = (),
+) -> KindInfo:
+    """An agent's answer in a session (Vote, Bid, Order): named ``<session>-<agent>``, shown
+    with its session, its agent, what ``columns`` add, and the operator's verdict."""
+    plural = kind.lower() + "s"
+    return KindInfo(
+        kind=kind,
+        plural=plural,
+        singular=kind.lower(),
+        short_names=(f"mb{kind.lower()}",),
+        spec=spec,
+        status=status,
+        description=(
+            f"An Agent's answer in {'an' if session_kind[0] in 'AEIOU' else 'a'} {session_kind} "
+            f"(named <{session_field}>-<agent>)."
+        ),
+        printer_columns=(
+            PrinterColumn(session_field.capitalize(), f".spec.{session_field}"),
+            PrinterColumn("Agent", ".spec.agent"),
+            *columns,
+            PrinterColumn("Accepted", ".status.accepted", type="boolean"),
+            PrinterColumn("Reason", ".status.reason", priority=1),
+            PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+        ),
+        spec_validations=spec_validations,
+    )

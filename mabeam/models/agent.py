@@ -73,9 +73,7 @@ class AgentSpec(MabeamModel):
         description="What the agent can do. Each one becomes a label "
         "capability.mabeam.io/<name>=true on the Agent and its Pod, so selectors find it.",
     )
-    weight: float = Field(
-        default=1.0, gt=0, le=1_000_000, description="Voting weight in weighted protocols."
-    )
+    weight: float = Field(default=1.0, gt=0, le=1_000_000, description="Voting weight in weighted protocols.")
     priority: int = Field(
         default=0,
         ge=-1_000_000,
@@ -135,8 +133,7 @@ AGENT = KindInfo(
         ),
         (
             "!has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Always'",
-            "spec.template.spec.restartPolicy must be Always (or unset): "
-            "the operator supervises the pod",
+            "spec.template.spec.restartPolicy must be Always (or unset): the operator supervises the pod",
         ),
         (
             "self.restart.maxDelaySeconds >= self.restart.initialDelaySeconds",

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ._amount import Amount, AnyAmount, PositiveAmount
-from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
+from ._base import Condition, KindInfo, MabeamModel, PrinterColumn, answer_kind
 from ._sealed import SealedEnvelope, SealingInfo
 from .coordination import (
     NAME_PATTERN,
@@ -328,30 +328,15 @@ AUCTION = KindInfo(
     ),
 )
 
-BID = KindInfo(
+BID = answer_kind(
     kind="Bid",
-    plural="bids",
-    singular="bid",
-    short_names=("mbbid",),
+    session_kind="Auction",
+    session_field="auction",
     spec=BidSpec,
     status=BidStatus,
-    description="An Agent's bid in an Auction (named <auction>-<agent>).",
-    printer_columns=(
-        PrinterColumn("Auction", ".spec.auction"),
-        PrinterColumn("Agent", ".spec.agent"),
-        PrinterColumn("Round", ".spec.round", type="integer"),
-        PrinterColumn("Accepted", ".status.accepted", type="boolean"),
-        PrinterColumn("Reason", ".status.reason", priority=1),
-        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
-    ),
+    columns=(PrinterColumn("Round", ".spec.round", type="integer"),),
     spec_validations=(
-        (
-            "has(self.sealed) || has(self.accept)",
-            "a Bid must set spec.sealed, or spec.round and spec.accept",
-        ),
-        (
-            "has(self.round) == has(self.accept)",
-            "a clock Bid sets both spec.round and spec.accept",
-        ),
+        ("has(self.sealed) || has(self.accept)", "a Bid must set spec.sealed, or spec.round and spec.accept"),
+        ("has(self.round) == has(self.accept)", "a clock Bid sets both spec.round and spec.accept"),
     ),
 )

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
+from ._base import Condition, KindInfo, MabeamModel, PrinterColumn, answer_kind
 from .variable import LabelSelector, selector_cel_rule
 
 __all__ = [
@@ -371,22 +371,13 @@ COORDINATION = KindInfo(
     spec_validations=PARTICIPANTS_VALIDATIONS,
 )
 
-VOTE = KindInfo(
+VOTE = answer_kind(
     kind="Vote",
-    plural="votes",
-    singular="vote",
-    short_names=("mbvote",),
+    session_kind="Coordination",
+    session_field="session",
     spec=VoteSpec,
     status=VoteStatus,
-    description="An Agent's answer in a Coordination (named <session>-<agent>).",
-    printer_columns=(
-        PrinterColumn("Session", ".spec.session"),
-        PrinterColumn("Agent", ".spec.agent"),
-        PrinterColumn("Choice", ".spec.choice"),
-        PrinterColumn("Accepted", ".status.accepted", type="boolean"),
-        PrinterColumn("Reason", ".status.reason", priority=1),
-        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
-    ),
+    columns=(PrinterColumn("Choice", ".spec.choice"),),
     spec_validations=(
         (
             "has(self.choice) || has(self.proposal) || has(self.accept) || has(self.claim)",

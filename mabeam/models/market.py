@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ._amount import Amount, AnyAmount, PositiveAmount
-from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
+from ._base import Condition, KindInfo, MabeamModel, PrinterColumn, answer_kind
 from ._sealed import SealedEnvelope, SealingInfo
 from .coordination import (
     NAME_PATTERN,
@@ -262,18 +262,6 @@ MARKET = KindInfo(
     ),
 )
 
-ORDER = KindInfo(
-    kind="Order",
-    plural="orders",
-    singular="order",
-    short_names=("mborder",),
-    spec=OrderSpec,
-    status=OrderStatus,
-    description="An Agent's order in a Market (named <market>-<agent>).",
-    printer_columns=(
-        PrinterColumn("Market", ".spec.market"),
-        PrinterColumn("Agent", ".spec.agent"),
-        PrinterColumn("Accepted", ".status.accepted", type="boolean"),
-        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
-    ),
+ORDER = answer_kind(
+    kind="Order", session_kind="Market", session_field="market", spec=OrderSpec, status=OrderStatus
 )
