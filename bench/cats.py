@@ -35,7 +35,7 @@ import random
 import sys
 from decimal import Decimal
 
-from mabeam.core.economics._cats import CatsInstance, from_bundles, render_cats
+from mabeam.core.economics._cats import CatsInstance, from_bundles, parse_cats, render_cats
 
 __all__ = ["KINDS", "generate"]
 
@@ -143,11 +143,20 @@ def generate(kind: str, goods: int, bids: int, seed: int) -> CatsInstance:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("goods", type=int)
-    parser.add_argument("bids", type=int)
+    parser.add_argument("kind", choices=KINDS, nargs="?")
+    parser.add_argument("goods", type=int, nargs="?")
+    parser.add_argument("bids", type=int, nargs="?")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="generate small instances, check they read back")
     args = parser.parse_args()
+    if args.quick:
+        for kind in KINDS:
+            instance = generate(kind, 16, 40, args.seed)
+            assert parse_cats(render_cats(instance)) == instance, kind
+            print(f"cats {kind}: 16 goods, {len(instance.bids)} bidders; written and read back")
+        return
+    if args.kind is None or args.goods is None or args.bids is None:
+        parser.error("KIND GOODS BIDS are required (or --quick)")
     instance = generate(args.kind, args.goods, args.bids, args.seed)
     sys.stdout.write(render_cats(instance, f"CATS-like {args.kind}, seed {args.seed} (bench/cats.py)"))
 
