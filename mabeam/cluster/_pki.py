@@ -4,19 +4,19 @@ ServiceAccount token signing key pair. Written once per cluster folder, as PEM f
 
 from __future__ import annotations
 
-import datetime as _dt
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..kube import certs
 
 __all__ = ["Pki", "write_pki"]
 
-_VALID = _dt.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -56,91 +56,33 @@ class Pki:
         return self.dir / f"{name}.key"
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
     path.write_bytes(data)
     if private:
         path.chmod(0o600)
 
 
-def _name(common: str, orgs: tuple[str, ...] = ()) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
-    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-    return x509.Name(attrs)
-
-
 def write_pki(directory: Path) -> Pki:
     """Create the CA, the serving certificate, the client certificates and the SA key pair."""
     pki = Pki(Path(directory))
     pki.dir.mkdir(parents=True, exist_ok=True)
-    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
-
-    ca_key = _key()
-    ca_name = _name("mabeam-cluster-ca")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + _VALID)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write(pki.ca_cert, ca.public_bytes(serialization.Encoding.PEM))
-    _write(pki.ca_key, _pem_key(ca_key), private=True)
+    ca = certs.new_ca("mabeam-cluster-ca")
+    _write(pki.ca_cert, certs.pem_cert(ca.cert))
+    _write(pki.ca_key, certs.pem_key(ca.key), private=True)
 
     def issue(
-        subject: x509.Name,
+        name: x509.Name,
         usage: x509.ObjectIdentifier,
         sans: list[x509.GeneralName] | None,
         cert_path: Path,
         key_path: Path,
     ) -> None:
-        key = _key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + _VALID)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        _write(key_path, _pem_key(key), private=True)
+        key, cert = certs.issue(ca, name, usage, sans)
+        _write(cert_path, certs.pem_cert(cert))
+        _write(key_path, certs.pem_key(key), private=True)
 
     issue(
-        _name("kube-apiserver"),
+        certs.subject("kube-apiserver"),
         ExtendedKeyUsageOID.SERVER_AUTH,
         [
             x509.DNSName("localhost"),
@@ -155,7 +97,7 @@ def write_pki(directory: Path) -> Pki:
     )
     for user, groups in CLIENTS.items():
         issue(
-            _name(user, groups),
+            certs.subject(user, groups),
             ExtendedKeyUsageOID.CLIENT_AUTH,
             None,
             pki.client_cert(_file(user)),
@@ -163,7 +105,7 @@ def write_pki(directory: Path) -> Pki:
         )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write(pki.sa_key, _pem_key(sa_key), private=True)
+    _write(pki.sa_key, certs.pem_key(sa_key), private=True)
     _write(
         pki.sa_pub,
         sa_key.public_key().public_bytes(
