@@ -385,7 +385,8 @@ def chart_copy(tmp_path: Path, version: str, app_version: str) -> Path:
 def selectors(objs: list[dict[str, Any]]) -> dict[str, Any]:
     found = {"Deployment": only(objs, "Deployment")["spec"]["selector"]}
     found["Service"] = only(objs, "Service")["spec"]["selector"]
-    found["NetworkPolicy"] = only(objs, "NetworkPolicy")["spec"]["podSelector"]
+    operator = [o for o in objs if not o["metadata"]["name"].endswith("-agents")]  # not the agents'
+    found["NetworkPolicy"] = only(operator, "NetworkPolicy")["spec"]["podSelector"]
     found["PodDisruptionBudget"] = only(objs, "PodDisruptionBudget")["spec"]["selector"]
     found["ServiceMonitor"] = only(objs, "ServiceMonitor")["spec"]["selector"]
     return found
@@ -651,18 +652,42 @@ def test_alerts_and_dashboard_use_declared_metrics() -> None:
 
 
 def test_network_policy() -> None:
-    policy = only(render(), "NetworkPolicy")["spec"]
+    policy = only(render(), "NetworkPolicy", "mabeam")["spec"]
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
     ingress_ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
     assert ingress_ports == {"health", "metrics"}
     egress = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
-    restricted = only(render(OPTIONS["network-policy-restricted"]), "NetworkPolicy")["spec"]
+    restricted = only(render(OPTIONS["network-policy-restricted"]), "NetworkPolicy", "mabeam")["spec"]
     (api,) = [r for r in restricted["egress"] if "to" in r]
     assert api == {"ports": [{"port": 6443, "protocol": "TCP"}], "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]}
     (metrics,) = [r for r in restricted["ingress"] if "from" in r]
     assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
-    assert "NetworkPolicy" not in kinds(render({"networkPolicy": {"enabled": False}}))
+    off = {"networkPolicy": {"enabled": False}, "agentNetworkPolicy": {"enabled": False}}
+    assert "NetworkPolicy" not in kinds(render(off))
+
+
+def test_agent_network_policy_per_agent_namespace() -> None:
+    def agent_policies(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            o["metadata"]["namespace"]: o["spec"]
+            for o in render(values)
+            if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "mabeam-agents"
+        }
+
+    (spec,) = agent_policies({}).values()  # the release namespace, watched by default
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "mabeam-agent"}}
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in spec
+    egress = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
+    assert egress == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
+    assert set(agent_policies({"watchNamespaces": ["team-a", "team-b"]})) == {"team-a", "team-b"}
+    assert agent_policies({"clusterWide": True}) == {}  # which namespaces: say so in the values
+    listed = {"clusterWide": True, "agentNetworkPolicy": {"namespaces": ["team-c"]}}
+    assert set(agent_policies(listed)) == {"team-c"}
+    assert agent_policies({"agentNetworkPolicy": {"enabled": False}}) == {}
+    # The operator's own labels never select agent pods, nor the reverse.
+    operator = only(render(), "NetworkPolicy", "mabeam")["spec"]["podSelector"]["matchLabels"]
+    assert operator.get("app.kubernetes.io/name") != "mabeam-agent"
 
 
 # --- images -------------------------------------------------------------------------------------
