@@ -105,8 +105,11 @@ class SessionKind:
         self.status_fields = {f.alias or n for n, f in self.status_model.model_fields.items()}
 
     def forget(self) -> None:
+        """A new operator run: nothing of the last one, not even its wake-up flags (an
+        asyncio.Event belongs to the event loop of the run that first waited on it)."""
         self.open.clear()
         self.written.clear()
+        self.wakers = Wakers()
 
 
 #: Every kind registered by a controller module, for the shared Agent and startup handlers.
@@ -305,11 +308,13 @@ class SessionLoop(abc.ABC):
         phase = getattr(status, "phase", None)
         answers_objs: list[dict[str, Any]] = []
         refused: dict[str, tuple[str, str]] = {}
+        started = False
         if phase in (None, "Pending"):
             agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
             options = await self.engine_options(body, spec, starting=True)
             result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
             self.outcome_checked = True
+            started = True
         else:
             if phase in kind.terminal and not status.outcome_applied and not self.outcome_checked:  # type: ignore[attr-defined]
                 # After a restart the outcome may not have been carried out. Only while
@@ -349,6 +354,10 @@ class SessionLoop(abc.ABC):
         # An ended session has nothing left to do on its own: only an event (a late answer, an
         # edit) wakes it again, so the thousands that are kept cost nothing at rest.
         self.parked = new_phase in kind.terminal and wake_at is None
+        if started and new_phase not in kind.terminal:
+            # Answers may be there already (written as soon as the session was created, before
+            # this pass): their events are spent, so look at them now rather than at the deadline.
+            return 0.0
         if wake_at is None:
             return None
         # A timer may fire a little early; a millisecond later the deadline has surely passed.
