@@ -119,9 +119,13 @@ class Requests:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def cancel(self) -> None:
-        for task in self.tasks:
+    async def cancel(self) -> None:
+        """Cancel every answer in progress and wait until each has ended: none is left writing
+        through a client that is about to close."""
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class SessionResponder:
@@ -153,7 +157,7 @@ class SessionResponder:
         try:
             await watch_forever(self.kube, COORDINATION, self.namespace, self.consider)
         finally:
-            self.requests.cancel()
+            await self.requests.cancel()
 
     def consider(self, obj: dict[str, Any]) -> None:
         """Start answering ``obj`` if it asks something of this agent that is not answered yet."""

@@ -196,7 +196,7 @@ class TradeResponder:
         try:
             await asyncio.gather(*watches)
         finally:
-            self.requests.cancel()
+            await self.requests.cancel()
 
     async def _watch(self, res: Res) -> None:
         await watch_forever(self.kube, res, self.namespace, lambda obj: self.consider(res, obj))
