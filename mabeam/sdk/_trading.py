@@ -113,32 +113,23 @@ def bid_content(value: Any) -> BidContent | None:
     return BidContent.model_validate({"bundles": bundles})
 
 
+def _seal(
+    info: SealingInfo, kind: str, session_uid: str, agent: str, content: pydantic.BaseModel
+) -> SealedEnvelope:
+    """``content`` sealed to the operator's key ``info`` with fresh randomness, bound to the
+    kind of answer, the session's uid and the agent; ValueError for a bad key."""
+    payload = content.model_dump(mode="json", exclude_none=True)
+    return seal(info, kind, session_uid, agent, payload, ephemeral=os.urandom(32), nonce=os.urandom(12))
+
+
 def seal_bid(info: SealingInfo, auction_uid: str, agent: str, content: BidContent) -> SealedEnvelope:
-    """``agent``'s bid in the auction ``auction_uid``, sealed to the operator's key ``info``
-    (the Auction's ``status.sealing``) with fresh randomness; ValueError for a bad key."""
-    return seal(
-        info,
-        "Bid",
-        auction_uid,
-        agent,
-        content.model_dump(mode="json", exclude_none=True),
-        ephemeral=os.urandom(32),
-        nonce=os.urandom(12),
-    )
+    """``agent``'s bid in the auction ``auction_uid``, sealed to the Auction's ``status.sealing``."""
+    return _seal(info, "Bid", auction_uid, agent, content)
 
 
 def seal_order(info: SealingInfo, market_uid: str, agent: str, content: OrderContent) -> SealedEnvelope:
-    """``agent``'s order in the market ``market_uid``, sealed to the operator's key ``info`` (the
-    Market's ``status.sealing``) with fresh randomness; ValueError for a bad key."""
-    return seal(
-        info,
-        "Order",
-        market_uid,
-        agent,
-        content.model_dump(mode="json", exclude_none=True),
-        ephemeral=os.urandom(32),
-        nonce=os.urandom(12),
-    )
+    """``agent``'s order in the market ``market_uid``, sealed to the Market's ``status.sealing``."""
+    return _seal(info, "Order", market_uid, agent, content)
 
 
 def order_fields(value: Any) -> dict[str, Any] | None:
