@@ -794,3 +794,20 @@ def outcome_effects(session: str, spec: AuctionSpec, status: AuctionStatus) -> t
     if status.phase != "Awarded" or status.result is None:
         return ()
     return _set_owner(session, status.result)
+
+
+def open_bid(
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    agent: str,
+    sealed: SealedEnvelope,
+    sealing_key: SealingKey | None,
+    session_uid: str,
+) -> BidContent | None:
+    """What ``agent``'s sealed bid contains, or None if it cannot be opened or does not fit
+    (the engine refuses it then); for the escrow check before the engine counts it."""
+    sealer = _Sealer.of(status, sealing_key, session_uid)
+    if isinstance(sealer, tuple):
+        return None
+    opened = sealer.open(spec, agent, sealed)
+    return opened if isinstance(opened, BidContent) else None

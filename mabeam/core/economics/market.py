@@ -510,3 +510,22 @@ def outcome_effects(session: str, spec: MarketSpec, status: MarketStatus) -> tup
     # 15 significant digits, then a decimal string.
     price = dump_amount(status.result.price)
     return (SetVariable(name=spec.price_variable_ref.name, value=price, session=session),)
+
+
+def open_order(
+    spec: MarketSpec,
+    status: MarketStatus,
+    agent: str,
+    answer: OrderAnswer,
+    sealing_key: SealingKey | None,
+    session_uid: str,
+) -> OrderAnswer | None:
+    """What ``agent``'s sealed order contains, or None if it cannot be opened (the engine
+    refuses it then); for the escrow check before the engine counts it."""
+    if sealing_key is None or key_problem(status.sealing, sealing_key) is not None:
+        return None
+    opener = _Opener(sealing_key, session_uid, tuple(p.name for p in status.participants))
+    try:
+        return opener.open(agent, answer)
+    except _Refused:
+        return None
