@@ -20,7 +20,7 @@ import pydantic
 from ..core import ledger as _ledger
 from ..core.agents import MANAGED_BY, service_account_name
 from ..errors import ApiError, ConflictError
-from ..kube.client import Kube
+from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import ACCOUNT, AUCTION, MARKET, ROLE, ROLE_BINDING, Res
 from ..models._base import API_VERSION
 from ..models.account import HOUSE_ACCOUNT, AccountSpec, AccountStatus
@@ -84,9 +84,12 @@ async def ensure_house(kube: Kube, namespace: str) -> None:
                 "spec": {},
             },
         )
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
+    except AlreadyExistsError:
+        pass
+
+
+#: Accounts whose reader Role and RoleBinding this operator run has made sure of.
+_readers: set[tuple[str, str, str]] = set()
 
 
 def reader_role_name(account: str) -> str:
@@ -137,9 +140,9 @@ async def _ensure_reader(kube: Kube, body: dict[str, Any]) -> None:
     for res, obj in ((ROLE, role), (ROLE_BINDING, binding)):
         try:
             await kube.create(res, obj)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+        except AlreadyExistsError:
+            pass
+    _readers.add((namespace, name, str(meta.get("uid", ""))))
 
 
 def _ready(
@@ -209,7 +212,7 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
         where = ".".join(str(p) for p in first["loc"])
         await _invalid(kube, body, f"{where}: {first['msg']}", now)
         return
-    if rbac and name != HOUSE_ACCOUNT:
+    if rbac and name != HOUSE_ACCOUNT and (namespace, name, str(meta.get("uid", ""))) not in _readers:
         await _ensure_reader(kube, body)
     created = dt.datetime.fromisoformat(
         str(meta.get("creationTimestamp") or now.isoformat()).replace("Z", "+00:00")
