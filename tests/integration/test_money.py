@@ -96,7 +96,7 @@ async def test_budgets_refuse_bids_and_the_winner_pays_the_seller_once(
     try:
         await as_agent("ann").get(ACCOUNT, "ben", NS)
         raise AssertionError("ann read ben's Account")
-    except Exception as exc:  # noqa: BLE001 - the API's refusal
+    except Exception as exc:
         assert getattr(exc, "status", None) == 403, exc
     await as_agent.answer(BID, "sale", "ben", sealed=sealed(auction, "ben", amount=25))
     # cat gets an Account, and a new version of its bid counts: every bidder is in, bidding closes.
@@ -252,3 +252,46 @@ async def test_a_lowered_budget_takes_back_only_what_escrow_does_not_hold(
     got = await balances(kube)
     assert got["ann"] == (0, 0) and got["ben"] == (3000, 0) and got[HOUSE_ACCOUNT] == (2500, 0)
     assert sum(b for b, _ in got.values()) == 3000 + 3000 - 500  # the grants, less the revocation
+
+
+async def test_an_outcome_that_fails_its_checks_moves_nothing(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents, monkeypatch: Any
+) -> None:
+    """A fault in the mechanism (here: second price made to charge more than the winner bid)
+    never reaches the ledger: the auction fails with the report, nothing is sold, escrow goes."""
+    import dataclasses
+
+    from mabeam.core.economics import _sealed, auction
+
+    def faulty(bids: Any, reserve: Any) -> Any:
+        honest = _sealed.second_price(bids, reserve)
+        return dataclasses.replace(honest, price=honest.bid * 2)
+
+    monkeypatch.setattr(auction, "second_price", faulty)
+    await cluster.start_operator()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "gpu")
+    await account(kube, "ann", 100)
+    await account(kube, "ben", 100)
+    await granted(kube, {"ann": 10000, "ben": 10000})
+    await kube.create(AUCTION, {"metadata": {"name": "sale", "namespace": NS}, "spec": {
+        "mechanism": "second-price", "participants": {"agents": names}, "items": ["gpu"],
+        "bidSeconds": 30}})  # fmt: skip
+    await phase_in(kube, AUCTION, "sale", ("Bidding",))
+    auction_obj = await kube.get(AUCTION, "sale", NS)
+    assert auction_obj is not None
+    for agent, amount in (("ann", 30), ("ben", 20)):
+        await as_agent.answer(BID, "sale", agent, sealed=sealed(auction_obj, agent, amount=amount))
+    s = await settled(kube, AUCTION, "sale")
+    assert s["phase"] == "Failed" and s["result"]["reason"] == "SettlementRejected"
+    failed = {c["name"]: c["message"] for c in s["settlement"]["checks"] if not c["passed"]}
+    assert set(failed) == {"IndividuallyRational", "EscrowCovers"}, failed
+    assert "ann pays 60 above its bid 30" in failed["IndividuallyRational"]
+    assert not s["settlement"]["valid"] and s["settlement"]["transfers"] == []
+    conditions = {c["type"]: c["status"] for c in s["conditions"]}
+    assert conditions.get("Failed") == "True" and "Complete" not in conditions
+    got = await balances(kube)
+    assert got["ann"] == (10000, 0) and got["ben"] == (10000, 0)
+    gpu = (await kube.get(VARIABLE, "gpu", NS) or {}).get("status") or {}
+    assert "owner" not in gpu or gpu["owner"] is None
