@@ -120,18 +120,19 @@ class PaidLoop(SessionLoop):
                 # This version was refused for money: it stays refused (write a new version).
                 refused[oname] = (str(verdict["reason"]), str(verdict.get("message", "")))
                 continue
-            exposure = self.exposure(spec, status, agent, answer, options)
-            if exposure is None or exposure <= 0:
-                admitted[agent] = answer
-                continue
             account = self._ledgers.get(agent)
             if account is None:
+                # Every trader needs an Account here: a buyer to pay, a seller to be paid.
                 refused[oname] = (
                     "NoAccount",
                     f"{agent} has no Account in namespace {self.namespace}, and this "
                     f"{self.kind.res.kind} is paid from Accounts: an administrator creates the "
                     f"Account {agent} with a budget (docs/economics.md)",
                 )
+                continue
+            exposure = self.exposure(spec, status, agent, answer, options)
+            if exposure is None or exposure <= 0:
+                admitted[agent] = answer
                 continue
             need = hold_amount(exposure)
             free = account.free_for(sid)

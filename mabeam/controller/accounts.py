@@ -23,7 +23,7 @@ from ..errors import ApiError, ConflictError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import ACCOUNT, AUCTION, MARKET, ROLE, ROLE_BINDING, Res
 from ..models._base import API_VERSION
-from ..models.account import HOUSE_ACCOUNT, AccountSpec, AccountStatus
+from ..models.account import HOUSE_ACCOUNT, AccountSpec, AccountStatus, format_money
 from ._events import post
 from ._runtime import Runtime, clock
 
@@ -227,12 +227,12 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
     changed = await change_account(kube, namespace, name, grant)
     if changed is None:
         return
-    _, obj = changed
+    ledger, obj = changed
     if notes:
         post(obj, type="Normal", reason="Granted", message=notes[0])
     generation = obj["metadata"].get("generation")
     status = obj.get("status") or {}
-    message = f"balance {status.get('balance', '0.00')}, free {status.get('free', '0.00')}"
+    message = f"balance {format_money(ledger.balance)}, free {format_money(ledger.free)}"
     ready = next(
         (c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {}
     )
@@ -240,6 +240,7 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
         status.get("observedGeneration") == generation
         and ready.get("status") == "True"
         and ready.get("message") == message
+        and "balance" in status
     ):
         return
     try:
@@ -249,6 +250,7 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
             {
                 "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
                 "status": {
+                    **ledger.to_wire(),
                     "observedGeneration": generation,
                     "conditions": _ready(status, generation, now, message),
                 },

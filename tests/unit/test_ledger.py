@@ -342,3 +342,31 @@ def test_a_session_without_outcome_only_releases_escrow() -> None:
     s = release_only("auction/x:1", {"a": 5, "b": 7})
     assert s.valid and s.transfers == [] and s.accounts == ["a", "b"]
     assert postings(s) == {"a": [], "b": []}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(-5, 5)), min_size=1, max_size=6, unique_by=lambda t: t[0]
+    ),
+    st.integers(1, 40),
+)
+def test_a_schedules_exposure_is_its_dearest_purchase_on_the_grid(
+    points: list[tuple[int, int]], top: int
+) -> None:
+    """Against the step function the equilibrium clears with, evaluated at every grid price."""
+    from mabeam.core.economics._equilibrium import NetDemand
+    from mabeam.core.economics.settlement import schedule_exposure
+    from mabeam.models.market import SchedulePoint
+
+    points = sorted(points)
+    quantities = sorted((q for _, q in points), reverse=True)  # a schedule slopes down
+    schedule = [
+        SchedulePoint(price=Decimal(p), quantity=q) for (p, _), q in zip(points, quantities, strict=True)
+    ]
+    grid = [Fraction(p) for p in range(0, top + 1)]
+    demand = NetDemand(
+        "x", tuple((Fraction(p), Fraction(q)) for (p, _), q in zip(points, quantities, strict=True))
+    )
+    brute = max((p * max(demand.at(p), Fraction(0)) for p in grid), default=Fraction(0))
+    assert schedule_exposure(schedule, grid) == brute

@@ -18,15 +18,16 @@ Pure: the operator reads the Accounts and the items' owners, and calls these fun
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
 from ...models.account import HOUSE_ACCOUNT, MINOR_UNITS, Settlement, SettlementCheck, Transfer, format_money
 from ...models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus
-from ...models.market import MarketSpec, MarketStatus
+from ...models.market import MarketSpec, MarketStatus, SchedulePoint
 from ..ledger import Posting
 from ._clock import dutch_price, english_price, exact
 from ._common import BidAnswer, OrderAnswer
@@ -42,6 +43,7 @@ __all__ = [
     "order_exposure",
     "postings",
     "release_only",
+    "schedule_exposure",
     "session_id",
 ]
 
@@ -107,13 +109,34 @@ def order_exposure(
     if opened is None:
         return None
     if opened.schedule is not None:
-        return max(
-            (exact(p.price) * max(Fraction(p.quantity), Fraction(0)) for p in opened.schedule),
-            default=Fraction(0),
-        )
+        grid = spec.price_grid.prices() if spec.price_grid is not None else []
+        return schedule_exposure(opened.schedule, [exact(p) for p in grid])
     if opened.side == "buy" and opened.price is not None:
         return exact(opened.price) * opened.quantity
     return None
+
+
+def schedule_exposure(schedule: Sequence[SchedulePoint], grid: Sequence[Fraction]) -> Fraction:
+    """The most a demand schedule can cost on ``grid``: max over grid prices p of p x q(p).
+
+    q is the step function the equilibrium clears with: the quantity of the last point at or
+    below p, the first point's left of it. On each step q is constant, so the maximum is at the
+    highest grid price of a step (just below the next point, or the top of the grid).
+    """
+    if not schedule or not grid:
+        return Fraction(0)
+    prices = [exact(p.price) for p in schedule]
+    best = Fraction(0)
+    for i, point in enumerate(schedule):
+        quantity = Fraction(point.quantity)
+        if quantity <= 0:
+            continue
+        # The last grid price before the next point (the top of the grid after the last one).
+        below = bisect.bisect_left(grid, prices[i + 1]) - 1 if i + 1 < len(schedule) else len(grid) - 1
+        if below < 0 or (i > 0 and grid[below] < prices[i]):
+            continue
+        best = max(best, grid[below] * quantity)
+    return best
 
 
 # --- settlement -------------------------------------------------------------------------------
