@@ -29,6 +29,7 @@ __all__ = [
     "MINOR_UNITS",
     "AccountSpec",
     "AccountStatus",
+    "Held",
     "Hold",
     "LedgerEntry",
     "Money",
@@ -173,6 +174,13 @@ class SettlementCheck(MabeamModel):
     message: str = Field(default="", description="The figures behind the verdict.")
 
 
+class Held(MabeamModel):
+    """What escrow held for one Account when the session ended."""
+
+    account: str = Field(description="The Account.")
+    amount: Money = Field(description="The amount held.")
+
+
 class Settlement(MabeamModel):
     """How a session's outcome moves money, decided once when it ends and then applied once."""
 
@@ -182,6 +190,7 @@ class Settlement(MabeamModel):
     accounts: list[str] = Field(
         default_factory=list, description="Every Account it settles on (escrow released on each)."
     )
+    held: list[Held] = Field(default_factory=list, description="Escrow held when the session ended.")
     checks: list[SettlementCheck] = Field(default_factory=list, description="The validation report.")
 
 

@@ -42,6 +42,21 @@ async def granted(kube: Kube, names: dict[str, int]) -> None:
     await eventually(check, what=f"budgets granted: {names}")
 
 
+async def audited(cluster: LocalCluster, target: str) -> tuple[int, str]:
+    """``mabeam audit <target>`` against the local API: its exit status and its report."""
+    import io
+
+    from mabeam.cli import build_parser
+    from mabeam.cli.audit import cmd_audit
+
+    args = build_parser().parse_args(
+        ["audit", target, "--kubeconfig", str(cluster.admin_kubeconfig), "-n", NS]
+    )
+    out = io.StringIO()
+    code = await cmd_audit(args, out)
+    return code, out.getvalue()
+
+
 async def settled(kube: Kube, res: Any, name: str) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         s = ((await kube.get(res, name, NS)) or {}).get("status") or {}
@@ -128,6 +143,17 @@ async def test_budgets_refuse_bids_and_the_winner_pays_the_seller_once(
     )
     events = [e for e in await kube.list(EVENT, NS) if e.get("reason") == "Paid"]
     assert any("ann paid 25.00 to sam" in e.get("message", "") for e in events)
+    # `mabeam audit` recomputes the outcome from the recorded bids and finds what was applied.
+    code, report = await audited(cluster, "auction/sale")
+    assert code == 0 and "the applied outcome matches" in report, report
+    assert "ann -> sam 25.00" in report and "sam: settled once, 25.00" in report, report
+    # A ledger edited behind the operator's back (the payment doubled) is found.
+    ann_obj = await kube.get(ACCOUNT, "ann", NS)
+    assert ann_obj is not None
+    entries = [*ann_obj["status"]["entries"][:-1], {**payment, "amount": "-50.00"}]
+    await kube.patch(ACCOUNT, "ann", {"status": {"entries": entries}}, namespace=NS, status=True)
+    code, report = await audited(cluster, "auction/sale")
+    assert code == 1 and "ann: its entries post -50.00, the settlement -25.00" in report, report
 
 
 async def test_two_auctions_racing_for_one_balance_hold_it_once(
@@ -295,3 +321,5 @@ async def test_an_outcome_that_fails_its_checks_moves_nothing(
     assert got["ann"] == (10000, 0) and got["ben"] == (10000, 0)
     gpu = (await kube.get(VARIABLE, "gpu", NS) or {}).get("status") or {}
     assert "owner" not in gpu or gpu["owner"] is None
+    code, report = await audited(cluster, "auction/sale")
+    assert code == 0 and "failed: IndividuallyRational, EscrowCovers (nothing moved)" in report, report

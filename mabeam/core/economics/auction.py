@@ -811,3 +811,14 @@ def open_bid(
         return None
     opened = sealer.open(spec, agent, sealed)
     return opened if isinstance(opened, BidContent) else None
+
+
+def recompute(session: str, spec: AuctionSpec, status: AuctionStatus) -> AuctionResult | None:
+    """The result the engine gives for the bids recorded in an ended sealed auction's status
+    (opened once bidding closed), for an audit; None for a clock auction or without bids."""
+    if spec.mechanism not in SEALED_MECHANISMS or status.result is None or not status.bids:
+        return None
+    if any(b.amount is None and b.bundles is None for b in status.bids):
+        return None  # never opened: the auction ended before bidding closed
+    done = _clear_sealed(session, spec, status, status.result.decided_at, (), DEFAULT_TIME_LIMIT, "")
+    return done.status.result

@@ -529,3 +529,16 @@ def open_order(
         return opener.open(agent, answer)
     except _Refused:
         return None
+
+
+def recompute(session: str, spec: MarketSpec, status: MarketStatus) -> MarketResult | None:
+    """The result the engine gives for the orders recorded in an ended market's status (their
+    content is published once the market closed), for an audit; None without orders."""
+    if status.result is None or not status.orders:
+        return None
+    try:
+        grid = _grid(spec)
+    except InvalidSpecError:
+        return None
+    outcome = _clear(spec, grid, status.orders)
+    return _finish(session, spec, status, outcome, status.result.decided_at).status.result

@@ -25,7 +25,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
-from ...models.account import HOUSE_ACCOUNT, MINOR_UNITS, Settlement, SettlementCheck, Transfer, format_money
+from ...models.account import (
+    HOUSE_ACCOUNT,
+    MINOR_UNITS,
+    Held,
+    Settlement,
+    SettlementCheck,
+    Transfer,
+    format_money,
+)
 from ...models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus
 from ...models.market import MarketSpec, MarketStatus, SchedulePoint
 from ..ledger import Posting
@@ -181,15 +189,26 @@ def _settlement(
         valid=valid,
         transfers=transfers if valid else [],
         accounts=sorted(touched),
+        held=_held(holds),
         checks=checks,
     )
+
+
+def _held(holds: Mapping[str, int]) -> list[Held]:
+    return [
+        Held.model_validate({"account": a, "amount": format_money(holds[a])})
+        for a in sorted(holds)
+        if holds[a]
+    ]
 
 
 def release_only(
     sid: str, holds: Mapping[str, int], checks: list[SettlementCheck] | None = None
 ) -> Settlement:
     """A settlement that moves nothing: every hold of the session is released."""
-    return Settlement(session=sid, valid=True, transfers=[], accounts=sorted(holds), checks=checks or [])
+    return Settlement(
+        session=sid, valid=True, transfers=[], accounts=sorted(holds), held=_held(holds), checks=checks or []
+    )
 
 
 def _conservation(checks: list[SettlementCheck], transfers: list[Transfer]) -> None:
