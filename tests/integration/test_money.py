@@ -323,3 +323,95 @@ async def test_an_outcome_that_fails_its_checks_moves_nothing(
     assert "owner" not in gpu or gpu["owner"] is None
     code, report = await audited(cluster, "auction/sale")
     assert code == 0 and "failed: IndividuallyRational, EscrowCovers (nothing moved)" in report, report
+
+
+async def test_an_operator_killed_at_every_request_settles_once(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """The operator dies right after its first mutating request; restarted from what is stored,
+    it dies again after its first one, and so on until a run has nothing left to write: a crash
+    after every single request of the close, the escrow, the settlement and the allocation. The
+    end state is the clean run's, applied once."""
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "gpu")
+    await kube.patch(
+        VARIABLE, "gpu", {"status": {"owner": {"kind": "Agent", "name": "sam"}}}, namespace=NS, status=True
+    )
+    for name, budget in (("ann", 30), ("ben", 30), ("sam", 0)):
+        await account(kube, name, budget)
+    await cluster.start_operator()
+    await granted(kube, {"ann": 3000, "ben": 3000, "sam": 0})
+    await kube.create(AUCTION, {"metadata": {"name": "sale", "namespace": NS}, "spec": {
+        "mechanism": "second-price", "participants": {"agents": names}, "items": ["gpu"],
+        "bidSeconds": 300}})  # fmt: skip
+    await phase_in(kube, AUCTION, "sale", ("Bidding",))
+    auction = await kube.get(AUCTION, "sale", NS)
+    assert auction is not None
+    await cluster.stop_operator()
+    for agent, amount in (("ann", 20), ("ben", 12)):  # sealed while no operator runs
+        await as_agent.answer(BID, "sale", agent, sealed=sealed(auction, agent, amount=amount))
+
+    async def applied() -> bool:
+        return bool((((await kube.get(AUCTION, "sale", NS)) or {}).get("status") or {}).get("outcomeApplied"))
+
+    crashes = 0
+    for n in range(1, 100):
+        try:
+            await cluster.start_operator_process(
+                "-m", "tests.integration._faulty_operator", "--crash-after", "1"
+            )
+        except RuntimeError:
+            pass  # it died while starting
+        process = cluster._process
+        assert process is not None
+
+        async def over(process: Any = process) -> bool:
+            return process.returncode is not None or await applied()
+
+        await eventually(over, timeout=30, what=f"run {n}: a crash or the settlement")
+        died = process.returncode is not None
+        crashes += died
+        await cluster.kill_operator()
+        if not died:
+            break
+    else:
+        raise AssertionError("the operator never finished")
+    # Where the runs died: after the escrow, the ending, each settlement, the owner, the record.
+    log = (cluster.workdir / "operator.log").read_text()
+    points = [
+        line.removeprefix("crash after ") for line in log.splitlines() if line.startswith("crash after ")
+    ]
+    # (A run may also die right after its last write, outcomeApplied, once the test saw it.)
+    assert crashes <= len(points) <= crashes + 1, points
+    for wanted in (
+        "patch accounts ann/status",
+        "patch auctions sale/status",
+        "patch accounts sam/status",
+        "patch variables gpu/status",
+    ):
+        assert wanted in points, (wanted, points)
+    await cluster.start_operator()  # a clean operator finds nothing more to do
+    assert await applied()
+    got = await balances(kube)
+    # Second price: ann pays ben's 12 to sam, once; ben's escrow is released.
+    assert {n: got[n] for n in ("ann", "ben", "sam")} == {
+        "ann": (1800, 0),
+        "ben": (3000, 0),
+        "sam": (1200, 0),
+    }
+    for name in ("ann", "ben", "sam"):
+        status = ((await kube.get(ACCOUNT, name, NS)) or {}).get("status") or {}
+        assert sum(1 for s in status.get("settled", []) if s.startswith("auction/sale:")) == (
+            name != "sam" or 1
+        )
+    phases = {
+        ((v or {}).get("status") or {}).get("phase")
+        for v in cluster.api.history("mabeam.io/v1alpha1/auctions", "sale", NS)
+    }
+    assert phases & {"Awarded", "NoSale", "Failed", "Cancelled"} == {"Awarded"}
+    gpu = ((await kube.get(VARIABLE, "gpu", NS)) or {}).get("status") or {}
+    assert gpu["owner"] == {"kind": "Agent", "name": "ann"}
+    assert sum(1 for s in gpu["appliedSessions"] if s.startswith("sale:")) == 1
+    code, report = await audited(cluster, "auction/sale")
+    assert code == 0, report
