@@ -415,3 +415,46 @@ async def test_an_operator_killed_at_every_request_settles_once(
     assert sum(1 for s in gpu["appliedSessions"] if s.startswith("sale:")) == 1
     code, report = await audited(cluster, "auction/sale")
     assert code == 0, report
+
+
+async def test_a_clock_auction_holds_the_price_accepted_and_the_winner_pays_the_clock(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """english from 10 by 5: staying in holds the round's price; ann (15 to spend) cannot stay at
+    20 and is refused, so ben wins at 20; ann's hold of 15 is released, ben's 20 is paid."""
+    await cluster.start_operator()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "slot")
+    await account(kube, "ann", 15)
+    await account(kube, "ben", 30)
+    await granted(kube, {"ann": 1500, "ben": 3000})
+    await kube.create(AUCTION, {"metadata": {"name": "clock", "namespace": NS}, "spec": {
+        "mechanism": "english", "participants": {"agents": names}, "items": ["slot"],
+        "startPrice": 10, "increment": 5, "roundSeconds": 30}})  # fmt: skip
+
+    async def at_round(r: int) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            st = ((await kube.get(AUCTION, "clock", NS)) or {}).get("status") or {}
+            return st if st.get("round") == r or st.get("outcomeApplied") else None
+
+        result: dict[str, Any] = await eventually(check, what=f"round {r}")
+        return result
+
+    for round_ in (1, 2):
+        await at_round(round_)
+        for agent in names:
+            await as_agent.answer(BID, "clock", agent, round=round_, accept=True)
+    s = await at_round(3)
+    assert s["clockPrice"] == 20
+    # After round 2 (15), each holds the price it accepted last.
+    assert (await balances(kube))["ann"] == (1500, 1500) and (await balances(kube))["ben"] == (3000, 1500)
+    over = await as_agent.answer(BID, "clock", "ann", round=3, accept=True)
+    refused = await verdict(kube, BID, bid_name("clock", "ann"), over["metadata"]["generation"])
+    assert refused["reason"] == "OverBudget" and "15.00" in refused["message"]
+    await as_agent.answer(BID, "clock", "ben", round=3, accept=True)
+    s = await settled(kube, AUCTION, "clock")
+    (allocation,) = s["result"]["allocations"]
+    assert (allocation["agent"], allocation["price"]) == ("ben", 20)
+    got = await balances(kube)
+    assert got["ann"] == (1500, 0) and got["ben"] == (1000, 0) and got[HOUSE_ACCOUNT] == (2000, 0)
