@@ -11,6 +11,7 @@ Dockerfiles are parsed and checked for the properties the chart's securityContex
 
 from __future__ import annotations
 
+import copy
 import filecmp
 import json
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -62,6 +64,17 @@ OPTIONS: dict[str, dict[str, Any]] = {
         }
     },
     "admission-off": {"admission": {"enabled": False}},
+    "existing-service-account": {"serviceAccount": {"create": False, "name": "ops-operator"}},
+    "rbac-off": {"rbac": {"create": False}},
+    "cleanup-off": {"cleanupOnUninstall": {"enabled": False}, "helmTest": {"enabled": False}},
+    "openshift-like": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None}},
+    "relabelings": {
+        "serviceMonitor": {
+            "enabled": True,
+            "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+            "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}],
+        }
+    },
     "everything": {
         "clusterWide": True,
         "replicas": 3,
@@ -139,6 +152,16 @@ def test_options_pass_the_values_schema(values: dict[str, Any]) -> None:
         pytest.param(
             {"prometheusRule": {"thresholds": {"failedSessionRatio": 2}}}, "failedSessionRatio", id="ratio"
         ),
+        pytest.param(
+            {"prometheusRule": {"alertLabels": {"severity": "page"}}}, "/prometheusRule/alertLabels", id="severity"
+        ),
+        pytest.param(
+            {"serviceMonitor": {"relabelings": [{"action": "delete"}]}},
+            "/serviceMonitor/relabelings/0/action",
+            id="relabel-action",
+        ),
+        pytest.param({"rbac": {"create": "no"}}, "/rbac/create", id="rbac-create-string"),
+        pytest.param({"cleanupOnUninstall": {"timeoutSeconds": 0}}, "timeoutSeconds", id="cleanup-timeout"),
     ],
 )
 def test_values_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -149,6 +172,49 @@ def test_values_schema_rejects_bad_values(values: dict[str, Any], complaint: str
         # `helm install` and `helm template` refuse the same values before rendering anything.
         with pytest.raises(helm_python.HelmValuesError, match=re.escape(complaint)):
             chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+
+
+# Values that would run the operator as root (or let it become root): refused before rendering.
+ROOT_VALUES = {
+    "pod-uid-0": ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+    "container-uid-0": ({"securityContext": {"runAsUser": 0}}, "/securityContext/runAsUser"),
+    "pod-run-as-root": ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
+    "container-run-as-root": ({"securityContext": {"runAsNonRoot": False}}, "/securityContext/runAsNonRoot"),
+    # null removes a default in Helm: without runAsNonRoot nothing stops a root USER image.
+    "pod-run-as-non-root-removed": ({"podSecurityContext": {"runAsNonRoot": None}}, "runAsNonRoot"),
+    "privileged": ({"securityContext": {"privileged": True}}, "/securityContext/privileged"),
+    "escalation": (
+        {"securityContext": {"allowPrivilegeEscalation": True}},
+        "/securityContext/allowPrivilegeEscalation",
+    ),
+}
+
+
+@pytest.mark.parametrize(("values", "complaint"), ROOT_VALUES.values(), ids=ROOT_VALUES.keys())
+def test_values_schema_refuses_root(values: dict[str, Any], complaint: str) -> None:
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        # Helm (the library `helm install` is built on) refuses them before rendering anything...
+        with pytest.raises(helm_python.HelmValuesError, match=re.escape(complaint)):
+            chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+        # ... and so does an independent JSON Schema validator, on the values Helm would use.
+        merged = chart.merge_values(values)
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    assert list(validator.iter_errors(merged)), "jsonschema accepted it"
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        assert list(validator.iter_errors(chart.merge_values({}))) == []
+
+
+def test_values_schema_keeps_what_restricted_allows() -> None:
+    # A platform that assigns the UID itself (OpenShift) drops runAsUser/runAsGroup/fsGroup; the
+    # container may leave runAsNonRoot to the pod; non-root UIDs other than the image's are fine.
+    for values in (
+        OPTIONS["openshift-like"],
+        {"securityContext": {"runAsNonRoot": None}},
+        {"podSecurityContext": {"runAsUser": 1000}, "securityContext": {"runAsUser": 1000}},
+    ):
+        pod = deployment(values)["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == [], values
 
 
 def test_cluster_wide_with_namespaces_is_refused() -> None:
@@ -171,7 +237,7 @@ def test_built_in_objects_validate_strictly(values: dict[str, Any], kube_version
 
 def test_strict_validation_catches_an_unknown_field() -> None:
     # The check above is only worth something if kubernetes-validate refuses what the API would.
-    bad = deployment()
+    bad = copy.deepcopy(deployment())  # not the cached render's
     bad["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBE_VERSIONS[-1], strict=True)
@@ -279,30 +345,26 @@ def test_pod_passes_restricted_pod_security(values: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "violation"),
+    ("pod_context", "container_context", "violation"),
     [
-        (
-            {"securityContext": {"allowPrivilegeEscalation": True}},
-            "operator: allowPrivilegeEscalation is not false",
-        ),
-        (
-            {"securityContext": {"capabilities": {"drop": [], "add": ["NET_ADMIN"]}}},
-            "operator: adds capabilities",
-        ),
-        (
-            {"podSecurityContext": {"runAsNonRoot": False}, "securityContext": {"runAsNonRoot": None}},
-            "operator: runAsNonRoot is not true",
-        ),
-        (
-            {"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}},
-            "operator: seccompProfile is Unconfined",
-        ),
-        ({"podSecurityContext": {"runAsUser": 0}}, "pod runs as UID 0"),
+        ({}, {"allowPrivilegeEscalation": True}, "operator: allowPrivilegeEscalation is not false"),
+        ({}, {"capabilities": {"drop": [], "add": ["NET_ADMIN"]}}, "operator: adds capabilities"),
+        ({"runAsNonRoot": False}, {"runAsNonRoot": None}, "operator: runAsNonRoot is not true"),
+        ({"seccompProfile": {"type": "Unconfined"}}, {}, "operator: seccompProfile is Unconfined"),
+        ({"runAsUser": 0}, {}, "pod runs as UID 0"),
     ],
     ids=["escalation", "capabilities", "root", "seccomp", "uid0"],
 )
-def test_restricted_checker_catches_overrides(values: dict[str, Any], violation: str) -> None:
-    pod = deployment(values)["spec"]["template"]["spec"]
+def test_restricted_checker_catches_overrides(
+    pod_context: dict[str, Any], container_context: dict[str, Any], violation: str
+) -> None:
+    # The schema refuses some of these values, so the rendered pod is changed after the fact.
+    pod = copy.deepcopy(deployment()["spec"]["template"]["spec"])  # not the cached render's
+    contexts = ((pod["securityContext"], pod_context), (pod["containers"][0]["securityContext"], container_context))
+    for context, change in contexts:
+        context.update(change)
+        for key in [k for k, v in change.items() if v is None]:
+            del context[key]
     assert any(v.startswith(violation) for v in restricted_violations(pod)), restricted_violations(pod)
 
 
