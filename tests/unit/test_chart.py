@@ -37,6 +37,7 @@ from packaging.utils import canonicalize_name
 
 from mabeam.cli import build_parser
 from mabeam.cli.delete_all import DELETION_ORDER, cmd_delete_all
+from mabeam.cluster._install import render_chart
 from mabeam.kube.permissions import (
     AGENT_RULES,
     CLEANUP_RULES,
@@ -946,6 +947,19 @@ def test_network_policy_admits_the_test_pod_to_metrics() -> None:
     off = only(render({**values, "helmTest": {"enabled": False}}), "NetworkPolicy", "mabeam")["spec"]
     (metrics,) = [r for r in off["ingress"] if "from" in r]
     assert metrics["from"] == values["networkPolicy"]["metricsFrom"]
+
+
+def test_install_applies_no_hooks() -> None:
+    # `mabeam cluster` and the e2e suite install the rendered chart as `helm install` does: the
+    # hooks (the uninstall cleanup, the helm test pod) are not part of the release's objects.
+    values = {"watchNamespaces": ["team-a"]}
+    release, hooks = (
+        render_chart(values, namespace=NAMESPACE),
+        render_chart(values, namespace=NAMESPACE, hooks=True),
+    )
+    assert not [o for o in release if hook_of(o)]
+    assert {hook_of(o) for o in hooks} == {"pre-delete", "test"}
+    assert sorted(map(json.dumps, release + hooks)) == sorted(map(json.dumps, render(values)))
 
 
 CLEANUP = atoms(CLEANUP_RULES)
