@@ -1,9 +1,9 @@
 """``mabeam delete-all``: delete every MABEAM object and wait until the operator has finished them.
 
 The step before the operator goes (the chart's pre-delete hook runs it on ``helm uninstall``;
-docs/install.md, "Uninstall"). Agents, Variables and sessions carry the operator's finalizer:
-it stops their pods and removes what it made for them before the object may go. With the
-operator gone, their deletion would hang, so this runs while it is still up.
+docs/install.md, "Uninstall"). Sessions and Variables carry the operator's finalizer: it
+finishes them before the object may go (Agents carry none; the garbage collector removes their
+pods). With the operator gone, their deletion would hang, so this runs while it is still up.
 
 Sessions (Coordinations, Auctions, Markets) and their answers go first, then Variables, then
 Agents. The command deletes again whatever appears meanwhile (an agent's late Vote) and waits
@@ -89,7 +89,7 @@ async def delete_all(
             break
         await asyncio.sleep(interval)
     if last_error is not None:
-        raise MabeamError(f"the API server did not answer for {timeout:g}s; last error: {last_error}")
+        raise last_error  # still failing at the deadline: the error says what (main makes it one line)
     shown = ", ".join(
         f"{_ref(res, obj)} (finalizers: {', '.join(obj['metadata'].get('finalizers') or ['none'])})"
         for res, obj in left[:_SHOWN]
