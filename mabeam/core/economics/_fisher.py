@@ -74,6 +74,9 @@ FOREST_THRESHOLD = 1e-4  # spending edges the exact forest is built from (share 
 NEGLIGIBLE_SHARE = 1e-9  # shares of a budget below this (or gap / 1000) are dropped when purifying
 _TAU_STEP = 0.1
 _TAU_MIN = 1e-12
+_STAGE_STEPS = 40  # Newton steps at most per tau
+_RESOLUTION = 1e-12  # a clearing residual (money; budgets sum to 1) small enough for any gap >= 1e-9
+_FOREST_FROM = 1e-4  # the relative gap from which the exact forest is tried
 
 Array = npt.NDArray[np.float64]
 CheckName = Literal["GoodsClear", "BudgetsSpent", "PricesSumToBudgets", "MaximalBangPerBuck"]
@@ -270,7 +273,9 @@ def solve_fisher(
     converged = False
     while steps < max_steps:
         shares, lse = _shares(logu, q, tau)
-        while steps < max_steps:
+        for _ in range(_STAGE_STEPS):
+            if steps >= max_steps:
+                break
             bought = (bn[:, None] * shares).sum(axis=0)
             prices = np.exp(q)
             grad = prices - bought
@@ -278,24 +283,28 @@ def solve_fisher(
             step = -np.linalg.solve(hess, grad)
             decrement = float(-(grad @ step))
             steps += 1
-            if not decrement > 1e-10 * tau:  # also stops on NaN
+            residual = float(np.abs(grad).max())
+            if not residual > _RESOLUTION:  # the goods clear to float precision (also stops on NaN)
                 break
             current = float(prices.sum() + tau * (bn * lse).sum())
-            alpha = 1.0
-            while True:  # backtracking (Armijo); the shares of the point taken are kept
+            alpha, taken = 1.0, False
+            while alpha >= 1e-12:  # backtracking: Armijo, or (near float noise) a halved residual
                 trial = q + alpha * step
-                shares, lse = _shares(logu, trial, tau)
-                value = float(np.exp(trial).sum() + tau * (bn * lse).sum())
-                if value <= current - 0.25 * alpha * decrement or alpha < 1e-12:
+                trial_shares, trial_lse = _shares(logu, trial, tau)
+                value = float(np.exp(trial).sum() + tau * (bn * trial_lse).sum())
+                trial_residual = float(np.abs(np.exp(trial) - (bn[:, None] * trial_shares).sum(axis=0)).max())
+                if value <= current - 0.25 * alpha * decrement or trial_residual <= 0.5 * residual:
+                    q, shares, lse, taken = trial, trial_shares, trial_lse, True
                     break
                 alpha *= 0.5
-            q = trial
+            if not taken:  # no progress within the precision of floats: this tau is done
+                break
         spending = _purified(bn, shares, negligible)
         found = relative_gap(bn, un, ones, spending)
         if found <= gap and bang_shortfall(bn, un, ones, spending, gap) <= gap:
             converged = True
             break
-        if found <= gap:  # near: try the exact equilibrium on the forest of the main spending
+        if found <= _FOREST_FROM:  # near: try the exact equilibrium on the forest of the main spending
             exact = _forest(bn, un, spending, FOREST_THRESHOLD)
             if exact is not None:
                 exact_gap = relative_gap(bn, un, ones, exact)
