@@ -29,7 +29,11 @@ async def test_demo_reaches_every_outcome(tmp_path: Path, capsys: pytest.Capture
         "gpu-2+gpu-3 to dave at 50 (Optimal)",
         "price=24 volume=2 (TradeReduction)",
         "price=16 volume=3 (Equilibrium)",
+        "cpu=6 gpu=18 (Equilibrium)",
     ):
         assert line in out, line
     assert "variable/power-price" in out and "value=16 " in out
+    # The Fisher market's prices, one Variable per good, from dave's and erin's budgets and utilities.
+    assert "variable/cpu-price" in out and "value=6 " in out
+    assert "variable/gpu-price" in out and "value=18 " in out
     assert out.count("owner=dave") == 4

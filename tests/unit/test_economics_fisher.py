@@ -340,3 +340,13 @@ def test_fisher_specs_are_checked() -> None:
         spec(priceVariableRef={"name": "p"})
     with pytest.raises(ValueError, match="decimal places"):
         spec(goods=[{"name": "cpu", "supply": "0.0000000001"}])
+
+
+def test_the_sdk_turns_a_callbacks_fisher_order_into_order_fields() -> None:
+    from mabeam.sdk._trading import order_fields
+
+    fields = order_fields({"budget": "60.50", "utilities": {"cpu": 1, "gpu": 3}})
+    assert fields == {"budget": 60.5, "utilities": {"cpu": 1.0, "gpu": 3.0}}
+    assert OrderContent.model_validate(fields).budget == Decimal("60.5")
+    with pytest.raises(TypeError):
+        order_fields({"budget": 5, "utilities": [1, 2]})
