@@ -275,6 +275,11 @@ def _order_content(
         when = "has ended" if phase in MARKET_TERMINAL else "has not opened yet"
         raise MabeamError(f"market {market} {when} (phase {phase}); it takes orders while Collecting")
     _participant(options.agent, [p.name for p in status.participants], "market", market)
+    if spec.mechanism == "fisher":
+        raise MabeamError(
+            f"{market} is a fisher market: its orders (a budget and utilities per good) are placed "
+            "with the SDK (on_order), not with `mabeam order` yet"
+        )
     if spec.mechanism == "double-auction":
         if options.schedule or options.side is None or options.price is None:
             raise MabeamError(
