@@ -350,3 +350,25 @@ def test_the_sdk_turns_a_callbacks_fisher_order_into_order_fields() -> None:
     assert OrderContent.model_validate(fields).budget == Decimal("60.5")
     with pytest.raises(TypeError):
         order_fields({"budget": 5, "utilities": [1, 2]})
+
+
+def test_mabeam_watch_shows_a_cleared_fisher_market() -> None:
+    from mabeam.cli.watch import render_market
+
+    s = spec()
+    answers = {
+        "dave": order("dave", budget=60, utilities={"cpu": 1, "gpu": 3}),
+        "erin": order("erin", budget=24, utilities={"cpu": 1, "gpu": 1}),
+        "fay": order("fay", budget=1, utilities={"gpu": 1}),
+    }
+    status = run(s, answers)
+    obj = {
+        "metadata": {"name": "m", "namespace": "default"},
+        "spec": s.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+    frame = render_market(obj, T0)
+    assert "budget 60 cpu=1,gpu=3" in frame
+    rows = [line.split() for line in frame.splitlines()]
+    assert ["GOOD", "PRICE", "SOLD", "REVENUE"] in rows and ["BUYER", "GOOD", "QUANTITY", "PAYMENT"] in rows
+    assert "checks: all passed" in frame and "Result: Cleared (Equilibrium)" in frame
