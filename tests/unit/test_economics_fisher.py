@@ -208,6 +208,30 @@ def test_random_markets_are_in_equilibrium(market: tuple[list[FisherBuyer], list
     assert eg_gap(buyers, goods, out) <= 1e-6 + 2 * rounding
 
 
+@settings(max_examples=4, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1), st.sampled_from([0.0, 0.7]))
+def test_medium_random_markets_are_in_equilibrium(seed: int, sparsity: float) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n, m = 150, 15
+    utilities = np.round(rng.random((n, m)), 3)
+    utilities[rng.random((n, m)) < sparsity] = 0.0
+    utilities[np.arange(n), rng.integers(m, size=n)] += 0.5  # everyone wants something
+    buyers = [
+        FisherBuyer(f"b{i:03}", int(rng.integers(10_000, 1_000_000)), tuple(map(float, utilities[i])))
+        for i in range(n)
+    ]
+    goods = [FisherGood(f"g{j}", F(int(rng.integers(1, 20)))) for j in range(m)]
+    out = clear_fisher(buyers, goods)
+    assert out.reason == "Equilibrium", out.message
+    assert sum(out.revenues) == sum(b.budget for b in buyers)
+    prices = [float(p) for p in out.prices]
+    rounding = (n + 1) / min(r for r in out.revenues if r > 0)
+    assert lp_slack(buyers, goods, prices, 1e-6 + 2 * rounding) <= 2 * (n + m)
+    assert eg_gap(buyers, goods, out) <= 1e-6 + 2 * rounding
+
+
 @settings(max_examples=30, deadline=None)
 @given(markets(), st.integers(min_value=2, max_value=1000))
 def test_prices_scale_with_money_and_not_with_utilities(

@@ -75,6 +75,7 @@ NEGLIGIBLE_SHARE = 1e-9  # shares of a budget below this (or gap / 1000) are dro
 _TAU_STEP = 0.1
 _TAU_MIN = 1e-12
 _STAGE_STEPS = 40  # Newton steps at most per tau
+_NOISE = 1e-14  # relative changes of the objective below this are rounding noise
 _RESOLUTION = 1e-12  # a clearing residual (money; budgets sum to 1) small enough for any gap >= 1e-9
 _FOREST_FROM = 1e-4  # the relative gap from which the exact forest is tried
 
@@ -124,6 +125,11 @@ def _shares(logu: Array, q: Array, tau: float) -> tuple[Array, Array]:
     e = np.exp(a - top[:, None])
     total = e.sum(axis=1)
     return e / total[:, None], top + np.log(total)
+
+
+def _residual(q: Array, budgets: Array, shares: Array) -> float:
+    """The largest gap between a good's price and the money spent on it (budgets sum to 1)."""
+    return float(np.abs(np.exp(q) - (budgets[:, None] * shares).sum(axis=0)).max())
 
 
 def _purified(budgets: Array, shares: Array, negligible: float) -> Array:
@@ -288,12 +294,14 @@ def solve_fisher(
                 break
             current = float(prices.sum() + tau * (bn * lse).sum())
             alpha, taken = 1.0, False
-            while alpha >= 1e-12:  # backtracking: Armijo, or (near float noise) a halved residual
+            while alpha >= 1e-12:  # backtracking: Armijo, or a halved residual at the noise floor
                 trial = q + alpha * step
                 trial_shares, trial_lse = _shares(logu, trial, tau)
                 value = float(np.exp(trial).sum() + tau * (bn * trial_lse).sum())
-                trial_residual = float(np.abs(np.exp(trial) - (bn[:, None] * trial_shares).sum(axis=0)).max())
-                if value <= current - 0.25 * alpha * decrement or trial_residual <= 0.5 * residual:
+                if value <= current - 0.25 * alpha * decrement or (
+                    value <= current + _NOISE * abs(current)  # at the noise floor of the objective:
+                    and _residual(trial, bn, trial_shares) <= 0.5 * residual  # the clearing decides
+                ):
                     q, shares, lse, taken = trial, trial_shares, trial_lse, True
                     break
                 alpha *= 0.5
