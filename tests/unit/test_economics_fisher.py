@@ -98,6 +98,26 @@ def test_bad_input_is_refused() -> None:
         clear_fisher([FisherBuyer("a", 1, (1.0,)), FisherBuyer("a", 1, (1.0,))], goods)
 
 
+def test_a_degenerate_market_that_once_diverged_clears() -> None:
+    # Found by a stress run: four alike buyers and a good only one of them wants; a line search
+    # that took any step halving the clearing residual let the prices run away (gap inf).
+    rows = [(1, 0, 1, 1, 2), (1, 0, 1, 1, 2), (1, 1, 1, 1, 2), (1, 0, 1, 1, 2), (1, 0, 2, 1, 1)]
+    budgets = (10_000, 30_000, 10_000, 20_000, 10_000)
+    buyers = [
+        FisherBuyer(f"b{i}", budget, tuple(map(float, row)))
+        for i, (budget, row) in enumerate(zip(budgets, rows, strict=True))
+    ]
+    goods = [FisherGood(f"g{j}", F(n, 2)) for j, n in enumerate((12, 7, 15, 8, 13))]
+    out = clear_fisher(buyers, goods)
+    assert out.reason == "Equilibrium" and all(c.passed for c in out.checks), out.message
+    prices = [float(p) for p in out.prices]
+    rounding = (len(buyers) + 1) / min(out.revenues)
+    assert lp_slack(buyers, goods, prices, 1e-6 + 2 * rounding) <= 2 * (len(buyers) + len(goods))
+    assert eg_gap(buyers, goods, out) <= 1e-6 + 2 * rounding
+    # Pinned (the revenues are 24, 14, 30, 16 and 52 seventeenths of the 80 000 units).
+    assert [round(r * 17 / 10_000, 2) for r in out.revenues] == [24, 14, 30, 16, 52]
+
+
 def test_a_step_limit_ends_without_allocation_and_says_how_far() -> None:
     goods = [FisherGood(f"g{j}", F(1)) for j in range(4)]
     buyers = [FisherBuyer(f"b{i}", 10 + i, (1.0 + i % 3, 2.0, 1.0 + (i * 7) % 5, 0.5)) for i in range(6)]
