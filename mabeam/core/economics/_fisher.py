@@ -20,13 +20,20 @@ depend on the scale of money or of utilities).
 Solving (:func:`solve_fisher`, floats): the dual in log prices ``q_j = log p_j``, with the minimum
 smoothed to ``-tau log sum_j exp(-(q_j - log u_ij) / tau)``, is smooth and convex; its gradient is
 the money value of the supply minus the money spent on each good, when each buyer spends its
-budget in the shares ``softmax_j((log u_ij - q_j) / tau)``. Newton's method with a backtracking
-line search solves it for ``tau = 1, 0.1, 0.01, ...``, each from the last one's prices; after each
-``tau`` the spending is purified (shares below :data:`NEGLIGIBLE_SHARE` dropped), the clearing prices of
-that spending are taken (so that goods clear and budgets are spent exactly) and the relative gap
-of that pair is measured; the solve stops at the first one within the target gap. Newton's
-system is ``m x m`` (``m`` goods): 1 000 buyers x 100 goods take a few dozen steps. The number of
-steps is bounded (``max_steps``), never the time, so an outcome never depends on machine load.
+budget in the shares ``softmax_j((log u_ij - q_j) / tau)``. Newton's method solves it for
+``tau = 1, 0.1, 0.01, ...`` (at most :data:`_STAGE_STEPS` steps each), each from the last one's
+prices, with a backtracking line search (Armijo; at the noise floor of the objective, a step that
+halves the clearing residual without raising the objective). After each ``tau`` the spending is
+purified (shares below :data:`NEGLIGIBLE_SHARE` or ``gap / 1000`` dropped), the clearing prices of
+that spending are taken (so that goods clear and budgets are spent exactly) and two measures of
+that pair are taken: the relative gap and the bang-per-buck shortfall (:func:`bang_shortfall`);
+the solve stops when both are within the target gap. Once the gap is below ``1e-4`` it also tries
+the exact equilibrium on the spanning forest of the main spending edges (:func:`_forest`: prices
+fixed by the utilities along each tree, spending by peeling leaves), kept if verified; generic
+markets end there, degenerate ones (alike buyers: the equilibrium spending is not a forest)
+follow the smoothing down. Newton's system is ``m x m`` (``m`` goods): 1 000 buyers x 100 goods
+take 60 to 100 steps. The number of steps is bounded (``max_steps``), never the time, so an
+outcome never depends on machine load.
 
 Exact money (:func:`clear_fisher`): budgets are integers of a money unit (``10**-decimals``).
 Each buyer's spending is rounded to whole units by largest remainders, so that its payments add
