@@ -17,13 +17,21 @@ combinatorial VCG, McAfee double auction, a price-taking demand schedule, its tr
 Fisher market, where a price-taker gains nothing by lying); in first-price and
 dutch auctions it shades its value by (n-1)/n, the symmetric equilibrium for values drawn
 uniformly, n being the number of bidders.
+
+Within its means: where a session is paid from Accounts, the SDK gives the agent's balance (what
+it may commit there) and the trader never offers more: a bid, a bundle or a clock price above it
+is capped or declined, a buy limit order's price comes down until its units fit, a demand
+schedule buys no more units at a price than it can pay for. An offer beyond the balance would
+only be refused (OverBudget).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
+from decimal import Decimal
 
 from mabeam.sdk import AgentApp, AuctionView, MarketView
 
@@ -48,6 +56,20 @@ def shaded(auction: AuctionView) -> float:
     return value() * (n - 1) / n if n > 1 else value()
 
 
+def within(amount: float, balance: Decimal | None) -> float:
+    """``amount``, capped at what the agent may commit (rounded down to a cent)."""
+    if balance is None:
+        return amount
+    return min(amount, math.floor(float(balance) * 100) / 100)
+
+
+def affordable(price: float, wanted: int, balance: Decimal | None) -> int:
+    """How many of ``wanted`` units at ``price`` the agent can pay for."""
+    if balance is None or price <= 0:
+        return wanted
+    return max(min(wanted, int(Decimal(balance) // Decimal(str(price)))), 0)
+
+
 @app.on_bid
 def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
     if auction.mechanism == "combinatorial":
@@ -55,10 +77,10 @@ def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
         bundles: dict[tuple[str, ...], float] = {}
         for size in range(1, len(auction.items) + 1):
             for items in itertools.combinations(auction.items, size):
-                bundles[items] = value() * size + (bonus if size > 1 else 0.0)
+                bundles[items] = within(value() * size + (bonus if size > 1 else 0.0), auction.balance)
         log.info("auction %s: XOR bids on %d bundles", auction.name, len(bundles))
         return bundles
-    amount = shaded(auction) if auction.mechanism == "first-price" else value()
+    amount = within(shaded(auction) if auction.mechanism == "first-price" else value(), auction.balance)
     log.info("auction %s: sealed bid placed", auction.name)  # the amount stays sealed
     return amount
 
@@ -66,7 +88,7 @@ def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
 @app.on_clock
 def clock(auction: AuctionView) -> bool:
     price = float(auction.price or 0.0)
-    limit = shaded(auction) if auction.mechanism == "dutch" else value()
+    limit = within(shaded(auction) if auction.mechanism == "dutch" else value(), auction.balance)
     stay = price <= limit
     log.info("auction %s round %s at %g: %s", auction.name, auction.round, price, "in" if stay else "out")
     return stay
@@ -81,19 +103,28 @@ def utilities(goods: tuple[str, ...]) -> dict[str, float]:
 
 
 @app.on_order
-def order(market: MarketView) -> dict[str, object]:
+def order(market: MarketView) -> dict[str, object] | None:
     if market.mechanism == "fisher":
-        budget = os.environ.get("TRADER_BUDGET") or str(value() * units())
+        # Spends its budget (within its means: no more than its balance where it is paid for).
+        budget = within(float(os.environ.get("TRADER_BUDGET") or value() * units()), market.balance)
         log.info("market %s: a budget and utilities for %s", market.name, ", ".join(market.goods))
+        if budget <= 0:
+            return None  # nothing to pay with: no order
         return {"budget": budget, "utilities": utilities(market.goods)}
-    log.info("market %s: %s %d at %g", market.name, side(), units(), value())
-    return {"side": side(), "price": value(), "quantity": units()}
+    price = value()
+    if side() == "buy" and market.balance is not None:
+        # Within its means: the limit price comes down until all its units fit the balance.
+        price = within(min(price, float(market.balance) / units()), market.balance)
+    log.info("market %s: %s %d at %g", market.name, side(), units(), price)
+    if price <= 0:
+        return None  # nothing to pay with: no order
+    return {"side": side(), "price": price, "quantity": units()}
 
 
 @app.on_price
 def demand(market: MarketView, price: float) -> float:
     if side() == "buy":
-        return float(units()) if price <= value() else 0.0
+        return float(affordable(float(price), units(), market.balance)) if price <= value() else 0.0
     return -float(units()) if price >= value() else 0.0
 
 

@@ -39,7 +39,7 @@ import httpx2
 from lightkube.core.exceptions import ConfigError
 
 from ..errors import MabeamError
-from . import _blas, _logging, answer, clear, crds, get, local, run, validate, watch  # noqa: F401 - _blas first: BLAS threads
+from . import _blas, _logging, answer, audit, clear, crds, get, local, run, validate, watch  # noqa: F401 - _blas first: BLAS threads
 
 __all__ = ["build_parser", "main"]
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from ..cluster import _cli as cluster
 
-    for group in (crds, run, local, cluster, get, watch, answer, validate, clear):
+    for group in (crds, run, local, cluster, get, watch, answer, validate, clear, audit):
         group.add_commands(sub)
     return parser
 

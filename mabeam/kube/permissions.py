@@ -40,9 +40,12 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule("mabeam.io", ("coordinations", "auctions", "markets"), (*_READ, "patch")),
     Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
     Rule("mabeam.io", ("votes", "bids", "orders"), ("list", "watch")),
+    # Accounts are granted by administrators; the operator creates only the house's Account.
+    Rule("mabeam.io", ("accounts",), (*_READ, "create")),
     Rule(
         "mabeam.io",
         (
+            "accounts/status",
             "agents/status",
             "variables/status",
             "coordinations/status",

@@ -11,7 +11,7 @@ Mechanisms:
   answers with a limit order (``side`` buy or sell, a unit ``price``, ``quantity`` units).
   Truthful for unit orders, individually rational, and it never pays out more than it takes in.
 - ``fisher``: a Fisher market of several divisible ``goods`` with supplies. Each agent answers
-  with a ``budget`` (money, whole units of ``10**-moneyDecimals``) and its ``utilities``: the
+  with a ``budget`` (money, whole cents) and its ``utilities``: the
   value of one unit of each good it wants (linear utilities). The market finds the equilibrium
   prices and allocations (the Eisenberg-Gale program) to the relative ``gap``: every budget is
   spent, every priced good is allocated in full, each buyer buys only goods of its best utility
@@ -35,6 +35,7 @@ from pydantic import Field, model_validator
 from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn, answer_kind
 from ._sealed import SealedEnvelope, SealingInfo
+from .account import PaymentMode, Settlement
 from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
@@ -152,14 +153,13 @@ class MarketSpec(MabeamModel):
         description="fisher: the relative Eisenberg-Gale duality gap to reach (also the tolerance of "
         "the bang-per-buck check).",
     )
-    money_decimals: int = Field(
-        default=2,
-        ge=0,
-        le=9,
-        description="fisher: money is counted in whole units of 10^-moneyDecimals (cents by default): "
-        "budgets are whole units, payments are rounded to them.",
-    )
     cancel: bool = Field(default=False, description="True ends an open market as Cancelled.")
+    payment: PaymentMode = Field(
+        default="Auto",
+        description="Whether outcomes are paid from Accounts: Ledger (every bidder needs an Account "
+        "that covers its bid), None (prices are recorded only), or Auto (Ledger when the namespace "
+        "has an Account when the session starts). See docs/economics.md, Money.",
+    )
 
     @model_validator(mode="after")
     def _fits_mechanism(self) -> MarketSpec:
@@ -361,6 +361,13 @@ class MarketStatus(MabeamModel):
     result: MarketResult | None = Field(default=None, description="The outcome, once cleared.")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
+    )
+    payment: Literal["Ledger", "None"] | None = Field(
+        default=None, description="Whether this session pays from Accounts (decided when it starts)."
+    )
+    settlement: Settlement | None = Field(
+        default=None,
+        description="Payment mode Ledger, once ended: the payments, the Accounts and the checks.",
     )
     outcome_applied: bool | None = Field(
         default=None,

@@ -17,8 +17,13 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 - apiGroups: ["mabeam.io"]
   resources: ["votes", "bids", "orders"]
   verbs: ["list", "watch"]
+# Accounts are granted by administrators; the operator creates only the house's Account.
+- apiGroups: ["mabeam.io"]
+  resources: ["accounts"]
+  verbs: ["get", "list", "watch", "create"]
 - apiGroups: ["mabeam.io"]
   resources:
+    - accounts/status
     - agents/status
     - variables/status
     - coordinations/status

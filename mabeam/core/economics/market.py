@@ -24,9 +24,9 @@ in the answers: ``Counted``; ``NotParticipant``; ``Late`` (received after the de
 earlier counted version stays counted); ``WrongKey``, ``BadSeal``, ``Copied`` (the order does not
 open as this agent's in this market, see :func:`.sealing.open_sealed`); ``WrongAnswerKind``
 (double-auction: an order without side and price; equilibrium: one without a schedule; fisher:
-one without budget and utilities); for a fisher order ``BudgetTooFine`` (finer than the money
-unit ``10**-spec.moneyDecimals``), ``UnknownGood`` (a utility for a good not in ``spec.goods``) and
-``NoUtility`` (no positive utility); for a
+one without budget and utilities); for a fisher order ``BudgetTooFine`` (finer than a cent,
+the money unit), ``UnknownGood`` (a utility for a good not in ``spec.goods``) and ``NoUtility``
+(no positive utility); for a
 schedule ``OffGrid`` (a price that is not on ``spec.priceGrid``; a price within a millionth of a
 step of a grid price is taken as that grid price and recorded so), ``Unsorted`` (prices not
 strictly rising) and ``NotMonotone`` (the net demand rises with the price); ``Closed`` once the
@@ -76,6 +76,7 @@ from ...errors import InvalidSpecError
 from ...models._amount import dump_amount, to_decimal
 from ...models._base import ending_conditions
 from ...models._sealed import SealingInfo
+from ...models.account import MINOR_UNITS
 from ...models.coordination import ParticipantRecord, Refusal
 from ...models.market import (
     MAX_GRID_POINTS,
@@ -195,13 +196,8 @@ def _fisher_order(answer: OrderAnswer, spec: MarketSpec) -> dict[str, object]:
     """A fisher order's budget (whole money units) and utilities (goods on sale, one positive)."""
     if answer.budget is None or answer.utilities is None:
         raise _Refused("WrongAnswerKind", "this is a fisher market: seal a budget and utilities")
-    places = spec.money_decimals
-    if answer.budget != answer.budget.quantize(Decimal(10) ** -places):
-        raise _Refused(
-            "BudgetTooFine",
-            f"budget has more than {places} decimal places (the market counts money in units of "
-            f"10^-{places})",
-        )
+    if (answer.budget * MINOR_UNITS) % 1 != 0:
+        raise _Refused("BudgetTooFine", "budget is finer than a cent (money is counted in hundredths)")
     goods = {g.name for g in spec.goods or ()}
     unknown = sorted(set(answer.utilities) - goods)
     if unknown:
@@ -428,7 +424,7 @@ def _clear(spec: MarketSpec, grid: list[Decimal], orders: Sequence[OrderRecord])
 
 def _clear_fisher(spec: MarketSpec, orders: Sequence[OrderRecord]) -> _Outcome:
     """The Fisher equilibrium of the counted budgets and utilities, in exact money units."""
-    unit = 10**spec.money_decimals
+    unit = MINOR_UNITS
     goods = [FisherGood(g.name, Fraction(g.supply)) for g in spec.goods or ()]
     buyers = [
         FisherBuyer(
@@ -625,3 +621,35 @@ def outcome_effects(session: str, spec: MarketSpec, status: MarketStatus) -> tup
     # 15 significant digits, then a decimal string.
     price = dump_amount(status.result.price)
     return (SetVariable(name=spec.price_variable_ref.name, value=price, session=session),)
+
+
+def open_order(
+    spec: MarketSpec,
+    status: MarketStatus,
+    agent: str,
+    answer: OrderAnswer,
+    sealing_key: SealingKey | None,
+    session_uid: str,
+) -> OrderAnswer | None:
+    """What ``agent``'s sealed order contains, or None if it cannot be opened (the engine
+    refuses it then); for the escrow check before the engine counts it."""
+    if sealing_key is None or key_problem(status.sealing, sealing_key) is not None:
+        return None
+    opener = _Opener(sealing_key, session_uid, tuple(p.name for p in status.participants))
+    try:
+        return opener.open(agent, answer)
+    except _Refused:
+        return None
+
+
+def recompute(session: str, spec: MarketSpec, status: MarketStatus) -> MarketResult | None:
+    """The result the engine gives for the orders recorded in an ended market's status (their
+    content is published once the market closed), for an audit; None without orders."""
+    if status.result is None or not status.orders:
+        return None
+    try:
+        grid = _grid(spec)
+    except InvalidSpecError:
+        return None
+    outcome = _clear(spec, grid, status.orders)
+    return _finish(session, spec, status, outcome, status.result.decided_at).status.result
