@@ -416,3 +416,39 @@ def test_mabeam_watch_shows_a_cleared_fisher_market() -> None:
     rows = [line.split() for line in frame.splitlines()]
     assert ["GOOD", "PRICE", "SOLD", "REVENUE"] in rows and ["BUYER", "GOOD", "QUANTITY", "PAYMENT"] in rows
     assert "checks: all passed" in frame and "Result: Cleared (Equilibrium)" in frame
+
+
+def test_a_cleared_fisher_market_settles_its_payments_to_the_house() -> None:
+    from fractions import Fraction
+
+    from mabeam.core.economics.settlement import hold_amount, market_settlement, order_exposure
+    from mabeam.models.account import HOUSE_ACCOUNT
+
+    s = spec()
+    answers = {
+        "dave": order("dave", budget="60.00", utilities={"cpu": 1, "gpu": 3}),
+        "erin": order("erin", budget="24.50", utilities={"cpu": 1, "gpu": 1}),
+        "fay": order("fay", budget="0.01", utilities={"gpu": 1}),
+    }
+    started = engine.start("m", s, [Participant(n) for n in ("dave", "erin", "fay")], T0, sealing=KEY.info)
+    # The exposure escrow holds is the budget (a buyer spends all of it).
+    exposure = {
+        agent: order_exposure(s, started.status, agent, answer, sealing_key=KEY, session_uid=UID)
+        for agent, answer in answers.items()
+    }
+    assert exposure == {"dave": Fraction(60), "erin": Fraction(49, 2), "fay": Fraction(1, 100)}
+    holds = {agent: hold_amount(x) for agent, x in exposure.items() if x is not None}
+    status = run(s, answers)
+    assert status.phase == "Cleared" and status.result is not None
+    settled = market_settlement("market/m:1", s, status, holds)
+    assert settled.valid, [c for c in settled.checks if not c.passed]
+    # Every buyer pays the house exactly its budget, in cents; nothing else moves.
+    assert {(t.payer, t.payee, t.amount) for t in settled.transfers} == {
+        ("dave", HOUSE_ACCOUNT, 6000),
+        ("erin", HOUSE_ACCOUNT, 2450),
+        ("fay", HOUSE_ACCOUNT, 1),
+    }
+    # A payment beyond the escrow held is refused: nothing moves.
+    short = market_settlement("market/m:1", s, status, {**holds, "dave": 5999})
+    assert not short.valid and short.transfers == []
+    assert [c.name for c in short.checks if not c.passed] == ["EscrowCovers"]
