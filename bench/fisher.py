@@ -14,7 +14,9 @@ measured in the same run on the same instance, as ratios:
 - a numpy matrix product of the same size (``U.T @ U``, N x M by M x N... M x M result), the
   floor of any method that touches the matrix a few times;
 - proportional response (the textbook dynamics for linear Fisher markets) given the same time as
-  ``solve_fisher``: the relative gap it reaches.
+  ``solve_fisher``: the relative gap it reaches (linear utilities only).
+
+``--rho R`` runs CES utilities (0 < R < 1) instead, whose outcome lists every buyer x good.
 
 Run with ``python bench/fisher.py [--quick] [--buyers N] [--goods M] [--instances K]``
 (not a test). Like the operator (``mabeam/cli/_blas.py``) it uses one BLAS thread.
@@ -130,10 +132,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sparsity", type=float, default=0.0, help="share of zero utilities")
     parser.add_argument("--gap", type=float, default=1e-6)
+    parser.add_argument("--rho", type=float, default=None, help="CES utilities with this rho (0 < rho < 1)")
     args = parser.parse_args()
     instances, repeat = (1, 1) if args.quick else (args.instances, args.repeat)
     n, m = args.buyers, args.goods
-    print(f"Fisher market, {n} buyers x {m} goods, relative gap {args.gap:g}, {instances} instance(s)")
+    kind = "linear" if args.rho is None else f"CES rho {args.rho:g}"
+    print(
+        f"Fisher market ({kind}), {n} buyers x {m} goods, relative gap {args.gap:g}, {instances} instance(s)"
+    )
     print(
         f"{'seed':>4} {'steps':>5} {'gap':>8} {'solve':>8} {'clear':>8} {'HiGHS LP':>9} {'ratio':>6} "
         f"{'U.T@U':>8} {'ratio':>6} {'PR gap, same time':>18}"
@@ -142,24 +148,31 @@ def main() -> int:
     for seed in range(1, instances + 1):
         budgets, utilities, supplies = market(n, m, seed, args.sparsity)
         solve_time, solution = timed(
-            lambda b=budgets, u=utilities, s=supplies: solve_fisher(b, u, s, gap=args.gap), repeat
+            lambda b=budgets, u=utilities, s=supplies: solve_fisher(b, u, s, gap=args.gap, rho=args.rho),
+            repeat,
         )
         buyers = [
             FisherBuyer(f"b{i}", int(budgets[i]), tuple(float(x) for x in utilities[i])) for i in range(n)
         ]
         goods = [FisherGood(f"g{j}", Fraction(int(supplies[j]))) for j in range(m)]
-        clear_time, outcome = timed(lambda b=buyers, g=goods: clear_fisher(b, g, gap=args.gap), repeat)
+        clear_time, outcome = timed(
+            lambda b=buyers, g=goods: clear_fisher(b, g, gap=args.gap, rho=args.rho), repeat
+        )
         if outcome.reason != "Equilibrium" or not all(c.passed for c in outcome.checks):
             print(f"seed {seed}: {outcome.message}")
             return 1
         lp = highs_lp(budgets, utilities)
         product, _ = timed(lambda u=utilities: u.T @ u, max(repeat, 5))
-        pr_gap, pr_rounds = proportional_response(budgets, utilities, supplies, solve_time)
+        if args.rho is None:  # the linear dynamics and its gap
+            pr_gap, pr_rounds = proportional_response(budgets, utilities, supplies, solve_time)
+            pr_text = f"{pr_gap:9.1e} ({pr_rounds} rounds)"
+        else:
+            pr_text = f"{'-':>9}"
         lp_text = f"{lp * 1e3:7.1f}ms {solve_time / lp:5.2f}x" if lp else f"{'-':>9} {'-':>6}"
         print(
             f"{seed:>4} {solution.steps:>5} {solution.gap:8.1e} {solve_time * 1e3:6.0f}ms "
             f"{clear_time * 1e3:6.0f}ms {lp_text} {product * 1e3:6.2f}ms {solve_time / product:5.0f}x "
-            f"{pr_gap:9.1e} ({pr_rounds} rounds)"
+            f"{pr_text}"
         )
         solves.append(solve_time)
         clears.append(clear_time)

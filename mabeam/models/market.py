@@ -12,7 +12,8 @@ Mechanisms:
   Truthful for unit orders, individually rational, and it never pays out more than it takes in.
 - ``fisher``: a Fisher market of several divisible ``goods`` with supplies. Each agent answers
   with a ``budget`` (money, whole cents) and its ``utilities``: the
-  value of one unit of each good it wants (linear utilities). The market finds the equilibrium
+  value of one unit of each good it wants (linear utilities; with ``rho``, the weights of CES
+  utilities). The market finds the equilibrium
   prices and allocations (the Eisenberg-Gale program) to the relative ``gap``: every budget is
   spent, every priced good is allocated in full, each buyer buys only goods of its best utility
   per unit of money. Each good's price may go into its own Variable.
@@ -152,6 +153,13 @@ class MarketSpec(MabeamModel):
         le=0.01,
         description="fisher: the relative Eisenberg-Gale duality gap to reach (also the tolerance of "
         "the bang-per-buck check).",
+    )
+    rho: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="fisher: CES utilities (sum_j u_j x_j^rho)^(1/rho) with this rho (goods are "
+        "substitutes, 0 < rho < 1); unset: linear utilities sum_j u_j x_j.",
     )
     cancel: bool = Field(default=False, description="True ends an open market as Cancelled.")
     payment: PaymentMode = Field(
@@ -296,7 +304,10 @@ class MarketAllocation(MabeamModel):
 class EquilibriumCheck(MabeamModel):
     """fisher: one equilibrium condition checked on the outcome."""
 
-    name: str = Field(description="GoodsClear, BudgetsSpent, PricesSumToBudgets or MaximalBangPerBuck.")
+    name: str = Field(
+        description="GoodsClear, BudgetsSpent, PricesSumToBudgets, and MaximalBangPerBuck (linear) or "
+        "OptimalDemand (CES)."
+    )
     passed: bool = Field(description="Whether it holds (within the gap for MaximalBangPerBuck).")
     worst: float = Field(description="Its largest relative violation.")
     message: str = Field(default="", description="The check in a sentence.")

@@ -452,3 +452,74 @@ def test_a_cleared_fisher_market_settles_its_payments_to_the_house() -> None:
     short = market_settlement("market/m:1", s, status, {**holds, "dave": 5999})
     assert not short.valid and short.transfers == []
     assert [c.name for c in short.checks if not c.passed] == ["EscrowCovers"]
+
+
+# --- CES utilities -----------------------------------------------------------------------------
+
+
+def test_a_ces_buyer_alone_spends_by_weight_and_supply_by_hand() -> None:
+    # One buyer takes everything; CES demand x_j ~ (a_j / p_j)^s, s = 1 / (1 - rho), with the
+    # supplies cleared (p_j = b_j / s_j) gives b_j ~ a_j s_j^rho: with rho 1/2, a = (1, 1) and
+    # supplies (4, 1), b ~ (2, 1): 200 and 100 of 300, unit prices 50 and 100.
+    goods = [FisherGood("x", F(4)), FisherGood("y", F(1))]
+    out = clear_fisher([FisherBuyer("a", 300, (1.0, 1.0))], goods, rho=0.5)
+    assert out.reason == "Equilibrium" and out.revenues == (200, 100)
+    assert prices_of(out) == [50, 100]
+    assert out.checks[-1].name == "OptimalDemand" and out.checks[-1].passed
+
+
+def ces_proportional_response(
+    buyers: list[FisherBuyer], goods: list[FisherGood], rho: float, rounds: int = 20_000
+) -> list[float]:
+    """The revenues by proportional response for CES (Zhang 2011): each buyer re-splits its
+    budget in proportion to u_ij x_ij^rho; it converges for 0 < rho < 1. An independent solver."""
+    supplies = [float(g.supply) for g in goods]
+    spend = [[b.budget * u / sum(b.utilities) for u in b.utilities] for b in buyers]
+    for _ in range(rounds):
+        revenue = [sum(row[j] for row in spend) for j in range(len(goods))]
+        new = []
+        for b, row in zip(buyers, spend, strict=True):
+            gains = [
+                u * (x * s / r) ** rho if x > 0 else 0.0
+                for u, x, s, r in zip(b.utilities, row, supplies, revenue, strict=True)
+            ]
+            new.append([b.budget * g / sum(gains) for g in gains])
+        if (
+            max(abs(a - c) for r0, r1 in zip(spend, new, strict=True) for a, c in zip(r0, r1, strict=True))
+            < 1e-9
+        ):
+            spend = new
+            break
+        spend = new
+    return [sum(row[j] for row in spend) for j in range(len(goods))]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets(), st.sampled_from([0.25, 0.5, 0.75]))
+def test_ces_markets_agree_with_proportional_response(
+    market: tuple[list[FisherBuyer], list[FisherGood]], rho: float
+) -> None:
+    buyers, goods = market
+    out = clear_fisher(buyers, goods, rho=rho)
+    assert out.reason == "Equilibrium", out.message
+    assert all(c.passed for c in out.checks), out.checks
+    assert sum(out.revenues) == sum(b.budget for b in buyers)
+    reference = ces_proportional_response(buyers, goods, rho)
+    for got, want in zip(out.revenues, reference, strict=True):
+        assert got == pytest.approx(want, abs=len(buyers) + 1e-6 * sum(b.budget for b in buyers))
+
+
+def test_the_engine_clears_a_ces_market() -> None:
+    s = spec(rho=0.5)
+    answers = {
+        "dave": order("dave", budget=60, utilities={"cpu": 1, "gpu": 3}),
+        "erin": order("erin", budget=24, utilities={"cpu": 1, "gpu": 1}),
+        "fay": order("fay", budget=16, utilities={"cpu": 1}),
+    }
+    status = run(s, answers)
+    assert status.phase == "Cleared" and status.result is not None
+    report = status.result.equilibrium
+    assert report is not None and [c.name for c in report.checks][-1] == "OptimalDemand"
+    assert sum(a.payment for a in status.result.allocations) == 100
+    with pytest.raises(ValueError):
+        spec(rho=1)

@@ -69,6 +69,8 @@ __all__ = [
     "FisherOutcome",
     "FisherSolution",
     "bang_shortfall",
+    "ces_shortfall",
+    "ces_spending",
     "clear_fisher",
     "relative_gap",
     "solve_fisher",
@@ -87,7 +89,7 @@ _RESOLUTION = 1e-12  # a clearing residual (money; budgets sum to 1) small enoug
 _FOREST_FROM = 1e-4  # the relative gap from which the exact forest is tried
 
 Array = npt.NDArray[np.float64]
-CheckName = Literal["GoodsClear", "BudgetsSpent", "PricesSumToBudgets", "MaximalBangPerBuck"]
+CheckName = Literal["GoodsClear", "BudgetsSpent", "PricesSumToBudgets", "MaximalBangPerBuck", "OptimalDemand"]
 
 
 @dataclass(frozen=True)
@@ -249,9 +251,11 @@ def solve_fisher(
     *,
     gap: float = DEFAULT_GAP,
     max_steps: int = MAX_STEPS,
+    rho: float | None = None,
 ) -> FisherSolution:
     """An equilibrium within the relative ``gap`` (floats; see the module docstring): its
     relative gap and its bang-per-buck shortfall (:func:`bang_shortfall`) are both at most ``gap``.
+    With ``rho`` (CES utilities, 0 < rho < 1) the gap reported is :func:`ces_shortfall`.
 
     Every budget and supply must be positive and every buyer must want some good (a positive
     utility); ValueError otherwise. Goods nobody wants get no spending (price 0).
@@ -267,6 +271,10 @@ def solve_fisher(
         raise ValueError("budgets and supplies must be positive, utilities not negative")
     if not (u > 0).any(axis=1).all():
         raise ValueError("every buyer must want some good")
+    if rho is not None:
+        if not 0 < rho < 1:
+            raise ValueError("CES utilities need 0 < rho < 1")
+        return _solve_ces(b, u, s, rho, gap, max_steps)
     # Scale-free form: budgets summing to 1, goods of supply 1 (the utility of the whole supply),
     # each buyer's best good of utility 1; only the goods someone wants.
     wanted = np.flatnonzero((u > 0).any(axis=0))
@@ -333,6 +341,88 @@ def solve_fisher(
     full[:, wanted] = spending * scale
     return FisherSolution(
         spending=full, revenue=full.sum(axis=0), gap=found, steps=steps, converged=converged
+    )
+
+
+# --- CES utilities ----------------------------------------------------------------------------
+
+
+def ces_spending(budgets: Array, utilities: Array, prices: Array, rho: float) -> Array:
+    """What each buyer spends on each good at unit ``prices`` with CES utilities
+    ``(sum_j u_ij x_ij^rho)^(1/rho)``: its budget in the shares ``u_ij^s p_j^(1-s)`` (normalised),
+    ``s = 1 / (1 - rho)``; goods of price 0 it wants make the shares undefined (NaN)."""
+    sigma = 1.0 / (1.0 - rho)
+    wanted = utilities > 0
+    with np.errstate(divide="ignore"):
+        a = np.where(
+            wanted,
+            sigma * np.log(np.where(wanted, utilities, 1.0)) + (1 - sigma) * np.log(prices)[None, :],
+            -np.inf,
+        )
+    top = a.max(axis=1)
+    e = np.exp(a - top[:, None])
+    out: Array = e / e.sum(axis=1)[:, None] * budgets[:, None]
+    return out
+
+
+def ces_shortfall(budgets: Array, utilities: Array, supplies: Array, spending: Array, rho: float) -> float:
+    """How far ``spending`` is from every buyer's optimal CES spending at its own clearing prices:
+    the largest share of a budget spent otherwise (0 at the equilibrium)."""
+    prices = spending.sum(axis=0) / supplies
+    if ((utilities > 0) & (prices <= 0)[None, :]).any():
+        return math.inf
+    best = ces_spending(budgets, utilities, np.where(prices > 0, prices, 1.0), rho)
+    return float((np.abs(spending - best).sum(axis=1) / budgets).max() / 2)
+
+
+def _solve_ces(b: Array, u: Array, s: Array, rho: float, gap: float, max_steps: int) -> FisherSolution:
+    """CES (0 < rho < 1): a buyer's spending shares are exactly the smoothed shares of the linear
+    case at the temperature ``tau = (1 - rho) / rho`` with log utilities ``log u_ij / rho`` (of
+    the whole supply): one Newton solve at that fixed ``tau`` is the equilibrium."""
+    wanted = np.flatnonzero((u > 0).any(axis=0))
+    scale = float(b.sum())
+    bn = b / scale
+    with np.errstate(divide="ignore"):
+        logu = np.where(
+            u[:, wanted] > 0, np.log(np.where(u[:, wanted] > 0, u[:, wanted], 1.0)) / rho, -np.inf
+        )
+    logu = logu + np.log(s[wanted])[None, :]
+    logu = logu - logu.max(axis=1)[:, None]  # each buyer's scale is free
+    tau = (1.0 - rho) / rho
+    q = np.zeros(len(wanted))
+    steps = 0
+    shares, lse = _shares(logu, q, tau)
+    while steps < max_steps:
+        bought = (bn[:, None] * shares).sum(axis=0)
+        prices = np.exp(q)
+        grad = prices - bought
+        residual = float(np.abs(grad).max())
+        if not residual > _RESOLUTION:
+            break
+        hess = np.diag(prices + bought / tau) - (shares.T * (bn / tau)) @ shares
+        step = -np.linalg.solve(hess, grad)
+        decrement = float(-(grad @ step))
+        steps += 1
+        current = float(prices.sum() + tau * (bn * lse).sum())
+        alpha, taken = 1.0, False
+        while alpha >= 1e-12:
+            trial = q + alpha * step
+            trial_shares, trial_lse = _shares(logu, trial, tau)
+            value = float(np.exp(trial).sum() + tau * (bn * trial_lse).sum())
+            if value <= current - 0.25 * alpha * decrement or (
+                value <= current + _NOISE * abs(current)
+                and _residual(trial, bn, trial_shares) <= 0.5 * residual
+            ):
+                q, shares, lse, taken = trial, trial_shares, trial_lse, True
+                break
+            alpha *= 0.5
+        if not taken:
+            break
+    full = np.zeros((len(b), len(s)))
+    full[:, wanted] = bn[:, None] * shares * scale
+    found = ces_shortfall(b, u, s, full, rho)
+    return FisherSolution(
+        spending=full, revenue=full.sum(axis=0), gap=found, steps=steps, converged=found <= gap
     )
 
 
@@ -403,11 +493,14 @@ class FisherOutcome:
 def _largest_remainder(target: int, weights: Sequence[float]) -> list[int]:
     """Integers proportional to ``weights`` (not negative, some positive) adding up to
     ``target``: floors, then one more to the largest remainders (ties to the lower index)."""
-    total = math.fsum(weights)
-    exact = [Fraction(w) * target / Fraction(total) for w in weights]
-    floors = [math.floor(e) for e in exact]
+    ratios = [float(w).as_integer_ratio() for w in weights]  # exact: floats are dyadic
+    common = max(den for _, den in ratios)
+    whole = [num * (common // den) for num, den in ratios]  # the weights times one common factor
+    total = sum(whole)
+    floors = [w * target // total for w in whole]
+    remainders = [w * target % total for w in whole]
     rest = target - sum(floors)
-    order = sorted(range(len(exact)), key=lambda k: (-(exact[k] - floors[k]), k))
+    order = sorted(range(len(whole)), key=lambda k: (-remainders[k], k))
     for k in order[:rest]:
         floors[k] += 1
     return floors
@@ -422,10 +515,11 @@ def _quantities(payments: dict[str, int], revenue: int, supply: Fraction) -> dic
     if total.denominator != 1:
         raise ValueError(f"a supply has more than {QUANTITY_DECIMALS} decimal places")
     agents = sorted(payments)
-    exact = [Fraction(payments[a]) * total.numerator / revenue for a in agents]
-    floors = [math.floor(e) for e in exact]
+    scaled = [payments[a] * total.numerator for a in agents]  # exact integers
+    floors = [x // revenue for x in scaled]
+    remainders = [x % revenue for x in scaled]
     rest = total.numerator - sum(floors)
-    order = sorted(range(len(agents)), key=lambda k: (-(exact[k] - floors[k]), k))
+    order = sorted(range(len(agents)), key=lambda k: (-remainders[k], k))
     for k in order[:rest]:
         floors[k] += 1
     return {a: Decimal(f) / unit for a, f in zip(agents, floors, strict=True)}
@@ -439,6 +533,7 @@ def _checks(
     sold: Sequence[Decimal],
     solution: FisherSolution,
     gap: float,
+    rho: float | None = None,
 ) -> tuple[FisherCheck, ...]:
     clear_worst = 0.0
     for good, revenue, quantity in zip(goods, revenues, sold, strict=True):
@@ -450,14 +545,31 @@ def _checks(
     )
     total = sum(b.budget for b in buyers)
     sum_worst = abs(sum(revenues) - total) / total if total else 0
-    # Bang per buck on the solver's prices (before the rounding to money units).
-    bang_worst = bang_shortfall(
+    # The buyers' choice, on the solver's prices (before the rounding to money units).
+    arrays = (
         np.array([float(b.budget) for b in buyers]),
         np.array([b.utilities for b in buyers], dtype=np.float64).reshape(len(buyers), len(goods)),
         np.array([float(g.supply) for g in goods]),
         solution.spending,
-        gap,
     )
+    if rho is None:
+        bang_worst = bang_shortfall(*arrays, gap)
+        choice = FisherCheck(
+            "MaximalBangPerBuck",
+            bang_worst <= gap,
+            bang_worst,
+            f"every buyer spends all but at most {bang_worst:.3g} of its budget on goods within "
+            f"{gap:g} of its best utility per unit of money",
+        )
+    else:
+        demand_worst = ces_shortfall(*arrays, rho)
+        choice = FisherCheck(
+            "OptimalDemand",
+            demand_worst <= gap,
+            demand_worst,
+            f"every buyer spends all but at most {demand_worst:.3g} of its budget as its CES "
+            "utilities would at these prices",
+        )
     return (
         FisherCheck(
             "GoodsClear",
@@ -483,13 +595,7 @@ def _checks(
             if sum_worst == 0
             else f"the revenues are {float(sum_worst):.3g} away from the budgets",
         ),
-        FisherCheck(
-            "MaximalBangPerBuck",
-            bang_worst <= gap,
-            bang_worst,
-            f"every buyer spends all but at most {bang_worst:.3g} of its budget on goods within "
-            f"{gap:g} of its best utility per unit of money",
-        ),
+        choice,
     )
 
 
@@ -499,8 +605,10 @@ def clear_fisher(
     *,
     gap: float = DEFAULT_GAP,
     max_steps: int = MAX_STEPS,
+    rho: float | None = None,
 ) -> FisherOutcome:
-    """The equilibrium of the market in exact money units and quantities (module docstring).
+    """The equilibrium of the market in exact money units and quantities (module docstring);
+    ``rho``: CES utilities (0 < rho < 1), checked by OptimalDemand instead of bang per buck.
 
     Raises ValueError for no buyers or goods, a budget or supply not positive, a buyer without a
     positive utility, utilities of the wrong length or agents named twice.
@@ -517,6 +625,7 @@ def clear_fisher(
         [float(g.supply) for g in goods],
         gap=gap,
         max_steps=max_steps,
+        rho=rho,
     )
     zeros = tuple(Decimal(0) for _ in goods)
     if not solution.converged:
@@ -552,7 +661,7 @@ def clear_fisher(
         )
     allocations.sort(key=lambda a: (a.agent, a.good))
     prices = tuple(Fraction(r) / g.supply for r, g in zip(revenues, goods, strict=True))
-    checks = _checks(buyers, goods, paid, revenues, sold, solution, gap)
+    checks = _checks(buyers, goods, paid, revenues, sold, solution, gap, rho)
     priced = sum(1 for r in revenues if r > 0)
     message = (
         f"equilibrium of {len(buyers)} buyers over {len(goods)} goods ({priced} priced) within the "

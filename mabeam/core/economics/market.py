@@ -438,7 +438,7 @@ def _clear_fisher(spec: MarketSpec, orders: Sequence[OrderRecord]) -> _Outcome:
     if not buyers:
         return _Outcome("NoTrade", "NoOrders", "no participant placed an order that counts")
     try:
-        market = clear_fisher(buyers, goods, gap=spec.gap)
+        market = clear_fisher(buyers, goods, gap=spec.gap, rho=spec.rho)
     except ValueError as error:  # only a status edited by hand gets here: orders are checked
         return _Outcome("Failed", "Invalid", f"status.orders: {error}")
     return _Outcome(
