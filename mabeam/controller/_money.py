@@ -74,6 +74,12 @@ class PaidLoop(SessionLoop):
         """The agents whose counted answers hold escrow now; None for a clock auction, whose
         holds only rise until it ends (an earlier round's acceptance stays binding)."""
 
+    def beyond_means(self, spec: Any, answer: Any) -> Any | None:
+        """What the engine sees of an answer refused as OverBudget (None: nothing, as if it had
+        not been sent). A clock auction sees a decline: the bidder cannot stay in at that price,
+        and the round need not wait for its deadline."""
+        return None
+
     @abc.abstractmethod
     async def plan(self, sid: str, spec: Any, status: Any, holds: Mapping[str, int]) -> Settlement:
         """The settlement of the ended session (its checks included)."""
@@ -119,6 +125,9 @@ class PaidLoop(SessionLoop):
             ).get("generation"):
                 # This version was refused for money: it stays refused (write a new version).
                 refused[oname] = (str(verdict["reason"]), str(verdict.get("message", "")))
+                instead = self.beyond_means(spec, answer) if verdict["reason"] == "OverBudget" else None
+                if instead is not None:
+                    admitted[agent] = instead
                 continue
             account = self._ledgers.get(agent)
             if account is None:
@@ -138,6 +147,9 @@ class PaidLoop(SessionLoop):
             free = account.free_for(sid)
             if need > free:
                 elsewhere = account.escrow - account.holds.get(sid, 0)
+                instead = self.beyond_means(spec, answer)
+                if instead is not None:
+                    admitted[agent] = instead
                 refused[oname] = (
                     "OverBudget",
                     f"{agent}'s free balance is {format_money(free)} (balance "

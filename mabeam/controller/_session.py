@@ -519,8 +519,9 @@ class SessionLoop(abc.ABC):
             (by_name[n], False, reason, message) for n, (reason, message) in refused.items() if n in by_name
         ]
         for verdict in verdicts:
-            obj = by_name.get(self.kind.answer_name(self.name, verdict.agent))
-            if obj is not None:
+            name = self.kind.answer_name(self.name, verdict.agent)
+            obj = by_name.get(name)
+            if obj is not None and name not in refused:  # a refusal before the engine stands
                 writes.append((obj, verdict.accepted, verdict.reason, verdict.message))
         limit = asyncio.Semaphore(VERDICT_WRITES_IN_FLIGHT)
         label = self.kind.label(spec)

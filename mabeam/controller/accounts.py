@@ -23,7 +23,7 @@ from ..errors import ApiError, ConflictError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import ACCOUNT, AUCTION, MARKET, ROLE, ROLE_BINDING, Res
 from ..models._base import API_VERSION
-from ..models.account import HOUSE_ACCOUNT, AccountSpec, AccountStatus, format_money
+from ..models.account import HOUSE_ACCOUNT, AccountSpec, AccountStatus
 from ._events import post
 from ._runtime import Runtime, clock
 
@@ -232,7 +232,8 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
         post(obj, type="Normal", reason="Granted", message=notes[0])
     generation = obj["metadata"].get("generation")
     status = obj.get("status") or {}
-    message = f"balance {format_money(ledger.balance)}, free {format_money(ledger.free)}"
+    # Not the balance: it changes with every hold, and the condition would be rewritten each time.
+    message = "the budget is granted" if spec.budget or spec.top_up else "reconciled"
     ready = next(
         (c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {}
     )

@@ -8,6 +8,7 @@ with the operator's key (docs/security.md, "Sealed bids").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from fractions import Fraction
@@ -70,6 +71,11 @@ class AuctionLoop(PaidLoop):
             sealing_key=options.get("sealing_key"),
             session_uid=str(options.get("session_uid", "")),
         )
+
+    def beyond_means(self, spec: Any, answer: Any) -> Any | None:
+        if spec.mechanism in SEALED_MECHANISMS:
+            return None
+        return dataclasses.replace(answer, accept=False)
 
     def counted(self, spec: Any, status: Any) -> set[str] | None:
         if spec.mechanism in SEALED_MECHANISMS:

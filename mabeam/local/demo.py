@@ -208,7 +208,7 @@ def quiet_logs() -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
+async def main(examples: Path, *, timeout: float = 180.0, workdir: Path = Path(".mabeam-local")) -> int:
     quiet_logs()
     docs = load_manifests(examples)
     if not docs:

@@ -12,7 +12,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 async def test_demo_reaches_every_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = await demo.main(EXAMPLES, timeout=60, workdir=tmp_path)
+    code = await demo.main(EXAMPLES, timeout=240, workdir=tmp_path)
     out = capsys.readouterr().out
     assert code == 0, out
     for name in ("alice", "bob", "carol"):

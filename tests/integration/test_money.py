@@ -325,6 +325,141 @@ async def test_an_outcome_that_fails_its_checks_moves_nothing(
     assert code == 0 and "failed: IndividuallyRational, EscrowCovers (nothing moved)" in report, report
 
 
+async def test_an_operator_killed_at_every_request_settles_once(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """The operator dies right after its first mutating request; restarted from what is stored,
+    it dies again after its first one, and so on until a run has nothing left to write: a crash
+    after every single request of the close, the escrow, the settlement and the allocation. The
+    end state is the clean run's, applied once."""
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "gpu")
+    await kube.patch(
+        VARIABLE, "gpu", {"status": {"owner": {"kind": "Agent", "name": "sam"}}}, namespace=NS, status=True
+    )
+    for name, budget in (("ann", 30), ("ben", 30), ("sam", 0)):
+        await account(kube, name, budget)
+    await cluster.start_operator()
+    await granted(kube, {"ann": 3000, "ben": 3000, "sam": 0})
+    await kube.create(AUCTION, {"metadata": {"name": "sale", "namespace": NS}, "spec": {
+        "mechanism": "second-price", "participants": {"agents": names}, "items": ["gpu"],
+        "bidSeconds": 300}})  # fmt: skip
+    await phase_in(kube, AUCTION, "sale", ("Bidding",))
+    auction = await kube.get(AUCTION, "sale", NS)
+    assert auction is not None
+    await cluster.stop_operator()
+    for agent, amount in (("ann", 20), ("ben", 12)):  # sealed while no operator runs
+        await as_agent.answer(BID, "sale", agent, sealed=sealed(auction, agent, amount=amount))
+
+    async def applied() -> bool:
+        return bool((((await kube.get(AUCTION, "sale", NS)) or {}).get("status") or {}).get("outcomeApplied"))
+
+    crashes = 0
+    for n in range(1, 100):
+        try:
+            await cluster.start_operator_process(
+                "-m", "tests.integration._faulty_operator", "--crash-after", "1"
+            )
+        except RuntimeError:
+            pass  # it died while starting
+        process = cluster._process
+        assert process is not None
+
+        async def over(process: Any = process) -> bool:
+            return process.returncode is not None or await applied()
+
+        await eventually(over, timeout=30, what=f"run {n}: a crash or the settlement")
+        died = process.returncode is not None
+        crashes += died
+        await cluster.kill_operator()
+        if not died:
+            break
+    else:
+        raise AssertionError("the operator never finished")
+    # Where the runs died: after the escrow, the ending, each settlement, the owner, the record.
+    log = (cluster.workdir / "operator.log").read_text()
+    points = [
+        line.removeprefix("crash after ") for line in log.splitlines() if line.startswith("crash after ")
+    ]
+    # (A run may also die right after its last write, outcomeApplied, once the test saw it.)
+    assert crashes <= len(points) <= crashes + 1, points
+    for wanted in (
+        "patch accounts ann/status",
+        "patch auctions sale/status",
+        "patch accounts sam/status",
+        "patch variables gpu/status",
+    ):
+        assert wanted in points, (wanted, points)
+    await cluster.start_operator()  # a clean operator finds nothing more to do
+    assert await applied()
+    got = await balances(kube)
+    # Second price: ann pays ben's 12 to sam, once; ben's escrow is released.
+    assert {n: got[n] for n in ("ann", "ben", "sam")} == {
+        "ann": (1800, 0),
+        "ben": (3000, 0),
+        "sam": (1200, 0),
+    }
+    for name in ("ann", "ben", "sam"):
+        status = ((await kube.get(ACCOUNT, name, NS)) or {}).get("status") or {}
+        assert sum(1 for s in status.get("settled", []) if s.startswith("auction/sale:")) == (
+            name != "sam" or 1
+        )
+    phases = {
+        ((v or {}).get("status") or {}).get("phase")
+        for v in cluster.api.history("mabeam.io/v1alpha1/auctions", "sale", NS)
+    }
+    assert phases & {"Awarded", "NoSale", "Failed", "Cancelled"} == {"Awarded"}
+    gpu = ((await kube.get(VARIABLE, "gpu", NS)) or {}).get("status") or {}
+    assert gpu["owner"] == {"kind": "Agent", "name": "ann"}
+    assert sum(1 for s in gpu["appliedSessions"] if s.startswith("sale:")) == 1
+    code, report = await audited(cluster, "auction/sale")
+    assert code == 0, report
+
+
+async def test_a_clock_auction_holds_the_price_accepted_and_the_winner_pays_the_clock(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """english from 10 by 5: staying in holds the round's price; ann (15 to spend) cannot stay at
+    20 and is refused, so ben wins at 20; ann's hold of 15 is released, ben's 20 is paid."""
+    await cluster.start_operator()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "slot")
+    await account(kube, "ann", 15)
+    await account(kube, "ben", 30)
+    await granted(kube, {"ann": 1500, "ben": 3000})
+    await kube.create(AUCTION, {"metadata": {"name": "clock", "namespace": NS}, "spec": {
+        "mechanism": "english", "participants": {"agents": names}, "items": ["slot"],
+        "startPrice": 10, "increment": 5, "roundSeconds": 30}})  # fmt: skip
+
+    async def at_round(r: int) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            st = ((await kube.get(AUCTION, "clock", NS)) or {}).get("status") or {}
+            return st if st.get("round") == r or st.get("outcomeApplied") else None
+
+        result: dict[str, Any] = await eventually(check, what=f"round {r}")
+        return result
+
+    for round_ in (1, 2):
+        await at_round(round_)
+        for agent in names:
+            await as_agent.answer(BID, "clock", agent, round=round_, accept=True)
+    s = await at_round(3)
+    assert s["clockPrice"] == 20
+    # After round 2 (15), each holds the price it accepted last.
+    assert (await balances(kube))["ann"] == (1500, 1500) and (await balances(kube))["ben"] == (3000, 1500)
+    over = await as_agent.answer(BID, "clock", "ann", round=3, accept=True)
+    refused = await verdict(kube, BID, bid_name("clock", "ann"), over["metadata"]["generation"])
+    assert refused["reason"] == "OverBudget" and "15.00" in refused["message"]
+    await as_agent.answer(BID, "clock", "ben", round=3, accept=True)
+    s = await settled(kube, AUCTION, "clock")
+    (allocation,) = s["result"]["allocations"]
+    assert (allocation["agent"], allocation["price"]) == ("ben", 20)
+    got = await balances(kube)
+    assert got["ann"] == (1500, 0) and got["ben"] == (1000, 0) and got[HOUSE_ACCOUNT] == (2000, 0)
+
+
 async def test_a_fisher_market_holds_budgets_and_pays_the_house(
     cluster: LocalCluster, kube: Kube, as_agent: AsAgents
 ) -> None:

@@ -99,3 +99,10 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
   resourceNames: ["mabeam-variables"]
 # No leases: the writers of a Variable get/update its lock Lease through its writer Role.
 {{- end }}
+
+{{/* CLEANUP_RULES: the pre-delete hook's `mabeam delete-all` in each watched namespace. */}}
+{{- define "mabeam.cleanupRules" -}}
+- apiGroups: ["mabeam.io"]
+  resources: ["coordinations", "auctions", "markets", "votes", "bids", "orders", "accounts", "variables", "agents"]
+  verbs: ["list", "delete"]
+{{- end }}
