@@ -7,10 +7,14 @@ Run in a Pod made by the operator. Its settings (Pod env):
 - ``TRADER_SIDE``: ``buy`` or ``sell`` in markets (default buy);
 - ``TRADER_UNITS``: how many units it wants to buy or sell (default 1);
 - ``TRADER_BUNDLE_BONUS``: in a combinatorial auction, how much more than the sum of its items a
-  whole bundle of two or more items is worth to it (complementarity, default 0).
+  whole bundle of two or more items is worth to it (complementarity, default 0);
+- ``TRADER_BUDGET``: in a Fisher market, the money it spends (default value x units);
+- ``TRADER_UTILITIES``: in a Fisher market, the utility of one unit of each good, as
+  ``good=value,good=value`` (default 1 for every good on sale).
 
 Strategies: truthful where the mechanism makes truth the best strategy (second-price, english,
-combinatorial VCG, McAfee double auction, a price-taking demand schedule); in first-price and
+combinatorial VCG, McAfee double auction, a price-taking demand schedule, its true utilities in a
+Fisher market, where a price-taker gains nothing by lying); in first-price and
 dutch auctions it shades its value by (n-1)/n, the symmetric equilibrium for values drawn
 uniformly, n being the number of bidders.
 
@@ -90,8 +94,23 @@ def clock(auction: AuctionView) -> bool:
     return stay
 
 
+def utilities(goods: tuple[str, ...]) -> dict[str, float]:
+    text = os.environ.get("TRADER_UTILITIES", "")
+    if not text:
+        return dict.fromkeys(goods, 1.0)
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {good.strip(): float(amount) for good, amount in pairs}
+
+
 @app.on_order
 def order(market: MarketView) -> dict[str, object] | None:
+    if market.mechanism == "fisher":
+        # Spends its budget (within its means: no more than its balance where it is paid for).
+        budget = within(float(os.environ.get("TRADER_BUDGET") or value() * units()), market.balance)
+        log.info("market %s: a budget and utilities for %s", market.name, ", ".join(market.goods))
+        if budget <= 0:
+            return None  # nothing to pay with: no order
+        return {"budget": budget, "utilities": utilities(market.goods)}
     price = value()
     if side() == "buy" and market.balance is not None:
         # Within its means: the limit price comes down until all its units fit the balance.

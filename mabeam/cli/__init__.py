@@ -42,7 +42,7 @@ import httpx2
 from lightkube.core.exceptions import ConfigError
 
 from ..errors import MabeamError
-from . import _logging, answer, audit, clear, crds, delete_all, get, local, run, validate, watch
+from . import _blas, _logging, answer, audit, clear, crds, delete_all, get, local, run, validate, watch  # noqa: F401 - _blas first: BLAS threads
 
 __all__ = ["build_parser", "main"]
 

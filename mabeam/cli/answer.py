@@ -110,6 +110,23 @@ def _bundle(text: str) -> Bundle:
     return Bundle(items=items, amount=_amount(amount_text))
 
 
+def _utilities(text: str) -> dict[str, float]:
+    """``GOOD=U[,GOOD=U...]`` as a fisher order's utilities (each good once, 0 to 1e12)."""
+    utilities: dict[str, float] = {}
+    for part in text.split(","):
+        good, sep, value_text = part.partition("=")
+        good = good.strip()
+        if not sep or not good:
+            raise argparse.ArgumentTypeError(f"utilities are GOOD=U[,GOOD=U...], not {text!r}")
+        if good in utilities:
+            raise argparse.ArgumentTypeError(f"the utilities name the good {good!r} twice")
+        value = _number(value_text, "utility")
+        if not 0 <= value <= 1e12:
+            raise argparse.ArgumentTypeError(f"{part!r}: a utility goes from 0 to 1e12")
+        utilities[good] = float(value)
+    return utilities
+
+
 def _schedule(text: str) -> list[SchedulePoint]:
     """``PRICE=QTY[,PRICE=QTY...]`` as schedule points, prices rising."""
     points = []
@@ -246,6 +263,8 @@ class OrderOptions:
     price: Decimal | None = None
     quantity: int | None = None
     schedule: tuple[SchedulePoint, ...] = ()
+    budget: Decimal | None = None
+    utilities: Mapping[str, float] | None = None
 
 
 def order_fields(
@@ -275,6 +294,28 @@ def _order_content(
         when = "has ended" if phase in MARKET_TERMINAL else "has not opened yet"
         raise MabeamError(f"market {market} {when} (phase {phase}); it takes orders while Collecting")
     _participant(options.agent, [p.name for p in status.participants], "market", market)
+    fisher = options.budget is not None or options.utilities is not None
+    if spec.mechanism == "fisher":
+        if (
+            options.budget is None
+            or not options.utilities
+            or options.schedule
+            or options.side
+            or options.price
+        ):
+            raise MabeamError(
+                f"{market} is a fisher market: order with --budget B --utilities GOOD=U[,GOOD=U...], "
+                "not --side, --price or --schedule"
+            )
+        if options.budget <= 0:
+            raise MabeamError("--budget must be above 0")
+        goods = [g.name for g in spec.goods or ()]
+        unknown = sorted(set(options.utilities) - set(goods))
+        if unknown:
+            raise MabeamError(f"{unknown[0]!r} is not a good of market {market} ({', '.join(goods)})")
+        return OrderContent(budget=options.budget, utilities=dict(options.utilities))
+    if fisher:
+        raise MabeamError(f"--budget and --utilities are for fisher markets; {market} is {spec.mechanism}")
     if spec.mechanism == "double-auction":
         if options.schedule or options.side is None or options.price is None:
             raise MabeamError(
@@ -378,6 +419,8 @@ async def cmd_order(args: argparse.Namespace, out: TextIO) -> int:
         price=args.price,
         quantity=args.quantity,
         schedule=tuple(args.schedule or ()),
+        budget=args.budget,
+        utilities=args.utilities,
     )
 
     def plan(obj: dict[str, Any], namespace: str, current: Mapping[str, Any] | None) -> Planned:
@@ -437,7 +480,8 @@ def add_commands(sub: Any) -> None:
         "order",
         help="place an order in a market by hand, as an agent",
         description="double-auction: --side buy|sell --price P [--quantity Q]. "
-        "equilibrium: --schedule PRICE=QTY[,PRICE=QTY...] (net demand: positive buys, negative sells).",
+        "equilibrium: --schedule PRICE=QTY[,PRICE=QTY...] (net demand: positive buys, negative sells). "
+        "fisher: --budget B --utilities GOOD=U[,GOOD=U...].",
     )
     p.add_argument("session", metavar="MARKET", help="the Market's name")
     p.add_argument("--as", dest="agent", required=True, help="the Agent the Order is for")
@@ -446,6 +490,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--quantity", type=_quantity, metavar="Q", help="double-auction: units (1-10000)")
     p.add_argument(
         "--schedule", type=_schedule, metavar="PRICE=QTY[,PRICE=QTY...]", help="equilibrium: net demand"
+    )
+    p.add_argument("--budget", type=_amount, metavar="B", help="fisher: the money to spend")
+    p.add_argument(
+        "--utilities",
+        type=_utilities,
+        metavar="GOOD=U[,GOOD=U...]",
+        help="fisher: utility per unit of each good",
     )
     add_connection_options(p)
     p.set_defaults(async_func=cmd_order)

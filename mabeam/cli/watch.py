@@ -160,6 +160,9 @@ def render_auction(obj: Mapping[str, Any], now: dt.datetime) -> str:
 
 
 def _order_shown(order: Mapping[str, Any]) -> str:
+    if order.get("budget") is not None:  # fisher
+        utilities = ",".join(f"{g}={show(u)}" for g, u in (order.get("utilities") or {}).items())
+        return f"budget {show(order['budget'])} {utilities}"
     if order.get("side") is None and order.get("schedule") is None:
         return "sealed"
     schedule = order.get("schedule")
@@ -218,7 +221,36 @@ def render_market(obj: Mapping[str, Any], now: dt.datetime) -> str:
                 for t in trades
             ]
             lines.append(indent(render_table(["TRADER", "SIDE", "QUANTITY", "PRICE", "TOTAL"], table)))
+        lines += _fisher_result(result)
     return "\n".join(lines)
+
+
+def _fisher_result(result: Mapping[str, Any]) -> list[str]:
+    """A fisher market's prices per good, allocations and gap (nothing for the other markets)."""
+    lines = []
+    goods = result.get("goods") or []
+    if goods:
+        table = [
+            [g.get("good", ""), show(g.get("price")), show(g.get("sold")), show(g.get("revenue"))]
+            for g in goods
+        ]
+        lines.append(indent(render_table(["GOOD", "PRICE", "SOLD", "REVENUE"], table)))
+    allocations = result.get("allocations") or []
+    if allocations:
+        table = [
+            [a.get("agent", ""), a.get("good", ""), show(a.get("quantity")), show(a.get("payment"))]
+            for a in allocations
+        ]
+        lines.append(indent(render_table(["BUYER", "GOOD", "QUANTITY", "PAYMENT"], table)))
+    report = result.get("equilibrium")
+    if report:
+        failed = [c.get("name") for c in report.get("checks") or [] if not c.get("passed")]
+        checks = "failed " + ", ".join(failed) if failed else "all passed"
+        lines.append(
+            f"Gap: {report.get('gap', 0):.3g} (target {report.get('targetGap', 0):g}, "
+            f"{report.get('steps')} steps); checks: {checks}"
+        )
+    return lines
 
 
 # --- command -----------------------------------------------------------------------------------

@@ -98,5 +98,6 @@ KIND = register(
         answer_name=order_name,
         label=_label,
         loop=MarketLoop,
+        step_in_thread=True,  # a Fisher market's equilibrium takes up to about a second
     )
 )

@@ -106,11 +106,18 @@ def _line(res: Res, obj: dict[str, Any]) -> str:
         if result:
             price = result.get("price")
             outcome = f"price={price:g} volume={result.get('volume', 0):g}" if price is not None else ""
+            if result.get("goods"):  # fisher: a price per good
+                outcome = " ".join(f"{g.get('good')}={_number(g.get('price'))}" for g in result["goods"])
             outcome += f" ({result.get('reason', '')})"
         if status.get("phase") == "Failed":
             outcome += f": {result.get('message', '')}"
         return f"  {name:<32} {status.get('phase') or 'Pending':<10} {outcome}"
     return f"  {name}"
+
+
+def _number(value: Any) -> str:
+    """An amount as the operator wrote it: a JSON number, or a decimal string when it is long."""
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
 async def _apply(kube: Kube, docs: Iterable[dict[str, Any]]) -> list[tuple[Res, str, str]]:

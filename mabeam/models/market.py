@@ -10,6 +10,13 @@ Mechanisms:
 - ``double-auction``: a call double auction with McAfee's trade-reduction rule. Each agent
   answers with a limit order (``side`` buy or sell, a unit ``price``, ``quantity`` units).
   Truthful for unit orders, individually rational, and it never pays out more than it takes in.
+- ``fisher``: a Fisher market of several divisible ``goods`` with supplies. Each agent answers
+  with a ``budget`` (money, whole cents) and its ``utilities``: the
+  value of one unit of each good it wants (linear utilities; with ``rho``, the weights of CES
+  utilities). The market finds the equilibrium
+  prices and allocations (the Eisenberg-Gale program) to the relative ``gap``: every budget is
+  spent, every priced good is allocated in full, each buyer buys only goods of its best utility
+  per unit of money. Each good's price may go into its own Variable.
 
 An Order is named ``<market>-<agent>`` (:func:`order_name`): one per agent per market; it may
 change until the market closes. Orders are sealed: ``spec.sealed`` carries the order (its
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -42,7 +49,13 @@ from .coordination import (
 
 __all__ = [
     "MARKET",
+    "MAX_GOODS",
     "ORDER",
+    "EquilibriumCheck",
+    "EquilibriumReport",
+    "GoodOutcome",
+    "MarketAllocation",
+    "MarketGood",
     "MarketMechanism",
     "MarketPhase",
     "MarketResult",
@@ -58,10 +71,13 @@ __all__ = [
     "order_name",
 ]
 
-MarketMechanism = Literal["equilibrium", "double-auction"]
+MarketMechanism = Literal["equilibrium", "double-auction", "fisher"]
 MarketPhase = Literal["Pending", "Collecting", "Cleared", "NoTrade", "Failed", "Cancelled"]
 Side = Literal["buy", "sell"]
 MAX_GRID_POINTS = 10_000
+MAX_GOODS = 1000
+QUANTITY_DECIMALS = 9  # the places of a fisher market's supplies and allocated quantities
+Utility = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 
 
 def order_name(market: str, agent: str) -> str:
@@ -90,8 +106,28 @@ class PriceGrid(MabeamModel):
         return [self.min + i * self.step for i in range(count)]
 
 
+class MarketGood(MabeamModel):
+    """fisher: one good on sale, its supply and where its price goes."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, max_length=63, description="The good's name (what utilities refer to)."
+    )
+    supply: PositiveAmount = Field(
+        description=f"How much of it there is (divisible; at most {QUANTITY_DECIMALS} decimal places)."
+    )
+    price_variable_ref: VariableRef | None = Field(
+        default=None, description="A Variable set to the good's unit price once the market has cleared."
+    )
+
+    @model_validator(mode="after")
+    def _places(self) -> MarketGood:
+        if self.supply != self.supply.quantize(Decimal(10) ** -QUANTITY_DECIMALS):
+            raise ValueError(f"supply has more than {QUANTITY_DECIMALS} decimal places")
+        return self
+
+
 class MarketSpec(MabeamModel):
-    mechanism: MarketMechanism = Field(description="equilibrium or double-auction.")
+    mechanism: MarketMechanism = Field(description="equilibrium, double-auction or fisher.")
     participants: ParticipantsSpec = Field(description="Who may trade (agents or selector).")
     good: str = Field(min_length=1, max_length=253, description="What is traded (for humans and agents).")
     price_grid: PriceGrid | None = Field(
@@ -101,7 +137,29 @@ class MarketSpec(MabeamModel):
         default=60.0, gt=0, le=7 * 86400, description="How long orders are taken after the start."
     )
     price_variable_ref: VariableRef | None = Field(
-        default=None, description="A Variable set to the clearing price once the market has cleared."
+        default=None,
+        description="A Variable set to the clearing price once the market has cleared (fisher: "
+        "use goods[].priceVariableRef).",
+    )
+    goods: list[MarketGood] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_GOODS,
+        description="fisher: the goods on sale, each once (required).",
+    )
+    gap: float = Field(
+        default=1e-6,
+        gt=0,
+        le=0.01,
+        description="fisher: the relative Eisenberg-Gale duality gap to reach (also the tolerance of "
+        "the bang-per-buck check).",
+    )
+    rho: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="fisher: CES utilities (sum_j u_j x_j^rho)^(1/rho) with this rho (goods are "
+        "substitutes, 0 < rho < 1); unset: linear utilities sum_j u_j x_j.",
     )
     cancel: bool = Field(default=False, description="True ends an open market as Cancelled.")
     payment: PaymentMode = Field(
@@ -115,6 +173,14 @@ class MarketSpec(MabeamModel):
     def _fits_mechanism(self) -> MarketSpec:
         if self.mechanism == "equilibrium" and self.price_grid is None:
             raise ValueError("an equilibrium market needs spec.priceGrid")
+        if self.mechanism == "fisher":
+            if not self.goods:
+                raise ValueError("a fisher market needs spec.goods")
+            names = [g.name for g in self.goods]
+            if len(set(names)) != len(names):
+                raise ValueError("spec.goods names each good once")
+            if self.price_variable_ref is not None:
+                raise ValueError("a fisher market sets a price Variable per good: goods[].priceVariableRef")
         return self
 
 
@@ -146,11 +212,26 @@ class OrderContent(MabeamModel):
         description="equilibrium: net demand at each grid price (a step function, prices rising; "
         "between two points the lower point holds). Must not rise with the price.",
     )
+    budget: PositiveAmount | None = Field(
+        default=None, description="fisher: the money to spend (whole units of the market's money)."
+    )
+    utilities: dict[str, Utility] | None = Field(
+        default=None,
+        max_length=MAX_GOODS,
+        description="fisher: the utility of one unit of each good wanted, by good name (others: 0).",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> OrderContent:
-        if self.schedule is None and (self.side is None or self.price is None):
-            raise ValueError("an Order sets side and price (double-auction) or schedule (equilibrium)")
+        if (
+            self.schedule is None
+            and (self.side is None or self.price is None)
+            and (self.budget is None or self.utilities is None)
+        ):
+            raise ValueError(
+                "an Order sets side and price (double-auction), schedule (equilibrium) or budget and "
+                "utilities (fisher)"
+            )
         return self
 
 
@@ -182,6 +263,10 @@ class OrderRecord(MabeamModel):
     schedule: list[SchedulePoint] | None = Field(
         default=None, description="Once closed, equilibrium: the schedule (snapped to the grid)."
     )
+    budget: AnyAmount | None = Field(default=None, description="Once closed, fisher: the budget.")
+    utilities: dict[str, float] | None = Field(
+        default=None, description="Once closed, fisher: the utilities by good."
+    )
     received_at: _dt.datetime = Field(description="When this version was received.")
 
 
@@ -195,6 +280,48 @@ class Trade(MabeamModel):
     total: AnyAmount = Field(description="quantity times price (rounded to 18 decimals if need be).")
 
 
+class GoodOutcome(MabeamModel):
+    """fisher: one good at the equilibrium."""
+
+    good: str = Field(description="The good.")
+    price: AnyAmount = Field(
+        description="Its unit price: revenue / supply, rounded to the money unit (half to even)."
+    )
+    supply: AnyAmount = Field(description="Its supply.")
+    sold: AnyAmount = Field(description="How much is allocated (the supply if priced, else 0).")
+    revenue: AnyAmount = Field(description="What the buyers pay for it in all (exact).")
+
+
+class MarketAllocation(MabeamModel):
+    """fisher: what one buyer gets of one good and pays for it."""
+
+    agent: str = Field(description="The buyer.")
+    good: str = Field(description="The good.")
+    quantity: AnyAmount = Field(description="How much of it (exact decimal, 9 places at most).")
+    payment: AnyAmount = Field(description="What the buyer pays for it (whole money units).")
+
+
+class EquilibriumCheck(MabeamModel):
+    """fisher: one equilibrium condition checked on the outcome."""
+
+    name: str = Field(
+        description="GoodsClear, BudgetsSpent, PricesSumToBudgets, and MaximalBangPerBuck (linear) or "
+        "OptimalDemand (CES)."
+    )
+    passed: bool = Field(description="Whether it holds (within the gap for MaximalBangPerBuck).")
+    worst: float = Field(description="Its largest relative violation.")
+    message: str = Field(default="", description="The check in a sentence.")
+
+
+class EquilibriumReport(MabeamModel):
+    """fisher: how close the outcome is to the equilibrium."""
+
+    target_gap: float = Field(description="spec.gap.")
+    gap: float = Field(description="The relative Eisenberg-Gale gap reached (0: exact).")
+    steps: int = Field(description="The solver's Newton steps.")
+    checks: list[EquilibriumCheck] = Field(default_factory=list, description="The conditions checked.")
+
+
 class MarketResult(MabeamModel):
     price: AnyAmount | None = Field(
         default=None, description="The clearing price (double-auction: the buyers' price)."
@@ -204,6 +331,15 @@ class MarketResult(MabeamModel):
     )
     volume: float = Field(default=0.0, description="How much was traded.")
     trades: list[Trade] = Field(default_factory=list, description="Every agent's trade.")
+    goods: list[GoodOutcome] = Field(
+        default_factory=list, description="fisher: each good's price, sales and revenue."
+    )
+    allocations: list[MarketAllocation] = Field(
+        default_factory=list, description="fisher: what each buyer gets of each good (sorted)."
+    )
+    equilibrium: EquilibriumReport | None = Field(
+        default=None, description="fisher: the gap reached and the equilibrium checks."
+    )
     surplus: AnyAmount = Field(
         default=Decimal(0),
         json_schema_extra={"default": 0},
@@ -245,7 +381,9 @@ class MarketStatus(MabeamModel):
         description="Payment mode Ledger, once ended: the payments, the Accounts and the checks.",
     )
     outcome_applied: bool | None = Field(
-        default=None, description="True once the clearing price is in spec.priceVariableRef."
+        default=None,
+        description="True once the clearing price is in spec.priceVariableRef (fisher: each good's "
+        "price in its Variable).",
     )
     conditions: list[Condition] = Field(default_factory=list, description="Complete, Invalid.")
 
@@ -257,7 +395,7 @@ MARKET = KindInfo(
     short_names=("mkt", "mbmarket"),
     spec=MarketSpec,
     status=MarketStatus,
-    description="A call market (Walrasian equilibrium or double auction) among Agents.",
+    description="A call market (Walrasian equilibrium, double auction or Fisher market) among Agents.",
     printer_columns=(
         PrinterColumn("Mechanism", ".spec.mechanism", description="The market mechanism."),
         PrinterColumn("Good", ".spec.good", description="What is traded."),
@@ -272,6 +410,10 @@ MARKET = KindInfo(
         (
             "self.mechanism != 'equilibrium' || has(self.priceGrid)",
             "spec.priceGrid is required for an equilibrium market",
+        ),
+        (
+            "self.mechanism != 'fisher' || has(self.goods)",
+            "spec.goods is required for a fisher market",
         ),
     ),
 )

@@ -14,6 +14,9 @@ this agent (it is among ``status.participants``):
   ``auction.price`` and returns True to stay in (english) or to buy (dutch).
 - double-auction markets: ``on_order(market)`` returns ``{"side": "buy"|"sell", "price": ...,
   "quantity": ...}`` (or None).
+- fisher markets: ``on_order(market)`` returns ``{"budget": ..., "utilities": {good: value}}``
+  (or None): the money to spend and the utility of one unit of each good wanted (the goods are
+  in ``market.goods``, their supplies in ``market.supplies``).
 - equilibrium markets: ``on_price(market, price)`` returns the agent's net demand at ``price``
   (positive buys, negative sells); the SDK asks it at every price of the market's grid and sends
   the schedule.
@@ -89,6 +92,9 @@ class MarketView:
     agent: str
     #: equilibrium: the prices the market may clear at, lowest first.
     prices: tuple[Decimal, ...] = ()
+    #: fisher: the goods on sale (in the spec's order) and the supply of each.
+    goods: tuple[str, ...] = ()
+    supplies: Mapping[str, Decimal] = field(default_factory=dict)
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
     #: As :attr:`AuctionView.payment`.
     payment: str | None = None
@@ -145,11 +151,18 @@ def seal_order(info: SealingInfo, market_uid: str, agent: str, content: OrderCon
 
 
 def order_fields(value: Any) -> dict[str, Any] | None:
-    """A callback's order as the Order's spec fields (None: no order)."""
+    """A callback's order as the Order's spec fields (None: no order): a limit order (side, price,
+    quantity) or a fisher order (budget, utilities)."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise TypeError("an order is a mapping with side, price and quantity")
+        raise TypeError("an order is a mapping with side, price and quantity (or budget and utilities)")
+    if "budget" in value:
+        utilities = value.get("utilities")
+        if not isinstance(utilities, Mapping):
+            raise TypeError("a fisher order's utilities map each good to its utility per unit")
+        budget = dump_amount(parse_amount(value["budget"]))
+        return {"budget": budget, "utilities": {str(g): float(u) for g, u in utilities.items()}}
     side = str(value["side"])
     if side not in ("buy", "sell"):
         raise ValueError(f"an order's side is buy or sell, not {side!r}")
@@ -311,11 +324,13 @@ class TradeResponder:
             participants=tuple(p.name for p in status.participants),
             agent=self.agent,
             prices=tuple(spec.price_grid.prices()) if spec.price_grid is not None else (),
+            goods=tuple(g.name for g in spec.goods or ()),
+            supplies={g.name: g.supply for g in spec.goods or ()},
             agent_spec=self.agent_spec,
             payment=status.payment,
         )
         on_order, on_price = self.callbacks.on_order, self.callbacks.on_price
-        if spec.mechanism == "double-auction" and on_order is not None:
+        if spec.mechanism in ("double-auction", "fisher") and on_order is not None:
             return (uid, "order"), lambda: self._order(on_order, view, meta, sealing, bound)
         if spec.mechanism == "equilibrium" and on_price is not None:
             return (uid, "schedule"), lambda: self._schedule(on_price, view, meta, sealing, bound)

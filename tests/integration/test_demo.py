@@ -29,18 +29,21 @@ async def test_demo_reaches_every_outcome(tmp_path: Path, capsys: pytest.Capture
         "gpu-1 to dave at 26 (ClockWinner)",
         "NoTrade     (TradeReduction)",
         "price=12 volume=2 (Equilibrium)",
+        "cpu=2.6 gpu=2.6 (Equilibrium)",
     ):
         assert line in out, line
     # The pair's two slots are alike: one goes to each buyer (which one depends on who bid first).
     pair = next(line for line in out.splitlines() if "auction/gpu-pair" in line and "Awarded" in line)
     assert "to dave at 26" in pair and "to erin at 10" in pair, pair
     assert "variable/power-price" in out and "value=12 " in out
+    # The Fisher market's prices, one Variable per good: dave's last 2 and erin's 24 bought them.
+    assert "variable/cpu-price" in out and "variable/gpu-price" in out and "value=2.6 " in out
     # Budgets spread the GPUs: dave's money ran out before the fourth.
     assert out.count("owner=dave") == 3 and out.count("owner=erin") == 1
     # The balances before (the budgets) and after, which add up to the same 150.
     before, after = out.split("Accounts after the sessions:")
     assert "account/dave                     balance=90.00" in before
-    for account, balance in (("dave", "2.00"), ("erin", "38.00"), ("frank", "24.00"), ("grace", "0.00"),
-                             ("mabeam-house", "86.00")):  # fmt: skip
+    for account, balance in (("dave", "0.00"), ("erin", "14.00"), ("frank", "24.00"), ("grace", "0.00"),
+                             ("mabeam-house", "112.00")):  # fmt: skip
         assert f"{'account/' + account:<32} balance={balance} escrow=0.00" in after, account
     assert 'mabeam_payments_total{mechanism="second-price"} 1.0' in out

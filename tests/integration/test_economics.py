@@ -323,3 +323,63 @@ async def test_an_operator_killed_mid_auction_allocates_once_after_restart(
         var = await kube.get(VARIABLE, item, NS)
         assert var is not None
         assert sum(1 for x in var["status"]["appliedSessions"] if x.startswith("pair:")) == 1
+
+
+async def test_fisher_market_prices_each_good_from_the_agents_orders(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["dave", "erin"]
+    await suspended(kube, names)
+    for variable in ("cpu-price", "gpu-price"):
+        await resource(kube, variable, "number", 0)
+    await kube.create(
+        MARKET,
+        {
+            "metadata": {"name": "share", "namespace": NS},
+            "spec": {
+                "mechanism": "fisher",
+                "good": "cluster shares",
+                "participants": {"agents": names},
+                "goods": [
+                    {"name": "cpu", "supply": 8, "priceVariableRef": {"name": "cpu-price"}},
+                    {"name": "gpu", "supply": 2, "priceVariableRef": {"name": "gpu-price"}},
+                ],
+                "orderSeconds": 30,
+            },
+        },
+    )
+    await phase_in(kube, MARKET, "share", ("Collecting",))
+    # erin first names a good not on sale: refused, and she sends a good order after it.
+    wrong = await as_agent.answer(
+        ORDER,
+        "share",
+        "erin",
+        sealed=await sealed_order(kube, "share", "erin", budget=24, utilities={"ram": 1}),
+    )
+    refused = await verdict(kube, ORDER, order_name("share", "erin"), wrong["metadata"]["generation"])
+    assert (refused["accepted"], refused["reason"]) == (False, "UnknownGood")
+    for agent, budget, utilities in (
+        ("dave", 60, {"cpu": 1, "gpu": 3}),
+        ("erin", "24.00", {"cpu": 1, "gpu": 1}),
+    ):
+        content = await sealed_order(kube, "share", agent, budget=budget, utilities=utilities)
+        await as_agent.answer(ORDER, "share", agent, sealed=content)
+    s = await phase_in(kube, MARKET, "share", MARKET_DONE, timeout=20)
+    # Worked out in docs/economics.md: cpu 6, gpu 18; dave 4 cpu + 2 gpu, erin 4 cpu.
+    assert (s["phase"], s["result"]["reason"]) == ("Cleared", "Equilibrium")
+    assert [(g["good"], g["price"], g["sold"]) for g in s["result"]["goods"]] == [
+        ("cpu", 6, 8),
+        ("gpu", 18, 2),
+    ]
+    got = [(a["agent"], a["good"], a["quantity"], a["payment"]) for a in s["result"]["allocations"]]
+    assert got == [("dave", "cpu", 4, 24), ("dave", "gpu", 2, 36), ("erin", "cpu", 4, 24)]
+    assert all(c["passed"] for c in s["result"]["equilibrium"]["checks"])
+    for variable, price in (("cpu-price", 6), ("gpu-price", 18)):
+
+        async def priced(variable: str = variable, price: int = price) -> bool:
+            var = await kube.get(VARIABLE, variable, NS)
+            return ((var or {}).get("status") or {}).get("value") == price
+
+        await eventually(priced, what=f"{variable} set to {price}")
+    assert terminal_versions(cluster, "markets", "share", MARKET_DONE) == ["Cleared"]

@@ -458,3 +458,45 @@ async def test_a_clock_auction_holds_the_price_accepted_and_the_winner_pays_the_
     assert (allocation["agent"], allocation["price"]) == ("ben", 20)
     got = await balances(kube)
     assert got["ann"] == (1500, 0) and got["ben"] == (1000, 0) and got[HOUSE_ACCOUNT] == (2000, 0)
+
+
+async def test_a_fisher_market_holds_budgets_and_pays_the_house(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    await cluster.start_operator()
+    names = ["dave", "erin"]
+    await suspended(kube, names)
+    await account(kube, "dave", 60)
+    await account(kube, "erin", 30)
+    await granted(kube, {"dave": 6000, "erin": 3000})
+    goods = [{"name": "cpu", "supply": 8}, {"name": "gpu", "supply": 2}]
+    await kube.create(MARKET, {"metadata": {"name": "share", "namespace": NS}, "spec": {
+        "mechanism": "fisher", "good": "cluster shares", "participants": {"agents": names},
+        "goods": goods, "orderSeconds": 30}})  # fmt: skip
+    await phase_in(kube, MARKET, "share", ("Collecting",))
+    # erin's budget of 31 is beyond her 30: refused; then 24 (escrow holds it).
+    over = await as_agent.answer(
+        ORDER,
+        "share",
+        "erin",
+        sealed=await sealed_order(kube, "share", "erin", budget=31, utilities={"cpu": 1}),
+    )
+    refused = await verdict(kube, ORDER, order_name("share", "erin"), over["metadata"]["generation"])
+    assert (refused["accepted"], refused["reason"]) == (False, "OverBudget")
+    for agent, budget, utilities in (("dave", 60, {"cpu": 1, "gpu": 3}), ("erin", 24, {"cpu": 1, "gpu": 1})):
+        content = await sealed_order(kube, "share", agent, budget=budget, utilities=utilities)
+        await as_agent.answer(ORDER, "share", agent, sealed=content)
+    s = await settled(kube, MARKET, "share")
+    # As in test_economics: cpu 6, gpu 18; each pays its whole budget to the house.
+    assert s["phase"] == "Cleared" and [g["price"] for g in s["result"]["goods"]] == [6, 18]
+    assert s["settlement"]["valid"]
+    got = await balances(kube)
+    assert {n: got[n] for n in ("dave", "erin", HOUSE_ACCOUNT)} == {
+        "dave": (0, 0),
+        "erin": (600, 0),
+        HOUSE_ACCOUNT: (8400, 0),
+    }
+    assert sum(b for b, _ in got.values()) == 9000
+    # `mabeam audit` recomputes the equilibrium from the published orders and finds it applied.
+    code, report = await audited(cluster, "market/share")
+    assert code == 0, report

@@ -493,3 +493,29 @@ async def test_watch_market_ends_at_once_when_already_closed(cluster: LocalClust
     assert "Result: NoTrade (NoOrders)   volume 0   nobody ordered" in out
     assert (await mabeam(cluster, "watch", "market", "nope"))[0] == 1
     assert (await mabeam(cluster, "watch", "bids", "w2"))[0] == 2
+
+
+async def test_fisher_orders_are_a_budget_and_utilities(
+    cluster: LocalCluster, kube: Kube, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = {
+        "mechanism": "fisher",
+        "participants": {"agents": ["alice"]},
+        "good": "cluster shares",
+        "goods": [{"name": "cpu", "supply": 8}, {"name": "gpu", "supply": 2}],
+    }
+    created = await make(
+        kube, MARKET, "m3", spec, phase="Collecting", participants=people("alice"), sealing=SEALING
+    )
+    argv = ["order", "m3", "--as", "alice", "--budget", "60.50", "--utilities", "cpu=1,gpu=3"]
+    assert (await mabeam(cluster, *argv))[0] == 0
+    content = opened_order(created, "alice", await order_spec(kube, "m3-alice")).content
+    assert (content["budget"], content["utilities"]) == (60.5, {"cpu": 1.0, "gpu": 3.0})
+    assert (await mabeam(cluster, "order", "m3", "--as", "alice", "--budget", "5", "--utilities", "ram=1"))[
+        0
+    ] == 1
+    assert "'ram' is not a good of market m3 (cpu, gpu)" in capsys.readouterr().err
+    assert (await mabeam(cluster, "order", "m3", "--as", "alice", "--schedule", "1=1"))[0] == 1
+    assert "--budget B --utilities" in capsys.readouterr().err
+    assert usage_error(cluster, "order", "m3", "--as", "alice", "--utilities", "cpu=1,cpu=2") == 2
+    assert usage_error(cluster, "order", "m3", "--as", "alice", "--utilities", "cpu") == 2

@@ -8,6 +8,7 @@ Pure: no clock, no I/O. The effects and verdicts are the ones of :mod:`mabeam.co
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -55,7 +56,8 @@ class BidAnswer:
 @dataclass(frozen=True)
 class OrderAnswer:
     """One agent's current Order and when this version arrived: as sent, ``sealed``; once the
-    market engine has opened it, its content (side, price, quantity or schedule)."""
+    market engine has opened it, its content (side, price, quantity, schedule, or budget and
+    utilities)."""
 
     at: _dt.datetime
     sealed: SealedEnvelope | None = None
@@ -63,6 +65,8 @@ class OrderAnswer:
     price: Decimal | None = None
     quantity: int = 1
     schedule: tuple[SchedulePoint, ...] | None = None
+    budget: Decimal | None = None
+    utilities: Mapping[str, float] | None = None
 
     @classmethod
     def from_order(cls, spec: OrderSpec, at: _dt.datetime) -> OrderAnswer:
@@ -73,7 +77,13 @@ class OrderAnswer:
         """The content of a sealed order, as the engine judges it."""
         schedule = tuple(content.schedule) if content.schedule is not None else None
         return cls(
-            at=at, side=content.side, price=content.price, quantity=content.quantity, schedule=schedule
+            at=at,
+            side=content.side,
+            price=content.price,
+            quantity=content.quantity,
+            schedule=schedule,
+            budget=content.budget,
+            utilities=dict(content.utilities) if content.utilities is not None else None,
         )
 
 

@@ -23,7 +23,10 @@ counts; it may change until the deadline, and an Order deleted up to the deadlin
 in the answers: ``Counted``; ``NotParticipant``; ``Late`` (received after the deadline: an
 earlier counted version stays counted); ``WrongKey``, ``BadSeal``, ``Copied`` (the order does not
 open as this agent's in this market, see :func:`.sealing.open_sealed`); ``WrongAnswerKind``
-(double-auction: an order without side and price; equilibrium: one without a schedule); for a
+(double-auction: an order without side and price; equilibrium: one without a schedule; fisher:
+one without budget and utilities); for a fisher order ``BudgetTooFine`` (finer than a cent,
+the money unit), ``UnknownGood`` (a utility for a good not in ``spec.goods``) and ``NoUtility``
+(no positive utility); for a
 schedule ``OffGrid`` (a price that is not on ``spec.priceGrid``; a price within a millionth of a
 step of a grid price is taken as that grid price and recorded so), ``Unsorted`` (prices not
 strictly rising) and ``NotMonotone`` (the net demand rises with the price); ``Closed`` once the
@@ -35,15 +38,20 @@ part: an Order counts whether or not its agent is Ready.
 Clearing. The collection closes at the deadline (``now >= deadline``), or as soon as every
 participant has a counted Order; the counted orders are then binding, opened and written into
 ``status.orders``, and the market clears at once with them (see
-:mod:`._double` and :mod:`._equilibrium` for the rules, ties and rounding) and ends:
+:mod:`._double`, :mod:`._equilibrium` and :mod:`._fisher` for the rules, ties and rounding) and ends:
 
 - ``Cleared`` (reasons ``AllEfficientTrades``, ``TradeReduction``, ``Equilibrium``): the result
   holds the price (double auction: the buyers' price, ``sellerPrice`` the sellers'), the volume,
   one trade per trading agent (sorted by agent) and the surplus; effects: ``SetVariable`` of the
-  price into ``spec.priceVariableRef`` (if set), then ``EmitEvent``.
+  price into ``spec.priceVariableRef`` (if set), then ``EmitEvent``. A fisher market (reason
+  ``Equilibrium``) has no single price: the result lists each good's unit price, sales and
+  revenue (``goods``), each buyer's quantity and payment per good (``allocations``) and the gap
+  reached with the equilibrium checks (``equilibrium``); each good's price goes into its
+  ``priceVariableRef``.
 - ``NoTrade``: ``NoOrders`` (no counted Order), ``NoCrossing`` (no buyer and seller agree),
   ``NoEquilibrium`` (demand exceeds supply at every grid price), ``TradeReduction`` (a double
-  auction whose only efficient pair is cut). Only ``EmitEvent``.
+  auction whose only efficient pair is cut), ``NotConverged`` (fisher: the gap or a check not met
+  within the solver's steps; ``equilibrium`` says how far it got). Only ``EmitEvent``.
 - ``Cancelled`` (``spec.cancel`` while open) and ``Failed`` (reason ``Invalid``: a spec that
   pydantic accepts but that cannot work, e.g. a price grid too fine for the magnitude of its
   prices; the message starts with the field path). Only ``EmitEvent`` (a Warning for Failed).
@@ -68,9 +76,14 @@ from ...errors import InvalidSpecError
 from ...models._amount import dump_amount, to_decimal
 from ...models._base import ending_conditions
 from ...models._sealed import SealingInfo
+from ...models.account import MINOR_UNITS
 from ...models.coordination import ParticipantRecord, Refusal
 from ...models.market import (
     MAX_GRID_POINTS,
+    EquilibriumCheck,
+    EquilibriumReport,
+    GoodOutcome,
+    MarketAllocation,
     MarketResult,
     MarketSpec,
     MarketStatus,
@@ -83,6 +96,7 @@ from ..protocols import EmitEvent, Participant, SetVariable, Verdict
 from ._common import EconomicEffect, MarketStep, OrderAnswer
 from ._double import Fill, LimitOrder, clear_double_auction
 from ._equilibrium import NetDemand, clear_equilibrium
+from ._fisher import FisherBuyer, FisherGood, FisherOutcome, clear_fisher
 from .sealing import Opened, SealingKey, key_problem, open_sealed
 
 __all__ = ["TERMINAL_PHASES", "next_deadline", "outcome_effects", "start", "step"]
@@ -99,10 +113,10 @@ def _num(value: Decimal | float) -> str:
 
 def _grid(spec: MarketSpec) -> list[Decimal]:
     """The checked price grid of an equilibrium market (empty for a double auction)."""
-    if spec.mechanism == "double-auction":
+    if spec.mechanism in ("double-auction", "fisher"):
         return []
     if spec.mechanism != "equilibrium":
-        raise InvalidSpecError("use equilibrium or double-auction", path="spec.mechanism")
+        raise InvalidSpecError("use equilibrium, double-auction or fisher", path="spec.mechanism")
     grid = spec.price_grid
     if grid is None:
         raise InvalidSpecError("an equilibrium market needs a price grid", path="spec.priceGrid")
@@ -173,7 +187,24 @@ def _fields(answer: OrderAnswer, spec: MarketSpec, grid: list[Decimal]) -> dict[
                 "WrongAnswerKind", "this is a double auction: seal a side (buy or sell) and a price"
             )
         return {"side": answer.side, "price": answer.price, "quantity": answer.quantity}
+    if spec.mechanism == "fisher":
+        return _fisher_order(answer, spec)
     return {"schedule": _schedule(answer, spec, grid)}
+
+
+def _fisher_order(answer: OrderAnswer, spec: MarketSpec) -> dict[str, object]:
+    """A fisher order's budget (whole money units) and utilities (goods on sale, one positive)."""
+    if answer.budget is None or answer.utilities is None:
+        raise _Refused("WrongAnswerKind", "this is a fisher market: seal a budget and utilities")
+    if (answer.budget * MINOR_UNITS) % 1 != 0:
+        raise _Refused("BudgetTooFine", "budget is finer than a cent (money is counted in hundredths)")
+    goods = {g.name for g in spec.goods or ()}
+    unknown = sorted(set(answer.utilities) - goods)
+    if unknown:
+        raise _Refused("UnknownGood", f"utilities.{unknown[0]} is not a good of this market")
+    if not any(value > 0 for value in answer.utilities.values()):
+        raise _Refused("NoUtility", "utilities: at least one good must have a positive utility")
+    return {"budget": answer.budget, "utilities": dict(sorted(answer.utilities.items()))}
 
 
 def _same(record: OrderRecord, answer: OrderAnswer) -> bool:
@@ -285,6 +316,9 @@ class _Outcome:
     volume: Fraction = Fraction(0)
     fills: tuple[Fill, ...] = ()
     surplus: Fraction = Fraction(0)
+    goods: tuple[GoodOutcome, ...] = ()
+    allocations: tuple[MarketAllocation, ...] = ()
+    equilibrium: EquilibriumReport | None = None
 
 
 def _finish(
@@ -317,6 +351,9 @@ def _finish(
             for f in outcome.fills
         ],
         surplus=to_decimal(outcome.surplus),
+        goods=list(outcome.goods),
+        allocations=list(outcome.allocations),
+        equilibrium=outcome.equilibrium,
         reason=outcome.reason,
         message=outcome.message,
         decided_at=now,
@@ -343,6 +380,8 @@ def _fail(
 
 def _clear(spec: MarketSpec, grid: list[Decimal], orders: Sequence[OrderRecord]) -> _Outcome:
     """Clear the counted orders with the spec's mechanism (orders that do not fit it are left out)."""
+    if spec.mechanism == "fisher":
+        return _clear_fisher(spec, orders)
     if spec.mechanism == "double-auction":
         limits = [
             LimitOrder(r.agent, r.side, Fraction(r.price), r.quantity, r.received_at)
@@ -380,6 +419,68 @@ def _clear(spec: MarketSpec, grid: list[Decimal], orders: Sequence[OrderRecord])
         price=market.price,
         volume=market.volume,
         fills=market.fills,
+    )
+
+
+def _clear_fisher(spec: MarketSpec, orders: Sequence[OrderRecord]) -> _Outcome:
+    """The Fisher equilibrium of the counted budgets and utilities, in exact money units."""
+    unit = MINOR_UNITS
+    goods = [FisherGood(g.name, Fraction(g.supply)) for g in spec.goods or ()]
+    buyers = [
+        FisherBuyer(
+            r.agent,
+            int(r.budget * unit),
+            tuple(float(r.utilities.get(g.name, 0.0)) for g in goods),
+        )
+        for r in orders
+        if r.budget is not None and r.utilities is not None
+    ]
+    if not buyers:
+        return _Outcome("NoTrade", "NoOrders", "no participant placed an order that counts")
+    try:
+        market = clear_fisher(buyers, goods, gap=spec.gap, rho=spec.rho)
+    except ValueError as error:  # only a status edited by hand gets here: orders are checked
+        return _Outcome("Failed", "Invalid", f"status.orders: {error}")
+    return _Outcome(
+        "Cleared" if market.traded else "NoTrade",
+        market.reason,
+        market.message,
+        goods=_good_outcomes(market, goods, unit),
+        allocations=tuple(
+            MarketAllocation(
+                agent=a.agent,
+                good=a.good,
+                quantity=a.quantity,
+                payment=Decimal(a.payment) / unit,
+            )
+            for a in market.allocations
+        ),
+        equilibrium=EquilibriumReport(
+            target_gap=spec.gap,
+            gap=market.gap,
+            steps=market.steps,
+            checks=[
+                EquilibriumCheck(name=c.name, passed=c.passed, worst=c.worst, message=c.message)
+                for c in market.checks
+            ],
+        ),
+    )
+
+
+def _good_outcomes(market: FisherOutcome, goods: Sequence[FisherGood], unit: int) -> tuple[GoodOutcome, ...]:
+    """Each good's unit price (revenue / supply rounded half to even to the money unit), supply,
+    sales and exact revenue; none if the market did not clear."""
+    if not market.prices:
+        return ()
+    return tuple(
+        GoodOutcome(
+            good=g.name,
+            price=Decimal(round(price)) / unit,  # price: money units per unit of the good
+            supply=to_decimal(g.supply),
+            sold=sold,
+            revenue=Decimal(revenue) / unit,
+        )
+        for g, price, sold, revenue in zip(goods, market.prices, market.sold, market.revenues, strict=True)
     )
 
 
@@ -501,8 +602,18 @@ def next_deadline(spec: MarketSpec, status: MarketStatus) -> _dt.datetime | None
 
 
 def outcome_effects(session: str, spec: MarketSpec, status: MarketStatus) -> tuple[EconomicEffect, ...]:
-    """The SetVariable of a cleared market's price into ``spec.priceVariableRef`` (else nothing)."""
-    if status.phase != "Cleared" or status.result is None or status.result.price is None:
+    """The SetVariable of a cleared market's price into ``spec.priceVariableRef`` (else nothing);
+    fisher: of each good's price into its ``priceVariableRef``."""
+    if status.phase != "Cleared" or status.result is None:
+        return ()
+    if spec.mechanism == "fisher":
+        refs = {g.name: g.price_variable_ref for g in spec.goods or ()}
+        return tuple(
+            SetVariable(name=ref.name, value=dump_amount(good.price), session=session)
+            for good in status.result.goods
+            if (ref := refs.get(good.good)) is not None
+        )
+    if status.result.price is None:
         return ()
     if spec.price_variable_ref is None:
         return ()

@@ -5,7 +5,8 @@ Pure: the operator reads the Accounts and the items' owners, and calls these fun
 - **Exposure** (:func:`bid_exposure`, :func:`order_exposure`): the most an answer can make its
   agent pay. A sealed bid: its amount, or for combinatorial XOR bundles the largest bundle; a
   clock auction: the clock price of the round accepted; a buy limit order: price x quantity; an
-  equilibrium schedule: the largest price x quantity it would buy. Escrow holds it, rounded up
+  equilibrium schedule: the largest price x quantity it would buy; a fisher order: its budget
+  (it spends all of it). Escrow holds it, rounded up
   to a minor unit, while the session is open.
 - **Settlement** (:func:`auction_settlement`, :func:`market_settlement`): the transfers of an
   ended session, in minor units, and a validation report. Payments are rounded *down* to a minor
@@ -35,7 +36,7 @@ from ...models.account import (
     format_money,
 )
 from ...models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus
-from ...models.market import MarketSpec, MarketStatus, SchedulePoint
+from ...models.market import MarketResult, MarketSpec, MarketStatus, SchedulePoint
 from ..ledger import Posting
 from ._clock import dutch_price, english_price, exact
 from ._common import BidAnswer, OrderAnswer
@@ -116,6 +117,8 @@ def order_exposure(
     opened = open_order(spec, status, agent, answer, sealing_key, session_uid)
     if opened is None:
         return None
+    if spec.mechanism == "fisher":
+        return exact(opened.budget) if opened.budget is not None else None
     if opened.schedule is not None:
         grid = spec.price_grid.prices() if spec.price_grid is not None else []
         return schedule_exposure(opened.schedule, [exact(p) for p in grid])
@@ -323,6 +326,8 @@ def market_settlement(
     the rounding of fractional trades, under one minor unit per trade)."""
     if status.phase != "Cleared" or status.result is None:
         return release_only(sid, holds)
+    if spec.mechanism == "fisher":
+        return _fisher_settlement(sid, spec, status, status.result, holds)
     result = status.result
     orders = {o.agent: o for o in status.orders}
     checks: list[SettlementCheck] = []
@@ -387,6 +392,52 @@ def market_settlement(
     raw = [(a, HOUSE_ACCOUNT, p, f"bought {spec.good}") for a, p in paid.items()]
     raw += [(HOUSE_ACCOUNT, a, r, f"sold {spec.good}") for a, r in received.items()]
     transfers = _merge(raw)
+    _conservation(checks, transfers)
+    return _settlement(sid, transfers, holds, checks)
+
+
+def _fisher_settlement(
+    sid: str, spec: MarketSpec, status: MarketStatus, result: MarketResult, holds: Mapping[str, int]
+) -> Settlement:
+    """A Fisher market's payments: each buyer pays the house its allocations' payments (whole
+    cents, adding up to its budget); the goods are the house's, so it keeps them all."""
+    budgets = {o.agent: o.budget for o in status.orders if o.budget is not None}
+    paid: dict[str, int] = defaultdict(int)
+    bought: dict[str, Fraction] = defaultdict(Fraction)
+    for a in result.allocations:
+        paid[a.agent] += _pay(a.payment)
+        bought[a.good] += Fraction(a.quantity)
+    checks: list[SettlementCheck] = []
+    supplies = {g.name: Fraction(g.supply) for g in spec.goods or ()}
+    infeasible = [f"{good} is not on sale" for good in bought if good not in supplies]
+    infeasible += [
+        f"{float(q):g} of {good} allocated, beyond its supply {float(supplies[good]):g}"
+        for good, q in sorted(bought.items())
+        if good in supplies and q > supplies[good]
+    ]
+    report = result.equilibrium
+    infeasible += [f"{c.name} not met" for c in (report.checks if report else []) if not c.passed]
+    _check(checks, "AllocationFeasible", infeasible, f"{len(bought)} good(s) allocated within their supply")
+    over = [
+        f"{agent} pays {format_money(p)} beyond its budget"
+        for agent, p in sorted(paid.items())
+        if agent not in budgets or p > _pay(budgets[agent])
+    ]
+    _check(checks, "IndividuallyRational", over, "every buyer pays at most its budget")
+    _check(
+        checks,
+        "EscrowCovers",
+        [
+            f"{a} pays {format_money(p)} but escrow holds {format_money(holds.get(a, 0))}"
+            for a, p in sorted(paid.items())
+            if p > holds.get(a, 0)
+        ],
+        "escrow holds every buyer's payment",
+    )
+    collected = sum(paid.values())
+    _check(checks, "BudgetBalanced", [], f"buyers pay {format_money(collected)}, the house sells the goods")
+    goods = ", ".join(g.name for g in spec.goods or ())
+    transfers = _merge((a, HOUSE_ACCOUNT, p, f"bought {goods}") for a, p in paid.items())
     _conservation(checks, transfers)
     return _settlement(sid, transfers, holds, checks)
 
