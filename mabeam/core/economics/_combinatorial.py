@@ -39,8 +39,11 @@ extra solve with the surplus fixed at its optimum.
 Payments are VCG with the Clarke pivot, with the same welfare (seller included): a winner ``i``
 of bundle ``b`` pays ``p_i = W*(without i) - (W* - amount_i(b))``, so ``r * |b| <= p_i <=
 amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` is a
-re-solve without ``i``'s bundles, bounded by what is known: at least ``W* - surplus_i`` (the
-chosen allocation less ``i``'s bundle, also given as a hint) and at most ``W*``.
+re-solve without ``i``'s bundles, known to lie between ``W* - surplus_i`` (the chosen allocation
+less ``i``'s bundle) and ``W*``. It starts from the best allocation without ``i`` that any solve so
+far returned (each checked feasible, its value computed exactly here), and needs no solve when that
+one already reaches ``W*``. CP-SAT runs with a light presolve (no probing, no symmetry detection,
+one pass): on CATS instances the full presolve was most of a re-solve's work.
 
 Work limit, never a clock. CP-SAT runs on one worker with a *deterministic* time limit
 (``work_limit``, in CP-SAT's deterministic seconds, about one second of one core each, shared by
@@ -89,6 +92,9 @@ DEFAULT_TIME_LIMIT = DEFAULT_WORK_LIMIT  # the engine's name for the same bound
 _INT_LIMIT = 2**62
 _FIRST_STAGE = 3.0  # deterministic seconds of CP-SAT's default search before the LP-heavy one
 _LEX_COLUMNS = 40  # up to this many bundles the tie-break weights are powers of two: exactly lexicographic
+# A light presolve: the full one probes and merges cliques twice, most of a VCG re-solve's work on
+# CATS instances (a fifth of it at "regions" 100 x 500, half at "arbitrary"), for no gain in search.
+_PRESOLVE = {"symmetry_level": 0, "cp_model_probing_level": 0, "max_presolve_iterations": 1}
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,8 @@ class _Model:
         solver.parameters.random_seed = 0
         solver.parameters.linearization_level = level
         solver.parameters.max_deterministic_time = max(budget, 0.0)
+        for name, value in _PRESOLVE.items():
+            setattr(solver.parameters, name, value)
         status = solver.solve(model)
         self.used += solver.deterministic_time
         chosen = None
@@ -289,17 +297,19 @@ class _Model:
         *,
         excluded: frozenset[int] = frozenset(),
         hint: frozenset[int] = frozenset(),
-        floor: int = 0,
         ceiling: int | None = None,
         weighted: bool = False,
         by_weight: bool = False,
+        fixed: int | None = None,
     ) -> _Solved:
-        """The best allocation without ``excluded``; its value is known to lie in [floor, ceiling]."""
+        """The best allocation without ``excluded``, from the feasible ``hint``; its value is known
+        to be at most ``ceiling`` (used for the bound, not given to the solver: a constraint on the
+        objective slows CP-SAT down). ``fixed``: the surplus is constrained to that value (the
+        second stage of the tie-break when the weighted objective would not fit in 62 bits)."""
         model, x = self._base(excluded)
         surplus = cp_model.LinearExpr.weighted_sum(x, self.units)
-        model.add(surplus >= floor)
-        if ceiling is not None:
-            model.add(surplus <= ceiling)
+        if fixed is not None:
+            model.add(surplus == fixed)
         if weighted:
             coefficients = [u * self.tie_scale + w for u, w in zip(self.units, self.tie_weights, strict=True)]
             model.maximize(cp_model.LinearExpr.weighted_sum(x, coefficients))
@@ -312,14 +322,18 @@ class _Model:
         status, chosen, bound = self._run(model, x)
         limit = sum(self.units) if ceiling is None else ceiling
         if chosen is None:  # the limit came before any solution: the hint is feasible
-            chosen = frozenset(hint) if self.value(frozenset(hint)) >= floor else frozenset()
+            chosen = frozenset(hint)
             top = limit
         else:
             top = min(limit, int(bound) // self.tie_scale if weighted else math.floor(bound + 1e-9))
             if by_weight:
                 top = limit
         proven = status == cp_model.OPTIMAL
+        if not proven and fixed is None and self.value(frozenset(hint)) > self.value(chosen):
+            chosen = frozenset(hint)  # never worse than the hint (CP-SAT starts from it anyway)
         value = self.value(chosen)
+        if value > limit:
+            raise RuntimeError("CP-SAT found an allocation above a proven bound")
         return _Solved(chosen, value, value if proven else max(top, value), proven)
 
 
@@ -336,7 +350,7 @@ def _canonical(model: _Model) -> _Choice:
     found = model.maximize(weighted=model.weighted)
     if not found.proven or model.weighted:
         return _Choice(found.chosen, found.value, found.bound, found.proven)
-    tied = model.maximize(hint=found.chosen, floor=found.value, ceiling=found.value, by_weight=True)
+    tied = model.maximize(hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value)
     return _Choice(tied.chosen, found.value, found.value, tied.proven)
 
 
@@ -401,14 +415,24 @@ def clear_combinatorial(
     allocation = model.allocation(choice.chosen)
     best = welfare(bids, allocation, items, reserve)
     wins: list[Win] = []
+    # Every allocation a solve returns is feasible (checked) and its value exact: the best of them
+    # without a winner is where that winner's re-solve starts, and when it already reaches the
+    # proven optimum W* nothing is left to solve (W*(without i) <= W*).
+    found: dict[frozenset[int], int] = {choice.chosen: choice.value}
     for k in sorted(choice.chosen, key=lambda k: bids[model.columns[k][0]].agent):
         i, j = model.columns[k]
         bundle = bids[i].bundles[j]
         own = frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == i)
         known = choice.value - model.units[k]
-        without = model.maximize(
-            excluded=own, hint=choice.chosen - {k}, floor=known, ceiling=max(choice.bound, known)
-        )
+        start = max((c for c in found if not c & own), key=lambda c: found[c], default=choice.chosen - {k})
+        if found.get(start, known) <= known:
+            start = choice.chosen - {k}
+        ceiling = max(choice.bound, known)
+        if choice.proven and found.get(start, known) == ceiling:
+            without = _Solved(start, ceiling, ceiling, True)
+        else:
+            without = model.maximize(excluded=own, hint=start, ceiling=ceiling)
+            found[without.chosen] = without.value
         if not without.proven:
             vcg_gap = _gap(model, without.value, without.bound, base)
             gap = max(gap or 0.0, vcg_gap)
