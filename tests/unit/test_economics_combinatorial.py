@@ -150,6 +150,28 @@ def test_vcg_prices_match_brute_force_and_are_individually_rational(case: XorIns
         assert [w.agent for w in outcome.wins] == sorted(w.agent for w in outcome.wins)
 
 
+def test_a_price_from_another_winners_re_solve_matches_brute_force() -> None:
+    """x and z win (the tie-break prefers them to w, who bids as much for both items); x's re-solve
+    finds w's allocation, worth the optimum and without z: z's price then needs no solve of its
+    own. Many winners sharing such alternatives (bundles of equal worth) exercise the same path."""
+    a, b = frozenset({"a"}), frozenset({"b"})
+    bids = [
+        XorBid("x", (BundleBid(a, Fraction(5)),)),
+        XorBid("z", (BundleBid(b, Fraction(7)),)),
+        XorBid("w", (BundleBid(a | b, Fraction(12)),)),
+    ]
+    outcome = clear_combinatorial(bids, ("a", "b"), Fraction(1))
+    assert [(w.agent, w.price) for w in outcome.wins] == [("x", Fraction(5)), ("z", Fraction(7))]
+    case = XorInstance(items=("a", "b"), bids=bids, reserve=Fraction(1))
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
+    twins = [XorBid(f"p{k}", (BundleBid(frozenset({f"i{k // 2}"}), Fraction(3 + k % 2)),)) for k in range(8)]
+    pairs = [XorBid(f"q{k}", (BundleBid(frozenset({f"i{k}", f"i{k + 1}"}), Fraction(7)),)) for k in range(3)]
+    case = XorInstance(items=tuple(f"i{k}" for k in range(4)), bids=twins + pairs, reserve=Fraction(0))
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    assert outcome.reason == "Optimal"
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
+
+
 def _utility(case: XorInstance, truth: XorBid, report: XorBid) -> Fraction:
     bids = [report if b.agent == truth.agent else b for b in case.bids]
     outcome = clear_combinatorial(bids, case.items, case.reserve)

@@ -196,6 +196,9 @@ class _Solved:
     proven: bool
 
 
+_Built = tuple[cp_model.CpModel, list[cp_model.IntVar]]
+
+
 @dataclass
 class _Model:
     """The columns (bundles worth at least their reserve) in exact integers, and a work budget."""
@@ -207,6 +210,7 @@ class _Model:
     units: list[int] = field(default_factory=list)
     scale: int = 1
     used: float = 0.0
+    _templates: dict[str, _Built] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         surplus: list[Fraction] = []
@@ -244,13 +248,34 @@ class _Model:
     def surplus(self, units: int) -> Fraction:
         return Fraction(units, self.scale)
 
-    def _base(self, excluded: frozenset[int]) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
-        model = cp_model.CpModel()
-        x = [model.new_bool_var(f"x{k}") for k in range(len(self.columns))]
-        for k in excluded:
+    def _template(self, objective: str) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        """The model with its variables, constraints and ``objective`` ("surplus", "weighted" or
+        "weight"), built once: each solve clones it (building it in Python costs more than a
+        small re-solve)."""
+        if objective not in self._templates:
+            model = cp_model.CpModel()
+            x = [model.new_bool_var(f"x{k}") for k in range(len(self.columns))]
+            for ks in self.groups:
+                model.add_at_most_one(x[k] for k in ks)
+            if objective == "weighted":
+                coefficients = [
+                    u * self.tie_scale + w for u, w in zip(self.units, self.tie_weights, strict=True)
+                ]
+                model.maximize(cp_model.LinearExpr.weighted_sum(x, coefficients))
+            else:
+                weights = self.tie_weights if objective == "weight" else self.units
+                model.maximize(cp_model.LinearExpr.weighted_sum(x, weights))
+            self._templates[objective] = (model, x)
+        return self._templates[objective]
+
+    def _base(
+        self, objective: str, excluded: frozenset[int], hint: frozenset[int]
+    ) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        template, x = self._template(objective)
+        model = template.clone()
+        for k in sorted(excluded):
             model.add(x[k] == 0)
-        for ks in self.groups:
-            model.add_at_most_one(x[k] for k in ks)
+        _hint(model, len(x), hint)
         return model, x
 
     def _run(
@@ -264,9 +289,7 @@ class _Model:
         if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE) or self.budget - self.used <= 0:
             return status, chosen, bound
         if chosen is not None:
-            getattr(model, "clear_hints")()  # noqa: B009  # untyped in ortools: mypy would refuse the call
-            for k, var in enumerate(x):
-                model.add_hint(var, k in chosen)
+            _hint(model, len(x), chosen)
         later, found, bound = self._stage(model, x, 2, self.budget - self.used)
         return later, found if found is not None else chosen, bound
 
@@ -306,19 +329,10 @@ class _Model:
         to be at most ``ceiling`` (used for the bound, not given to the solver: a constraint on the
         objective slows CP-SAT down). ``fixed``: the surplus is constrained to that value (the
         second stage of the tie-break when the weighted objective would not fit in 62 bits)."""
-        model, x = self._base(excluded)
-        surplus = cp_model.LinearExpr.weighted_sum(x, self.units)
+        objective = "weighted" if weighted else "weight" if by_weight else "surplus"
+        model, x = self._base(objective, excluded, hint)
         if fixed is not None:
-            model.add(surplus == fixed)
-        if weighted:
-            coefficients = [u * self.tie_scale + w for u, w in zip(self.units, self.tie_weights, strict=True)]
-            model.maximize(cp_model.LinearExpr.weighted_sum(x, coefficients))
-        elif by_weight:
-            model.maximize(cp_model.LinearExpr.weighted_sum(x, self.tie_weights))
-        else:
-            model.maximize(surplus)
-        for k, var in enumerate(x):
-            model.add_hint(var, k in hint)
+            model.add(cp_model.LinearExpr.weighted_sum(x, self.units) == fixed)
         status, chosen, bound = self._run(model, x)
         limit = sum(self.units) if ceiling is None else ceiling
         if chosen is None:  # the limit came before any solution: the hint is feasible
@@ -335,6 +349,14 @@ class _Model:
         if value > limit:
             raise RuntimeError("CP-SAT found an allocation above a proven bound")
         return _Solved(chosen, value, value if proven else max(top, value), proven)
+
+
+def _hint(model: cp_model.CpModel, n: int, chosen: frozenset[int]) -> None:
+    """Hint the allocation ``chosen`` (complete: every variable, in one write to the proto)."""
+    getattr(model, "clear_hints")()  # noqa: B009  # untyped in ortools: mypy would refuse the call
+    hint = model.proto.solution_hint
+    hint.vars.extend(range(n))
+    hint.values.extend(int(k in chosen) for k in range(n))
 
 
 @dataclass
