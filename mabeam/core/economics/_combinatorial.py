@@ -210,7 +210,7 @@ class _Model:
     units: list[int] = field(default_factory=list)
     scale: int = 1
     used: float = 0.0
-    lp_heavy: bool = False  # a solve needed the second stage (see _run)
+    level: int | None = None  # CP-SAT's linearization level once the first solve chose it (_run)
     _templates: dict[str, _Built] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -285,19 +285,18 @@ class _Model:
         """Solve in two deterministic stages: CP-SAT's default search for up to
         :data:`_FIRST_STAGE` of work (it proves most instances, CATS "arbitrary" ones fastest),
         then, from the best allocation found, with the full LP relaxation and its cuts
-        (``linearization_level`` 2: five times less work on CATS "regions" 256 x 1000). Once a
-        solve has needed the second stage, the later ones of the clearing (the VCG re-solves, the
-        same instance less a winner) start there."""
-        status: int = int(cp_model.UNKNOWN)
-        chosen: frozenset[int] | None = None
-        bound = 0.0
-        if not self.lp_heavy:
-            status, chosen, bound = self._stage(model, x, 1, min(_FIRST_STAGE, self.budget - self.used))
-            if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE) or self.budget - self.used <= 0:
-                return status, chosen, bound
-            if chosen is not None:
-                _hint(model, len(x), chosen)
-            self.lp_heavy = True
+        (``linearization_level`` 2: five times less work on CATS "regions" 256 x 1000). The first
+        solve of a clearing (the winner determination) sets :attr:`level` to the stage that
+        proved it; the VCG re-solves (the same instance less a winner) run in that one stage."""
+        if self.level is not None:
+            return self._stage(model, x, self.level, self.budget - self.used)
+        status, chosen, bound = self._stage(model, x, 1, min(_FIRST_STAGE, self.budget - self.used))
+        if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE) or self.budget - self.used <= 0:
+            self.level = 1
+            return status, chosen, bound
+        if chosen is not None:
+            _hint(model, len(x), chosen)
+        self.level = 2
         later, found, bound = self._stage(model, x, 2, self.budget - self.used)
         return later, found if found is not None else chosen, bound
 
