@@ -160,23 +160,18 @@ def _fill(agent: str, side: Side, quantity: Fraction, price: Fraction, total: Fr
 
 
 def _fills(bought: dict[str, int], sold: dict[str, int], buy: Fraction, sell: Fraction) -> list[Fill]:
-    """The fills sorted by agent then side (buy before sell); one total per distinct quantity."""
+    """The fills sorted by agent then side (buy before sell); one quantity and total per distinct
+    number of units."""
+    made = {u: (Fraction(u), u * buy) for u in set(bought.values())}
+    buys = {a: _fill(a, "buy", q, buy, t) for a, u in bought.items() for q, t in (made[u],)}
+    made = {u: (Fraction(u), u * sell) for u in set(sold.values())}
+    sells = {a: _fill(a, "sell", q, sell, t) for a, u in sold.items() for q, t in (made[u],)}
+    if buys.keys().isdisjoint(sells):  # the usual case: each agent on one side
+        both = buys | sells
+        return [both[agent] for agent in sorted(both)]
     out: list[Fill] = []
-    buy_totals: dict[int, tuple[Fraction, Fraction]] = {}
-    sell_totals: dict[int, tuple[Fraction, Fraction]] = {}
-    for agent in sorted(bought.keys() | sold.keys()):
-        units = bought.get(agent)
-        if units is not None:
-            got = buy_totals.get(units)
-            if got is None:
-                got = buy_totals[units] = (Fraction(units), units * buy)
-            out.append(_fill(agent, "buy", got[0], buy, got[1]))
-        units = sold.get(agent)
-        if units is not None:
-            got = sell_totals.get(units)
-            if got is None:
-                got = sell_totals[units] = (Fraction(units), units * sell)
-            out.append(_fill(agent, "sell", got[0], sell, got[1]))
+    for agent in sorted(buys.keys() | sells.keys()):
+        out.extend(side[agent] for side in (buys, sells) if agent in side)
     return out
 
 

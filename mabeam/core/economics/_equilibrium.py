@@ -26,7 +26,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -175,20 +174,17 @@ def clear_equilibrium(schedules: Sequence[NetDemand], grid: Sequence[Fraction]) 
         message = f"at the clearing price {_num(price)} nobody {nobody}"
         return EquilibriumOutcome("NoCrossing", None, Fraction(0), (), excess_at, message)
     made: dict[int, tuple[Fraction, Fraction]] = {}  # one amount and total per distinct quantity
-
-    def amounts(q: int) -> tuple[Fraction, Fraction]:
-        got = made.get(q)
-        if got is None:
+    for q in set(demand):
+        if q:
             amount = Fraction(q * volume, unit * bought) if q > 0 else Fraction(-q * volume, unit * sold)
-            got = made[q] = (amount, amount * price)
-        return got
-
-    trading = [(s.agent, q) for s, q in zip(schedules, demand, strict=True) if q]
-    trading.sort(key=operator.itemgetter(0))
-    fills: list[Fill] = []
-    for agent, q in trading:
-        amount, total = amounts(q)
-        fills.append(_fill(agent, "buy" if q > 0 else "sell", amount, price, total))
+            made[q] = (amount, amount * price)
+    by_agent = {
+        s.agent: _fill(s.agent, "buy" if q > 0 else "sell", amount, price, total)
+        for s, q in zip(schedules, demand, strict=True)
+        if q
+        for amount, total in (made[q],)
+    }
+    fills = [by_agent[agent] for agent in sorted(by_agent)]
     rationed = "sellers" if sold > bought else "buyers" if bought > sold else "nobody"
     message = (
         f"cleared at {_num(price)}: {_num(Fraction(volume, unit))} traded among {len(fills)} agents "
