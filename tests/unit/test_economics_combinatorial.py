@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -362,3 +363,26 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
     assert len(won) == len(set(won))
     for w in found.wins:
         assert 0 <= w.price <= w.bid
+
+
+@pytest.mark.parametrize("first_stage", [3.0, 0.0])
+def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
+    first_stage: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
+    the winner determination and every re-solve run in the LP-heavy stage (the path of large
+    "regions" instances), otherwise in the default one."""
+    from bench.cats import generate
+    from mabeam.core.economics import _combinatorial
+    from mabeam.core.economics._cats import to_auction
+
+    monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
+    bids, items = to_auction(generate("regions", 25, 60, 11))
+    cents = [XorBid(b.agent, tuple(BundleBid(x.items, x.amount * 100) for x in b.bundles)) for b in bids]
+    outcome = clear_combinatorial(cents, items, Fraction(0))
+    assert outcome.reason == "Optimal" and len(outcome.wins) > 3
+    top = highs_optimum(cents, Fraction(0))
+    assert outcome.welfare == top
+    for win in outcome.wins:
+        without = highs_optimum([b for b in cents if b.agent != win.agent], Fraction(0))
+        assert win.price == without - (top - win.bid), win.agent
