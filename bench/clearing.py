@@ -126,7 +126,7 @@ def combinatorial(
                     start = time.perf_counter()
                     outcome = clear_combinatorial(bids, items, Fraction(0), work_limit=work_limit)
                     full = time.perf_counter() - start
-                    if outcome.welfare != best:
+                    if outcome.reason == "Optimal" and outcome.welfare != best:
                         raise SystemExit(f"{kind}: clearing welfare {outcome.welfare} != {best}")
                     line += f", with VCG prices {full:.2f} s ({outcome.reason}, work {outcome.work:.2f})"
                 if have_cbc:
