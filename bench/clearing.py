@@ -103,13 +103,15 @@ def cbc(path: Path) -> tuple[float, Fraction | None]:
     return elapsed, (Fraction(found[-1]) / 100 if found else None)
 
 
-def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int, work_limit: float, vcg: bool) -> None:
+def combinatorial(
+    sizes: tuple[tuple[int, int], ...], seed: int, work_limit: float, vcg: bool, kinds: list[str]
+) -> None:
     have_cbc = shutil.which("cbc") is not None
     if not have_cbc:
         print("combinatorial: cbc not found (apt-get install coinor-cbc): no baseline")
     with tempfile.TemporaryDirectory() as tmp:
         for goods, count in sizes:
-            for kind in ("regions", "arbitrary"):
+            for kind in kinds:
                 instance = generate(kind, goods, count, seed)
                 bids, items = to_auction(instance)
                 start = time.perf_counter()
@@ -124,7 +126,7 @@ def combinatorial(sizes: tuple[tuple[int, int], ...], seed: int, work_limit: flo
                     start = time.perf_counter()
                     outcome = clear_combinatorial(bids, items, Fraction(0), work_limit=work_limit)
                     full = time.perf_counter() - start
-                    if outcome.welfare != best:
+                    if outcome.reason == "Optimal" and outcome.welfare != best:
                         raise SystemExit(f"{kind}: clearing welfare {outcome.welfare} != {best}")
                     line += f", with VCG prices {full:.2f} s ({outcome.reason}, work {outcome.work:.2f})"
                 if have_cbc:
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-vcg", action="store_true", help="winner determination only")
     parser.add_argument("--sizes", default="", help="goods x bids list, e.g. 100x500,256x1000")
+    parser.add_argument("--kinds", default="regions,arbitrary", help="CATS distributions, comma-separated")
     parser.add_argument("--cbc-timeout", type=float, default=CBC_TIMEOUT, help="seconds")
     parser.add_argument(
         "--work-limit", type=float, default=1000.0, help="CP-SAT deterministic work limit per clearing"
@@ -161,7 +164,7 @@ def main() -> None:
         sizes = QUICK_SIZES if args.quick else SIZES
         if args.sizes:
             sizes = tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))  # type: ignore[misc]
-        combinatorial(sizes, args.seed, args.work_limit, not args.no_vcg)
+        combinatorial(sizes, args.seed, args.work_limit, not args.no_vcg, args.kinds.split(","))
 
 
 if __name__ == "__main__":

@@ -363,7 +363,7 @@ def main() -> None:
     parser.add_argument("--big-bidders", type=int, default=30)
     parser.add_argument("--big-bundles", type=int, default=5)
     parser.add_argument("--big-items", type=int, default=20)
-    parser.add_argument("--orders", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--orders", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--repeat", type=int, default=5, help="market runs per figure")
     parser.add_argument("--participants", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=10, help="auctions (and coordinations)")

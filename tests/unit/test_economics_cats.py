@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -94,3 +96,19 @@ def test_mabeam_clear_prints_winners_revenue_and_vcg_prices(
     assert main(["clear", str(path)]) == 0
     text = capsys.readouterr().out
     assert "b0" in text and "revenue 7" in text
+
+
+def test_no_solver_banner_reaches_stdout(tmp_path: Path) -> None:
+    """Solvers write banners from native code to file descriptor 1, past sys.stdout (and capsys):
+    the whole output of a real process must be the JSON document alone."""
+    path = tmp_path / "auction.txt"
+    path.write_text(SAMPLE)
+    done = subprocess.run(
+        [sys.executable, "-m", "mabeam.cli", "clear", str(path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(done.stdout)["reason"] == "Optimal"
+    assert "HiGHS" not in done.stdout + done.stderr and "CP-SAT" not in done.stdout + done.stderr

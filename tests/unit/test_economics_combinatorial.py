@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,6 +149,28 @@ def test_vcg_prices_match_brute_force_and_are_individually_rational(case: XorIns
     else:
         assert outcome.reason == "Optimal"
         assert [w.agent for w in outcome.wins] == sorted(w.agent for w in outcome.wins)
+
+
+def test_a_price_from_another_winners_re_solve_matches_brute_force() -> None:
+    """x and z win (the tie-break prefers them to w, who bids as much for both items); x's re-solve
+    finds w's allocation, worth the optimum and without z: z's price then needs no solve of its
+    own. Many winners sharing such alternatives (bundles of equal worth) exercise the same path."""
+    a, b = frozenset({"a"}), frozenset({"b"})
+    bids = [
+        XorBid("x", (BundleBid(a, Fraction(5)),)),
+        XorBid("z", (BundleBid(b, Fraction(7)),)),
+        XorBid("w", (BundleBid(a | b, Fraction(12)),)),
+    ]
+    outcome = clear_combinatorial(bids, ("a", "b"), Fraction(1))
+    assert [(w.agent, w.price) for w in outcome.wins] == [("x", Fraction(5)), ("z", Fraction(7))]
+    case = XorInstance(items=("a", "b"), bids=bids, reserve=Fraction(1))
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
+    twins = [XorBid(f"p{k}", (BundleBid(frozenset({f"i{k // 2}"}), Fraction(3 + k % 2)),)) for k in range(8)]
+    pairs = [XorBid(f"q{k}", (BundleBid(frozenset({f"i{k}", f"i{k + 1}"}), Fraction(7)),)) for k in range(3)]
+    case = XorInstance(items=tuple(f"i{k}" for k in range(4)), bids=twins + pairs, reserve=Fraction(0))
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    assert outcome.reason == "Optimal"
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
 
 
 def _utility(case: XorInstance, truth: XorBid, report: XorBid) -> Fraction:
@@ -340,3 +363,26 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
     assert len(won) == len(set(won))
     for w in found.wins:
         assert 0 <= w.price <= w.bid
+
+
+@pytest.mark.parametrize("first_stage", [3.0, 0.0])
+def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
+    first_stage: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
+    the winner determination and every re-solve run in the LP-heavy stage (the path of large
+    "regions" instances), otherwise in the default one."""
+    from bench.cats import generate
+    from mabeam.core.economics import _combinatorial
+    from mabeam.core.economics._cats import to_auction
+
+    monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
+    bids, items = to_auction(generate("regions", 25, 60, 11))
+    cents = [XorBid(b.agent, tuple(BundleBid(x.items, x.amount * 100) for x in b.bundles)) for b in bids]
+    outcome = clear_combinatorial(cents, items, Fraction(0))
+    assert outcome.reason == "Optimal" and len(outcome.wins) > 3
+    top = highs_optimum(cents, Fraction(0))
+    assert outcome.welfare == top
+    for win in outcome.wins:
+        without = highs_optimum([b for b in cents if b.agent != win.agent], Fraction(0))
+        assert win.price == without - (top - win.bid), win.agent

@@ -261,3 +261,13 @@ def test_ties_go_to_the_earlier_order_then_the_name(
     outcome = clear_double_auction(orders)
     assert [f.agent for f in outcome.fills if f.side == "buy"] == [winner]
     assert (outcome.buyer_price, outcome.seller_price) == (8, 3)
+
+
+def test_the_fast_fill_is_a_fill() -> None:
+    from mabeam.core.economics._double import Fill, _fill
+
+    made = _fill("ada", "buy", F(2), F(3, 2), F(3))
+    fill = Fill("ada", "buy", F(2), F(3, 2), F(3))
+    assert type(made) is Fill and made == fill and hash(made) == hash(fill) and repr(made) == repr(fill)
+    with pytest.raises(AttributeError):
+        made.price = F(1)  # type: ignore[misc]

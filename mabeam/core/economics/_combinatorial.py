@@ -39,8 +39,11 @@ extra solve with the surplus fixed at its optimum.
 Payments are VCG with the Clarke pivot, with the same welfare (seller included): a winner ``i``
 of bundle ``b`` pays ``p_i = W*(without i) - (W* - amount_i(b))``, so ``r * |b| <= p_i <=
 amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` is a
-re-solve without ``i``'s bundles, bounded by what is known: at least ``W* - surplus_i`` (the
-chosen allocation less ``i``'s bundle, also given as a hint) and at most ``W*``.
+re-solve without ``i``'s bundles, known to lie between ``W* - surplus_i`` (the chosen allocation
+less ``i``'s bundle) and ``W*``. It starts from the best allocation without ``i`` that any solve so
+far returned (each checked feasible, its value computed exactly here), and needs no solve when that
+one already reaches ``W*``. CP-SAT runs with a light presolve (no probing, no symmetry detection,
+one pass): on CATS instances the full presolve was most of a re-solve's work.
 
 Work limit, never a clock. CP-SAT runs on one worker with a *deterministic* time limit
 (``work_limit``, in CP-SAT's deterministic seconds, about one second of one core each, shared by
@@ -89,6 +92,9 @@ DEFAULT_TIME_LIMIT = DEFAULT_WORK_LIMIT  # the engine's name for the same bound
 _INT_LIMIT = 2**62
 _FIRST_STAGE = 3.0  # deterministic seconds of CP-SAT's default search before the LP-heavy one
 _LEX_COLUMNS = 40  # up to this many bundles the tie-break weights are powers of two: exactly lexicographic
+# A light presolve: the full one probes and merges cliques twice, most of a VCG re-solve's work on
+# CATS instances (a fifth of it at "regions" 100 x 500, half at "arbitrary"), for no gain in search.
+_PRESOLVE = {"symmetry_level": 0, "cp_model_probing_level": 0, "max_presolve_iterations": 1}
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,9 @@ class _Solved:
     proven: bool
 
 
+_Built = tuple[cp_model.CpModel, list[cp_model.IntVar]]
+
+
 @dataclass
 class _Model:
     """The columns (bundles worth at least their reserve) in exact integers, and a work budget."""
@@ -201,6 +210,8 @@ class _Model:
     units: list[int] = field(default_factory=list)
     scale: int = 1
     used: float = 0.0
+    level: int | None = None  # CP-SAT's linearization level once the first solve chose it (_run)
+    _templates: dict[str, _Built] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         surplus: list[Fraction] = []
@@ -238,13 +249,34 @@ class _Model:
     def surplus(self, units: int) -> Fraction:
         return Fraction(units, self.scale)
 
-    def _base(self, excluded: frozenset[int]) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
-        model = cp_model.CpModel()
-        x = [model.new_bool_var(f"x{k}") for k in range(len(self.columns))]
-        for k in excluded:
+    def _template(self, objective: str) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        """The model with its variables, constraints and ``objective`` ("surplus", "weighted" or
+        "weight"), built once: each solve clones it (building it in Python costs more than a
+        small re-solve)."""
+        if objective not in self._templates:
+            model = cp_model.CpModel()
+            x = [model.new_bool_var(f"x{k}") for k in range(len(self.columns))]
+            for ks in self.groups:
+                model.add_at_most_one(x[k] for k in ks)
+            if objective == "weighted":
+                coefficients = [
+                    u * self.tie_scale + w for u, w in zip(self.units, self.tie_weights, strict=True)
+                ]
+                model.maximize(cp_model.LinearExpr.weighted_sum(x, coefficients))
+            else:
+                weights = self.tie_weights if objective == "weight" else self.units
+                model.maximize(cp_model.LinearExpr.weighted_sum(x, weights))
+            self._templates[objective] = (model, x)
+        return self._templates[objective]
+
+    def _base(
+        self, objective: str, excluded: frozenset[int], hint: frozenset[int]
+    ) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
+        template, x = self._template(objective)
+        model = template.clone()
+        for k in sorted(excluded):
             model.add(x[k] == 0)
-        for ks in self.groups:
-            model.add_at_most_one(x[k] for k in ks)
+        _hint(model, len(x), hint)
         return model, x
 
     def _run(
@@ -253,14 +285,18 @@ class _Model:
         """Solve in two deterministic stages: CP-SAT's default search for up to
         :data:`_FIRST_STAGE` of work (it proves most instances, CATS "arbitrary" ones fastest),
         then, from the best allocation found, with the full LP relaxation and its cuts
-        (``linearization_level`` 2: five times less work on CATS "regions" 256 x 1000)."""
+        (``linearization_level`` 2: five times less work on CATS "regions" 256 x 1000). The first
+        solve of a clearing (the winner determination) sets :attr:`level` to the stage that
+        proved it; the VCG re-solves (the same instance less a winner) run in that one stage."""
+        if self.level is not None:
+            return self._stage(model, x, self.level, self.budget - self.used)
         status, chosen, bound = self._stage(model, x, 1, min(_FIRST_STAGE, self.budget - self.used))
         if status in (cp_model.OPTIMAL, cp_model.INFEASIBLE) or self.budget - self.used <= 0:
+            self.level = 1
             return status, chosen, bound
         if chosen is not None:
-            getattr(model, "clear_hints")()  # noqa: B009  # untyped in ortools: mypy would refuse the call
-            for k, var in enumerate(x):
-                model.add_hint(var, k in chosen)
+            _hint(model, len(x), chosen)
+        self.level = 2
         later, found, bound = self._stage(model, x, 2, self.budget - self.used)
         return later, found if found is not None else chosen, bound
 
@@ -272,6 +308,8 @@ class _Model:
         solver.parameters.random_seed = 0
         solver.parameters.linearization_level = level
         solver.parameters.max_deterministic_time = max(budget, 0.0)
+        for name, value in _PRESOLVE.items():
+            setattr(solver.parameters, name, value)
         status = solver.solve(model)
         self.used += solver.deterministic_time
         chosen = None
@@ -289,38 +327,43 @@ class _Model:
         *,
         excluded: frozenset[int] = frozenset(),
         hint: frozenset[int] = frozenset(),
-        floor: int = 0,
         ceiling: int | None = None,
         weighted: bool = False,
         by_weight: bool = False,
+        fixed: int | None = None,
     ) -> _Solved:
-        """The best allocation without ``excluded``; its value is known to lie in [floor, ceiling]."""
-        model, x = self._base(excluded)
-        surplus = cp_model.LinearExpr.weighted_sum(x, self.units)
-        model.add(surplus >= floor)
-        if ceiling is not None:
-            model.add(surplus <= ceiling)
-        if weighted:
-            coefficients = [u * self.tie_scale + w for u, w in zip(self.units, self.tie_weights, strict=True)]
-            model.maximize(cp_model.LinearExpr.weighted_sum(x, coefficients))
-        elif by_weight:
-            model.maximize(cp_model.LinearExpr.weighted_sum(x, self.tie_weights))
-        else:
-            model.maximize(surplus)
-        for k, var in enumerate(x):
-            model.add_hint(var, k in hint)
+        """The best allocation without ``excluded``, from the feasible ``hint``; its value is known
+        to be at most ``ceiling`` (used for the bound, not given to the solver: a constraint on the
+        objective slows CP-SAT down). ``fixed``: the surplus is constrained to that value (the
+        second stage of the tie-break when the weighted objective would not fit in 62 bits)."""
+        objective = "weighted" if weighted else "weight" if by_weight else "surplus"
+        model, x = self._base(objective, excluded, hint)
+        if fixed is not None:
+            model.add(cp_model.LinearExpr.weighted_sum(x, self.units) == fixed)
         status, chosen, bound = self._run(model, x)
         limit = sum(self.units) if ceiling is None else ceiling
         if chosen is None:  # the limit came before any solution: the hint is feasible
-            chosen = frozenset(hint) if self.value(frozenset(hint)) >= floor else frozenset()
+            chosen = frozenset(hint)
             top = limit
         else:
             top = min(limit, int(bound) // self.tie_scale if weighted else math.floor(bound + 1e-9))
             if by_weight:
                 top = limit
         proven = status == cp_model.OPTIMAL
+        if not proven and fixed is None and self.value(frozenset(hint)) > self.value(chosen):
+            chosen = frozenset(hint)  # never worse than the hint (CP-SAT starts from it anyway)
         value = self.value(chosen)
+        if value > limit:
+            raise RuntimeError("CP-SAT found an allocation above a proven bound")
         return _Solved(chosen, value, value if proven else max(top, value), proven)
+
+
+def _hint(model: cp_model.CpModel, n: int, chosen: frozenset[int]) -> None:
+    """Hint the allocation ``chosen`` (complete: every variable, in one write to the proto)."""
+    getattr(model, "clear_hints")()  # noqa: B009  # untyped in ortools: mypy would refuse the call
+    hint = model.proto.solution_hint
+    hint.vars.extend(range(n))
+    hint.values.extend(int(k in chosen) for k in range(n))
 
 
 @dataclass
@@ -336,7 +379,7 @@ def _canonical(model: _Model) -> _Choice:
     found = model.maximize(weighted=model.weighted)
     if not found.proven or model.weighted:
         return _Choice(found.chosen, found.value, found.bound, found.proven)
-    tied = model.maximize(hint=found.chosen, floor=found.value, ceiling=found.value, by_weight=True)
+    tied = model.maximize(hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value)
     return _Choice(tied.chosen, found.value, found.value, tied.proven)
 
 
@@ -401,14 +444,24 @@ def clear_combinatorial(
     allocation = model.allocation(choice.chosen)
     best = welfare(bids, allocation, items, reserve)
     wins: list[Win] = []
+    # Every allocation a solve returns is feasible (checked) and its value exact: the best of them
+    # without a winner is where that winner's re-solve starts, and when it already reaches the
+    # proven optimum W* nothing is left to solve (W*(without i) <= W*).
+    found: dict[frozenset[int], int] = {choice.chosen: choice.value}
     for k in sorted(choice.chosen, key=lambda k: bids[model.columns[k][0]].agent):
         i, j = model.columns[k]
         bundle = bids[i].bundles[j]
         own = frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == i)
         known = choice.value - model.units[k]
-        without = model.maximize(
-            excluded=own, hint=choice.chosen - {k}, floor=known, ceiling=max(choice.bound, known)
-        )
+        start = max((c for c in found if not c & own), key=lambda c: found[c], default=choice.chosen - {k})
+        if found.get(start, known) <= known:
+            start = choice.chosen - {k}
+        ceiling = max(choice.bound, known)
+        if choice.proven and found.get(start, known) == ceiling:
+            without = _Solved(start, ceiling, ceiling, True)
+        else:
+            without = model.maximize(excluded=own, hint=start, ceiling=ceiling)
+            found[without.chosen] = without.value
         if not without.proven:
             vcg_gap = _gap(model, without.value, without.bound, base)
             gap = max(gap or 0.0, vcg_gap)

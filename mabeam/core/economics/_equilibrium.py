@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from ._double import Fill
+from ._double import Fill, _fill
 
 __all__ = ["EquilibriumOutcome", "NetDemand", "clear_equilibrium", "excess_demand"]
 
@@ -96,48 +97,97 @@ def _num(value: Fraction) -> str:
     return f"{float(value):.12g}"
 
 
+def _integers(values: Sequence[Fraction]) -> tuple[list[int], int]:
+    """``values`` times their common denominator: exact integers (which add and compare many
+    times faster than fractions), and that denominator."""
+    common = math.lcm(*{v.denominator for v in values}) if values else 1
+    if common == 1:
+        return [v.numerator for v in values], 1
+    return [v.numerator * (common // v.denominator) for v in values], common
+
+
 def clear_equilibrium(schedules: Sequence[NetDemand], grid: Sequence[Fraction]) -> EquilibriumOutcome:
     """Clear ``schedules`` on the rising ``grid`` (see the module docstring).
 
     Raises ValueError for an empty or unsorted grid, an agent named twice, or a schedule that is
     empty, unsorted or rising (the market engine refuses such orders before they get here).
+
+    The arithmetic runs on integers: every price (grid included) times the prices' common
+    denominator, every quantity times the quantities'. ``Z`` is the sum of the first points'
+    quantities plus, at each later point's price, the step to that point's quantity: the steps are
+    added up once per distinct price, and each probe of the binary search is a bisect.
     """
-    _check(schedules, grid)
-    top = excess_demand(schedules, grid[-1])
+    points = [s.points for s in schedules]
+    keys, _ = _integers([p for ps in points for p, _ in ps] + list(grid))
+    quantities, unit = _integers([q for ps in points for _, q in ps])
+    grid_keys = keys[len(quantities) :]
+    del keys[len(quantities) :]
+    sizes = [len(ps) for ps in points]
+    starts = list(itertools.accumulate(sizes, initial=0))  # schedule j's points: [starts[j], starts[j+1])
+    later = bytearray(b"\x01") * len(quantities)  # 1 for every point but a schedule's first
+    for lo in starts[:-1]:
+        if lo < len(quantities):
+            later[lo] = 0
+    steps_at = list(itertools.compress(range(len(quantities)), later))
+    if (
+        not grid
+        or 0 in sizes
+        or len({s.agent for s in schedules}) != len(schedules)
+        or any(a >= b for a, b in itertools.pairwise(grid_keys))
+        or any(keys[i - 1] >= keys[i] or quantities[i - 1] < quantities[i] for i in steps_at)
+    ):
+        _check(schedules, grid)  # raises, with the message naming the first problem
+    base = sum(quantities[i] for i in starts[:-1])
+    steps: dict[int, int] = {}
+    for i in steps_at:
+        k = keys[i]
+        steps[k] = steps.get(k, 0) + quantities[i] - quantities[i - 1]
+    at = sorted(steps)
+    partial = list(itertools.accumulate((steps[k] for k in at), initial=base))  # Z between the steps
+
+    def excess(key: int) -> int:
+        return partial[bisect.bisect_right(at, key)]
+
+    top = excess(grid_keys[-1])
     if top > 0:
         message = (
             f"demand exceeds supply at every grid price: the excess demand at the top price "
-            f"{_num(grid[-1])} is {_num(top)}"
+            f"{_num(grid[-1])} is {_num(Fraction(top, unit))}"
         )
-        return EquilibriumOutcome("NoEquilibrium", None, Fraction(0), (), top, message)
+        return EquilibriumOutcome("NoEquilibrium", None, Fraction(0), (), Fraction(top, unit), message)
     low, high = 0, len(grid) - 1  # Z(grid[high]) <= 0; find the lowest such index
     while low < high:
         mid = (low + high) // 2
-        if excess_demand(schedules, grid[mid]) <= 0:
+        if excess(grid_keys[mid]) <= 0:
             high = mid
         else:
             low = mid + 1
-    price = grid[low]
-    demand = {s.agent: s.at(price) for s in schedules}
-    bought = sum((q for q in demand.values() if q > 0), Fraction(0))
-    sold = sum((-q for q in demand.values() if q < 0), Fraction(0))
+    price, key = grid[low], grid_keys[low]
+    right = bisect.bisect_right  # the last point at or below the price, else the first
+    demand = [quantities[right(keys, key, lo + 1, hi) - 1] for lo, hi in itertools.pairwise(starts)]
+    bought = sum(q for q in demand if q > 0)
+    sold = -sum(q for q in demand if q < 0)
     volume = min(bought, sold)
-    excess = bought - sold
+    excess_at = Fraction(bought - sold, unit)
     if volume == 0:
         nobody = " and ".join(side for side, amount in (("buys", bought), ("sells", sold)) if amount == 0)
         message = f"at the clearing price {_num(price)} nobody {nobody}"
-        return EquilibriumOutcome("NoCrossing", None, Fraction(0), (), excess, message)
-    fills: list[Fill] = []
-    for agent in sorted(demand):
-        q = demand[agent]
-        if q > 0:
-            amount = q * volume / bought
-            fills.append(Fill(agent, "buy", amount, price, amount * price))
-        elif q < 0:
-            amount = -q * volume / sold
-            fills.append(Fill(agent, "sell", amount, price, amount * price))
+        return EquilibriumOutcome("NoCrossing", None, Fraction(0), (), excess_at, message)
+    made: dict[int, tuple[Fraction, Fraction]] = {}  # one amount and total per distinct quantity
+    for q in set(demand):
+        if q:
+            amount = Fraction(q * volume, unit * bought) if q > 0 else Fraction(-q * volume, unit * sold)
+            made[q] = (amount, amount * price)
+    by_agent = {
+        s.agent: _fill(s.agent, "buy" if q > 0 else "sell", amount, price, total)
+        for s, q in zip(schedules, demand, strict=True)
+        if q
+        for amount, total in (made[q],)
+    }
+    fills = [by_agent[agent] for agent in sorted(by_agent)]
     rationed = "sellers" if sold > bought else "buyers" if bought > sold else "nobody"
     message = (
-        f"cleared at {_num(price)}: {_num(volume)} traded among {len(fills)} agents ({rationed} rationed)"
+        f"cleared at {_num(price)}: {_num(Fraction(volume, unit))} traded among {len(fills)} agents "
+        f"({rationed} rationed)"
     )
-    return EquilibriumOutcome("Equilibrium", price, volume, tuple(fills), excess, message)
+    return EquilibriumOutcome("Equilibrium", price, Fraction(volume, unit), tuple(fills), excess_at, message)
