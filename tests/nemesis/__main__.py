@@ -38,10 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=Options.rate)
     parser.add_argument("--watch-rate", type=float, default=Options.watch_rate)
     parser.add_argument("--concurrency", type=int, default=Options.concurrency)
+    parser.add_argument("--kinds", nargs="*", default=[], help="only these protocols/mechanisms")
     parser.add_argument("--min-faults", type=int, default=0, help="fail below this many faults in all")
     args = parser.parse_args(argv)
     options = Options(
-        sessions=args.sessions, rate=args.rate, watch_rate=args.watch_rate, concurrency=args.concurrency
+        sessions=args.sessions,
+        rate=args.rate,
+        watch_rate=args.watch_rate,
+        concurrency=args.concurrency,
+        kinds=tuple(args.kinds),
     )
     total, failed = 0, False
     for seed in args.seeds:

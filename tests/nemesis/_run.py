@@ -36,6 +36,8 @@ class Options:
     max_kills: int = 30
     kill_gap: float = 2.0
     concurrency: int = 16
+    #: Only these kinds of session (labels of _sessions.KINDS); empty: all of them.
+    kinds: tuple[str, ...] = ()
     #: How long a session may take beyond its deadline before it counts as stuck.
     slack: float = 90.0
 
@@ -171,7 +173,7 @@ async def run_seed(target: Target, seed: int, options: Options) -> Report:
         proxy.kubeconfig(target.operator_kubeconfig, kubeconfig)
         await operator.start(kubeconfig)
         try:
-            report.plans = draw_plans(seed, options.sessions, pool)
+            report.plans = draw_plans(seed, options.sessions, pool, options.kinds)
             await drive(target, report.plans, options.concurrency, options.slack)
             # The faults stop; what the sessions left to do is done, then everything is checked.
             proxy.rules.clear()
@@ -208,7 +210,13 @@ async def _check(target: Target, report: Report) -> list[str]:
             violations += check_variable(var, variables.get(var), history[var])
         if plan.res is None:
             (var,) = plan.variables
-            violations += check_locked_writes(plan, variables.get(var))
+            found = check_locked_writes(plan, variables.get(var))
+            if found:
+                evidence = {"plan": dataclasses.asdict(plan), "variables": history}
+                path = target.workdir / f"violation-{plan.name}.json"
+                path.write_text(json.dumps(evidence, indent=1, default=str))
+                found.append(f"{plan.name}: evidence in {path}")
+            violations += found
             continue
         body = await admin.get(plan.res, plan.name, ns)
         bodies[plan.name] = body

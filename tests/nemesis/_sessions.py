@@ -224,10 +224,16 @@ def _plan(rng: random.Random, kind: str, label: str, name: str, pool: dict[str, 
     return Plan(kind, label, name, {}, variables, {a: {"increments": 2} for a in agents}, behaviours)
 
 
-def draw_plans(seed: int, count: int, pool: dict[str, dict[str, Any]]) -> list[Plan]:
-    """``count`` sessions, every kind in turn (so that each appears), in a seeded order."""
+def draw_plans(
+    seed: int, count: int, pool: dict[str, dict[str, Any]], labels: tuple[str, ...] = ()
+) -> list[Plan]:
+    """``count`` sessions, every kind in turn (so that each appears), in a seeded order;
+    ``labels``: only these protocols or mechanisms."""
     rng = random.Random(seed)
-    plans = [_plan(rng, *KINDS[i % len(KINDS)], name=f"s{seed}-{i:03d}", pool=pool) for i in range(count)]
+    kinds = [k for k in KINDS if not labels or k[1] in labels]
+    if not kinds:
+        raise ValueError(f"no session kind among {labels}; known: {[k[1] for k in KINDS]}")
+    plans = [_plan(rng, *kinds[i % len(kinds)], name=f"s{seed}-{i:03d}", pool=pool) for i in range(count)]
     rng.shuffle(plans)
     return plans
 
