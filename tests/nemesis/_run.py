@@ -12,6 +12,7 @@ from typing import Any
 
 from mabeam.controller._sealing import _key_of
 from mabeam.core.economics.sealing import SealingKey
+from mabeam.core.variables_wire import settled
 from mabeam.kube.permissions import SEALING_KEY_SECRET
 from mabeam.kube.resources import AGENT, SECRET, VARIABLE
 from tests.integration._fault_proxy import FAULTS, KILLS, FaultProxy, Rule
@@ -34,7 +35,7 @@ class Options:
     kill_every: int = 6
     #: At most this many SIGKILLs, at least ``kill_gap`` seconds apart (after the restart).
     max_kills: int = 30
-    kill_gap: float = 2.0
+    kill_gap: float = 5.0
     concurrency: int = 16
     #: Only these kinds of session (labels of _sessions.KINDS); empty: all of them.
     kinds: tuple[str, ...] = ()
@@ -63,6 +64,9 @@ class Report:
         lines.append(f"  {'fault':<22}{'injected':>9}{'survived':>10}")
         for fault, n in sorted(self.injected.items()):
             lines.append(f"  {fault:<22}{n:>9}{(n if ok else 0):>10}")
+        gave_up = sum(p.gave_up for p in self.plans)
+        if gave_up:
+            lines.append(f"  locked writes given up (the Variable stayed busy): {gave_up}")
         lines.append(f"  operator started {self.operator_starts} times")
         kinds = Counter((p.kind, p.label) for p in self.plans)
         lines.append("  sessions: " + ", ".join(f"{label} {n}" for (_, label), n in sorted(kinds.items())))
@@ -91,11 +95,16 @@ async def _settle(target: Target, plans: list[Plan], timeout: float) -> None:
     answer's current version; what is still missing then is reported by the invariants."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    pending = [p for p in plans if p.res is not None]
+    pending = list(plans)
     while pending and loop.time() < deadline:
         still = []
         for plan in pending:
-            assert plan.res is not None
+            variables = [await target.admin.get(VARIABLE, v, target.namespace) for v in plan.variables]
+            if not all(v is not None and settled(v) for v in variables):
+                still.append(plan)
+                continue
+            if plan.res is None:
+                continue
             body = await target.admin.get(plan.res, plan.name, target.namespace)
             st = (body or {}).get("status") or {}
             done = st.get("phase") in TERMINAL[plan.res] and (

@@ -105,6 +105,8 @@ class Plan:
     refused: list[str] = field(default_factory=list)
     #: locked-write: writes whose outcome the writer never learned (applied or not).
     unknown: int = 0
+    #: locked-write: writes given up before they were made (the Variable stayed busy).
+    gave_up: int = 0
 
     @property
     def res(self) -> Res | None:
@@ -422,7 +424,9 @@ class Driver:
             bound = {s["name"] for s in (binding or {}).get("subjects") or []}
             return all(f"mabeam-agent-{w}" in bound for w in writers)
 
-        if not await _poll(ready, self.slack):
+        # Twice the slack: the operator (killed again and again) takes every new Variable in
+        # and binds its writers, all at once, at the start.
+        if not await _poll(ready, 2 * self.slack):
             plan.errors.append("the Variable or its writers' rights never came")
             return
 
@@ -455,10 +459,16 @@ class Driver:
                     plan.succeeded.append(await sdk.write(var, current.value + 1, based_on=current.version))
                 return
             except ApiError as exc:
-                if "did not report" not in str(exc):
-                    raise
-                plan.unknown += 1  # accepted by the API; applied or not, the writer cannot tell
-                return
+                if "did not report" in str(exc):
+                    plan.unknown += 1  # accepted by the API; applied or not, the writer cannot tell
+                    return
+                if "stayed busy" in str(exc):
+                    # The operator was too slow (killed again and again): the writer gives up,
+                    # nothing was written. That a pending write is processed in the end is checked
+                    # once the faults stop (check_variable: settled).
+                    plan.gave_up += 1
+                    return
+                raise
             except (LockError, ConflictError, MabeamError) as exc:
                 plan.refused.append(type(exc).__name__)
                 if frozen:

@@ -9,13 +9,13 @@ them all; on a real API server a watch started before the sessions records them)
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
 import socket
 import sys
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ class Recorder:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class Target:
+class Target(abc.ABC):
     """What the nemesis needs from a control plane (see the module docstring)."""
 
     namespace: str
@@ -137,15 +137,18 @@ class Target:
     operator_env: dict[str, str]
     #: The operator's namespace (its sealing key's Secret).
     operator_namespace: str
-    #: Makes an agent's API client; closed by the nemesis.
-    agent_client: Callable[[str], Awaitable[Kube]]
 
+    @abc.abstractmethod
+    async def agent_client(self, name: str) -> Kube:
+        """An API client with agent ``name``'s own credentials (closed by the nemesis)."""
+
+    @abc.abstractmethod
     def history(self, res: Res, name: str) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Every stored (or recorded) version of an object, oldest first."""
 
+    @abc.abstractmethod
     async def prepare_agents(self, names: list[str]) -> None:
         """Whatever the agents need before they answer (RBAC, ServiceAccounts)."""
-        raise NotImplementedError
 
 
 class LocalTarget(Target):
