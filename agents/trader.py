@@ -13,13 +13,21 @@ Strategies: truthful where the mechanism makes truth the best strategy (second-p
 combinatorial VCG, McAfee double auction, a price-taking demand schedule); in first-price and
 dutch auctions it shades its value by (n-1)/n, the symmetric equilibrium for values drawn
 uniformly, n being the number of bidders.
+
+Within its means: where a session is paid from Accounts, the SDK gives the agent's balance (what
+it may commit there) and the trader never offers more: a bid, a bundle or a clock price above it
+is capped or declined, a buy limit order's price comes down until its units fit, a demand
+schedule buys no more units at a price than it can pay for. An offer beyond the balance would
+only be refused (OverBudget).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
+from decimal import Decimal
 
 from mabeam.sdk import AgentApp, AuctionView, MarketView
 
@@ -44,6 +52,20 @@ def shaded(auction: AuctionView) -> float:
     return value() * (n - 1) / n if n > 1 else value()
 
 
+def within(amount: float, balance: Decimal | None) -> float:
+    """``amount``, capped at what the agent may commit (rounded down to a cent)."""
+    if balance is None:
+        return amount
+    return min(amount, math.floor(float(balance) * 100) / 100)
+
+
+def affordable(price: float, wanted: int, balance: Decimal | None) -> int:
+    """How many of ``wanted`` units at ``price`` the agent can pay for."""
+    if balance is None or price <= 0:
+        return wanted
+    return max(min(wanted, int(Decimal(balance) // Decimal(str(price)))), 0)
+
+
 @app.on_bid
 def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
     if auction.mechanism == "combinatorial":
@@ -51,10 +73,10 @@ def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
         bundles: dict[tuple[str, ...], float] = {}
         for size in range(1, len(auction.items) + 1):
             for items in itertools.combinations(auction.items, size):
-                bundles[items] = value() * size + (bonus if size > 1 else 0.0)
+                bundles[items] = within(value() * size + (bonus if size > 1 else 0.0), auction.balance)
         log.info("auction %s: XOR bids on %d bundles", auction.name, len(bundles))
         return bundles
-    amount = shaded(auction) if auction.mechanism == "first-price" else value()
+    amount = within(shaded(auction) if auction.mechanism == "first-price" else value(), auction.balance)
     log.info("auction %s: sealed bid placed", auction.name)  # the amount stays sealed
     return amount
 
@@ -62,22 +84,28 @@ def sealed_bid(auction: AuctionView) -> float | dict[tuple[str, ...], float]:
 @app.on_clock
 def clock(auction: AuctionView) -> bool:
     price = float(auction.price or 0.0)
-    limit = shaded(auction) if auction.mechanism == "dutch" else value()
+    limit = within(shaded(auction) if auction.mechanism == "dutch" else value(), auction.balance)
     stay = price <= limit
     log.info("auction %s round %s at %g: %s", auction.name, auction.round, price, "in" if stay else "out")
     return stay
 
 
 @app.on_order
-def order(market: MarketView) -> dict[str, object]:
-    log.info("market %s: %s %d at %g", market.name, side(), units(), value())
-    return {"side": side(), "price": value(), "quantity": units()}
+def order(market: MarketView) -> dict[str, object] | None:
+    price = value()
+    if side() == "buy" and market.balance is not None:
+        # Within its means: the limit price comes down until all its units fit the balance.
+        price = within(min(price, float(market.balance) / units()), market.balance)
+    log.info("market %s: %s %d at %g", market.name, side(), units(), price)
+    if price <= 0:
+        return None  # nothing to pay with: no order
+    return {"side": side(), "price": price, "quantity": units()}
 
 
 @app.on_price
 def demand(market: MarketView, price: float) -> float:
     if side() == "buy":
-        return float(units()) if price <= value() else 0.0
+        return float(affordable(float(price), units(), market.balance)) if price <= value() else 0.0
     return -float(units()) if price >= value() else 0.0
 
 

@@ -15,11 +15,14 @@ Subcommands:
     order     place an order in a market by hand as an agent
     validate  check manifests offline against the CRD schemas (strict, CEL rules included)
     clear     clear a combinatorial auction offline from a CATS file (winners, revenue, VCG prices)
+    delete-all
+              delete every MABEAM object and wait until the operator has finished them (before
+              the operator is uninstalled; the chart's pre-delete hook runs it)
 
 One module per command group, each with ``add_commands(sub)``: ``crds``, ``run``, ``local``
 (local and demo), ``get`` (get and describe), ``watch``, ``answer`` (vote, bid and order; the
-vote itself in ``_vote``), ``validate`` and ``clear``; they share the connection options
-(``--kubeconfig``, ``--context``, ``-n``) and the rendering helpers of ``_common``.
+vote itself in ``_vote``), ``validate``, ``clear`` and ``delete_all``; they share the connection
+options (``--kubeconfig``, ``--context``, ``-n``) and the rendering helpers of ``_common``.
 
 Errors a user can act on (a MabeamError, a missing kubeconfig or context, an API server that
 cannot be reached) are one line on stderr, exit status 1; a closed pipe (``| head``) ends
@@ -39,7 +42,7 @@ import httpx2
 from lightkube.core.exceptions import ConfigError
 
 from ..errors import MabeamError
-from . import _logging, answer, clear, crds, get, local, run, validate, watch
+from . import _logging, answer, audit, clear, crds, delete_all, get, local, run, validate, watch
 
 __all__ = ["build_parser", "main"]
 
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from ..cluster import _cli as cluster
 
-    for group in (crds, run, local, cluster, get, watch, answer, validate, clear):
+    for group in (crds, run, local, cluster, get, watch, answer, validate, clear, audit, delete_all):
         group.add_commands(sub)
     return parser
 

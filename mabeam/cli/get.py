@@ -24,7 +24,19 @@ from lightkube import operators
 
 from ..errors import MabeamError
 from ..kube import crdgen
-from ..kube.resources import AGENT, AUCTION, BID, COORDINATION, EVENT, MARKET, ORDER, VARIABLE, VOTE, Res
+from ..kube.resources import (
+    ACCOUNT,
+    AGENT,
+    AUCTION,
+    BID,
+    COORDINATION,
+    EVENT,
+    MARKET,
+    ORDER,
+    VARIABLE,
+    VOTE,
+    Res,
+)
 from ._common import add_connection_options, age, connect, indent, namespace_of, now_utc, render_table
 
 __all__ = [
@@ -37,7 +49,9 @@ __all__ = [
     "resolve_kind",
 ]
 
-_RESOURCES = {r.plural: r for r in (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, BID, MARKET, ORDER)}
+_RESOURCES = {
+    r.plural: r for r in (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, BID, MARKET, ORDER, ACCOUNT)
+}
 
 
 @dataclass(frozen=True)
@@ -290,6 +304,7 @@ def describe(view: KindView, obj: dict[str, Any], events: Sequence[dict[str, Any
     meta = obj.get("metadata") or {}
     status = dict(obj.get("status") or {})
     conditions = status.pop("conditions", None) or []
+    entries = status.pop("entries", None) if view.kind == "Account" else None
     lines = [
         f"Name:         {meta.get('name')}",
         f"Namespace:    {meta.get('namespace')}",
@@ -310,6 +325,21 @@ def describe(view: KindView, obj: dict[str, Any], events: Sequence[dict[str, Any
         lines.append(indent(render_table(["TYPE", "STATUS", "REASON", "MESSAGE"], rows)))
     else:
         lines.append("  <none>")
+    if entries is not None:
+        lines.append("Ledger:")
+        rows = [
+            [
+                str(e.get("at", "")),
+                str(e.get("reason", "")),
+                str(e.get("amount", "")),
+                str(e.get("balance", "")),
+                str(e.get("counterparty", "")),
+                str(e.get("session", "")),
+            ]
+            for e in entries
+        ]
+        header = ["AT", "REASON", "AMOUNT", "BALANCE", "COUNTERPARTY", "SESSION"]
+        lines.append(indent(render_table(header, rows)) if rows else "  <none>")
     mine = [
         e
         for e in events
@@ -340,11 +370,13 @@ def describe(view: KindView, obj: dict[str, Any], events: Sequence[dict[str, Any
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
-        "get", help="list agents, variables, coordinations, votes, auctions, bids, markets or orders"
+        "get",
+        help="list agents, variables, coordinations, votes, auctions, bids, markets, orders or accounts",
     )
     p.add_argument(
         "kind",
-        help="agents, variables, coordinations, votes, auctions, bids, markets or orders (or a short name)",
+        help="agents, variables, coordinations, votes, auctions, bids, markets, orders or accounts "
+        "(or a short name)",
     )
     p.add_argument("name", nargs="?", help="only this object")
     add_connection_options(p)

@@ -103,7 +103,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("demo", help="local control plane + operator + examples, with outcomes printed")
     p.add_argument("--examples", default="examples", help="directory of manifests to apply")
-    p.add_argument("--timeout", type=float, default=90.0, help="give up after this many seconds")
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     p.add_argument("--workdir", default=".mabeam-local", help="logs and kubeconfigs of local pods")
     p.add_argument(
         "--cluster",

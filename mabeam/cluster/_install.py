@@ -30,9 +30,18 @@ class InstallError(RuntimeError):
 
 
 def render_chart(
-    values: Mapping[str, Any], *, release: str = "mabeam", namespace: str = "mabeam-system"
+    values: Mapping[str, Any],
+    *,
+    release: str = "mabeam",
+    namespace: str = "mabeam-system",
+    hooks: bool = False,
 ) -> list[dict[str, Any]]:
-    """The chart's templates rendered with ``values`` (CRDs excluded), as objects."""
+    """The chart's templates rendered with ``values`` (CRDs excluded), as objects.
+
+    As ``helm install`` does, the release's objects leave out the hooks (annotation
+    ``helm.sh/hook``: the uninstall cleanup Job and its rights, the ``helm test`` pod), which
+    Helm creates only at their event; ``hooks=True`` returns the hooks instead.
+    """
     import helm_python
 
     with helm_python.Chart.load(CHART_DIR) as chart:
@@ -41,7 +50,11 @@ def render_chart(
     for path in sorted(out):
         if path.endswith("NOTES.txt"):
             continue
-        objects += [o for o in yaml.safe_load_all(out[path]) if isinstance(o, dict)]
+        for obj in yaml.safe_load_all(out[path]):
+            if isinstance(obj, dict):
+                hook = "helm.sh/hook" in ((obj.get("metadata") or {}).get("annotations") or {})
+                if hook is hooks:
+                    objects.append(obj)
     return objects
 
 

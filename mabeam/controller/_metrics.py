@@ -140,6 +140,30 @@ class Metrics:
             ),
             protocol=known,
         )
+        self.payments = _Bounded(
+            Counter(
+                "mabeam_payments_total",
+                "Payments settled between Accounts, by mechanism.",
+                ["mechanism"],
+                registry=r,
+            ),
+            mechanism=known,
+        )
+        self.paid = _Bounded(
+            Counter(
+                "mabeam_paid_total",
+                "Money settled between Accounts, in units (two decimals), by namespace and mechanism.",
+                ["namespace", "mechanism"],
+                registry=r,
+            ),
+            mechanism=known,
+        )
+        self.balance = Gauge(
+            "mabeam_balance",
+            "Each Account's balance and escrow, in units (one series per Account; gone with it).",
+            ["namespace", "account", "part"],
+            registry=r,
+        )
         self.auction_revenue = _Bounded(
             Counter(
                 "mabeam_auction_revenue_total",
@@ -276,6 +300,22 @@ class Metrics:
             if getattr(result, "price", None) is not None:
                 self.market_prices.labels(mechanism=mechanism).observe(float(result.price))
             self.market_volume.labels(mechanism=mechanism).inc(max(float(result.volume), 0.0))
+
+    def count_payment(self, namespace: str, mechanism: str, minor: int) -> None:
+        """One transfer of ``minor`` minor units settled."""
+        self.payments.labels(mechanism=mechanism).inc()
+        self.paid.labels(namespace=namespace, mechanism=mechanism).inc(minor / 100)
+
+    def set_balance(self, namespace: str, account: str, balance: int | None, escrow: int = 0) -> None:
+        """An Account's balance and escrow (minor units); None: the Account is gone."""
+        for part, value in (("balance", balance or 0), ("escrow", escrow)):
+            if balance is None:
+                try:
+                    self.balance.remove(namespace, account, part)
+                except KeyError:
+                    pass
+            else:
+                self.balance.labels(namespace=namespace, account=account, part=part).set(value / 100)
 
     def count_variable_write(self, result: str) -> None:
         """One Variable write: ``applied``, ``refused`` (the writer may not, a lock, a conflict,

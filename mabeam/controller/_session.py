@@ -338,6 +338,7 @@ class SessionLoop(abc.ABC):
             agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
             options = await self.engine_options(body, spec, starting=True)
             result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
+            result = await self.on_start(body, spec, result)
             self.outcome_checked = True
             started = True
         else:
@@ -346,7 +347,7 @@ class SessionLoop(abc.ABC):
                 # status.outcomeApplied is unset: a Variable remembers the sessions it applied for
                 # a while only, so an old outcome must not be offered to it again.
                 self.outcome_checked = True
-                effects = kind.outcome_effects(self.name, spec, status)
+                effects = self.outcome_effects(spec, status)
                 if await self._carry_out(body, spec, effects):
                     body = await self._record_applied(body)
                     status = status.model_copy(update={"outcome_applied": True})
@@ -357,12 +358,14 @@ class SessionLoop(abc.ABC):
             answers, refused = self._answers(answers_objs, now)
             alive = await self._alive(status, now)
             options = await self.engine_options(body, spec, starting=False)
+            answers = await self.admit(body, spec, status, answers, refused, answers_objs, options)
             if kind.step_in_thread:
                 result = await asyncio.to_thread(
                     kind.step, self.name, spec, status, answers, alive, now, **options
                 )
             else:
                 result = kind.step(self.name, spec, status, answers, alive, now, **options)
+            result = await self.after_step(body, spec, status, result)
         new_phase = getattr(result.status, "phase", None)
         if new_phase not in kind.terminal:
             kind.open[self.key] = frozenset(p.name for p in result.status.participants)
@@ -543,8 +546,9 @@ class SessionLoop(abc.ABC):
             (by_name[n], False, reason, message) for n, (reason, message) in refused.items() if n in by_name
         ]
         for verdict in verdicts:
-            obj = by_name.get(self.kind.answer_name(self.name, verdict.agent))
-            if obj is not None:
+            name = self.kind.answer_name(self.name, verdict.agent)
+            obj = by_name.get(name)
+            if obj is not None and name not in refused:  # a refusal before the engine stands
                 writes.append((obj, verdict.accepted, verdict.reason, verdict.message))
         limit = asyncio.Semaphore(VERDICT_WRITES_IN_FLIGHT)
         label = self.kind.label(spec)
@@ -595,6 +599,34 @@ class SessionLoop(abc.ABC):
         """Keyword arguments for the engine's ``start`` (``starting``) or ``step``: none here;
         an auction passes its sealing key (ApiError: retry the pass)."""
         return {}
+
+    # --- hooks of kinds whose outcomes are paid (see _money.py) ---------------------------------
+
+    async def on_start(self, body: dict[str, Any], spec: Any, result: Any) -> Any:
+        """The start's result, completed by the kind (a paid session records its payment mode)."""
+        return result
+
+    async def admit(
+        self,
+        body: dict[str, Any],
+        spec: Any,
+        status: Any,
+        answers: dict[str, Any],
+        refused: dict[str, tuple[str, str]],
+        objs: list[dict[str, Any]],
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The answers the engine may count; the others go into ``refused`` (by object name)."""
+        return answers
+
+    async def after_step(self, body: dict[str, Any], spec: Any, before: Any, result: Any) -> Any:
+        """The step's result, completed by the kind before its status is written (escrow, and
+        the settlement of a session that ends)."""
+        return result
+
+    def outcome_effects(self, spec: Any, status: Any) -> tuple[Any, ...]:
+        """The effects that carry out an ended session's outcome (again, after a restart)."""
+        return tuple(self.kind.outcome_effects(self.name, spec, status))
 
     @abc.abstractmethod
     async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:

@@ -8,18 +8,24 @@ with the operator's key (docs/security.md, "Sealed bids").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 import pydantic
 
 from ..core.economics import BidAnswer, SetOwner, auction
+from ..core.economics.settlement import auction_settlement, bid_exposure
 from ..errors import InvalidSpecError
-from ..kube.resources import AUCTION, BID
+from ..kube.resources import AUCTION, BID, VARIABLE
+from ..models.account import HOUSE_ACCOUNT, Settlement
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidSpec, bid_name
 from ._events import post
+from ._money import PaidLoop
 from ._sealing import sealing_key
-from ._session import ParsedAnswer, SessionKind, SessionLoop, register
+from ._session import ParsedAnswer, SessionKind, register
 from .variables import apply_session_owner
 
 
@@ -38,8 +44,9 @@ def parse_bid(session: str, bid: dict[str, Any], at: dt.datetime) -> ParsedAnswe
     return ParsedAnswer(spec.agent, BidAnswer.from_bid(spec, at))
 
 
-class AuctionLoop(SessionLoop):
-    """Carries out an auction's allocations: each sold item's Variable gets its new owner.
+class AuctionLoop(PaidLoop):
+    """Carries out an auction's allocations: each sold item's Variable gets its new owner, and
+    (payment Ledger) each winner pays the items' sellers (_money.py).
 
     A sealed auction's engine gets the operator's sealing key: its public half to publish when
     bidding opens, the private key and the Auction's uid to open the bids (see _sealing.py).
@@ -53,7 +60,41 @@ class AuctionLoop(SessionLoop):
             return {"sealing": key.info}
         return {"sealing_key": key, "session_uid": str(body["metadata"].get("uid") or "")}
 
-    async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
+    def exposure(
+        self, spec: Any, status: Any, agent: str, answer: Any, options: Mapping[str, Any]
+    ) -> Fraction | None:
+        return bid_exposure(
+            spec,
+            status,
+            agent,
+            answer,
+            sealing_key=options.get("sealing_key"),
+            session_uid=str(options.get("session_uid", "")),
+        )
+
+    def beyond_means(self, spec: Any, answer: Any) -> Any | None:
+        if spec.mechanism in SEALED_MECHANISMS:
+            return None
+        return dataclasses.replace(answer, accept=False)
+
+    def counted(self, spec: Any, status: Any) -> set[str] | None:
+        if spec.mechanism in SEALED_MECHANISMS:
+            return {b.agent for b in status.bids}
+        return None  # a clock: what a bidder accepted stays binding until the auction ends
+
+    async def plan(self, sid: str, spec: Any, status: Any, holds: Mapping[str, int]) -> Settlement:
+        """Each sold item's seller is its Variable's owner (an Agent with an Account), else the house."""
+        sellers: dict[str, str] = {}
+        if status.phase == "Awarded" and status.result is not None:
+            for allocation in status.result.allocations:
+                for item in allocation.items:
+                    variable = await self.kube.get(VARIABLE, item, self.namespace)
+                    owner = ((variable or {}).get("status") or {}).get("owner") or {}
+                    name = owner.get("name") if owner.get("kind") == "Agent" else None
+                    sellers[item] = name if name in self._ledgers else HOUSE_ACCOUNT
+        return auction_settlement(sid, spec, status, sellers, holds)
+
+    async def carry_out_paid_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         if not isinstance(effect, SetOwner):
             raise TypeError(f"an auction has no effect {type(effect).__name__}")
         session_id = f"{effect.session}:{body['metadata'].get('uid', '')}"

@@ -8,16 +8,21 @@ sealed to the operator's key, as Bids are (docs/security.md).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 import pydantic
 
 from ..core import protocols
 from ..core.economics import OrderAnswer, market
+from ..core.economics.settlement import market_settlement, order_exposure
 from ..kube.resources import MARKET, ORDER
+from ..models.account import Settlement
 from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
+from ._money import PaidLoop
 from ._sealing import sealing_key
-from ._session import ParsedAnswer, SessionKind, SessionLoop, register
+from ._session import ParsedAnswer, SessionKind, register
 from .coordination import set_variable
 
 
@@ -36,8 +41,9 @@ def parse_order(session: str, order: dict[str, Any], at: dt.datetime) -> ParsedA
     return ParsedAnswer(spec.agent, OrderAnswer.from_order(spec, at))
 
 
-class MarketLoop(SessionLoop):
-    """Carries out a market's outcome: the clearing price into its Variable.
+class MarketLoop(PaidLoop):
+    """Carries out a market's outcome: the clearing price into its Variable, and (payment
+    Ledger) the trades' payments through the house (_money.py).
 
     The engine gets the operator's sealing key: its public half to publish when collection
     opens, the private key and the Market's uid to open the orders (see _sealing.py).
@@ -49,7 +55,25 @@ class MarketLoop(SessionLoop):
             return {"sealing": key.info}
         return {"sealing_key": key, "session_uid": str(body["metadata"].get("uid") or "")}
 
-    async def carry_out_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
+    def exposure(
+        self, spec: Any, status: Any, agent: str, answer: Any, options: Mapping[str, Any]
+    ) -> Fraction | None:
+        return order_exposure(
+            spec,
+            status,
+            agent,
+            answer,
+            sealing_key=options.get("sealing_key"),
+            session_uid=str(options.get("session_uid", "")),
+        )
+
+    def counted(self, spec: Any, status: Any) -> set[str] | None:
+        return {o.agent for o in status.orders}
+
+    async def plan(self, sid: str, spec: Any, status: Any, holds: Mapping[str, int]) -> Settlement:
+        return market_settlement(sid, spec, status, holds)
+
+    async def carry_out_paid_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         if not isinstance(effect, protocols.SetVariable):
             raise TypeError(f"a market has no effect {type(effect).__name__}")
         return await set_variable(self, body, effect)

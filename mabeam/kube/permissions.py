@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AGENT_RULES",
+    "CLEANUP_RULES",
     "OPERATOR_CLUSTER_RULES",
     "OPERATOR_OWN_NAMESPACE_RULES",
     "OPERATOR_RULES",
@@ -40,9 +41,12 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule("mabeam.io", ("coordinations", "auctions", "markets"), (*_READ, "patch")),
     Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
     Rule("mabeam.io", ("votes", "bids", "orders"), ("list", "watch")),
+    # Accounts are granted by administrators; the operator creates only the house's Account.
+    Rule("mabeam.io", ("accounts",), (*_READ, "create")),
     Rule(
         "mabeam.io",
         (
+            "accounts/status",
             "agents/status",
             "variables/status",
             "coordinations/status",
@@ -94,4 +98,25 @@ AGENT_RULES: tuple[Rule, ...] = (
     Rule("mabeam.io", ("agents", "variables", "coordinations", "auctions", "markets"), _READ),
     Rule("mabeam.io", ("votes", "bids", "orders"), (*_READ, "create", "update", "patch")),
     Rule("", ("configmaps",), _READ, resource_names=("mabeam-variables",)),
+)
+
+#: What ``mabeam delete-all`` needs, the chart's pre-delete hook (cleanupOnUninstall) in each
+#: watched namespace: list every MABEAM kind and delete it; nothing else (the operator, still
+#: running, removes what it made for each object before its finalizer lets it go).
+CLEANUP_RULES: tuple[Rule, ...] = (
+    Rule(
+        "mabeam.io",
+        (
+            "coordinations",
+            "auctions",
+            "markets",
+            "votes",
+            "bids",
+            "orders",
+            "accounts",
+            "variables",
+            "agents",
+        ),
+        ("list", "delete"),
+    ),
 )

@@ -1,7 +1,10 @@
 """``mabeam demo``: the local control plane, the operator, the example agents and manifests.
 
-It applies ``examples/*.yaml`` in dependency order (Agents and Variables first, sessions once
-their participants are Ready) and prints progress until every object has reached its outcome.
+It applies ``examples/*.yaml`` in dependency order (Agents, Variables and Accounts first,
+sessions once their participants are Ready) and prints progress until every object has reached
+its outcome. Sessions annotated ``mabeam.io/demo-wave: "<n>"`` start in waves, each once the one
+before has ended (sessions paid from the same Accounts then settle in a known order, so the
+demo's outcomes are the same on every run); the balances are printed before and after.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import yaml
 
 from ..errors import MabeamError
 from ..kube.client import Kube
-from ..kube.resources import AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, Res
+from ..kube.resources import ACCOUNT, AGENT, AUCTION, COORDINATION, MARKET, VARIABLE, VOTE, Res
 from .cluster import BOUNDED_HISTORY, LocalCluster
 
 __all__ = ["load_manifests", "main", "metrics_summary", "play", "quiet_logs"]
 
-_ORDER: tuple[Res, ...] = (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, MARKET)
+_ORDER: tuple[Res, ...] = (AGENT, VARIABLE, ACCOUNT, COORDINATION, VOTE, AUCTION, MARKET)
+_FIRST = ("Agent", "Variable", "Account")
+WAVE_ANNOTATION = "mabeam.io/demo-wave"
 _BY_KIND = {res.kind: res for res in _ORDER}
 _SESSION_DONE = {
     COORDINATION: {"Decided", "NoDecision", "Failed", "Cancelled"},
@@ -53,7 +58,11 @@ def _done(res: Res, obj: dict[str, Any]) -> bool:
             c.get("type") == "Valid" and c.get("status") == "False" for c in status.get("conditions") or []
         )
     if res in _SESSION_DONE:
-        return status.get("phase") in _SESSION_DONE[res]
+        return status.get("phase") in _SESSION_DONE[res] and (
+            status.get("payment") != "Ledger" or bool(status.get("outcomeApplied"))
+        )
+    if res is ACCOUNT:
+        return any(c.get("type") == "Ready" for c in status.get("conditions") or [])
     return True
 
 
@@ -70,6 +79,11 @@ def _line(res: Res, obj: dict[str, Any]) -> str:
         owner = status.get("owner") or {}
         owned = f" owner={owner.get('name')}" if owner else ""
         return f"  {name:<32} v{status.get('version', '-')!s:<9} value={value} by={who}{owned}"
+    if res is ACCOUNT:
+        return (
+            f"  {name:<32} balance={status.get('balance', '-')} escrow={status.get('escrow', '-')} "
+            f"entries={len(status.get('entries') or [])}"
+        )
     if res is COORDINATION:
         result = status.get("result") or {}
         outcome = f"result={json.dumps(result.get('value'))} ({result.get('reason', '')})" if result else ""
@@ -93,6 +107,8 @@ def _line(res: Res, obj: dict[str, Any]) -> str:
             price = result.get("price")
             outcome = f"price={price:g} volume={result.get('volume', 0):g}" if price is not None else ""
             outcome += f" ({result.get('reason', '')})"
+        if status.get("phase") == "Failed":
+            outcome += f": {result.get('message', '')}"
         return f"  {name:<32} {status.get('phase') or 'Pending':<10} {outcome}"
     return f"  {name}"
 
@@ -136,23 +152,45 @@ async def metrics_summary(url: str) -> str:
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
         text = await response.text()
-    wanted = ("mabeam_agents{", "mabeam_sessions_total{", "mabeam_variable_writes_total{")
+    wanted = (
+        "mabeam_agents{",
+        "mabeam_sessions_total{",
+        "mabeam_variable_writes_total{",
+        "mabeam_payments_total{",
+    )
     lines = [line for line in text.splitlines() if line.startswith(wanted) and not line.endswith(" 0.0")]
     return "Metrics scraped from " + url + ":\n" + "\n".join(f"  {line}" for line in lines)
 
 
+def _wave(doc: dict[str, Any]) -> int:
+    return int(((doc.get("metadata") or {}).get("annotations") or {}).get(WAVE_ANNOTATION, 0))
+
+
+async def _accounts(kube: Kube, namespaces: Iterable[str]) -> list[tuple[Res, str, str]]:
+    return [
+        (ACCOUNT, ns, obj["metadata"]["name"])
+        for ns in sorted(set(namespaces))
+        for obj in await kube.list(ACCOUNT, ns)
+    ]
+
+
 async def play(kube: Kube, docs: list[dict[str, Any]], deadline: float) -> bool:
     """Apply the manifests in dependency order and wait for every outcome; True if all came."""
-    first = [d for d in docs if d["kind"] in ("Agent", "Variable")]
-    later = [d for d in docs if d["kind"] not in ("Agent", "Variable")]
+    first = [d for d in docs if d["kind"] in _FIRST]
+    later = [d for d in docs if d["kind"] not in _FIRST]
     applied = await _apply(kube, first)
-    ok = await _wait(kube, applied, deadline, "Agents and Variables:")
-    if ok and later:
-        sessions = await _apply(kube, later)
-        ok = await _wait(kube, sessions, deadline, "Sessions:")
-        variables = [a for a in applied if a[0] is VARIABLE]
-        if ok and variables:
-            ok = await _wait(kube, variables, deadline, "Variables after the sessions:")
+    ok = await _wait(kube, applied, deadline, "Agents, Variables and Accounts:")
+    namespaces = [ns for res, ns, _ in applied if res is ACCOUNT]
+    for wave in sorted({_wave(d) for d in later}):
+        if not ok:
+            break
+        sessions = await _apply(kube, [d for d in later if _wave(d) == wave])
+        ok = await _wait(kube, sessions, deadline, "Sessions:" if wave == 0 else f"Sessions (wave {wave}):")
+    variables = [a for a in applied if a[0] is VARIABLE]
+    if ok and later and variables:
+        ok = await _wait(kube, variables, deadline, "Variables after the sessions:")
+    if ok and later and namespaces:
+        ok = await _wait(kube, await _accounts(kube, namespaces), deadline, "Accounts after the sessions:")
     return ok
 
 
@@ -163,7 +201,7 @@ def quiet_logs() -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def main(examples: Path, *, timeout: float = 90.0, workdir: Path = Path(".mabeam-local")) -> int:
+async def main(examples: Path, *, timeout: float = 180.0, workdir: Path = Path(".mabeam-local")) -> int:
     quiet_logs()
     docs = load_manifests(examples)
     if not docs:

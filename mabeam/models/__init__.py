@@ -1,6 +1,7 @@
 """pydantic models of every MABEAM kind: the one source of truth for the CRD schemas."""
 
 from ._base import API_VERSION, GROUP, VERSION, Condition, KindInfo, MabeamModel, PrinterColumn
+from .account import ACCOUNT, AccountSpec, AccountStatus
 from .agent import AGENT, AgentSpec, AgentStatus
 from .auction import AUCTION, BID, AuctionSpec, AuctionStatus, BidSpec, BidStatus, bid_name
 from .coordination import (
@@ -16,9 +17,10 @@ from .market import MARKET, ORDER, MarketSpec, MarketStatus, OrderSpec, OrderSta
 from .variable import VARIABLE, VariableSpec, VariableStatus, VariableWrite
 
 #: Every kind, in the order the CRDs are written.
-KINDS: tuple[KindInfo, ...] = (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, BID, MARKET, ORDER)
+KINDS: tuple[KindInfo, ...] = (AGENT, VARIABLE, COORDINATION, VOTE, AUCTION, BID, MARKET, ORDER, ACCOUNT)
 
 __all__ = [
+    "ACCOUNT",
     "AGENT",
     "API_VERSION",
     "AUCTION",
@@ -31,6 +33,8 @@ __all__ = [
     "VARIABLE",
     "VERSION",
     "VOTE",
+    "AccountSpec",
+    "AccountStatus",
     "AgentSpec",
     "AgentStatus",
     "AuctionSpec",

@@ -36,6 +36,7 @@ from pydantic import Field, model_validator
 from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn, answer_kind
 from ._sealed import SealedEnvelope, SealingInfo
+from .account import PaymentMode, Settlement
 from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
@@ -131,6 +132,12 @@ class AuctionSpec(MabeamModel):
         "BestFound). Either way status.result.gap records the proven gap.",
     )
     cancel: bool = Field(default=False, description="True ends an open auction as Cancelled.")
+    payment: PaymentMode = Field(
+        default="Auto",
+        description="Whether outcomes are paid from Accounts: Ledger (every bidder needs an Account "
+        "that covers its bid), None (prices are recorded only), or Auto (Ledger when the namespace "
+        "has an Account when the session starts). See docs/economics.md, Money.",
+    )
 
     @model_validator(mode="after")
     def _fits_mechanism(self) -> AuctionSpec:
@@ -292,6 +299,13 @@ class AuctionStatus(MabeamModel):
     result: AuctionResult | None = Field(default=None, description="The outcome, once decided.")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
+    )
+    payment: Literal["Ledger", "None"] | None = Field(
+        default=None, description="Whether this session pays from Accounts (decided when it starts)."
+    )
+    settlement: Settlement | None = Field(
+        default=None,
+        description="Payment mode Ledger, once ended: the payments, the Accounts and the checks.",
     )
     outcome_applied: bool | None = Field(
         default=None,

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from ._amount import Amount, AnyAmount, PositiveAmount
 from ._base import Condition, KindInfo, MabeamModel, PrinterColumn, answer_kind
 from ._sealed import SealedEnvelope, SealingInfo
+from .account import PaymentMode, Settlement
 from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
@@ -103,6 +104,12 @@ class MarketSpec(MabeamModel):
         default=None, description="A Variable set to the clearing price once the market has cleared."
     )
     cancel: bool = Field(default=False, description="True ends an open market as Cancelled.")
+    payment: PaymentMode = Field(
+        default="Auto",
+        description="Whether outcomes are paid from Accounts: Ledger (every bidder needs an Account "
+        "that covers its bid), None (prices are recorded only), or Auto (Ledger when the namespace "
+        "has an Account when the session starts). See docs/economics.md, Money.",
+    )
 
     @model_validator(mode="after")
     def _fits_mechanism(self) -> MarketSpec:
@@ -229,6 +236,13 @@ class MarketStatus(MabeamModel):
     result: MarketResult | None = Field(default=None, description="The outcome, once cleared.")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
+    )
+    payment: Literal["Ledger", "None"] | None = Field(
+        default=None, description="Whether this session pays from Accounts (decided when it starts)."
+    )
+    settlement: Settlement | None = Field(
+        default=None,
+        description="Payment mode Ledger, once ended: the payments, the Accounts and the checks.",
     )
     outcome_applied: bool | None = Field(
         default=None, description="True once the clearing price is in spec.priceVariableRef."

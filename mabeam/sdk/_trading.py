@@ -32,17 +32,19 @@ import inspect
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 import pydantic
 
 from ..core.economics.sealing import seal
+from ..errors import ApiError
 from ..kube.client import Kube
-from ..kube.resources import AUCTION, BID, MARKET, ORDER, Res
+from ..kube.resources import ACCOUNT, AUCTION, BID, MARKET, ORDER, Res
 from ..models._amount import dump_amount, parse_amount
 from ..models._sealed import SealedEnvelope, SealingInfo
+from ..models.account import MINOR_UNITS, AccountStatus
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidContent, bid_name
 from ..models.market import MarketSpec, MarketStatus, OrderContent, order_name
 from ._sessions import Answering, Callback, Requests, watch_forever, write_answer
@@ -66,6 +68,12 @@ class AuctionView:
     round: int | None = None
     price: Decimal | None = None
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
+    #: Ledger when the auction is paid from Accounts, None or "None" when not.
+    payment: str | None = None
+    #: Paid from Accounts (``status.payment`` Ledger): what this agent may commit here, its free
+    #: balance plus what this auction already holds for it. A bid whose most it can cost is
+    #: above it is refused (OverBudget). None when the auction is not paid from Accounts.
+    balance: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,10 @@ class MarketView:
     #: equilibrium: the prices the market may clear at, lowest first.
     prices: tuple[Decimal, ...] = ()
     agent_spec: Mapping[str, Any] = field(default_factory=dict)
+    #: As :attr:`AuctionView.payment`.
+    payment: str | None = None
+    #: As :attr:`AuctionView.balance`: what a buy order may cost at most (None: not paid).
+    balance: Decimal | None = None
 
 
 @dataclass
@@ -227,6 +239,7 @@ class TradeResponder:
             round=status.round,
             price=status.clock_price,
             agent_spec=self.agent_spec,
+            payment=status.payment,
         )
         on_bid, on_clock = self.callbacks.on_bid, self.callbacks.on_clock
         if spec.mechanism in SEALED_MECHANISMS:
@@ -246,6 +259,7 @@ class TradeResponder:
     async def _bid(
         self, fn: Callback, view: AuctionView, uid: str, sealing: SealingInfo, meta: Mapping[str, Any]
     ) -> None:
+        view = replace(view, balance=await self._balance(AUCTION, meta, view.payment))
         ok, value = await self._ask(fn, (view,), "on_bid", view.name)
         if not ok:
             return
@@ -272,6 +286,7 @@ class TradeResponder:
         log.info("sent a sealed bid in auction %s (key %s)", view.name, sealing.key_id)
 
     async def _clock(self, fn: Callback, view: AuctionView, meta: Mapping[str, Any]) -> None:
+        view = replace(view, balance=await self._balance(AUCTION, meta, view.payment))
         ok, accept = await self._ask(fn, (view,), "on_clock", view.name)
         if ok and accept is not None:
             await self._write(BID, AUCTION, meta, "auction", {"round": view.round, "accept": bool(accept)})
@@ -297,6 +312,7 @@ class TradeResponder:
             agent=self.agent,
             prices=tuple(spec.price_grid.prices()) if spec.price_grid is not None else (),
             agent_spec=self.agent_spec,
+            payment=status.payment,
         )
         on_order, on_price = self.callbacks.on_order, self.callbacks.on_price
         if spec.mechanism == "double-auction" and on_order is not None:
@@ -330,6 +346,7 @@ class TradeResponder:
     async def _order(
         self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
     ) -> None:
+        view = replace(view, balance=await self._balance(MARKET, meta, view.payment))
         ok, value = await self._ask(fn, (view,), "on_order", view.name)
         if not ok:
             return
@@ -345,6 +362,7 @@ class TradeResponder:
         self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
     ) -> None:
         points: list[tuple[Decimal | float, float]] = []
+        view = replace(view, balance=await self._balance(MARKET, meta, view.payment))
         for price in view.prices:
             ok, quantity = await self._ask(fn, (view, price), "on_price", view.name)
             if not ok or quantity is None:
@@ -358,6 +376,23 @@ class TradeResponder:
             await self._send_order(view, meta, sealing, uid, {"schedule": compress_schedule(points)})
 
     # --- shared ------------------------------------------------------------------------------
+
+    async def _balance(self, res: Res, meta: Mapping[str, Any], payment: str | None) -> Decimal | None:
+        """What this agent may commit in the session (None if it is not paid from Accounts, or
+        the agent cannot read its Account)."""
+        if payment != "Ledger":
+            return None
+        try:
+            obj = await self.kube.get(ACCOUNT, self.agent, self.namespace)
+        except ApiError as exc:
+            log.warning("cannot read my Account %s: %s", self.agent, exc)
+            return None
+        if obj is None:
+            return None
+        status = AccountStatus.model_validate(obj.get("status") or {})
+        sid = f"{res.kind.lower()}/{meta['name']}:{meta.get('uid', '')}"
+        held = sum((h.amount for h in status.holds if h.session == sid), 0)
+        return Decimal(status.free + held) / MINOR_UNITS
 
     async def _ask(self, fn: Callback, args: tuple[Any, ...], what: str, session: str) -> tuple[bool, Any]:
         try:

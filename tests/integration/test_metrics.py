@@ -120,7 +120,7 @@ async def test_every_declared_metric_moves_in_the_demo(
 
     examples = Path(__file__).parents[2] / "examples"
     await cluster.start_operator(runtime)
-    assert await demo.play(kube, demo.load_manifests(examples), asyncio.get_running_loop().time() + 90)
+    assert await demo.play(kube, demo.load_manifests(examples), asyncio.get_running_loop().time() + 240)
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{endpoint.port}/metrics") as r:
         families = {f.name: f for f in parse(await r.text())}
     declared = {n: f for n, f in families.items() if n.startswith("mabeam_")}

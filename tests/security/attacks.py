@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mabeam.kube.resources import AGENT, AUCTION, BID, COORDINATION, VARIABLE, VOTE
+from mabeam.kube.resources import ACCOUNT, AGENT, AUCTION, BID, COORDINATION, VARIABLE, VOTE
 from mabeam.models._sealed import SealingInfo
 from mabeam.models.auction import BidContent
 from mabeam.sdk._trading import seal_bid
@@ -402,10 +402,137 @@ async def attack_sealed_bid_copy(plane: Plane) -> None:
     assert after is not None and after["status"]["result"] == status["result"]
 
 
+async def attack_money(plane: Plane) -> None:
+    """Mallory tries to mint money, to read Alice's balance, to spend beyond her own, and to
+    bid in Alice's name: each is refused, and the money moves as without her."""
+    await suspended_agents(plane, "alice", "mallory")
+    tokens = {name: await plane.agent(name) for name in ("alice", "mallory")}
+    for name, budget in (("alice", 50), ("mallory", 10)):
+        await plane.admin.create(
+            ACCOUNT, {"metadata": {"name": name, "namespace": plane.namespace}, "spec": {"budget": budget}}
+        )
+
+    async def granted() -> bool:
+        objs = {o["metadata"]["name"]: o for o in await plane.admin.list(ACCOUNT, plane.namespace)}
+        return all(
+            ((objs.get(n) or {}).get("status") or {}).get("balance") == b
+            for n, b in (("alice", "50.00"), ("mallory", "10.00"))
+        )
+
+    await eventually(granted, what="the budgets granted")
+    mallory = tokens["mallory"]
+    await can_list_votes(plane, mallory)
+    # No Account may be written by an agent: not its own spec, not its status, not a new one.
+    mine = plane.path("accounts", "mallory")
+    refused(
+        await plane.request(
+            "PATCH", mine, token=mallory, body={"spec": {"budget": 1000}}, content_type=MERGE
+        ),
+        403,
+        "accounts",
+    )
+    refused(
+        await plane.request(
+            "PATCH",
+            mine + "/status",
+            token=mallory,
+            body={"status": {"balance": "1000.00"}},
+            content_type=MERGE,
+        ),
+        403,
+        "accounts/status",
+    )
+    minted = {
+        "apiVersion": "mabeam.io/v1alpha1",
+        "kind": "Account",
+        "metadata": {"name": "mallory-2", "namespace": plane.namespace},
+        "spec": {"budget": 1000},
+    }
+    refused(await plane.request("POST", plane.path("accounts"), token=mallory, body=minted), 403, "accounts")
+    # Her own Account she may read; Alice's (and the list of all) she may not.
+
+    async def can_read_own() -> bool:
+        return (await plane.request("GET", mine, token=mallory)).status == 200
+
+    await eventually(can_read_own, what="mallory reads her own Account")
+    refused(await plane.request("GET", plane.path("accounts", "alice"), token=mallory), 403, "accounts")
+    refused(await plane.request("GET", plane.path("accounts"), token=mallory), 403, "accounts")
+    # Beyond her means: a bid of 40 with 10 is refused, with her balance; it holds nothing.
+    gpu = {
+        "metadata": {"name": "gpu", "namespace": plane.namespace},
+        "spec": {"type": "string", "value": "slot"},
+    }
+    await plane.admin.create(VARIABLE, gpu)
+    auction = {
+        "metadata": {"name": "sale", "namespace": plane.namespace},
+        "spec": {
+            "mechanism": "first-price",
+            "participants": {"agents": ["alice", "mallory"]},
+            "items": ["gpu"],
+            "bidSeconds": 60,
+        },
+    }
+    await plane.admin.create(AUCTION, auction)
+
+    async def bidding() -> dict[str, Any] | None:
+        obj = await plane.admin.get(AUCTION, "sale", plane.namespace)
+        return obj if ((obj or {}).get("status") or {}).get("sealing") else None
+
+    opened = await eventually(bidding, what="sale bidding")
+    sealing = SealingInfo.model_validate(opened["status"]["sealing"])
+    uid = opened["metadata"]["uid"]
+
+    def bid(agent: str, amount: int, name: str | None = None) -> dict[str, Any]:
+        sealed = seal_bid(sealing, uid, agent, BidContent(amount=amount)).to_wire()
+        return {
+            "apiVersion": "mabeam.io/v1alpha1",
+            "kind": "Bid",
+            "metadata": {
+                "name": name or f"sale-{agent}",
+                "namespace": plane.namespace,
+                "labels": {"mabeam.io/session": "sale", "mabeam.io/agent": agent},
+            },
+            "spec": {"auction": "sale", "agent": agent, "sealed": sealed},
+        }
+
+    # Spending Alice's money: a bid in her name is refused at admission.
+    reply = await plane.request("POST", plane.path("bids"), token=mallory, body=bid("alice", 45))
+    assert reply.status in (403, 422), reply
+    reply = await plane.request("POST", plane.path("bids"), token=mallory, body=bid("mallory", 40))
+    assert reply.status == 201, reply
+
+    async def verdict() -> dict[str, Any] | None:
+        obj = await plane.admin.get(BID, "sale-mallory", plane.namespace)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("reason") else None
+
+    over = await eventually(verdict, what="a verdict on Mallory's bid")
+    assert (over["reason"], over["accepted"]) == ("OverBudget", False), over
+    assert "10.00" in over["message"] and "40" not in over["message"], over
+    reply = await plane.request("POST", plane.path("bids"), token=tokens["alice"], body=bid("alice", 30))
+    assert reply.status == 201, reply
+
+    async def paid() -> dict[str, Any] | None:
+        obj = await plane.admin.get(AUCTION, "sale", plane.namespace)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("outcomeApplied") else None
+
+    status = await eventually(paid, what="sale settled")
+    # Without Mallory: Alice wins at her 30 and pays the house; Mallory keeps her 10.
+    (allocation,) = status["result"]["allocations"]
+    assert (allocation["agent"], allocation["price"]) == ("alice", 30), status
+    balances = {
+        o["metadata"]["name"]: (o.get("status") or {}).get("balance")
+        for o in await plane.admin.list(ACCOUNT, plane.namespace)
+    }
+    assert balances == {"alice": "20.00", "mallory": "10.00", "mabeam-house": "30.00"}, balances
+
+
 ATTACKS: list[Attack] = [
     attack_votes_in_other_names,
     attack_from_another_namespace,
     attack_credentials,
     attack_variables,
     attack_sealed_bid_copy,
+    attack_money,
 ]

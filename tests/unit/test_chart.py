@@ -11,11 +11,16 @@ Dockerfiles are parsed and checked for the properties the chart's securityContex
 
 from __future__ import annotations
 
+import copy
 import filecmp
+import http.server
 import json
 import re
 import shlex
 import shutil
+import subprocess
+import sys
+import threading
 import tomllib
 from collections.abc import Iterable
 from functools import cache
@@ -23,14 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from mabeam.cli import build_parser
+from mabeam.cli.delete_all import DELETION_ORDER, cmd_delete_all
+from mabeam.cluster._install import render_chart
 from mabeam.kube.permissions import (
     AGENT_RULES,
+    CLEANUP_RULES,
     OPERATOR_CLUSTER_RULES,
     OPERATOR_OWN_NAMESPACE_RULES,
     OPERATOR_RULES,
@@ -62,6 +72,17 @@ OPTIONS: dict[str, dict[str, Any]] = {
         }
     },
     "admission-off": {"admission": {"enabled": False}},
+    "existing-service-account": {"serviceAccount": {"create": False, "name": "ops-operator"}},
+    "rbac-off": {"rbac": {"create": False}},
+    "cleanup-off": {"cleanupOnUninstall": {"enabled": False}, "helmTest": {"enabled": False}},
+    "openshift-like": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None}},
+    "relabelings": {
+        "serviceMonitor": {
+            "enabled": True,
+            "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+            "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}],
+        }
+    },
     "everything": {
         "clusterWide": True,
         "replicas": 3,
@@ -139,6 +160,18 @@ def test_options_pass_the_values_schema(values: dict[str, Any]) -> None:
         pytest.param(
             {"prometheusRule": {"thresholds": {"failedSessionRatio": 2}}}, "failedSessionRatio", id="ratio"
         ),
+        pytest.param(
+            {"prometheusRule": {"alertLabels": {"severity": "page"}}},
+            "/prometheusRule/alertLabels",
+            id="severity",
+        ),
+        pytest.param(
+            {"serviceMonitor": {"relabelings": [{"action": "delete"}]}},
+            "/serviceMonitor/relabelings/0/action",
+            id="relabel-action",
+        ),
+        pytest.param({"rbac": {"create": "no"}}, "/rbac/create", id="rbac-create-string"),
+        pytest.param({"cleanupOnUninstall": {"timeoutSeconds": 0}}, "timeoutSeconds", id="cleanup-timeout"),
     ],
 )
 def test_values_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -149,6 +182,49 @@ def test_values_schema_rejects_bad_values(values: dict[str, Any], complaint: str
         # `helm install` and `helm template` refuse the same values before rendering anything.
         with pytest.raises(helm_python.HelmValuesError, match=re.escape(complaint)):
             chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+
+
+# Values that would run the operator as root (or let it become root): refused before rendering.
+ROOT_VALUES = {
+    "pod-uid-0": ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+    "container-uid-0": ({"securityContext": {"runAsUser": 0}}, "/securityContext/runAsUser"),
+    "pod-run-as-root": ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
+    "container-run-as-root": ({"securityContext": {"runAsNonRoot": False}}, "/securityContext/runAsNonRoot"),
+    # null removes a default in Helm: without runAsNonRoot nothing stops a root USER image.
+    "pod-run-as-non-root-removed": ({"podSecurityContext": {"runAsNonRoot": None}}, "runAsNonRoot"),
+    "privileged": ({"securityContext": {"privileged": True}}, "/securityContext/privileged"),
+    "escalation": (
+        {"securityContext": {"allowPrivilegeEscalation": True}},
+        "/securityContext/allowPrivilegeEscalation",
+    ),
+}
+
+
+@pytest.mark.parametrize(("values", "complaint"), ROOT_VALUES.values(), ids=ROOT_VALUES.keys())
+def test_values_schema_refuses_root(values: dict[str, Any], complaint: str) -> None:
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        # Helm (the library `helm install` is built on) refuses them before rendering anything...
+        with pytest.raises(helm_python.HelmValuesError, match=re.escape(complaint)):
+            chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+        # ... and so does an independent JSON Schema validator, on the values Helm would use.
+        merged = chart.merge_values(values)
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    assert list(validator.iter_errors(merged)), "jsonschema accepted it"
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        assert list(validator.iter_errors(chart.merge_values({}))) == []
+
+
+def test_values_schema_keeps_what_restricted_allows() -> None:
+    # A platform that assigns the UID itself (OpenShift) drops runAsUser/runAsGroup/fsGroup; the
+    # container may leave runAsNonRoot to the pod; non-root UIDs other than the image's are fine.
+    for values in (
+        OPTIONS["openshift-like"],
+        {"securityContext": {"runAsNonRoot": None}},
+        {"podSecurityContext": {"runAsUser": 1000}, "securityContext": {"runAsUser": 1000}},
+    ):
+        pod = deployment(values)["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == [], values
 
 
 def test_cluster_wide_with_namespaces_is_refused() -> None:
@@ -171,7 +247,7 @@ def test_built_in_objects_validate_strictly(values: dict[str, Any], kube_version
 
 def test_strict_validation_catches_an_unknown_field() -> None:
     # The check above is only worth something if kubernetes-validate refuses what the API would.
-    bad = deployment()
+    bad = copy.deepcopy(deployment())  # not the cached render's
     bad["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBE_VERSIONS[-1], strict=True)
@@ -279,30 +355,29 @@ def test_pod_passes_restricted_pod_security(values: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "violation"),
+    ("pod_context", "container_context", "violation"),
     [
-        (
-            {"securityContext": {"allowPrivilegeEscalation": True}},
-            "operator: allowPrivilegeEscalation is not false",
-        ),
-        (
-            {"securityContext": {"capabilities": {"drop": [], "add": ["NET_ADMIN"]}}},
-            "operator: adds capabilities",
-        ),
-        (
-            {"podSecurityContext": {"runAsNonRoot": False}, "securityContext": {"runAsNonRoot": None}},
-            "operator: runAsNonRoot is not true",
-        ),
-        (
-            {"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}},
-            "operator: seccompProfile is Unconfined",
-        ),
-        ({"podSecurityContext": {"runAsUser": 0}}, "pod runs as UID 0"),
+        ({}, {"allowPrivilegeEscalation": True}, "operator: allowPrivilegeEscalation is not false"),
+        ({}, {"capabilities": {"drop": [], "add": ["NET_ADMIN"]}}, "operator: adds capabilities"),
+        ({"runAsNonRoot": False}, {"runAsNonRoot": None}, "operator: runAsNonRoot is not true"),
+        ({"seccompProfile": {"type": "Unconfined"}}, {}, "operator: seccompProfile is Unconfined"),
+        ({"runAsUser": 0}, {}, "pod runs as UID 0"),
     ],
     ids=["escalation", "capabilities", "root", "seccomp", "uid0"],
 )
-def test_restricted_checker_catches_overrides(values: dict[str, Any], violation: str) -> None:
-    pod = deployment(values)["spec"]["template"]["spec"]
+def test_restricted_checker_catches_overrides(
+    pod_context: dict[str, Any], container_context: dict[str, Any], violation: str
+) -> None:
+    # The schema refuses some of these values, so the rendered pod is changed after the fact.
+    pod = copy.deepcopy(deployment()["spec"]["template"]["spec"])  # not the cached render's
+    contexts = (
+        (pod["securityContext"], pod_context),
+        (pod["containers"][0]["securityContext"], container_context),
+    )
+    for context, change in contexts:
+        context.update(change)
+        for key in [k for k, v in change.items() if v is None]:
+            del context[key]
     assert any(v.startswith(violation) for v in restricted_violations(pod)), restricted_violations(pod)
 
 
@@ -401,6 +476,26 @@ def test_selector_labels_are_stable_across_chart_versions(tmp_path: Path) -> Non
     for selector in selectors(before).values():
         labels = selector.get("matchLabels", selector)
         assert not any(re.search(r"\d+\.\d+\.\d+", v) for v in labels.values()), labels
+
+
+def test_pod_template_is_stable_across_chart_versions(tmp_path: Path) -> None:
+    # A chart release that changes nothing in the pod must not restart the operator: the pod
+    # template carries no chart version (helm.sh/chart), and no app version when the image is
+    # pinned (then a new appVersion changes nothing that runs).
+    pinned = {"image": {"tag": "1.2.3"}}
+    before = only(render(pinned), "Deployment")["spec"]["template"]
+    for version, app_version in (("7.8.9", "0.1.0"), ("7.8.10", "9.9.9")):
+        after = only(render(pinned, chart_copy(tmp_path, version, app_version)), "Deployment")
+        assert after["metadata"]["labels"]["helm.sh/chart"] == f"mabeam-{version}"  # the object's own
+        assert after["spec"]["template"] == before, (version, app_version)
+    labels = before["metadata"]["labels"]
+    assert "helm.sh/chart" not in labels and "app.kubernetes.io/version" not in labels
+    assert {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"} <= set(
+        labels
+    )
+    # The hook's pod template either.
+    job = only(render(pinned), "Job")["spec"]["template"]["metadata"]["labels"]
+    assert not any(re.search(r"\d+\.\d+\.\d+", v) for v in job.values()), job
 
 
 def test_selectors_select_the_operator() -> None:
@@ -506,6 +601,52 @@ def test_agent_cluster_role_equals_permissions() -> None:
     assert binds == {("rbac.authorization.k8s.io", "clusterroles", "bind", role["metadata"]["name"])}
 
 
+def service_accounts(objs: list[dict[str, Any]]) -> set[str]:
+    return {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount" and not hook_of(o)}
+
+
+def test_service_account_created_by_default() -> None:
+    objs = render()
+    assert service_accounts(objs) == {OPERATOR_SA}
+    assert only(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == OPERATOR_SA
+    named = render({"serviceAccount": {"name": "ops-operator", "annotations": {"a": "b"}}})
+    assert service_accounts(named) == {"ops-operator"}
+    assert only(named, "ServiceAccount", "ops-operator")["metadata"]["annotations"] == {"a": "b"}
+
+
+def test_existing_service_account() -> None:
+    objs = render(OPTIONS["existing-service-account"])
+    assert service_accounts(objs) == set()  # not created: it exists
+    assert only(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops-operator"
+    # The chart's RBAC and the admission policies name the given ServiceAccount.
+    assert grants(objs, NAMESPACE, "ops-operator") == {
+        NAMESPACE: OPERATOR | SEALING,
+        CLUSTER: OPERATOR_CLUSTER,
+    }
+    assert grants(objs, NAMESPACE, OPERATOR_SA) == {}
+    policies = json.dumps([o for o in objs if o["kind"].startswith("ValidatingAdmission")])
+    assert f"system:serviceaccount:{NAMESPACE}:ops-operator" in policies
+    assert f"system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}" not in policies
+    # Not created and not named: refused, rather than run the operator as "default".
+    with pytest.raises(helm_python.HelmRenderError, match=r"serviceAccount\.name must name an existing"):
+        render({"serviceAccount": {"create": False}})
+
+
+RBAC_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+@pytest.mark.parametrize(
+    "values", [{}, {"clusterWide": True}, {"watchNamespaces": ["team-a"], "replicas": 2}]
+)
+def test_rbac_create_false_renders_no_rbac(values: dict[str, Any]) -> None:
+    assert set(kinds(render(values))) >= RBAC_KINDS
+    objs = render({**values, "rbac": {"create": False}})
+    assert RBAC_KINDS.isdisjoint(kinds(objs)), kinds(objs)
+    # Everything else is still there, the operator's ServiceAccount included.
+    assert {"Deployment", "ServiceAccount", "Service", "Job"} <= set(kinds(objs))
+    assert service_accounts(objs) == {OPERATOR_SA}
+
+
 @pytest.mark.parametrize("values", OPTIONS.values(), ids=OPTIONS.keys())
 def test_secrets_only_the_sealing_key_in_the_release_namespace(values: dict[str, Any]) -> None:
     # Agents get no Secret rights; the operator reads only its sealing key, in its own namespace.
@@ -576,6 +717,42 @@ def test_service_monitor() -> None:
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
     assert DURATION.match(endpoint["interval"]) and DURATION.match(endpoint["scrapeTimeout"])
     assert "ServiceMonitor" not in kinds(render())
+    assert set(endpoint) == {"port", "path", "interval", "scrapeTimeout"}  # no relabelings by default
+    relabeled = only(render(OPTIONS["relabelings"]), "ServiceMonitor")["spec"]["endpoints"][0]
+    wanted = OPTIONS["relabelings"]["serviceMonitor"]
+    assert relabeled["relabelings"] == wanted["relabelings"]
+    assert relabeled["metricRelabelings"] == wanted["metricRelabelings"]
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors GitHub gives the second-level headings of docs/runbooks.md."""
+    headings = re.findall(r"^## (.+)$", (ROOT / "docs" / "runbooks.md").read_text(), re.M)
+    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_has_a_runbook_and_routing_labels() -> None:
+    values = {"enabled": True, "alertLabels": {"team": "platform", "route": "mabeam"}}
+    rule = only(render({"prometheusRule": values}), "PrometheusRule")
+    alerts = rule["spec"]["groups"][0]["rules"]
+    anchors = runbook_anchors()
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        base, _, anchor = url.partition("#")
+        assert base == "https://github.com/mabeam/mabeam/blob/main/docs/runbooks.md", url
+        assert anchor == alert["alert"].lower() and anchor in anchors, (alert["alert"], sorted(anchors))
+        assert alert["labels"]["team"] == "platform" and alert["labels"]["route"] == "mabeam"
+        assert alert["labels"]["severity"] in ("warning", "critical")
+    # Every runbook section belongs to an alert: no stale ones.
+    assert anchors == {a["alert"].lower() for a in alerts}
+    moved = {"enabled": True, "runbookBaseUrl": "https://wiki.example.com/mabeam"}
+    for alert in only(render({"prometheusRule": moved}), "PrometheusRule")["spec"]["groups"][0]["rules"]:
+        assert (
+            alert["annotations"]["runbook_url"] == f"https://wiki.example.com/mabeam#{alert['alert'].lower()}"
+        )
+    plain = only(render({"prometheusRule": {"enabled": True}}), "PrometheusRule")["spec"]["groups"][0][
+        "rules"
+    ]
+    assert all(set(a["labels"]) == {"severity"} for a in plain)
 
 
 def test_prometheus_rule() -> None:
@@ -688,6 +865,172 @@ def test_agent_network_policy_per_agent_namespace() -> None:
     # The operator's own labels never select agent pods, nor the reverse.
     operator = only(render(), "NetworkPolicy", "mabeam")["spec"]["podSelector"]["matchLabels"]
     assert operator.get("app.kubernetes.io/name") != "mabeam-agent"
+
+
+# --- helm test and the uninstall hook -----------------------------------------------------------
+
+
+def hook_of(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get("helm.sh/hook")
+
+
+def test_helm_test_pod() -> None:
+    objs = render()
+    (pod,) = [o for o in objs if hook_of(o) == "test"]
+    assert pod["kind"] == "Pod" and pod["spec"]["restartPolicy"] == "Never"
+    assert restricted_violations(pod["spec"]) == []
+    assert pod["spec"]["automountServiceAccountToken"] is False  # it needs no API access
+    assert "serviceAccountName" not in pod["spec"]
+    (container,) = pod["spec"]["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # It reads the metrics through the Service, at the Service's port.
+    service = only(objs, "Service")
+    url = container["command"][-1]
+    port = {p["name"]: p["port"] for p in service["spec"]["ports"]}["metrics"]
+    assert url == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}/metrics"
+    # Its labels are not the operator's: no Service, PDB or NetworkPolicy of the operator selects it.
+    assert not service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert [o for o in render({"helmTest": {"enabled": False}}) if hook_of(o) == "test"] == []
+
+
+class _Metrics(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b'# TYPE mabeam_leader gauge\nmabeam_leader 1.0\nmabeam_agents{phase="Ready"} 2.0\n', True),
+        (b"# TYPE mabeam_leader gauge\nmabeam_leader 0.0\n", True),  # a standby serves too
+        (b"# TYPE go_goroutines gauge\ngo_goroutines 8\n", False),  # something else answers
+    ],
+    ids=["leader", "standby", "not-mabeam"],
+)
+def test_helm_test_pod_command(body: bytes, ok: bool) -> None:
+    # The pod's program, run as the pod runs it, against a server that answers like the operator.
+    (container,) = next(o for o in render() if hook_of(o) == "test")["spec"]["containers"]
+    program, flag, script, _ = container["command"]
+    assert (program, flag) == ("python", "-c")
+    handler = type("Handler", (_Metrics,), {"body": body})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+            done = subprocess.run(
+                [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60, check=False
+            )
+        finally:
+            server.shutdown()
+    assert (done.returncode == 0) is ok, done.stderr
+    assert ("serves its metrics" in done.stdout) is ok
+    assert ok or "without the mabeam_leader gauge" in done.stderr
+
+
+def test_network_policy_admits_the_test_pod_to_metrics() -> None:
+    values = {"networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "mon"}}}]}}
+    objs = render(values)
+    policy = only(objs, "NetworkPolicy", "mabeam")["spec"]
+    (metrics,) = [r for r in policy["ingress"] if "from" in r]
+    pod = next(o for o in objs if hook_of(o) == "test")
+    admitted = [p["podSelector"]["matchLabels"] for p in metrics["from"] if "podSelector" in p]
+    assert len(admitted) == 1 and admitted[0].items() <= pod["metadata"]["labels"].items()
+    off = only(render({**values, "helmTest": {"enabled": False}}), "NetworkPolicy", "mabeam")["spec"]
+    (metrics,) = [r for r in off["ingress"] if "from" in r]
+    assert metrics["from"] == values["networkPolicy"]["metricsFrom"]
+
+
+def test_install_applies_no_hooks() -> None:
+    # `mabeam cluster` and the e2e suite install the rendered chart as `helm install` does: the
+    # hooks (the uninstall cleanup, the helm test pod) are not part of the release's objects.
+    values = {"watchNamespaces": ["team-a"]}
+    release, hooks = (
+        render_chart(values, namespace=NAMESPACE),
+        render_chart(values, namespace=NAMESPACE, hooks=True),
+    )
+    assert not [o for o in release if hook_of(o)]
+    assert {hook_of(o) for o in hooks} == {"pre-delete", "test"}
+    assert sorted(map(json.dumps, release + hooks)) == sorted(map(json.dumps, render(values)))
+
+
+CLEANUP = atoms(CLEANUP_RULES)
+
+
+def cleanup_hook(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [o for o in render(values) if hook_of(o) == "pre-delete"]
+
+
+def test_cleanup_hook_objects_and_order() -> None:
+    hook = cleanup_hook()
+    assert kinds(hook) == ["Job", "Role", "RoleBinding", "ServiceAccount"]
+    weights = {o["kind"]: int(o["metadata"]["annotations"]["helm.sh/hook-weight"]) for o in hook}
+    # Its ServiceAccount and rights exist before the Job starts.
+    assert max(w for k, w in weights.items() if k != "Job") < weights["Job"]
+    for obj in hook:
+        policy = set(obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"].split(","))
+        # Re-run cleanly on the next uninstall; gone once it succeeded; kept for its logs if not.
+        assert policy == {"before-hook-creation", "hook-succeeded"}, obj["kind"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/component"] == "cleanup"
+    job = only(hook, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    assert pod["serviceAccountName"] == only(hook, "ServiceAccount")["metadata"]["name"] != OPERATOR_SA
+    assert pod["restartPolicy"] == "Never"
+    timeout = int(pod["containers"][0]["args"][-1])
+    assert job["spec"]["activeDeadlineSeconds"] > timeout
+    assert cleanup_hook({"cleanupOnUninstall": {"enabled": False}}) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "namespaces", "expected"),
+    [
+        pytest.param({}, [NAMESPACE], {NAMESPACE: CLEANUP}, id="release-namespace"),
+        pytest.param(
+            {"watchNamespaces": ["team-a", "team-b"]},
+            ["team-a", "team-b"],
+            {"team-a": CLEANUP, "team-b": CLEANUP},
+            id="watch-namespaces",
+        ),
+        pytest.param({"clusterWide": True}, None, {CLUSTER: CLEANUP}, id="cluster-wide"),
+    ],
+)
+def test_cleanup_hook_empties_the_watched_namespaces_with_only_its_rights(
+    values: dict[str, Any], namespaces: list[str] | None, expected: dict[str, set[Atom]]
+) -> None:
+    hook = cleanup_hook(values)
+    sa = only(hook, "ServiceAccount")["metadata"]["name"]
+    assert grants(render(values), NAMESPACE, sa) == expected
+    assert not any(a[2] in ("create", "update", "patch", "*") for a in CLEANUP)
+    # The Job's arguments are a `mabeam` command line (the image's ENTRYPOINT) that empties
+    # exactly those namespaces.
+    (container,) = only(hook, "Job")["spec"]["template"]["spec"]["containers"]
+    assert "command" not in container
+    assert json.loads(dict(dockerfile_stages(ROOT / "Dockerfile")[-1])["ENTRYPOINT"]) == ["mabeam"]
+    args = build_parser().parse_args(container["args"])
+    assert args.async_func is cmd_delete_all
+    assert args.all_namespaces is (namespaces is None)
+    assert args.namespace == namespaces and args.timeout == 240
+    # Without rbac.create the hook's rights are the admin's to grant, like the operator's.
+    assert kinds(cleanup_hook({**values, "rbac": {"create": False}})) == ["Job", "ServiceAccount"]
+
+
+def test_cleanup_rules_cover_every_kind_the_command_deletes() -> None:
+    plurals = {res.plural for res in DELETION_ORDER}
+    assert plurals == {r for rule in CLEANUP_RULES for r in rule.resources}
+    assert {(a[1], a[2]) for a in CLEANUP} == {(p, v) for p in plurals for v in ("list", "delete")}
+    crds = {
+        yaml.safe_load(p.read_text())["spec"]["names"]["plural"] for p in (CHART_DIR / "crds").glob("*.yaml")
+    }
+    assert plurals == crds, "delete-all must delete every MABEAM kind"
 
 
 # --- images -------------------------------------------------------------------------------------

@@ -61,6 +61,23 @@ def test_an_unreachable_api_server(tmp_path: Path, capsys: pytest.CaptureFixture
         assert line.startswith("Error: cannot reach the API server") and "running" in line, line
 
 
+def test_delete_all_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = str(kubeconfig(tmp_path, f"http://127.0.0.1:{port}"))
+    # An unreachable API server is retried until the timeout, then said in one line.
+    assert main(["delete-all", "--kubeconfig", path, "--timeout", "0.2"]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("Error: cannot reach the API server"), line
+    for argv, complaint in (
+        (["-A", "-n", "team-a"], "-A deletes in every namespace; leave out -n, or leave out -A"),
+        (["--timeout", "0"], "--timeout must be more than 0 seconds"),
+    ):
+        assert main(["delete-all", "--kubeconfig", path, *argv]) == 1
+        assert complaint in one_line(capsys.readouterr().err)
+
+
 def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """`mabeam validate -f many.yaml | head -c 1`: the reader goes away long before the output
     (a line for each of 3000 problems, written as the buffer fills) ends."""

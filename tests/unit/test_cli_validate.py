@@ -81,7 +81,7 @@ def test_unknown_kinds_and_directories(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1
     assert (
         out == f"{tmp_path / 'odd.yaml'}:1: Ballot/b: unknown mabeam.io/v1alpha1 kind 'Ballot' "
-        "(known: Agent, Auction, Bid, Coordination, Market, Order, Variable, Vote)\n"
+        "(known: Account, Agent, Auction, Bid, Coordination, Market, Order, Variable, Vote)\n"
     )
     assert run(capsys, "-f", str(tmp_path / "sub"))[0] == 0
     assert run(capsys, "-f", str(tmp_path / "missing.yaml"))[0] == 2

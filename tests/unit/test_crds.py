@@ -304,7 +304,7 @@ def schema_type_at(root: dict[str, Any], json_path: str) -> str | None:
         node = node.get("properties", {}).get(part)
         if node is None:
             return None
-    if node.get(PRESERVE) and "type" not in node:
+    if (node.get(PRESERVE) or node.get("x-kubernetes-int-or-string")) and "type" not in node:
         # An amount (mabeam.models._amount): any JSON value. The API server prints a string
         # column by JSONPath, whatever the value's type, so only string columns may show it.
         return "any"

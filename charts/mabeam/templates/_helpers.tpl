@@ -32,6 +32,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/*
+Labels of the pods (the Deployment's template, the hook and test pods): the selector labels and
+nothing that changes with the chart's version, so that a chart upgrade that changes nothing in
+the pod does not restart the operator.
+*/}}
+{{- define "mabeam.podLabels" -}}
+{{ include "mabeam.selectorLabels" . }}
+app.kubernetes.io/part-of: mabeam
+{{- end }}
+
 {{/* Labels of every object. */}}
 {{- define "mabeam.labels" -}}
 helm.sh/chart: {{ include "mabeam.chart" . }}
@@ -41,8 +51,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: mabeam
 {{- end }}
 
+{{/*
+The operator's ServiceAccount: created by the chart (serviceAccount.create, named
+serviceAccount.name or the full name), or an existing one named by serviceAccount.name.
+*/}}
+{{/* Labels of the objects of another component: (dict "ctx" $ "component" "cleanup"). */}}
+{{- define "mabeam.componentLabels" -}}
+helm.sh/chart: {{ include "mabeam.chart" .ctx }}
+app.kubernetes.io/name: {{ include "mabeam.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: mabeam
+{{- end }}
+
 {{- define "mabeam.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
 {{- default (include "mabeam.fullname" .) .Values.serviceAccount.name }}
+{{- else if .Values.serviceAccount.name }}
+{{- .Values.serviceAccount.name }}
+{{- else }}
+{{- fail "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" }}
+{{- end }}
 {{- end }}
 
 {{/* The username the API server gives the operator's ServiceAccount. */}}
@@ -83,4 +114,11 @@ mabeam-agent
 {{- if and .Values.clusterWide .Values.watchNamespaces }}
 {{- fail "watchNamespaces must be empty when clusterWide is true (the operator then watches every namespace)" }}
 {{- end }}
+{{- end }}
+
+{{/* The annotations of the uninstall hook's objects (cleanup-hook.yaml), at a weight. */}}
+{{- define "mabeam.cleanupHookAnnotations" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}

@@ -17,8 +17,13 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 - apiGroups: ["mabeam.io"]
   resources: ["votes", "bids", "orders"]
   verbs: ["list", "watch"]
+# Accounts are granted by administrators; the operator creates only the house's Account.
+- apiGroups: ["mabeam.io"]
+  resources: ["accounts"]
+  verbs: ["get", "list", "watch", "create"]
 - apiGroups: ["mabeam.io"]
   resources:
+    - accounts/status
     - agents/status
     - variables/status
     - coordinations/status
@@ -93,4 +98,11 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
   verbs: ["get", "list", "watch"]
   resourceNames: ["mabeam-variables"]
 # No leases: the writers of a Variable get/update its lock Lease through its writer Role.
+{{- end }}
+
+{{/* CLEANUP_RULES: the pre-delete hook's `mabeam delete-all` in each watched namespace. */}}
+{{- define "mabeam.cleanupRules" -}}
+- apiGroups: ["mabeam.io"]
+  resources: ["coordinations", "auctions", "markets", "votes", "bids", "orders", "accounts", "variables", "agents"]
+  verbs: ["list", "delete"]
 {{- end }}

@@ -794,3 +794,31 @@ def outcome_effects(session: str, spec: AuctionSpec, status: AuctionStatus) -> t
     if status.phase != "Awarded" or status.result is None:
         return ()
     return _set_owner(session, status.result)
+
+
+def open_bid(
+    spec: AuctionSpec,
+    status: AuctionStatus,
+    agent: str,
+    sealed: SealedEnvelope,
+    sealing_key: SealingKey | None,
+    session_uid: str,
+) -> BidContent | None:
+    """What ``agent``'s sealed bid contains, or None if it cannot be opened or does not fit
+    (the engine refuses it then); for the escrow check before the engine counts it."""
+    sealer = _Sealer.of(status, sealing_key, session_uid)
+    if isinstance(sealer, tuple):
+        return None
+    opened = sealer.open(spec, agent, sealed)
+    return opened if isinstance(opened, BidContent) else None
+
+
+def recompute(session: str, spec: AuctionSpec, status: AuctionStatus) -> AuctionResult | None:
+    """The result the engine gives for the bids recorded in an ended sealed auction's status
+    (opened once bidding closed), for an audit; None for a clock auction or without bids."""
+    if spec.mechanism not in SEALED_MECHANISMS or status.result is None or not status.bids:
+        return None
+    if any(b.amount is None and b.bundles is None for b in status.bids):
+        return None  # never opened: the auction ended before bidding closed
+    done = _clear_sealed(session, spec, status, status.result.decided_at, (), DEFAULT_TIME_LIMIT, "")
+    return done.status.result

@@ -510,3 +510,35 @@ def outcome_effects(session: str, spec: MarketSpec, status: MarketStatus) -> tup
     # 15 significant digits, then a decimal string.
     price = dump_amount(status.result.price)
     return (SetVariable(name=spec.price_variable_ref.name, value=price, session=session),)
+
+
+def open_order(
+    spec: MarketSpec,
+    status: MarketStatus,
+    agent: str,
+    answer: OrderAnswer,
+    sealing_key: SealingKey | None,
+    session_uid: str,
+) -> OrderAnswer | None:
+    """What ``agent``'s sealed order contains, or None if it cannot be opened (the engine
+    refuses it then); for the escrow check before the engine counts it."""
+    if sealing_key is None or key_problem(status.sealing, sealing_key) is not None:
+        return None
+    opener = _Opener(sealing_key, session_uid, tuple(p.name for p in status.participants))
+    try:
+        return opener.open(agent, answer)
+    except _Refused:
+        return None
+
+
+def recompute(session: str, spec: MarketSpec, status: MarketStatus) -> MarketResult | None:
+    """The result the engine gives for the orders recorded in an ended market's status (their
+    content is published once the market closed), for an audit; None without orders."""
+    if status.result is None or not status.orders:
+        return None
+    try:
+        grid = _grid(spec)
+    except InvalidSpecError:
+        return None
+    outcome = _clear(spec, grid, status.orders)
+    return _finish(session, spec, status, outcome, status.result.decided_at).status.result
