@@ -40,10 +40,12 @@ e2e: $(STAMP) cluster-binaries
 
 # The nemesis (docs/reliability.md): three seeds of seeded faults over mixed sessions on the
 # local control plane, then the invariants; fails on a violation or under 500 injected faults.
+# A fourth seed with the agents paying from Accounts.
 # A short seed runs in make test (tests/nemesis/test_nemesis.py), the real control plane's run
 # in make e2e (tests/e2e/test_nemesis.py).
 nemesis: $(STAMP)
 	$(BIN)/python -m tests.nemesis --seeds 1 2 3 --min-faults 500
+	$(BIN)/python -m tests.nemesis --seeds 4 --money
 
 lint: $(STAMP)
 	$(BIN)/ruff check mabeam tests agents bench requirements

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=Options.rate)
     parser.add_argument("--watch-rate", type=float, default=Options.watch_rate)
     parser.add_argument("--concurrency", type=int, default=Options.concurrency)
+    parser.add_argument("--money", action="store_true", help="Accounts for the agents: sessions pay")
     parser.add_argument("--kinds", nargs="*", default=[], help="only these protocols/mechanisms")
     parser.add_argument("--min-faults", type=int, default=0, help="fail below this many faults in all")
     args = parser.parse_args(argv)
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         watch_rate=args.watch_rate,
         concurrency=args.concurrency,
         kinds=tuple(args.kinds),
+        money=args.money,
     )
     total, failed = 0, False
     for seed in args.seeds:

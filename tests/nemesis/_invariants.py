@@ -344,18 +344,33 @@ def check_locked_writes(plan: Plan, obj: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def check_money_conserved(plans: list[Plan], bodies: dict[str, dict[str, Any] | None]) -> list[str]:
+def check_money_conserved(
+    plans: list[Plan], bodies: dict[str, dict[str, Any] | None], accounts: list[dict[str, Any]]
+) -> list[str]:
     """Money is neither created nor lost by a session's outcome.
 
-    Until Accounts exist: an auction's revenue is the sum of what its winners pay, nobody pays
-    more than it bid or less than nothing; a market's buyers buy what its sellers sell and pay
-    at least what the sellers receive (a McAfee trade reduction keeps the difference; nothing
-    is paid out of thin air). HOOK (money/accounts issue): once the Account kind and settlement
-    land, check here that the sum of every Account's balance before the run equals the sum
-    after it, and that each Account's change is what its sessions' outcomes say it pays or
-    receives (one settlement per session, even across the faults).
+    In every outcome: an auction's revenue is the sum of what its winners pay, nobody pays more
+    than it bid or less than nothing; a market's buyers buy what its sellers sell and pay at
+    least what the sellers receive (a McAfee trade reduction keeps the difference).
+
+    In the Accounts (when the nemesis runs with money, ``--money``): the balances of all
+    Accounts (the house's included) add up to what was granted, once every session has ended
+    nothing is held in escrow, no balance is negative, free is balance minus escrow, and no
+    Account lists a session as settled twice.
     """
     out = []
+    granted = sum((_money(a, "granted") for a in accounts), Decimal(0))
+    balances = sum((_money(a, "balance") for a in accounts), Decimal(0))
+    if accounts and granted != balances:
+        out.append(f"money: the balances add up to {balances}, {granted} was granted")
+    for account in accounts:
+        name = account["metadata"]["name"]
+        balance, escrow, free = (_money(account, f) for f in ("balance", "escrow", "free"))
+        if escrow != 0 or balance < 0 or free != balance - escrow:
+            out.append(f"money: Account {name} balance {balance} escrow {escrow} free {free}")
+        settled = ((account.get("status") or {}).get("settled")) or []
+        if len(settled) != len(set(settled)):
+            out.append(f"money: Account {name} settled a session twice: {settled}")
     for plan in plans:
         status = ((bodies.get(plan.name) or {}).get("status")) or {}
         result = status.get("result") or {}
@@ -380,3 +395,7 @@ def check_money_conserved(plans: list[Plan], bodies: dict[str, dict[str, Any] | 
             if abs(bought - sold) > Decimal("1e-9") * max(bought, 1) or paid < received:
                 out.append(f"{plan.name}: bought {bought} sold {sold}, paid {paid} received {received}")
     return out
+
+
+def _money(account: dict[str, Any], field_: str) -> Decimal:
+    return Decimal(str(((account.get("status") or {}).get(field_)) or 0))

@@ -14,7 +14,7 @@ from mabeam.controller._sealing import _key_of
 from mabeam.core.economics.sealing import SealingKey
 from mabeam.core.variables_wire import settled
 from mabeam.kube.permissions import SEALING_KEY_SECRET
-from mabeam.kube.resources import AGENT, SECRET, VARIABLE
+from mabeam.kube.resources import ACCOUNT, AGENT, SECRET, VARIABLE
 from tests.integration._fault_proxy import FAULTS, KILLS, FaultProxy, Rule
 
 from ._invariants import check_locked_writes, check_money_conserved, check_session, check_variable
@@ -22,6 +22,9 @@ from ._sessions import ANSWER_OF, TERMINAL, Plan, agent_pool, draw_plans, drive
 from ._target import OperatorProcess, Target
 
 __all__ = ["Options", "Report", "run_seed"]
+
+#: Each agent's budget when the nemesis runs with money: enough for most bids, not all of them.
+BUDGET = 300
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Options:
     max_kills: int = 30
     kill_gap: float = 5.0
     concurrency: int = 16
+    #: Accounts for the agents (budget BUDGET each): every session then pays, and the money
+    #: invariants are checked on the Accounts too.
+    money: bool = False
     #: Only these kinds of session (labels of _sessions.KINDS); empty: all of them.
     kinds: tuple[str, ...] = ()
     #: How long a session may take beyond its deadline before it counts as stuck.
@@ -52,6 +58,8 @@ class Report:
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
     operator_starts: int = 0
+    options_money: bool = False
+    money: str = ""
 
     @property
     def faults(self) -> int:
@@ -68,6 +76,8 @@ class Report:
         if gave_up:
             lines.append(f"  locked writes given up (the Variable stayed busy): {gave_up}")
         lines.append(f"  operator started {self.operator_starts} times")
+        if self.money:
+            lines.append(f"  money: {self.money}")
         kinds = Counter((p.kind, p.label) for p in self.plans)
         lines.append("  sessions: " + ", ".join(f"{label} {n}" for (_, label), n in sorted(kinds.items())))
         lines.append(
@@ -144,8 +154,14 @@ async def run_seed(target: Target, seed: int, options: Options) -> Report:
                 {"name": "agent", "image": "example/agent:1", "command": ["sleep", "3600"]}]}}},
         })  # fmt: skip
     await target.prepare_agents(sorted(pool))
+    if options.money:
+        for name in pool:
+            await target.admin.create(
+                ACCOUNT,
+                {"metadata": {"name": name, "namespace": target.namespace}, "spec": {"budget": BUDGET}},
+            )
     operator = OperatorProcess(target.workdir, {"MABEAM_RETRY_SECONDS": "0.1", **target.operator_env})
-    report = Report(seed, [])
+    report = Report(seed, [], options_money=options.money)
     state = {"restarting": False, "kills": 0, "next": 0.0}
     restarts: set[asyncio.Task[None]] = set()
     kubeconfig = target.workdir / f"operator-nemesis-{seed}.kubeconfig"
@@ -244,5 +260,15 @@ async def _check(target: Target, report: Report) -> list[str]:
         violations += found
         phase = ((body or {}).get("status") or {}).get("phase", "?")
         report.outcomes[(plan.label, phase)] += 1
-    violations += check_money_conserved(report.plans, bodies)
+    accounts = await admin.list(ACCOUNT, ns) if report.options_money else []
+    if accounts:
+        paid = sum(1 for b in bodies.values() if ((b or {}).get("status") or {}).get("payment") == "Ledger")
+        moved = sum(
+            1 for a in accounts for e in ((a.get("status") or {}).get("entries") or [])
+            if e.get("reason") in ("Payment", "Receipt")
+        )  # fmt: skip
+        report.money = (
+            f"{len(accounts)} Accounts, {paid} sessions paid from them, {moved} payments and receipts"
+        )
+    violations += check_money_conserved(report.plans, bodies, accounts)
     return violations

@@ -1,5 +1,6 @@
-"""A short nemesis seed in ``make test``: one session of each kind under the seeded faults
-(``make nemesis`` runs three long seeds; tests/e2e/test_nemesis.py the real control plane)."""
+"""A short nemesis seed in ``make test``: one session of each kind under the seeded faults, the
+agents paying from Accounts (``make nemesis`` runs long seeds; tests/e2e/test_nemesis.py the real
+control plane)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ async def test_a_short_nemesis_seed_violates_no_invariant(tmp_path: Path) -> Non
     async with LocalCluster(tmp_path, kubelet_options=FAST_KUBELET) as cluster:
         target = LocalTarget(cluster)
         try:
-            report = await run_seed(target, 7, Options(sessions=len(KINDS), slack=60.0))
+            report = await run_seed(target, 7, Options(sessions=len(KINDS), slack=60.0, money=True))
         finally:
             await target.admin.close()
     print(report.table())
@@ -27,3 +28,4 @@ async def test_a_short_nemesis_seed_violates_no_invariant(tmp_path: Path) -> Non
     assert {"500", "503", "429"} & set(report.injected)
     assert any(f.startswith("watch-") for f in report.injected)
     assert any(f.startswith("agent-") for f in report.injected)
+    assert "sessions paid" in report.money  # the Accounts were checked
