@@ -20,7 +20,6 @@ were accepted (see :mod:`._invariants`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import random
 from dataclasses import dataclass, field
@@ -484,22 +483,17 @@ def _deadline(body: dict[str, Any]) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
 
 
-@contextlib.asynccontextmanager
-async def driver(target: Any, slack: float = 90.0) -> Any:
-    agents = Agents(target)
-    try:
-        yield Driver(target, agents, slack)
-    finally:
-        await agents.close()
-
-
 async def drive(target: Any, plans: list[Plan], concurrency: int, slack: float = 90.0) -> None:
     """Drive every plan, ``concurrency`` at a time."""
     limit = asyncio.Semaphore(concurrency)
-    async with driver(target, slack) as d:
+    agents = Agents(target)
+    d = Driver(target, agents, slack)
 
-        async def one(plan: Plan) -> None:
-            async with limit:
-                await d.drive(plan)
+    async def one(plan: Plan) -> None:
+        async with limit:
+            await d.drive(plan)
 
+    try:
         await asyncio.gather(*(one(p) for p in plans))
+    finally:
+        await agents.close()
