@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-cluster test e2e cluster-binaries lint typecheck crds bench clean
+.PHONY: demo demo-cluster test e2e nemesis cluster-binaries lint typecheck crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ test: $(STAMP)
 e2e: $(STAMP) cluster-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 	$(BIN)/python bench/scale.py --quick --skip-emulator
+
+# The nemesis (docs/reliability.md): three seeds of seeded faults over mixed sessions on the
+# local control plane, then the invariants; fails on a violation or under 500 injected faults.
+# A fourth seed with the agents paying from Accounts.
+# A short seed runs in make test (tests/nemesis/test_nemesis.py), the real control plane's run
+# in make e2e (tests/e2e/test_nemesis.py).
+nemesis: $(STAMP)
+	$(BIN)/python -m tests.nemesis --seeds 1 2 3 --min-faults 500
+	$(BIN)/python -m tests.nemesis --seeds 4 --money
 
 lint: $(STAMP)
 	$(BIN)/ruff check mabeam tests agents bench requirements

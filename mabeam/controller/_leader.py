@@ -278,9 +278,10 @@ class LeaderElector:
         """Wait until this replica holds the Lease (True) or ``stop`` is set (False)."""
         while not stop.is_set():
             try:
-                decision = await self.attempt()
-            except ApiError as exc:
-                log.warning("Leader election: cannot read or write lease %s: %s", self.name, exc)
+                # Bounded, so that a stop is not held up by a request that never gets an answer.
+                decision = await asyncio.wait_for(self.attempt(), timeout=self.lease_seconds)
+            except (ApiError, TimeoutError) as exc:
+                log.warning("Leader election: cannot read or write lease %s: %r", self.name, exc)
                 decision = Decision("wait", retry_in=self.renew_seconds)
             if decision.action != "wait":
                 return True
@@ -297,10 +298,16 @@ class LeaderElector:
                 return "stop"
             if task.done():
                 return "ended"
+            # A renewal that hangs (the API server unreachable, its answer never coming) must not
+            # keep this replica leading past its renew deadline: the attempt gets only the time
+            # left before it, so that a partitioned leader stops its operator before another
+            # replica may take the Lease over (a request still in flight cannot decide anything
+            # after that: every outcome write carries the resourceVersion it read).
+            left = self.renew_deadline - (loop.time() - last_renewal)
             try:
-                decision = await self.attempt()
-            except ApiError as exc:
-                log.warning("Leader election: renewal of lease %s failed: %s", self.name, exc)
+                decision = await asyncio.wait_for(self.attempt(), timeout=max(left, 0.01))
+            except (ApiError, TimeoutError) as exc:
+                log.warning("Leader election: renewal of lease %s failed: %r", self.name, exc)
                 decision = None
             if decision is not None and decision.action != "wait":
                 last_renewal = loop.time()
@@ -333,21 +340,26 @@ class LeaderElector:
                 try:
                     outcome = await self._lead(stop, task)
                 finally:
+                    # No longer the leader from here on (the health endpoint says so at once),
+                    # even while the operator takes its time to stop.
+                    self.leading = False
+                    if self.metrics is not None:
+                        self.metrics.leader.set(0)
                     term_stop.set()
                     await _first(task, timeout=self.stop_timeout)
                     if not task.done():
                         log.error("The operator did not stop within %ss; cancelling it", self.stop_timeout)
                         task.cancel()
                         await asyncio.wait({task})
-                    self.leading = False
-                    if self.metrics is not None:
-                        self.metrics.leader.set(0)
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
                 if outcome == "ended":
                     return
         finally:
-            await self.release()
+            try:
+                await asyncio.wait_for(self.release(), timeout=self.renew_deadline)
+            except TimeoutError:
+                log.warning("Could not release lease %s in time (it will expire)", self.name)
 
 
 async def _first(*aws: Awaitable[Any], timeout: float | None = None) -> None:

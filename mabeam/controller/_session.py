@@ -162,11 +162,36 @@ def _is_ready(agent: dict[str, Any]) -> bool:
 
 
 def see(obj: dict[str, Any], now: dt.datetime) -> tuple[dt.datetime, bool]:
-    """When this version of answer ``obj`` was first seen, and whether it is new now."""
+    """When this version of answer ``obj`` was first seen, and whether it is new now.
+
+    A version judged before (by an earlier operator run) has its time in its verdict
+    (``status.receivedAt`` for ``status.observedGeneration``): that time stands, so that an
+    answer counted before a restart is not taken for one received at the restart (Late).
+    Only the operator writes an answer's status."""
     meta = obj.get("metadata", {})
     key = (str(meta.get("uid", meta.get("name"))), int(meta.get("generation") or 1))
     first = key not in _seen
+    if first:
+        recorded = _recorded_receipt(obj, key[1])
+        if recorded is not None and recorded <= now:
+            now = recorded
     return _seen.setdefault(key, now), first
+
+
+def _recorded_receipt(obj: dict[str, Any], generation: int) -> dt.datetime | None:
+    status = obj.get("status") or {}
+    raw = status.get("receivedAt")
+    if not raw or status.get("observedGeneration") != generation:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _wire_time(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @kopf.on.startup()
@@ -486,11 +511,13 @@ class SessionLoop(abc.ABC):
         self, obj: dict[str, Any], accepted: bool, reason: str, message: str
     ) -> None:
         meta = obj["metadata"]
+        received, _ = see(obj, clock())  # seen by this pass already: the time it was first seen
         wanted = {
             "accepted": accepted,
             "reason": reason,
             "message": message,
             "observedGeneration": meta.get("generation"),
+            "receivedAt": _wire_time(received),
         }
         current = obj.get("status") or {}
         # One verdict per version of the answer, given when the operator first judged it: a

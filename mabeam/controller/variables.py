@@ -575,7 +575,9 @@ async def apply_session_outcome(
 
     Raises InvalidSpecError if the Variable does not exist or the value does not fit its type
     and constraints (then the Variable keeps its value and reports Valid=False), ApiError if the
-    API fails, ConflictError if the compare-and-swap kept losing (retry later).
+    API fails or the Variable has not been initialised by its reconcile yet (retry later: its
+    spec.value would else be applied over the outcome), ConflictError if the compare-and-swap
+    kept losing (retry later).
     """
 
     def change(spec: VariableSpec, status: VariableStatus) -> tuple[VariableStatus, WriteOutcome]:
@@ -616,6 +618,12 @@ async def _apply_session(
         status = parse_status(obj.get("status"))
         if session in status.applied_sessions:
             return False
+        if status.observed_generation is None:
+            # Not yet taken in by its own reconcile: that first pass would apply spec.value as a
+            # new version over the outcome (found by the nemesis). The session retries later.
+            raise ApiError(
+                f"Variable {namespace}/{variable} is not initialised yet; the outcome of {session} waits"
+            )
         new, outcome = change(spec, status)
         try:
             await kube.patch(

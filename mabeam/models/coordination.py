@@ -333,6 +333,11 @@ class AnswerStatus(MabeamModel):
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this status reflects."
     )
+    received_at: _dt.datetime | None = Field(
+        default=None,
+        description="When the operator first received this version (observedGeneration): its time "
+        "against the deadlines, kept across operator restarts.",
+    )
 
 
 class VoteStatus(AnswerStatus):

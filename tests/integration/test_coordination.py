@@ -18,6 +18,7 @@ from mabeam.errors import ApiError
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AGENT, COORDINATION, VOTE
 from mabeam.local.cluster import LocalCluster
+from mabeam.models.coordination import vote_name
 from mabeam.sdk import AgentApp, Session
 from tests.integration._coordination import (
     NS,
@@ -386,3 +387,27 @@ async def test_a_corrupted_status_is_reported_and_other_sessions_go_on(
     before = operator_status_writes(cluster, "broken")
     await asyncio.sleep(0.3)
     assert operator_status_writes(cluster, "broken") == before
+
+
+async def test_an_agent_cannot_set_when_its_answer_was_received(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """The time a version was received (status.receivedAt, kept across operator restarts) is
+    the operator's: an agent cannot write it, neither in the Vote it creates nor through the
+    status subresource."""
+    await suspended(kube, ["ann", "ben"])
+    await create_session(kube, "clock", "majority", participants={"agents": ["ann", "ben"]},
+                         options=["a", "b"], answerSeconds=60)  # fmt: skip
+    forged = {"accepted": True, "reason": "Counted", "observedGeneration": 1,
+              "receivedAt": "2000-01-01T00:00:00.000000Z"}  # fmt: skip
+    agent = as_agent("ann")
+    created = await agent.create(VOTE, {
+        "metadata": {"name": vote_name("clock", "ann"), "namespace": NS,
+                     "labels": {"mabeam.io/session": "clock", "mabeam.io/agent": "ann"}},
+        "spec": {"session": "clock", "agent": "ann", "choice": "a"}, "status": forged})  # fmt: skip
+    assert "receivedAt" not in (created.get("status") or {})
+    with pytest.raises(ApiError) as denied:
+        await agent.patch(VOTE, vote_name("clock", "ann"), {"status": forged}, namespace=NS, status=True)
+    assert denied.value.status == 403
+    stored = await kube.get(VOTE, vote_name("clock", "ann"), NS)
+    assert "receivedAt" not in ((stored or {}).get("status") or {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 from typing import Any
 
@@ -383,3 +385,37 @@ async def test_fisher_market_prices_each_good_from_the_agents_orders(
 
         await eventually(priced, what=f"{variable} set to {price}")
     assert terminal_versions(cluster, "markets", "share", MARKET_DONE) == ["Cleared"]
+
+
+async def test_a_bid_counted_before_a_restart_still_counts_after_the_round_deadline(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """Found by the nemesis: a clock auction keeps no record of a round's answers until the
+    round closes, so an operator killed after counting a bid (its verdict written: Counted)
+    and restarted after the deadline took the bid for new, received at the restart: Late. The
+    verdict (Counted) and the outcome (nobody accepted) then disagreed. The time a version was
+    received is now kept in its verdict (status.receivedAt) and read back after a restart."""
+    await cluster.start_operator_process()
+    names = ["ann", "ben"]
+    await suspended(kube, names)
+    await resource(kube, "slot")
+    await kube.create(AUCTION, {"metadata": {"name": "tick", "namespace": NS}, "spec": {
+        "mechanism": "english", "participants": {"agents": names}, "items": ["slot"],
+        "startPrice": 10, "increment": 5, "roundSeconds": 3, "maxRounds": 1}})  # fmt: skip
+    await phase_in(kube, AUCTION, "tick", ("Bidding",))
+    bid = await as_agent.answer(BID, "tick", "ann", round=1, accept=True)
+    counted = await verdict(kube, BID, bid_name("tick", "ann"), bid["metadata"]["generation"])
+    assert counted["reason"] == "Counted"
+    await cluster.kill_operator()
+    auction = await kube.get(AUCTION, "tick", NS)
+    assert auction is not None
+    deadline = dt.datetime.fromisoformat(auction["status"]["deadline"].replace("Z", "+00:00"))
+    await asyncio.sleep(max((deadline - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 0.5)
+    await cluster.start_operator_process()  # after the deadline; ben never answered
+    s = await phase_in(kube, AUCTION, "tick", AUCTION_DONE, timeout=20)
+    assert s["rounds"][0]["accepted"] == ["ann"]
+    assert (s["phase"], [(a["agent"], a["price"]) for a in s["result"]["allocations"]]) == (
+        "Awarded",
+        [("ann", 10)],
+    )
+    assert (await verdict(kube, BID, bid_name("tick", "ann")))["reason"] == "Counted"

@@ -429,3 +429,22 @@ async def test_sdk_watch_yields_each_applied_change(operator: LocalCluster, kube
         await asyncio.wait_for(follower, 5)
         assert seen == [(1, 1), (2, 2), (3, 3)]
         assert await sdk.read("mode") == (3, 3)
+
+
+async def test_a_session_outcome_waits_until_its_variable_took_its_own_spec_in(
+    cluster: LocalCluster, kube: Kube
+) -> None:
+    """Found by the nemesis: an outcome applied to a Variable whose first reconcile had not run
+    yet (its operator slowed down by faults) became version 1, and that first reconcile then
+    applied spec.value over it as version 2: the outcome was lost. Now the outcome waits
+    (a retryable ApiError) until the Variable has been taken in, and then lands on top."""
+    await kube.create(VARIABLE, variable("late-start", value=1, historyLimit=20))
+    with pytest.raises(ApiError, match="not initialised yet"):
+        await apply_session_outcome(kube, NS, "late-start", 7, "session-uid-1")
+    assert ((await kube.get(VARIABLE, "late-start", NS)) or {}).get("status") is None
+    await cluster.start_operator_process()
+    await until(kube, "late-start", lambda s: s.get("version") == 1, "v1")
+    assert await apply_session_outcome(kube, NS, "late-start", 7, "session-uid-1") is True
+    st = await status(kube, "late-start")
+    assert (st["value"], st["version"], st["appliedSessions"]) == (7, 2, ["session-uid-1"])
+    await cluster.stop_operator()

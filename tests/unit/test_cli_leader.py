@@ -1,14 +1,18 @@
-"""The pure leader-election decision: may I take the Lease, is it expired (hand-computed cases)."""
+"""The pure leader-election decision: may I take the Lease, is it expired (hand-computed cases);
+and the elector stepping down when its renewals hang."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import datetime as dt
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mabeam.controller._leader import LeaseRecord, decide, expires_at, released
+from mabeam.controller._leader import LeaderElector, LeaseRecord, decide, expires_at, released
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -90,3 +94,72 @@ def test_another_holder_is_never_deposed_before_its_lease_runs_out(
         assert d.retry_in == pytest.approx(duration - (now - renewed), abs=1e-6)
     else:
         assert d.action == "take"
+
+
+class _Partitionable:
+    """A Kube stand-in for the Lease: answers until ``cut``, then every request hangs forever."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.cut = asyncio.Event()
+
+    async def _gate(self) -> None:
+        if self.cut.is_set():
+            await asyncio.Event().wait()  # never answered, as when the API server is unreachable
+
+    async def get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        await self._gate()
+        return copy.deepcopy(self.lease)
+
+    async def create(self, res: Any, body: dict[str, Any]) -> dict[str, Any]:
+        await self._gate()
+        return self._store(body)
+
+    async def replace(self, res: Any, body: dict[str, Any]) -> dict[str, Any]:
+        await self._gate()
+        return self._store(body)
+
+    def _store(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        meta = {**body["metadata"], "resourceVersion": str(self.version)}
+        self.lease = {**copy.deepcopy(body), "metadata": meta}
+        return copy.deepcopy(self.lease)
+
+
+async def test_a_leader_whose_renewals_hang_stops_its_operator_before_its_lease_runs_out() -> None:
+    """Partitioned from the API server (requests hang, never fail), the leader still steps down
+    within its renew deadline, before any other replica may take the Lease over."""
+    kube = _Partitionable()
+    elector = LeaderElector(
+        kube,  # type: ignore[arg-type]
+        namespace="default",
+        identity="me",
+        lease_seconds=2,
+        renew_seconds=0.1,
+    )
+    running = asyncio.Event()
+    stopped_at: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def operator(stop: asyncio.Event) -> None:
+        running.set()
+        await stop.wait()
+        stopped_at.append(loop.time())
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(elector.run(operator, stop))
+    await asyncio.wait_for(running.wait(), 5)
+    assert elector.leading
+    kube.cut.set()
+    cut_at = loop.time()
+    while not stopped_at:
+        assert loop.time() - cut_at < 5, "the partitioned leader never stopped its operator"
+        await asyncio.sleep(0.02)
+    # The last successful renewal was at most renew_seconds before the cut: the operator stops
+    # within renew_deadline (2/3 of the lease) of it, before the lease (2 s) can expire.
+    assert stopped_at[0] - cut_at < elector.renew_deadline + 0.05
+    assert not elector.leading
+    stop.set()
+    # Waiting for the Lease again and releasing it are bounded too: the stop is not held up.
+    await asyncio.wait_for(task, 5)
