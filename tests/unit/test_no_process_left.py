@@ -33,13 +33,31 @@ def test_cleans_up():
 
 def run_pytest(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_it.py").write_text(text)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MABEAM_TEST_PROCESS_GRACE": "0.5",
-           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MABEAM_TEST_PROCESS_GRACE": "0.5",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    argv = [
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "tests.conftest",
+        "--rootdir",
+        str(tmp_path),
+    ]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
-         "--rootdir", str(tmp_path), str(tmp_path / "test_it.py")],  # fmt: skip
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, *argv, str(tmp_path / "test_it.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_process_left_running_fails_the_session(tmp_path: Path) -> None:
