@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-cluster test e2e nemesis cluster-binaries lint typecheck crds bench clean
+.PHONY: demo demo-cluster test test-stress e2e nemesis cluster-binaries lint typecheck crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check mabeam tests agents bench requirements
 	$(BIN)/mypy
+
+# The tests (the pytest part of make test) 5 times in a row while the other cores are saturated
+# by busy loops, stopping at the first failure (docs/reliability.md); RUNS, STRESS_CPUS and
+# PYTEST_ARGS (a narrower selection) can be set.
+test-stress: $(STAMP)
+	PYTHON=$(BIN)/python bash hack/test-stress.sh
 
 e2e: $(STAMP) cluster-binaries
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e

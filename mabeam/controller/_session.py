@@ -14,9 +14,15 @@ answer object. The loop is the same for all of them:
    the Variable records the session; ``status.outcomeApplied`` stops re-issuing it after a
    restart.
 
-When an answer was received is what the *operator* saw: the first time it saw that generation of
-the answer object (in a watch event or a list). After an operator restart, versions it never saw
-before count as received at the restart.
+When an answer was received is when the *API server* accepted it, as closely as the API server
+tells (:func:`received_at`): a first version (generation 1) was accepted within the second of its
+``creationTimestamp`` (set by the API server, which a client cannot choose), so it counts as
+received at the earlier of that second's end and when the operator first saw it (in a watch event
+or a list). An operator that is slow, paused or restarted therefore cannot make an answer late
+that the API server accepted before the deadline's second; within that second it counts if the
+operator saw it by the deadline. A later version (an edited answer) has no such time that an
+agent cannot forge (``managedFields`` times are written by clients too): it counts as received
+when the operator first saw it. See docs/reliability.md, "Answer time".
 """
 
 from __future__ import annotations
@@ -43,7 +49,15 @@ from ._events import post
 from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
-__all__ = ["SESSION_LABEL", "ParsedAnswer", "SessionKind", "SessionLoop", "register", "run_session_loop"]
+__all__ = [
+    "SESSION_LABEL",
+    "ParsedAnswer",
+    "SessionKind",
+    "SessionLoop",
+    "received_at",
+    "register",
+    "run_session_loop",
+]
 
 SESSION_LABEL = "mabeam.io/session"
 
@@ -192,6 +206,33 @@ def _recorded_receipt(obj: dict[str, Any], generation: int) -> dt.datetime | Non
 
 def _wire_time(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+#: The resolution of ``metadata.creationTimestamp`` (RFC 3339, whole seconds).
+TIMESTAMP_RESOLUTION = dt.timedelta(seconds=1)
+
+
+def received_at(obj: dict[str, Any], seen: dt.datetime) -> dt.datetime:
+    """When this version of answer ``obj`` counts as received, given when the operator first saw it.
+
+    A first version: no later than the end of the second of its ``creationTimestamp`` (the API
+    server accepted it before then), nor than ``seen``; so never earlier than it was accepted
+    (a late answer stays late), and an operator that saw it late does not make it late. A later
+    version, or a timestamp that cannot be read: ``seen``.
+    """
+    meta = obj.get("metadata") or {}
+    if meta.get("generation") not in (None, 1):
+        return seen
+    created = meta.get("creationTimestamp")
+    if not isinstance(created, str):
+        return seen
+    try:
+        accepted = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return seen
+    if accepted.tzinfo is None:
+        return seen
+    return min(seen, accepted + TIMESTAMP_RESOLUTION)
 
 
 @kopf.on.startup()
@@ -355,7 +396,9 @@ class SessionLoop(abc.ABC):
             answers_objs = await self.kube.list(
                 kind.answer_res, self.namespace, labels={SESSION_LABEL: self.name}
             )
-            answers, refused = self._answers(answers_objs, now)
+            # Seen now, after the list: a version listed was accepted before this instant (the
+            # pass's ``now`` was read before the list, so it is no bound on when they came).
+            answers, refused = self._answers(answers_objs, clock())
             alive = await self._alive(status, now)
             options = await self.engine_options(body, spec, starting=False)
             answers = await self.admit(body, spec, status, answers, refused, answers_objs, options)
@@ -448,8 +491,8 @@ class SessionLoop(abc.ABC):
             oname = obj["metadata"]["name"]
             if obj["metadata"].get("deletionTimestamp"):
                 continue
-            at, _ = see(obj, now)
-            parsed = self.kind.parse_answer(self.name, obj, at)
+            seen, _ = see(obj, now)
+            parsed = self.kind.parse_answer(self.name, obj, received_at(obj, seen))
             if parsed.refusal is not None:
                 refused[oname] = parsed.refusal
                 continue

@@ -131,7 +131,7 @@ def service_account_name(agent: str) -> str:
     if len(name) <= 253:
         return name
     digest = hashlib.sha256(agent.encode()).hexdigest()[:10]
-    return f"{name[:242]}-{digest}"
+    return f"{name[:242].rstrip('.-')}-{digest}"  # a DNS label ends with a letter or digit
 
 
 def agent_labels(name: str, spec: AgentSpec) -> dict[str, str]:

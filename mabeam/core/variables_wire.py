@@ -15,6 +15,7 @@ No I/O here either; both sides call these to read and write the same wire forms.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 from typing import Any
@@ -46,13 +47,28 @@ WRITER_ANNOTATION = "mabeam.io/writer"
 PROJECTION_CONFIGMAP = "mabeam-variables"
 
 
+#: The longest name of an object (a DNS subdomain).
+_NAME_LIMIT = 253
+
+
+def _child_name(variable: str, suffix: str = "") -> str:
+    """``mabeam-var-<variable><suffix>``, a valid name however long the Variable's name is: a
+    name past the limit is cut and ends with a digest of the whole, so that it stays unique."""
+    name = f"mabeam-var-{variable}{suffix}"
+    if len(name) <= _NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(variable.encode()).hexdigest()[:10]
+    head = name[: _NAME_LIMIT - len(suffix) - len(digest) - 1].rstrip(".-")
+    return f"{head}-{digest}{suffix}"
+
+
 def lease_name(variable: str) -> str:
-    return f"mabeam-var-{variable}"
+    return _child_name(variable)
 
 
 def writer_role_name(variable: str) -> str:
     """The Role (and RoleBinding) that lets the allowed agents update this one Variable."""
-    return f"mabeam-var-{variable}-writer"
+    return _child_name(variable, "-writer")
 
 
 def micro_time(now: _dt.datetime) -> str:

@@ -101,6 +101,11 @@ class LocalCluster:
     def url(self) -> str:
         return self.api.url
 
+    @property
+    def operator_pid(self) -> int | None:
+        """The operator's process id while it runs as a process (:meth:`start_operator_process`)."""
+        return self._process.pid if self._process is not None else None
+
     def client(self) -> Kube:
         """An admin client (the user's kubectl), to be closed by the caller."""
         return Kube.connect(self.admin_kubeconfig)

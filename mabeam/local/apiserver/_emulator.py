@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
+import re
 from typing import Any
 
 import aiohttp.web
@@ -34,6 +36,62 @@ from ._types import (
 )
 
 logger = logging.getLogger("mabeam.local.apiserver")
+
+
+_FLOAT64_MAX = 1.7976931348623157e308
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def _float64(text: str) -> float:
+    value = float(text)
+    if math.isinf(value) or math.isnan(value):
+        raise ValueError(f"cannot unmarshal number {text} into a float64 (out of range)")
+    return value
+
+
+def _int_or_float64(text: str) -> int:
+    value = int(text)
+    if abs(value) > _FLOAT64_MAX:
+        raise ValueError(f"cannot unmarshal number {text[:40]} into a float64 (out of range)")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Strings with every lone UTF-16 surrogate replaced by U+FFFD, as Go's decoder does."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value
+
+
+def decode_json(body: bytes) -> Any:
+    """A request body decoded as the API server's JSON decoder (Go's) does: invalid UTF-8 and
+    lone surrogate escapes become U+FFFD, ``NaN`` and ``Infinity`` are not JSON, and a number
+    beyond a float64 is refused (ValueError); never a value that cannot be written back as JSON."""
+    value = json.loads(
+        body.decode("utf-8", errors="replace"),
+        parse_constant=_refuse_constant,
+        parse_float=_float64,
+        parse_int=_int_or_float64,
+    )
+    if b"\\u" in body or b"\\U" in body:  # only an escape can make a lone surrogate
+        value = _without_lone_surrogates(value)
+    return value
+
+
+def _looks_like_json(body: bytes) -> bool:
+    return body.lstrip()[:1] in (b"{", b"[")
 
 
 @attrs.define(kw_only=True)
@@ -67,7 +125,7 @@ class LocalApiEmulator(Authorization):
         group, version, namespace, plural, name, subresource = parsed
         body = await raw_request.read()
         try:
-            data = json.loads(body) if body else None
+            data = decode_json(body) if body else None
         except (ValueError, RecursionError):
             data = None  # refused (400) when the verb reads it
         request = kmock.Request(
@@ -218,10 +276,16 @@ class LocalApiEmulator(Authorization):
         if not request.body:
             return None
         try:
-            return json.loads(request.body)
+            return decode_json(request.body)
         except RecursionError:
             raise _ApiError(400, "BadRequest", "the request body is nested too deeply to decode") from None
-        except ValueError:
+        except ValueError as exc:
+            if "yaml" not in str(request.headers.get("Content-Type", "")).lower() and _looks_like_json(
+                request.body
+            ):
+                # A JSON body is decoded as JSON only, as the API server does: what Go's decoder
+                # refuses (NaN, 1e400) is a 400, not a string that YAML made of it.
+                raise _ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from None
             try:
                 return yaml.safe_load(request.body)
             except yaml.YAMLError:

@@ -15,6 +15,7 @@ policy's ``failurePolicy`` is ``Ignore``.
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -57,6 +58,24 @@ def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
     if isinstance(result, celpy.evaluation.CELEvalError):
         raise _PolicyError(str(result))
     return result
+
+
+_INT64 = 2**63
+
+
+def _as_decoded(value: Any) -> Any:
+    """A JSON value as the API server hands it to CEL: an integer beyond 64 bits was decoded as
+    a double (CEL's int is 64 bits; celpy refuses a larger one with a ValueError)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.copysign(math.inf, value)
+    if isinstance(value, dict):
+        return {k: _as_decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_decoded(v) for v in value]
+    return value
 
 
 def _truth(value: Any) -> bool:
@@ -223,8 +242,8 @@ class AdmissionPolicies(Admission):
         ignore_errors = pspec.get("failurePolicy") == "Ignore"
         prefix = f"ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}' denied request"
         activation: dict[str, Any] = {
-            "object": celpy.adapter.json_to_cel(obj),
-            "oldObject": celpy.adapter.json_to_cel(old),
+            "object": celpy.adapter.json_to_cel(_as_decoded(obj)),
+            "oldObject": celpy.adapter.json_to_cel(_as_decoded(old)),
             "request": celpy.adapter.json_to_cel(request),
             "params": celpy.adapter.json_to_cel(None),
             "namespaceObject": celpy.adapter.json_to_cel(namespace_obj),
