@@ -507,8 +507,17 @@ async def attack_money(plane: Plane) -> None:
         return status if status.get("reason") else None
 
     over = await eventually(verdict, what="a verdict on Mallory's bid")
+    over_obj = await plane.admin.get(BID, "sale-mallory", plane.namespace)
+    assert over_obj is not None
+    over_rv = over_obj["metadata"]["resourceVersion"]
     assert (over["reason"], over["accepted"]) == ("OverBudget", False), over
     assert "10.00" in over["message"] and "40" not in over["message"], over
+    # Within her means, a new version counts (and every bidder is in: bidding closes at once).
+    reply = await plane.request(
+        "PUT", plane.path("bids", "sale-mallory"), token=mallory,
+        body={**bid("mallory", 5), "metadata": {**bid("mallory", 5)["metadata"], "resourceVersion": over_rv}},
+    )  # fmt: skip
+    assert reply.status == 200, reply
     reply = await plane.request("POST", plane.path("bids"), token=tokens["alice"], body=bid("alice", 30))
     assert reply.status == 201, reply
 
