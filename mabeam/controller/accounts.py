@@ -199,6 +199,27 @@ async def _invalid(kube: Kube, body: dict[str, Any], message: str, now: dt.datet
     post(body, type="Warning", reason="Invalid", message=message)
 
 
+def _ready_message(spec: AccountSpec) -> str:
+    # Not the balance: it changes with every hold, and the condition would be rewritten each time.
+    return "the budget is granted" if spec.budget or spec.top_up else "reconciled"
+
+
+def _up_to_date(body: dict[str, Any], spec: AccountSpec, created: dt.datetime, now: dt.datetime) -> bool:
+    """Whether this version of the Account has nothing due and is recorded as reconciled."""
+    status = body.get("status") or {}
+    ledger = account_ledger(body)
+    ready = next(
+        (c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {}
+    )
+    return (
+        "balance" in status
+        and status.get("observedGeneration") == body["metadata"].get("generation")
+        and ready.get("status") == "True"
+        and ready.get("message") == _ready_message(spec)
+        and _ledger.due_grants(ledger, spec, created, now)[0] == ledger
+    )
+
+
 async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> None:
     """Grant what the spec grants and is due, and record the Account as reconciled."""
     meta = body["metadata"]
@@ -217,6 +238,8 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
     created = dt.datetime.fromisoformat(
         str(meta.get("creationTimestamp") or now.isoformat()).replace("Z", "+00:00")
     )
+    if _up_to_date(body, spec, created, now):
+        return  # the watched version needs nothing (most events: a hold or a settlement)
     notes: list[str] = []
 
     def grant(current: _ledger.Ledger, obj: dict[str, Any]) -> _ledger.Ledger | None:
@@ -232,8 +255,7 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
         post(obj, type="Normal", reason="Granted", message=notes[0])
     generation = obj["metadata"].get("generation")
     status = obj.get("status") or {}
-    # Not the balance: it changes with every hold, and the condition would be rewritten each time.
-    message = "the budget is granted" if spec.budget or spec.top_up else "reconciled"
+    message = _ready_message(spec)
     ready = next(
         (c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {}
     )
@@ -307,6 +329,8 @@ class _Checks:
 
     def __init__(self) -> None:
         self.watched: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Accounts whose reconcile failed (an API error): (when to try again, the next delay).
+        self.retry: dict[tuple[str, str], tuple[dt.datetime, float]] = {}
         self.task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
 
@@ -314,10 +338,25 @@ class _Checks:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         spec, status = body.get("spec") or {}, body.get("status") or {}
-        if deleted or not (spec.get("topUp") or status.get("holds")):
+        if deleted:
+            self.retry.pop(key, None)
+        if deleted or not (spec.get("topUp") or status.get("holds") or key in self.retry):
             self.watched.pop(key, None)
             return
         self.watched[key] = body
+        self._start(memo)
+
+    def failed(self, body: dict[str, Any], memo: Runtime) -> None:
+        """Reconcile ``body``'s Account again after a backoff (its event is spent)."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        delay = self.retry.get(key, (clock(), 0.5))[1]
+        self.retry[key] = (clock() + dt.timedelta(seconds=delay), min(delay * 2, CHECK_SECONDS))
+        self.watched[key] = body
+        self._start(memo)
+        self.wake.set()
+
+    def _start(self, memo: Runtime) -> None:
         if self.task is None or self.task.done():
             self.wake = asyncio.Event()
             self.task = asyncio.create_task(self._run(memo), name="account checks")
@@ -338,6 +377,19 @@ class _Checks:
         while self.watched:
             now = clock()
             wait = CHECK_SECONDS
+            for key, (at, _) in list(self.retry.items()):
+                if at > now:
+                    wait = min(wait, (at - now).total_seconds())
+                    continue
+                body = self.watched[key]
+                try:
+                    await reconcile_account(memo.kube, body, rbac=True)
+                except (ApiError, ConflictError) as exc:
+                    log.warning("Reconcile of Account %s failed, retrying: %s", key[1], exc)
+                    self.failed(body, memo)
+                else:
+                    self.retry.pop(key, None)
+                    self.put(body, memo)
             for body in list(self.watched.values()):
                 due = self._due(body, now)
                 if due is not None and due <= now:
@@ -370,6 +422,7 @@ class _Checks:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         self.watched.clear()
+        self.retry.clear()
 
 
 _checks: _Checks | None = None
@@ -392,7 +445,12 @@ async def account_changed(event: dict[str, Any], body: kopf.Body, memo: Runtime,
         memo.metrics.set_balance(meta["namespace"], meta["name"], ledger.balance, ledger.escrow)
     except pydantic.ValidationError:
         pass
-    await reconcile_account(memo.kube, dict(body), rbac=True)
+    try:
+        await reconcile_account(memo.kube, dict(body), rbac=True)
+    except (ApiError, ConflictError) as exc:
+        # The event is spent: the checks task tries again, with a backoff, until it succeeds.
+        log.warning("Reconcile of Account %s failed, retrying: %s", meta["name"], exc)
+        _checks.failed(dict(body), memo)
 
 
 @kopf.on.cleanup()

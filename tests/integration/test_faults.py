@@ -203,3 +203,17 @@ async def _version(kube: Kube, name: str, version: int) -> bool:
 async def _writer_bound(kube: Kube, variable: str, agent: str) -> bool:
     binding = await kube.get(ROLE_BINDING, f"mabeam-var-{variable}-writer", NS)
     return f"mabeam-agent-{agent}" in {s["name"] for s in (binding or {}).get("subjects") or []}
+
+
+@pytest.mark.parametrize("faulty", SEEDS[:1], indirect=True)
+async def test_a_grant_whose_writes_fail_is_retried_until_it_lands(
+    cluster: LocalCluster, kube: Kube, faulty: FaultProxy
+) -> None:
+    """An Account's event is spent when its reconcile fails: the operator retries on its own."""
+    from tests.integration.test_money import account, granted
+
+    faulty.rules += [Rule("PATCH", r"/accounts/ann/status$", plan=["503", "500", "429"])]
+    await cluster.start_operator()
+    await account(kube, "ann", 30)
+    await granted(kube, {"ann": 3000})
+    assert faulty.injected, faulty.injected
