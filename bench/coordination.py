@@ -1,15 +1,27 @@
-"""Coordination: time from the last answer to Decided, sessions per second, API requests per session.
+"""Sessions: API requests per session, sessions per second and last answer -> outcome, every kind.
 
-Each figure is printed beside a baseline measured in the same run against the same local API
-server (the operator runs as its own process, as in a cluster):
+Every session kind goes through the operator (its own process, as in a cluster) on the local
+API server: a majority vote, each auction mechanism (first-price, second-price, combinatorial,
+english, dutch) and a market (double auction). Each participant answers with its own
+ServiceAccount token, 32 writes in flight. Each figure is printed beside its floor, measured in
+the same run against the same API server:
 
-- latency (from writing the last answer to a watching client seeing ``Decided``): one PATCH of
-  a Coordination's status — the least the operator must do after the last answer arrives;
-- sessions/s: the floor of a session done by hand at the same concurrency — N Vote creates
-  (one per participant, with its own credentials) plus one status PATCH;
-- requests per session: that same floor, N + 1 (one write per participant plus a constant).
+- API requests per session (the operator's and the agents', from the API server's audit log):
+  the floor is participants + 1, one answer per participant plus one status write;
+- sessions per second: the floor by hand is the same writes done without the operator at the
+  same concurrency (the N answers of a session, then one status PATCH), one session after the
+  other (or ``--concurrent`` sessions at once);
+- last answer -> outcome (p50 and p95): all but the last participant answer first and are
+  counted (the outcome stays open); the clock runs from writing the last answer until a
+  watching client sees the outcome (Decided, Awarded, Cleared, ...). Its floor is one status
+  PATCH, the least the operator must write after the last answer.
 
-Run with ``python bench/coordination.py [--participants 50] [--sessions 10] [--quick]`` (not a test).
+``--concurrent K`` runs K sessions at once per kind (every participant answers at once): the
+sessions per second against K floors by hand at once, the p95 from each session's last answer
+to its outcome, and the sessions that did not end as expected (errors).
+
+    python bench/coordination.py [--participants 50] [--sessions 10] [--kinds vote dutch ...]
+                                 [--concurrent K] [--quick]
 """
 
 from __future__ import annotations
@@ -20,13 +32,30 @@ import collections
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mabeam.kube.client import Kube
-from mabeam.kube.resources import AGENT, COORDINATION, ROLE_BINDING, VOTE
+from mabeam.kube.resources import (
+    AGENT,
+    AUCTION,
+    BID,
+    COORDINATION,
+    MARKET,
+    ORDER,
+    ROLE_BINDING,
+    VARIABLE,
+    VOTE,
+    Res,
+)
 from mabeam.local.cluster import OPERATOR_IDENTITY, LocalCluster
-from mabeam.models.coordination import vote_name
+from mabeam.models._sealed import SealingInfo
+from mabeam.models.auction import BidContent, Bundle, bid_name
+from mabeam.models.coordination import answer_verdict, vote_name
+from mabeam.models.market import OrderContent, order_name
+from mabeam.sdk._trading import seal_bid, seal_order
 
 NS = "default"
 IN_FLIGHT = 32
@@ -36,6 +65,8 @@ AGENT_LOOP = {("agents", "get"), ("agents", "patch")}
 
 
 class Voters:
+    """One client per agent, with its own ServiceAccount credentials; IN_FLIGHT writes at once."""
+
     def __init__(self, cluster: LocalCluster, names: list[str]) -> None:
         self.clients: dict[str, Kube] = {}
         for name in names:
@@ -45,73 +76,227 @@ class Voters:
             self.clients[name] = Kube.connect(path, namespace=NS)
         self.limit = asyncio.Semaphore(IN_FLIGHT)
 
-    async def vote(self, session: str, agent: str, choice: str) -> None:
+    async def write(self, res: Res, agent: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self.limit:
-            await self.clients[agent].create(VOTE, {
-                "metadata": {"name": vote_name(session, agent), "namespace": NS,
-                             "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent}},
-                "spec": {"session": session, "agent": agent, "choice": choice},
-            })  # fmt: skip
+            return await self.clients[agent].create(res, body)
+
+    async def vote(self, session: str, agent: str, choice: str) -> None:
+        await self.write(VOTE, agent, answer_body(VOTE, session, agent, {"choice": choice}))
 
     async def close(self) -> None:
         for client in self.clients.values():
             await client.close()
 
 
+def answer_body(res: Res, session: str, agent: str, fields: dict[str, Any]) -> dict[str, Any]:
+    name, ref = {
+        VOTE.kind: (vote_name(session, agent), "session"),
+        BID.kind: (bid_name(session, agent), "auction"),
+        ORDER.kind: (order_name(session, agent), "market"),
+    }[res.kind]
+    return {
+        "metadata": {"name": name, "namespace": NS,
+                     "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent}},
+        "spec": {ref: session, "agent": agent, **fields},
+    }  # fmt: skip
+
+
 def choice(i: int) -> str:
     return "x" if i % 2 == 0 else "y"
 
 
-async def wait_for(kube: Kube, name: str, phases: set[str]) -> dict[str, Any]:
-    while True:
-        status = ((await kube.get(COORDINATION, name, NS)) or {}).get("status") or {}
-        if status.get("phase") in phases:
-            return status
-        await asyncio.sleep(0.002)
+# --- the session kinds -------------------------------------------------------------------------
 
 
-async def verdicts_written(kube: Kube, session: str, n: int) -> None:
-    while True:
-        votes = await kube.list(VOTE, NS, labels={"mabeam.io/session": session})
-        if sum(1 for v in votes if (v.get("status") or {}).get("reason")) >= n:
-            return
-        await asyncio.sleep(0.01)
+@dataclass(frozen=True)
+class Kind:
+    """How to run one kind of session whose last answer decides it."""
+
+    name: str
+    res: Res
+    answer_res: Res
+    open_phases: frozenset[str]
+    outcome: str  # the phase a watching client waits for
+    spec: Callable[[str, list[str]], dict[str, Any]]
+    #: (session name, session body once open, agent, index, is it the last) -> the answer's spec fields
+    answer: Callable[[str, dict[str, Any], str, int, bool], dict[str, Any]]
+    items: bool = False  # sells an item (a Variable named after the session)
 
 
-async def one_session(kube: Kube, voters: Voters, name: str, names: list[str]) -> tuple[float, float]:
-    """Run a session whose last answer decides it; return (last answer -> Decided seen, wall time).
+def _sealing(body: dict[str, Any]) -> tuple[SealingInfo, str]:
+    return SealingInfo.model_validate(body["status"]["sealing"]), str(body["metadata"]["uid"])
 
-    All but the last participant vote alternately, so that the outcome stays open (the leader is
-    one vote ahead and the last voter could still tie); once those answers are counted, the last
-    vote is written and the clock runs until the operator records the decision.
+
+def _sealed_bid(amount: float) -> Callable[[str, dict[str, Any], str, int, bool], dict[str, Any]]:
+    def answer(session: str, body: dict[str, Any], agent: str, i: int, last: bool) -> dict[str, Any]:
+        info, uid = _sealing(body)
+        content = BidContent(amount=amount + i + (100 if last else 0))
+        return {"sealed": seal_bid(info, uid, agent, content).to_wire()}
+
+    return answer
+
+
+def _combinatorial(session: str, body: dict[str, Any], agent: str, i: int, last: bool) -> dict[str, Any]:
+    info, uid = _sealing(body)
+    content = BidContent(bundles=[Bundle(items=[session], amount=10 + i + (100 if last else 0))])
+    return {"sealed": seal_bid(info, uid, agent, content).to_wire()}
+
+
+def _clock(session: str, body: dict[str, Any], agent: str, i: int, last: bool) -> dict[str, Any]:
+    return {"round": 1, "accept": last}  # everyone else drops out (english) or passes (dutch)
+
+
+def _order(session: str, body: dict[str, Any], agent: str, i: int, last: bool) -> dict[str, Any]:
+    info, uid = _sealing(body)
+    side = "buy" if i % 2 == 0 else "sell"
+    content = OrderContent(side=side, price=50 + (i % 7) * (1 if side == "buy" else -1), quantity=1)
+    return {"sealed": seal_order(info, uid, agent, content).to_wire()}
+
+
+def _vote(session: str, body: dict[str, Any], agent: str, i: int, last: bool) -> dict[str, Any]:
+    return {"choice": "x" if last else choice(i)}
+
+
+def _auction(mechanism: str, **extra: Any) -> Callable[[str, list[str]], dict[str, Any]]:
+    def spec(name: str, names: list[str]) -> dict[str, Any]:
+        return {"mechanism": mechanism, "participants": {"agents": names}, "items": [name],
+                "reservePrice": 1, "bidSeconds": 120, "roundSeconds": 120, **extra}  # fmt: skip
+
+    return spec
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("vote", COORDINATION, VOTE, frozenset({"Collecting"}), "Decided",
+             lambda n, names: {"protocol": "majority", "participants": {"agents": names},
+                               "options": ["x", "y"], "answerSeconds": 120}, _vote),
+        Kind("first-price", AUCTION, BID, frozenset({"Bidding"}), "Awarded", _auction("first-price"),
+             _sealed_bid(10), items=True),
+        Kind("second-price", AUCTION, BID, frozenset({"Bidding"}), "Awarded", _auction("second-price"),
+             _sealed_bid(10), items=True),
+        Kind("combinatorial", AUCTION, BID, frozenset({"Bidding"}), "Awarded", _auction("combinatorial"),
+             _combinatorial, items=True),
+        Kind("english", AUCTION, BID, frozenset({"Bidding"}), "Awarded",
+             _auction("english", startPrice=5, increment=1), _clock, items=True),
+        Kind("dutch", AUCTION, BID, frozenset({"Bidding"}), "Awarded",
+             _auction("dutch", startPrice=50, decrement=1), _clock, items=True),
+        Kind("market", MARKET, ORDER, frozenset({"Collecting"}), "Cleared",
+             lambda n, names: {"mechanism": "double-auction", "participants": {"agents": names},
+                               "good": "cpu", "orderSeconds": 120}, _order),
+    )
+}  # fmt: skip
+
+
+# --- watching ------------------------------------------------------------------------------------
+
+
+class Watcher:
+    """One watch per session kind: the latest body of every session and when each phase was first seen."""
+
+    def __init__(self, kube: Kube, res: Res) -> None:
+        self.kube, self.res = kube, res
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.phase_seen: dict[tuple[str, str], float] = {}
+        self.changed = asyncio.Condition()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            async for _, obj in self.kube.watch(self.res, NS):
+                name = obj["metadata"]["name"]
+                self.bodies[name] = obj
+                phase = (obj.get("status") or {}).get("phase")
+                if phase is not None:
+                    self.phase_seen.setdefault((name, phase), time.monotonic())
+                async with self.changed:
+                    self.changed.notify_all()
+
+    async def until(self, test: Callable[[], Any]) -> Any:
+        async with self.changed:
+            while not (result := test()):
+                await self.changed.wait()
+            return result
+
+    async def in_phase(self, name: str, phases: frozenset[str] | set[str]) -> dict[str, Any]:
+        def test() -> dict[str, Any] | None:
+            body = self.bodies.get(name)
+            return body if body and (body.get("status") or {}).get("phase") in phases else None
+
+        result: dict[str, Any] = await self.until(test)
+        return result
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def judged(body: dict[str, Any], agents: list[str]) -> bool:
+    """Whether the session's status shows a verdict on each agent's answer (counted or refused)."""
+    status = body.get("status") or {}
+    seen = {c.get("agent") for c in status.get("counted") or ()}
+    seen |= {r.get("agent") for r in status.get("refusals") or ()}
+    return all(a in seen for a in agents)
+
+
+def terminal(body: dict[str, Any]) -> bool:
+    return (body.get("status") or {}).get("phase") not in (
+        None,
+        "Pending",
+        "Collecting",
+        "Bidding",
+        "Deciding",
+    )
+
+
+# --- one session -----------------------------------------------------------------------------------
+
+
+async def run_session(
+    kind: Kind, kube: Kube, voters: Voters, watcher: Watcher, name: str, names: list[str], *, split: bool
+) -> tuple[float, str]:
+    """One session of ``kind`` whose last answer decides it: (last answer -> outcome seen, final phase).
+
+    With ``split`` all but the last participant answer first and are counted before the last one
+    answers (the latency is the operator's reaction to that one answer); otherwise all at once.
     """
-    start = time.monotonic()
-    await kube.create(COORDINATION, {
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"protocol": "majority", "participants": {"agents": names}, "options": ["x", "y"],
-                 "answerSeconds": 120},
-    })  # fmt: skip
-    await wait_for(kube, name, {"Collecting"})
+    await kube.create(kind.res, {"metadata": {"name": name, "namespace": NS}, "spec": kind.spec(name, names)})
+    body = await watcher.in_phase(name, kind.open_phases | {"Failed"})
+    if (body.get("status") or {}).get("phase") == "Failed":
+        return float("nan"), "Failed"
+    answers = {
+        a: answer_body(kind.answer_res, name, a, kind.answer(name, body, a, i, i == len(names) - 1))
+        for i, a in enumerate(names)
+    }
     *early, last = names
-    await asyncio.gather(*(voters.vote(name, a, choice(i)) for i, a in enumerate(early)))
-    await verdicts_written(kube, name, len(early))
-    seen = asyncio.ensure_future(decided_seen(kube, name))
-    await asyncio.sleep(0.05)  # the watch is established
-    last_answer = time.monotonic()
-    await voters.vote(name, last, "x")
-    decided = await seen
-    return decided - last_answer, time.monotonic() - start
+    if split:
+        await asyncio.gather(*(voters.write(kind.answer_res, a, answers[a]) for a in early))
+        await watcher.until(lambda: judged(watcher.bodies[name], early) or terminal(watcher.bodies[name]))
+        t_last = time.monotonic()
+        await voters.write(kind.answer_res, last, answers[last])
+    else:
+        await asyncio.gather(*(voters.write(kind.answer_res, a, answers[a]) for a in early))
+        t_last = time.monotonic()
+        await voters.write(kind.answer_res, last, answers[last])
+    body = await watcher.until(lambda: terminal(watcher.bodies[name]) and watcher.bodies[name])
+    phase = str(body["status"]["phase"])
+    seen = watcher.phase_seen.get((name, phase), time.monotonic())
+    return max(seen - t_last, 0.0), phase
 
 
-async def decided_seen(kube: Kube, name: str) -> float:
-    """When a watching client sees the session ended (what a user or an agent waits for)."""
-    async for _, obj in kube.watch(COORDINATION, NS):
-        if obj["metadata"]["name"] == name and (obj.get("status") or {}).get("phase") in (
-            "Decided",
-            "NoDecision",
-        ):
-            return time.monotonic()
-    raise RuntimeError("the watch ended")
+async def floor_session(
+    kind: Kind, kube: Kube, voters: Voters, name: str, names: list[str], sample: dict[str, Any]
+) -> None:
+    """The same writes by hand, with no operator involved: N answers (to a session that does not
+    exist), then one status PATCH of an existing session."""
+    await asyncio.gather(*(
+        voters.write(kind.answer_res, a, answer_body(kind.answer_res, name, a,
+                                                     kind.answer(name, sample, a, i, i == len(names) - 1)))
+        for i, a in enumerate(names)
+    ))  # fmt: skip
+    await kube.patch(kind.res, sample["metadata"]["name"],
+                     {"status": {"observedGeneration": sample["metadata"]["generation"]}},
+                     namespace=NS, status=True)  # fmt: skip
 
 
 def session_requests(records: list[Any], users: set[str]) -> collections.Counter[tuple[str, str]]:
@@ -132,11 +317,17 @@ async def suspended_agents(kube: Kube, n: int) -> list[str]:
     """``n`` Agents without Pods (nothing to schedule), bound to the agents' ClusterRole so that
     each can answer with its own ServiceAccount token."""
     names = [f"p{i:04d}" for i in range(n)]
-    await asyncio.gather(*(kube.create(AGENT, {
-        "metadata": {"name": a, "namespace": NS},
-        "spec": {"suspend": True, "template": {"spec": {"containers": [
-            {"name": "a", "image": "x", "command": ["sleep", "1"]}]}}},
-    }) for a in names))  # fmt: skip
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def create(a: str) -> None:
+        async with limit:
+            await kube.create(AGENT, {
+                "metadata": {"name": a, "namespace": NS},
+                "spec": {"suspend": True, "template": {"spec": {"containers": [
+                    {"name": "a", "image": "x", "command": ["sleep", "1"]}]}}},
+            })  # fmt: skip
+
+    await asyncio.gather(*(create(a) for a in names))
     await kube.create(ROLE_BINDING, {
         "metadata": {"name": "bench-agents", "namespace": NS},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "mabeam-agent"},
@@ -145,7 +336,134 @@ async def suspended_agents(kube: Kube, n: int) -> list[str]:
     return names
 
 
-async def main(n: int, sessions: int) -> None:
+# --- what bench/economics.py uses --------------------------------------------------------------
+
+
+async def verdicts_written(kube: Kube, session: str, n: int) -> None:
+    """Until ``n`` Votes of ``session`` have a verdict (on the Vote, or counted in the session)."""
+    while True:
+        body = await kube.get(COORDINATION, session, NS)
+        votes = await kube.list(VOTE, NS, labels={"mabeam.io/session": session})
+        if sum(1 for v in votes if answer_verdict(v, body) is not None) >= n:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def one_session(kube: Kube, voters: Voters, name: str, names: list[str]) -> tuple[float, float]:
+    """A majority vote whose last answer decides it: (last answer -> Decided seen, wall time)."""
+    start = time.monotonic()
+    watcher = Watcher(kube, COORDINATION)
+    try:
+        latency, _ = await run_session(KINDS["vote"], kube, voters, watcher, name, names, split=True)
+    finally:
+        await watcher.close()
+    return latency, time.monotonic() - start
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def bench_kind(
+    kind: Kind, cluster: LocalCluster, kube: Kube, voters: Voters, names: list[str], users: set[str],
+    sessions: int, concurrent: int,
+) -> dict[str, Any]:  # fmt: skip
+    watcher = Watcher(kube, kind.res)
+    if kind.items:  # the items for sale, made (and reconciled) before anything is measured
+        count = sessions if concurrent <= 1 else concurrent
+        prefix = f"{kind.name}-{'c' if concurrent > 1 else ''}"
+        await asyncio.gather(*(kube.create(VARIABLE, {"metadata": {"name": f"{prefix}{s}", "namespace": NS},
+                                                      "spec": {"type": "string", "value": "slot"}})
+                               for s in range(count)))  # fmt: skip
+        await asyncio.sleep(1.0 + count / 100)
+    await asyncio.sleep(0.05)  # the watch is established
+    n = len(names)
+    try:
+        latencies: list[float] = []
+        requests: list[collections.Counter[tuple[str, str]]] = []
+        phases: collections.Counter[str] = collections.Counter()
+        errors = 0
+        t = time.perf_counter()
+        if concurrent <= 1:
+            for s in range(sessions):
+                cluster.api.emulator.audit.clear()
+                latency, phase = await run_session(
+                    kind, kube, voters, watcher, f"{kind.name}-{s}", names, split=True
+                )
+                await asyncio.sleep(0.3)  # the operator's last writes and events
+                latencies.append(latency)
+                phases[phase] += 1
+                requests.append(session_requests(cluster.api.audit, users))
+            count = sessions
+        else:
+            cluster.api.emulator.audit.clear()
+            results = await asyncio.gather(*(
+                run_session(kind, kube, voters, watcher, f"{kind.name}-c{s}", names, split=False)
+                for s in range(concurrent)
+            ), return_exceptions=True)  # fmt: skip
+            for r in results:
+                if isinstance(r, BaseException):
+                    errors += 1
+                    continue
+                latencies.append(r[0])
+                phases[r[1]] += 1
+            count = concurrent
+        elapsed = time.perf_counter() - t
+        if concurrent > 1:
+            await asyncio.sleep(1.0)
+            total = session_requests(cluster.api.audit, users)
+            requests = [collections.Counter({k: v / concurrent for k, v in total.items()})]
+        errors += sum(c for p, c in phases.items() if p != kind.outcome)
+        # The floor by hand: the same answers and one status write per session, same concurrency.
+        sample = watcher.bodies[f"{kind.name}-{'c' if concurrent > 1 else ''}0"]
+        floor_sessions = min(count, 10) if concurrent <= 1 else concurrent
+        t = time.perf_counter()
+        if concurrent <= 1:
+            for s in range(floor_sessions):
+                await floor_session(kind, kube, voters, f"floor-{kind.name}-{s}", names, sample)
+        else:
+            await asyncio.gather(*(floor_session(kind, kube, voters, f"floor-{kind.name}-c{s}", names, sample)
+                                   for s in range(floor_sessions)))  # fmt: skip
+        floor_rate = floor_sessions / (time.perf_counter() - t)
+        patch_times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            await kube.patch(kind.res, sample["metadata"]["name"],
+                             {"status": {"observedGeneration": sample["metadata"]["generation"]}},
+                             namespace=NS, status=True)  # fmt: skip
+            patch_times.append(time.perf_counter() - t)
+    finally:
+        await watcher.close()
+    per_session = [sum(c.values()) for c in requests]
+    merged: collections.Counter[tuple[str, str]] = collections.Counter()
+    for c in requests:
+        merged.update(c)
+    return {
+        "kind": kind.name, "n": n, "count": count, "rate": count / elapsed, "floor_rate": floor_rate,
+        "p50": pct(latencies, 0.5) if latencies else float("nan"),
+        "p95": pct(latencies, 0.95) if latencies else float("nan"),
+        "patch": statistics.median(patch_times), "requests": statistics.median(per_session),
+        "floor": n + 1, "errors": errors, "phases": dict(phases),
+        "by_verb": {k: v / len(requests) for k, v in merged.items()},
+    }  # fmt: skip
+
+
+def report(r: dict[str, Any], verbose: bool) -> None:
+    req_ratio, rate_ratio = r["requests"] / r["floor"], r["rate"] / r["floor_rate"]
+    print(f"{r['kind']:<14} {r['n']:>5} {r['requests']:>8.1f} {r['floor']:>6} {req_ratio:>6.2f}x"
+          f" {r['rate']:>8.2f} {r['floor_rate']:>8.2f} {rate_ratio:>6.2f}x"
+          f" {r['p50'] * 1e3:>8.1f} {r['p95'] * 1e3:>8.1f}"
+          f" {r['patch'] * 1e3:>7.1f} {r['errors']:>6}")  # fmt: skip
+    if verbose:
+        for (plural, verb), count in sorted(r["by_verb"].items(), key=lambda kv: -kv[1]):
+            print(f"{'':<16}{plural:<28} {verb:<7} {count:8.1f}")
+
+
+async def main(n: int, sessions: int, kinds: list[str], concurrent: int, verbose: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with LocalCluster(Path(tmp)) as cluster:
             kube = cluster.client()
@@ -154,74 +472,37 @@ async def main(n: int, sessions: int) -> None:
             await cluster.start_operator_process()
             await asyncio.sleep(2.0)  # let the Agent loops settle (they are not what is measured)
             users = {OPERATOR_USER, *(f"system:serviceaccount:{NS}:mabeam-agent-{a}" for a in names)}
-            print(f"Coordination benchmark: majority, {n} participants, {sessions} sessions; "
-                  "operator in its own process\n")  # fmt: skip
-
-            # --- baselines -------------------------------------------------------------------
-            await kube.create(COORDINATION, {"metadata": {"name": "baseline", "namespace": NS}, "spec": {
-                "protocol": "majority", "participants": {"agents": names[:1]}, "options": ["x"],
-                "cancel": True}})  # fmt: skip
-            await wait_for(kube, "baseline", {"Cancelled", "Failed"})
-            patch_times = []
-            for i in range(50):
-                t = time.perf_counter()
-                await kube.patch(COORDINATION, "baseline", {"status": {"tally": {"x": float(i)}}},
-                                 namespace=NS, status=True)  # fmt: skip
-                patch_times.append(time.perf_counter() - t)
-            base_latency = statistics.median(patch_times)
-            t = time.perf_counter()
-            for s in range(sessions):
-                await asyncio.gather(
-                    *(voters.vote(f"floor{s}", a, choice(i)) for i, a in enumerate(names[:-1]))
-                )
-                await voters.vote(f"floor{s}", names[-1], "x")
-                await kube.patch(COORDINATION, "baseline", {"status": {"tally": {"x": float(s)}}},
-                                 namespace=NS, status=True)  # fmt: skip
-            floor_rate = sessions / (time.perf_counter() - t)
-
-            # --- sessions, one after the other ----------------------------------------------
-            latencies, requests = [], []
-            t = time.perf_counter()
-            for s in range(sessions):
-                cluster.api.emulator.audit.clear()
-                latency, _ = await one_session(kube, voters, f"s{s}", names)
-                await verdicts_written(kube, f"s{s}", n)
-                await asyncio.sleep(0.2)  # the operator's last writes and events
-                latencies.append(latency)
-                requests.append(session_requests(cluster.api.audit, users))
-            rate = sessions / (time.perf_counter() - t)
-            await voters.close()
-            await kube.close()
-
-    lat = statistics.median(latencies)
-    per_session = statistics.median(sum(c.values()) for c in requests)
-    floor = n + 1
+            mode = f"{concurrent} at once" if concurrent > 1 else f"{sessions} one after the other"
+            print(f"Sessions benchmark: {n} participants, sessions {mode}; operator in its own process\n")
+            print(f"{'kind':<14} {'N':>5} {'req/sess':>8} {'floor':>6} {'ratio':>7} {'sess/s':>8}"
+                  f" {'by hand':>8} {'ratio':>7} {'p50 ms':>8} {'p95 ms':>8} {'PATCH':>7}"
+                  f" {'errors':>6}")  # fmt: skip
+            try:
+                for name in kinds:
+                    kind = KINDS[name]
+                    report(await bench_kind(kind, cluster, kube, voters, names, users, sessions, concurrent),
+                           verbose)  # fmt: skip
+            finally:
+                await voters.close()
+                await kube.close()
     print(
-        f"{'last answer -> Decided (p50)':<34} {lat * 1e3:8.1f} ms   baseline status PATCH "
-        f"{base_latency * 1e3:6.1f} ms   ratio {lat / base_latency:6.1f}x"
+        "\nreq/sess: API requests per session (operator and agents; p50), floor participants + 1; "
+        "sess/s against the same writes by hand; p50/p95: last answer -> outcome seen, beside one "
+        "status PATCH (median); errors: sessions that failed or did not reach the expected outcome."
     )
-    print(
-        f"{'sessions per second':<34} {rate:8.2f}      baseline floor by hand "
-        f"{floor_rate:6.2f}/s   ratio {rate / floor_rate:6.2f}x"
-    )
-    print(
-        f"{'API requests per session (p50)':<34} {per_session:8.0f}      baseline floor N+1 "
-        f"{floor:6d}     ratio {per_session / floor:6.2f}x"
-    )
-    merged: collections.Counter[tuple[str, str]] = collections.Counter()
-    for c in requests:
-        merged.update(c)
-    print("\nRequests per session by resource and verb (mean):")
-    for (plural, verb), count in sorted(merged.items(), key=lambda kv: -kv[1]):
-        print(f"  {plural:<28} {verb:<7} {count / len(requests):8.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="5 participants, 2 sessions: that it runs")
+    parser.add_argument("--concurrent", type=int, default=1, help="sessions at once per kind")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    parser.add_argument("--verbose", action="store_true", help="requests by resource and verb")
+    parser.add_argument(
+        "--quick", action="store_true", help="5 participants, 2 sessions of each kind: that it runs"
+    )
     args = parser.parse_args()
     if args.quick:
         args.participants, args.sessions = 5, 2
-    asyncio.run(main(args.participants, args.sessions))
+    asyncio.run(main(args.participants, args.sessions, args.kinds, args.concurrent, args.verbose))

@@ -52,6 +52,7 @@ from mabeam.kube.resources import AUCTION, BID, VARIABLE
 from mabeam.local.cluster import LocalCluster
 from mabeam.models._sealed import SealingInfo
 from mabeam.models.auction import BidContent, bid_name
+from mabeam.models.coordination import answer_verdict
 from mabeam.sdk._trading import seal_bid
 
 NS = "default"
@@ -250,8 +251,10 @@ async def bid_verdicts(kube: Kube, session: str, generations: dict[str, int]) ->
     """Until every listed Bid has a verdict for (at least) that generation."""
     while True:
         done = 0
+        auction = await kube.get(AUCTION, session, NS)
         for b in await kube.list(BID, NS, labels={"mabeam.io/session": session}):
-            status = b.get("status") or {}
+            # A refusal is on the Bid; a counted version is in the Auction's status.counted.
+            status = answer_verdict(b, auction) or {}
             if (status.get("observedGeneration") or 0) >= generations.get(b["spec"]["agent"], 1 << 30):
                 done += status.get("reason") is not None
         if done >= len(generations):

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from ..errors import ConflictError, MabeamError
 from ..kube.client import Kube
 from ..kube.resources import COORDINATION, VOTE
-from ..models.coordination import VoteSpec, vote_name
+from ..models.coordination import VoteSpec, answer_verdict, vote_name
 from ._common import connect, namespace_of
 
 __all__ = ["AGENT_LABEL", "SESSION_LABEL", "check_vote", "cmd_vote", "wait_for_verdict"]
@@ -48,7 +48,12 @@ async def wait_for_verdict(
     deadline = loop.time() + wait
     while True:
         vote = await kube.get(VOTE, name, namespace)
-        status = (vote or {}).get("status") or {}
+        session = ((vote or {}).get("spec") or {}).get("session")
+        status: dict[str, Any] = {}
+        if vote is not None and session:
+            # A refusal is on the Vote; a counted version is listed in its session's status.
+            coordination = await kube.get(COORDINATION, session, namespace)
+            status = answer_verdict(vote, coordination) or {}
         if status.get("reason") and status.get("observedGeneration") == generation:
             if status.get("accepted"):
                 print(f"vote.mabeam.io/{name} counted", file=out)

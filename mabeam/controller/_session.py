@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import kopf
@@ -44,6 +45,7 @@ from ..errors import ApiError, ConflictError, InvalidSpecError
 from ..kube.client import Kube
 from ..kube.resources import AGENT, Res
 from ..models._base import MabeamModel, ending_conditions, running_conditions, stamp_generation
+from ..models.coordination import CountedVersion
 from ._anomaly import observe_session
 from ._events import post
 from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
@@ -63,6 +65,12 @@ SESSION_LABEL = "mabeam.io/session"
 
 #: How many answer status writes one session has in flight at once.
 VERDICT_WRITES_IN_FLIGHT = 16
+#: The least time between two status writes of a session that only record answers: the answers
+#: that arrive meanwhile are written together. A write that decides, moves the phase or acts at
+#: a deadline is never held back.
+BATCH_SECONDS = 0.05
+#: How long a new session's first pass waits for kopf's finalizer write before it starts anyway.
+FINALIZER_WAIT_SECONDS = 1.0
 
 
 class _Step(Protocol):
@@ -112,6 +120,8 @@ class SessionKind:
 
     def __post_init__(self) -> None:
         self.wakers = Wakers()
+        #: The sessions and their answers as the watches last showed them (and our own writes).
+        self.view = SessionView()
         #: (namespace, session) -> the participants, for waking on readiness changes.
         self.open: dict[tuple[str, str], frozenset[str]] = {}
         #: (namespace, session) -> the resourceVersion of the loop's own last status write.
@@ -124,6 +134,75 @@ class SessionKind:
         self.open.clear()
         self.written.clear()
         self.wakers = Wakers()
+        self.view = SessionView()
+
+
+Key = tuple[str, str]
+
+
+def _newer(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether ``new`` is not older than ``old`` (resourceVersions are etcd revisions)."""
+    if old is None:
+        return True
+    try:
+        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+@dataclass
+class SessionView:
+    """The latest sessions and answers seen, from watch events and from the loop's own writes.
+
+    A pass reads its session and answers here instead of the API. The view is trusted to be
+    complete only where being behind cannot change an outcome (see :meth:`SessionLoop._pass`):
+    a pass that would end the session, move its phase, act at a deadline, or withdraw a counted
+    answer lists the answers first.
+    """
+
+    sessions: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    #: (namespace, session) -> answer name -> the answer.
+    answers: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: (namespace, answer name) -> the session it is filed under.
+    _filed: dict[Key, str] = field(default_factory=dict)
+
+    def put_session(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if _newer(self.sessions.get(key), obj):
+            self.sessions[key] = obj
+
+    def drop_session(self, namespace: str, name: str) -> None:
+        self.sessions.pop((namespace, name), None)
+        for answer in self.answers.pop((namespace, name), {}):
+            self._filed.pop((namespace, answer), None)
+
+    def put_answer(self, obj: dict[str, Any], *, deleted: bool = False) -> None:
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        session = (meta.get("labels") or {}).get(SESSION_LABEL)
+        before = self._filed.get((ns, name))
+        current = self.answers.get((ns, before), {}).get(name) if before is not None else None
+        if not deleted and not _newer(current, obj):
+            return
+        if before is not None and (deleted or before != session):
+            self.answers.get((ns, before), {}).pop(name, None)
+            self._filed.pop((ns, name), None)
+        if deleted or not session:
+            return
+        self.answers.setdefault((ns, session), {})[name] = obj
+        self._filed[(ns, name)] = session
+
+    def replace_answers(self, namespace: str, session: str, objs: list[dict[str, Any]]) -> None:
+        """What a list of the session's answers returned: the whole truth as of that list."""
+        for name in list(self.answers.get((namespace, session), {})):
+            self._filed.pop((namespace, name), None)
+        self.answers[(namespace, session)] = {}
+        for obj in objs:
+            self.put_answer(obj)
+
+    def answer_list(self, namespace: str, session: str) -> list[dict[str, Any]]:
+        return list(self.answers.get((namespace, session), {}).values())
 
 
 #: Every kind registered by a controller module, for the shared Agent and startup handlers.
@@ -142,7 +221,12 @@ def register(kind: SessionKind) -> SessionKind:
     async def answer_changed(
         event: dict[str, Any], body: kopf.Body, namespace: str, labels: dict[str, str], **_: Any
     ) -> None:
-        if event.get("type") == "DELETED" or see(dict(body), clock())[1]:
+        obj = event.get("object")
+        deleted = event.get("type") == "DELETED"
+        if isinstance(obj, dict):
+            kind.view.put_answer(obj, deleted=deleted)
+        session = kind.view.sessions.get((namespace, labels.get(SESSION_LABEL, "")))
+        if deleted or see(dict(body), clock(), session)[1]:
             # A status write or a metadata change is no new answer.
             kind.wakers.wake(namespace, labels.get(SESSION_LABEL))
 
@@ -152,7 +236,11 @@ def register(kind: SessionKind) -> SessionKind:
     ) -> None:
         if event.get("type") == "DELETED":
             kind.wakers.forget(namespace, name)  # the session is gone: so is its loop
+            kind.view.drop_session(namespace, name)
             return
+        obj = event.get("object")
+        if isinstance(obj, dict):
+            kind.view.put_session(obj)
         if kind.written.get((namespace, name)) == body.get("metadata", {}).get("resourceVersion"):
             return  # the loop's own status write: it already knows
         kind.wakers.wake(namespace, name)
@@ -175,27 +263,49 @@ def _is_ready(agent: dict[str, Any]) -> bool:
     return (agent.get("status") or {}).get("phase") == "Ready"
 
 
-def see(obj: dict[str, Any], now: dt.datetime) -> tuple[dt.datetime, bool]:
+def see(
+    obj: dict[str, Any], now: dt.datetime, session: dict[str, Any] | None = None
+) -> tuple[dt.datetime, bool]:
     """When this version of answer ``obj`` was first seen, and whether it is new now.
 
-    A version judged before (by an earlier operator run) has its time in its verdict
-    (``status.receivedAt`` for ``status.observedGeneration``): that time stands, so that an
-    answer counted before a restart is not taken for one received at the restart (Late).
-    Only the operator writes an answer's status."""
+    A version judged before (by an earlier operator run) has its time in its verdict: in the
+    session's ``status.counted`` (a counted version; ``session`` is the session as last seen) or
+    in the answer's own ``status.receivedAt`` for ``status.observedGeneration`` (a refused one).
+    That time stands, so that an answer counted before a restart is not taken for one received at
+    the restart (Late). Only the operator writes those statuses."""
     meta = obj.get("metadata", {})
     key = (str(meta.get("uid", meta.get("name"))), int(meta.get("generation") or 1))
     first = key not in _seen
     if first:
-        recorded = _recorded_receipt(obj, key[1])
+        recorded = _recorded_receipt(obj, key[1]) or _counted_receipt(obj, key[1], session)
         if recorded is not None and recorded <= now:
             now = recorded
     return _seen.setdefault(key, now), first
 
 
+def _counted_receipt(
+    obj: dict[str, Any], generation: int, session: dict[str, Any] | None
+) -> dt.datetime | None:
+    agent = (obj.get("spec") or {}).get("agent")
+    for record in ((session or {}).get("status") or {}).get("counted") or ():
+        if (
+            isinstance(record, dict)
+            and record.get("agent") == agent
+            and record.get("generation") == generation
+        ):
+            return _parse_time(record.get("receivedAt"))
+    return None
+
+
 def _recorded_receipt(obj: dict[str, Any], generation: int) -> dt.datetime | None:
     status = obj.get("status") or {}
-    raw = status.get("receivedAt")
-    if not raw or status.get("observedGeneration") != generation:
+    if status.get("observedGeneration") != generation:
+        return None
+    return _parse_time(status.get("receivedAt"))
+
+
+def _parse_time(raw: Any) -> dt.datetime | None:
+    if not raw:
         return None
     try:
         parsed = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
@@ -339,6 +449,12 @@ class SessionLoop(abc.ABC):
 
     #: Set by a pass that found the session ended with nothing more to do: wait for events only.
     parked: bool = False
+    #: Whether the view of the session can be read (False: read the API, after a failed pass).
+    fresh: bool = True
+    #: Whether the start already waited once for kopf's finalizer write.
+    waited_for_finalizer: bool = False
+    #: When the loop last wrote the session's status (the event loop's clock).
+    last_write: float = float("-inf")
 
     async def reconcile(self) -> float | None:
         """One pass; returns seconds until the next wanted pass (None: on events only).
@@ -352,11 +468,30 @@ class SessionLoop(abc.ABC):
             return await self._pass()
         except BaseException:
             self.outcome_checked = False
+            # Whatever failed may have been a stale view (a 409): the next pass reads the API.
+            self.fresh = False
             raise
+
+    async def _read(self) -> dict[str, Any] | None:
+        """The session: from the view, or from the API when the view cannot be trusted."""
+        kind = self.kind
+        body = kind.view.sessions.get(self.key) if self.fresh else None
+        if body is None:
+            body = await self.kube.get(kind.res, self.name, self.namespace)
+            if body is not None:
+                kind.view.put_session(body)
+                body = kind.view.sessions.get(self.key, body)
+            self.fresh = True
+        return body
+
+    async def _list_answers(self) -> list[dict[str, Any]]:
+        objs = await self.kube.list(self.kind.answer_res, self.namespace, labels={SESSION_LABEL: self.name})
+        self.kind.view.replace_answers(self.namespace, self.name, objs)
+        return objs
 
     async def _pass(self) -> float | None:
         kind = self.kind
-        body = await self.kube.get(kind.res, self.name, self.namespace)
+        body = await self._read()
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         now = clock()
@@ -376,6 +511,12 @@ class SessionLoop(abc.ABC):
         refused: dict[str, tuple[str, str]] = {}
         started = False
         if phase in (None, "Pending"):
+            if not body["metadata"].get("finalizers") and not self.waited_for_finalizer:
+                # kopf adds its finalizer (the daemon's) in a write of its own right after the
+                # session appears: a status write now would race it and lose (409). Its event
+                # wakes the loop; the timeout only covers a finalizer that never comes.
+                self.waited_for_finalizer = True
+                return FINALIZER_WAIT_SECONDS
             agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
             options = await self.engine_options(body, spec, starting=True)
             result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
@@ -393,21 +534,42 @@ class SessionLoop(abc.ABC):
                     body = await self._record_applied(body)
                     status = status.model_copy(update={"outcome_applied": True})
             self.outcome_checked = True
-            answers_objs = await self.kube.list(
-                kind.answer_res, self.namespace, labels={SESSION_LABEL: self.name}
+            # The answers as the watch shows them; listed from the API where the view may be
+            # behind in a way that matters (_view_incomplete, _decisive): then the step is
+            # taken again from the list.
+            listed = self._view_incomplete(status)
+            answers_objs = (
+                await self._list_answers() if listed else kind.view.answer_list(self.namespace, self.name)
             )
-            # Seen now, after the list: a version listed was accepted before this instant (the
-            # pass's ``now`` was read before the list, so it is no bound on when they came).
-            answers, refused = self._answers(answers_objs, clock())
-            alive = await self._alive(status, now)
-            options = await self.engine_options(body, spec, starting=False)
-            answers = await self.admit(body, spec, status, answers, refused, answers_objs, options)
-            if kind.step_in_thread:
-                result = await asyncio.to_thread(
-                    kind.step, self.name, spec, status, answers, alive, now, **options
-                )
-            else:
-                result = kind.step(self.name, spec, status, answers, alive, now, **options)
+            while True:
+                # Seen now, after the list: a version listed was accepted before this instant
+                # (the pass's ``now`` was read before the list, so it is no bound on when they came).
+                answers, refused = self._answers(answers_objs, clock(), body)
+                alive = await self._alive(status, now)
+                options = await self.engine_options(body, spec, starting=False)
+                answers = await self.admit(body, spec, status, answers, refused, answers_objs, options)
+                if kind.step_in_thread:
+                    result = await asyncio.to_thread(
+                        kind.step, self.name, spec, status, answers, alive, now, **options
+                    )
+                else:
+                    result = kind.step(self.name, spec, status, answers, alive, now, **options)
+                decisive = self._decisive(status, result.status, now)
+                if listed or not decisive:
+                    break
+                answers_objs, listed = await self._list_answers(), True
+            result = dataclasses.replace(
+                result,  # type: ignore[type-var]
+                status=result.status.model_copy(
+                    update={"counted": self._counted(status, result.verdicts, answers_objs, refused)}
+                ),
+            )
+            wait = self._batching(decisive)
+            if wait > 0 and result.status != status:
+                # Answers that arrive together are written together: the counted answers of
+                # this pass wait for the next one (the loop is woken again meanwhile as more
+                # arrive); a pass that decides or acts at a deadline is never held back.
+                return wait
             result = await self.after_step(body, spec, status, result)
         new_phase = getattr(result.status, "phase", None)
         if new_phase not in kind.terminal:
@@ -416,9 +578,14 @@ class SessionLoop(abc.ABC):
             kind.open.pop(self.key, None)
         if result.status != status or status.observed_generation != body["metadata"].get("generation"):  # type: ignore[attr-defined]
             body = await self._write_status(body, result.status)
+            before = {(c.agent, c.generation) for c in status.counted}  # type: ignore[attr-defined]
+            for record in result.status.counted:
+                if (record.agent, record.generation) not in before:
+                    self.memo.metrics.answers.labels(protocol=kind.label(spec), result="counted").inc()
             if phase not in kind.terminal and new_phase in kind.terminal:
                 body = await self._ended(body, spec, result.status)
-        await self._write_verdicts(spec, answers_objs, result.verdicts, refused)
+                kind.view.put_session(body)
+        await self._write_verdicts(spec, answers_objs, result.verdicts, refused, result.status.counted)
         if await self._carry_out(body, spec, result.effects):
             await self._record_applied(body)
         wake_at = kind.next_deadline(spec, result.status)
@@ -433,6 +600,71 @@ class SessionLoop(abc.ABC):
             return None
         # A timer may fire a little early; a millisecond later the deadline has surely passed.
         return max((wake_at - clock()).total_seconds(), 0.0) + 0.001
+
+    def _counted(
+        self,
+        status: Any,
+        verdicts: tuple[protocols.Verdict, ...],
+        objs: list[dict[str, Any]],
+        refused: dict[str, tuple[str, str]],
+    ) -> list[CountedVersion]:
+        """``status.counted`` after this pass: the verdict Counted on each agent's answer, once
+        per version (a version judged before keeps its verdict and time), while the answer is
+        there."""
+        by_name = {o["metadata"]["name"]: o for o in objs if not o["metadata"].get("deletionTimestamp")}
+        ended = status.phase in self.kind.terminal  # an ended session's record only grows
+        out = {
+            c.agent: c
+            for c in status.counted
+            if ended or self.kind.answer_name(self.name, c.agent) in by_name
+        }
+        for verdict in verdicts:
+            name = self.kind.answer_name(self.name, verdict.agent)
+            obj = by_name.get(name)
+            if not verdict.accepted or obj is None or name in refused:
+                continue
+            generation = int(obj["metadata"].get("generation") or 1)
+            own = obj.get("status") or {}
+            if own.get("reason") and own.get("observedGeneration") == generation:
+                continue  # this version has its verdict already (a refusal stands)
+            if verdict.agent in out and out[verdict.agent].generation == generation:
+                continue
+            received, _ = see(obj, clock())  # seen by this pass already: the time it was first seen
+            out[verdict.agent] = CountedVersion(
+                agent=verdict.agent, generation=generation, received_at=received
+            )
+        return [out[a] for a in sorted(out)]
+
+    def _batching(self, decisive: bool) -> float:
+        """Seconds to hold back a status write that only records answers (0: write now)."""
+        if decisive:
+            return 0.0
+        since = asyncio.get_running_loop().time() - self.last_write
+        return max(BATCH_SECONDS - since, 0.0)
+
+    def _view_incomplete(self, status: Any) -> bool:
+        """Whether the view may lack answers that would change this pass: an answer counted
+        in the status but absent from the view (a withdrawal, or a view still filling after a
+        restart: the API decides which)."""
+        names = {o["metadata"]["name"] for o in self.kind.view.answer_list(self.namespace, self.name)}
+        records = getattr(status, "answers", None)
+        if records is None:
+            records = getattr(status, "bids", None) or getattr(status, "orders", None) or ()
+        agents = {r.agent for r in records} | {c.agent for c in status.counted}
+        return any(self.kind.answer_name(self.name, agent) not in names for agent in agents)
+
+    def _decisive(self, before: Any, after: Any, now: dt.datetime) -> bool:
+        """Whether a step from the view must be taken again from a list of the answers: it ends
+        the session or moves its phase, or it acts at or after a deadline. An answer the API
+        accepted before that instant counts even if its watch event has not arrived yet
+        (answer time is API acceptance time); before a deadline, a step from a view a few
+        milliseconds behind is a step taken a few milliseconds earlier."""
+        if getattr(after, "phase", None) != getattr(before, "phase", None):
+            return True
+        if getattr(after, "round", None) != getattr(before, "round", None):
+            return True
+        deadline = getattr(before, "deadline", None)
+        return deadline is not None and now >= deadline
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -482,7 +714,7 @@ class SessionLoop(abc.ABC):
         return {p.name: p.name in agents and _is_ready(agents[p.name]) for p in status.participants}
 
     def _answers(
-        self, objs: list[dict[str, Any]], now: dt.datetime
+        self, objs: list[dict[str, Any]], now: dt.datetime, body: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
         """The answers to pass to the engine, and the objects refused before it (by name)."""
         answers: dict[str, Any] = {}
@@ -491,7 +723,7 @@ class SessionLoop(abc.ABC):
             oname = obj["metadata"]["name"]
             if obj["metadata"].get("deletionTimestamp"):
                 continue
-            seen, _ = see(obj, now)
+            seen, _ = see(obj, now, body)
             parsed = self.kind.parse_answer(self.name, obj, received_at(obj, seen))
             if parsed.refusal is not None:
                 refused[oname] = parsed.refusal
@@ -528,6 +760,8 @@ class SessionLoop(abc.ABC):
             status=True,
         )
         self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        self.kind.view.put_session(written)
+        self.last_write = asyncio.get_running_loop().time()
         phase = getattr(status, "phase", None)
         self.memo.metrics.set_session_phase(
             self.kind.res.kind, self.namespace, self.name, None if phase in self.kind.terminal else phase
@@ -569,9 +803,10 @@ class SessionLoop(abc.ABC):
         if current.get("reason") and current.get("observedGeneration") == wanted["observedGeneration"]:
             return
         try:
-            await self.kube.patch(
+            written = await self.kube.patch(
                 self.kind.answer_res, meta["name"], {"status": wanted}, namespace=self.namespace, status=True
             )
+            self.kind.view.put_answer(written)
         except ApiError as exc:
             if exc.status != 404:  # an answer deleted meanwhile needs no verdict
                 raise
@@ -582,17 +817,28 @@ class SessionLoop(abc.ABC):
         objs: list[dict[str, Any]],
         verdicts: tuple[protocols.Verdict, ...],
         refused: dict[str, tuple[str, str]],
+        counted: Sequence[CountedVersion],
     ) -> None:
-        """Write each answer's verdict (only where it changed), a bounded number at a time."""
+        """Write each refused answer's verdict on it (only where it changed), a bounded number
+        at a time. A counted answer has its verdict in the session's ``status.counted``,
+        written with the status; a version counted before keeps that verdict."""
         by_name = {o["metadata"]["name"]: o for o in objs}
+        kept = {(self.kind.answer_name(self.name, c.agent), c.generation) for c in counted}
         writes: list[tuple[dict[str, Any], bool, str, str]] = [
             (by_name[n], False, reason, message) for n, (reason, message) in refused.items() if n in by_name
         ]
         for verdict in verdicts:
             name = self.kind.answer_name(self.name, verdict.agent)
             obj = by_name.get(name)
-            if obj is not None and name not in refused:  # a refusal before the engine stands
+            if (
+                obj is not None and name not in refused and not verdict.accepted
+            ):  # a refusal before the engine stands
                 writes.append((obj, verdict.accepted, verdict.reason, verdict.message))
+        writes = [
+            w
+            for w in writes
+            if (w[0]["metadata"]["name"], int(w[0]["metadata"].get("generation") or 1)) not in kept
+        ]
         limit = asyncio.Semaphore(VERDICT_WRITES_IN_FLIGHT)
         label = self.kind.label(spec)
 
@@ -626,6 +872,7 @@ class SessionLoop(abc.ABC):
             self.outcome_checked = False
             raise
         self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        self.kind.view.put_session(written)
         return written
 
     async def _carry_out(self, body: dict[str, Any], spec: Any, effects: tuple[Any, ...]) -> bool:
@@ -689,9 +936,10 @@ class SessionLoop(abc.ABC):
             "observedGeneration": generation,
             "conditions": [c.to_wire() for c in stamp_generation(ended, generation)],
         }
-        await self.kube.patch(
+        written = await self.kube.patch(
             self.kind.res, self.name, {"status": patch}, namespace=self.namespace, status=True
         )
+        self.kind.view.put_session(written)
         post(body, type="Warning", reason="Invalid", message=str(error))
 
     async def _invalid_status(
@@ -750,5 +998,6 @@ class SessionLoop(abc.ABC):
             self.logger.warning(f"Could not mark {kind} {self.name} invalid: {exc}")
         else:
             self.kind.written[self.key] = written["metadata"]["resourceVersion"]
+        self.kind.view.put_session(written)
         self.kind.open.pop(self.key, None)
         post(body, type="Warning", reason="InvalidStatus", message=message)

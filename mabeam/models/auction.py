@@ -41,6 +41,7 @@ from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
     AnswerStatus,
+    CountedVersion,
     ParticipantRecord,
     ParticipantsSpec,
     Refusal,
@@ -295,6 +296,10 @@ class AuctionStatus(MabeamModel):
     )
     refusals: list[Refusal] = Field(
         default_factory=list, description="Each agent's newest bid that was not counted, and why."
+    )
+    counted: list[CountedVersion] = Field(
+        default_factory=list,
+        description="The verdict Counted, by agent: the newest version of its Bid that was counted.",
     )
     result: AuctionResult | None = Field(default=None, description="The outcome, once decided.")
     observed_generation: int | None = Field(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -36,6 +37,7 @@ __all__ = [
     "CoordinationResult",
     "CoordinationSpec",
     "CoordinationStatus",
+    "CountedVersion",
     "DeclineRecord",
     "ParticipantRecord",
     "ParticipantsSpec",
@@ -46,6 +48,7 @@ __all__ = [
     "VariableRef",
     "VoteSpec",
     "VoteStatus",
+    "answer_verdict",
     "vote_name",
 ]
 
@@ -221,6 +224,22 @@ class Refusal(MabeamModel):
     message: str = Field(default="", description="What was wrong, for humans.")
 
 
+class CountedVersion(MabeamModel):
+    """The verdict Counted on one version of an agent's answer, kept in the session's status.
+
+    A counted answer gets its verdict here, in the session's own status write, not in a write
+    of the answer: the answer's ``metadata.generation`` names the version. A refused version
+    gets its verdict in the answer's own status (see :func:`answer_verdict`).
+    """
+
+    agent: str = Field(description="Who answered.")
+    generation: int = Field(description="The metadata.generation of the counted version of the answer.")
+    received_at: _dt.datetime = Field(
+        description="When the operator first received this version: its time against the deadlines, "
+        "kept across operator restarts."
+    )
+
+
 class RankEntry(MabeamModel):
     """contract-net and priority: one contender, best first."""
 
@@ -274,6 +293,10 @@ class CoordinationStatus(MabeamModel):
     answers: list[AnswerRecord] = Field(default_factory=list, description="The counted answers.")
     refusals: list[Refusal] = Field(
         default_factory=list, description="Each agent's newest answer that was not counted, and why."
+    )
+    counted: list[CountedVersion] = Field(
+        default_factory=list,
+        description="The verdict Counted, by agent: the newest version of its Vote that was counted.",
     )
     ranking: list[RankEntry] = Field(
         default_factory=list, description="contract-net and priority: the contenders, best first."
@@ -342,6 +365,39 @@ class AnswerStatus(MabeamModel):
 
 class VoteStatus(AnswerStatus):
     """The verdict on a Vote."""
+
+
+#: The message of the verdict Counted (the engines' word for it).
+COUNTED_MESSAGE = "the answer is counted"
+
+
+def answer_verdict(answer: Mapping[str, Any], session: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The operator's verdict on the current version of ``answer`` (a Vote, Bid or Order), in the
+    wire form of :class:`AnswerStatus`, or None while it has none.
+
+    A refused version has its verdict in the answer's own status; a counted one is listed in
+    its session's ``status.counted`` (one write of the session for all the answers of a pass).
+    """
+    meta = answer.get("metadata") or {}
+    generation = meta.get("generation") or 1
+    own = answer.get("status") or {}
+    if own.get("reason") and own.get("observedGeneration") == generation:
+        return dict(own)
+    agent = (answer.get("spec") or {}).get("agent")
+    for record in ((session or {}).get("status") or {}).get("counted") or ():
+        if (
+            isinstance(record, dict)
+            and record.get("agent") == agent
+            and record.get("generation") == generation
+        ):
+            return {
+                "accepted": True,
+                "reason": "Counted",
+                "message": COUNTED_MESSAGE,
+                "observedGeneration": generation,
+                "receivedAt": record.get("receivedAt"),
+            }
+    return None
 
 
 #: The CEL rules on a session's spec.participants (Coordination, Auction, Market).

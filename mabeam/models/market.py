@@ -41,6 +41,7 @@ from .coordination import (
     NAME_PATTERN,
     PARTICIPANTS_VALIDATIONS,
     AnswerStatus,
+    CountedVersion,
     ParticipantRecord,
     ParticipantsSpec,
     Refusal,
@@ -368,6 +369,10 @@ class MarketStatus(MabeamModel):
     )
     refusals: list[Refusal] = Field(
         default_factory=list, description="Each agent's newest order that was not counted, and why."
+    )
+    counted: list[CountedVersion] = Field(
+        default_factory=list,
+        description="The verdict Counted, by agent: the newest version of its Order that was counted.",
     )
     result: MarketResult | None = Field(default=None, description="The outcome, once cleared.")
     observed_generation: int | None = Field(

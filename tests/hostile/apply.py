@@ -22,6 +22,7 @@ import httpx2 as httpx
 
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AGENT, AUCTION, BID, COORDINATION, MARKET, ORDER, VARIABLE, VOTE, Res
+from mabeam.models.coordination import answer_verdict
 from tests.hostile.corpus import ANSWER_SESSION, Hostile
 from tests.integration._util import eventually
 
@@ -115,14 +116,16 @@ def _session_field(item: Hostile) -> str:
     return {"Vote": "session", "Bid": "auction", "Order": "market"}[item.kind]
 
 
-def _report(kind: str, obj: dict[str, Any]) -> tuple[bool, str | None]:
-    """(reported for the current generation, why it failed or None)."""
+def _report(kind: str, obj: dict[str, Any], session: dict[str, Any] | None = None) -> tuple[bool, str | None]:
+    """(reported for the current generation, why it failed or None). An answer's verdict is on
+    it (a refusal) or in its session's ``status.counted`` (``answer_verdict``)."""
     status = obj.get("status") or {}
     generation = obj["metadata"].get("generation")
     if kind in ANSWER_SESSION:
-        if not status.get("reason") or status.get("observedGeneration") != generation:
+        verdict = answer_verdict(obj, session)
+        if verdict is None:
             return False, None
-        return True, None if status.get("accepted") else str(status.get("message") or "")
+        return True, None if verdict.get("accepted") else str(verdict.get("message") or "")
     phase = status.get("phase")
     invalid = any(
         c.get("type") == "Invalid" and c.get("status") == "True" for c in status.get("conditions") or []
@@ -152,7 +155,12 @@ async def not_reported(kube: Kube, namespace: str, accepted: list[Hostile]) -> d
             obj = objs.get(name)
             if obj is None:
                 continue  # deleted (an answer's session gone, garbage collected): nothing to report on
-            reported, failure = _report(kind, obj)
+            session = None
+            if kind in ANSWER_SESSION:
+                label = (obj["metadata"].get("labels") or {}).get("mabeam.io/session")
+                session_kind = ANSWER_SESSION[kind][0]
+                session = await kube.get(RESOURCES[session_kind], label, namespace) if label else None
+            reported, failure = _report(kind, obj, session)
             if not reported:
                 missing[f"{kind}/{name}"] = f"no report: status {obj.get('status')!r}"[:300]
             elif failure == "":

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from mabeam.kube.client import AlreadyExistsError, Kube
-from mabeam.kube.resources import AGENT, BID, COORDINATION, ORDER, ROLE_BINDING, VOTE, Res
+from mabeam.kube.resources import AGENT, AUCTION, BID, COORDINATION, MARKET, ORDER, ROLE_BINDING, VOTE, Res
 from mabeam.local.cluster import LocalCluster
 from mabeam.models.auction import bid_name
-from mabeam.models.coordination import vote_name
+from mabeam.models.coordination import answer_verdict, vote_name
 from mabeam.models.market import order_name
 from tests.integration._util import eventually
 
@@ -172,6 +172,17 @@ async def ended(kube: Kube, name: str, timeout: float = 15.0) -> dict[str, Any]:
     return await phase_in(kube, COORDINATION, name, TERMINAL, timeout)
 
 
+SESSION_OF = {VOTE.kind: COORDINATION, BID.kind: AUCTION, ORDER.kind: MARKET}
+
+
+async def answer_status(kube: Kube, res: Res, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The verdict on the current version of answer ``obj``: a refusal on the answer itself, a
+    counted version in its session's ``status.counted`` (``answer_verdict``)."""
+    session = (obj["metadata"].get("labels") or {}).get("mabeam.io/session")
+    body = await kube.get(SESSION_OF[res.kind], session, NS) if session else None
+    return answer_verdict(obj, body)
+
+
 async def verdict(
     kube: Kube, res: Res, name: str, generation: int | None = None, timeout: float = 10.0
 ) -> dict[str, Any]:
@@ -179,8 +190,10 @@ async def verdict(
 
     async def check() -> dict[str, Any] | None:
         obj = await kube.get(res, name, NS)
-        s = (obj or {}).get("status") or {}
-        if "reason" not in s or (generation is not None and s.get("observedGeneration") != generation):
+        if obj is None:
+            return None
+        s = await answer_status(kube, res, obj)
+        if s is None or (generation is not None and s.get("observedGeneration") != generation):
             return None
         return s
 

@@ -38,6 +38,7 @@ from mabeam.core.protocols import Participant
 from mabeam.core.variables_wire import settled
 from mabeam.kube.resources import AUCTION, COORDINATION, MARKET, Res
 from mabeam.models.auction import SEALED_MECHANISMS
+from mabeam.models.coordination import answer_verdict
 
 from ._sessions import TERMINAL, Plan
 
@@ -80,9 +81,9 @@ def _received(res: Res, status: dict[str, Any]) -> dict[str, dt.datetime]:
     return {r["agent"]: _time(r["receivedAt"]) for r in status.get(records) or [] if r.get("receivedAt")}
 
 
-def _current_accepted(obj: dict[str, Any]) -> bool:
-    st = obj.get("status") or {}
-    return bool(st.get("accepted")) and st.get("observedGeneration") == obj["metadata"].get("generation")
+def _current_accepted(obj: dict[str, Any], body: dict[str, Any]) -> bool:
+    st = answer_verdict(obj, body) or {}
+    return bool(st.get("accepted"))
 
 
 def reference(
@@ -197,10 +198,11 @@ def check_session(
     counted = _counted(plan, status)
     by_agent = {(o.get("spec") or {}).get("agent"): o for o in answer_objs}
     for agent, obj in by_agent.items():
-        st = obj.get("status") or {}
-        if st.get("observedGeneration") != obj["metadata"].get("generation"):
+        st = answer_verdict(obj, body)
+        if st is None:
             out.append(f"{plan.name}: the answer of {agent} has no verdict for its current version")
-        if _current_accepted(obj) and agent not in counted:
+            st = {}
+        if _current_accepted(obj, body) and agent not in counted:
             out.append(f"{plan.name}: the accepted answer of {agent} is not counted")
         if plan.behaviours.get(agent) in ("late", "frozen") and st.get("accepted"):
             out.append(f"{plan.name}: a {plan.behaviours[agent]} answer of {agent} was accepted")

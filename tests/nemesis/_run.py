@@ -15,6 +15,7 @@ from mabeam.core.economics.sealing import SealingKey
 from mabeam.core.variables_wire import settled
 from mabeam.kube.permissions import SEALING_KEY_SECRET
 from mabeam.kube.resources import ACCOUNT, AGENT, SECRET, VARIABLE
+from mabeam.models.coordination import answer_verdict
 from tests.integration._fault_proxy import FAULTS, KILLS, FaultProxy, Rule
 
 from ._invariants import check_locked_writes, check_money_conserved, check_session, check_variable
@@ -124,10 +125,7 @@ async def _settle(target: Target, plans: list[Plan], timeout: float) -> None:
                 answers = await target.admin.list(
                     ANSWER_OF[plan.res], target.namespace, labels={"mabeam.io/session": plan.name}
                 )
-                done = all(
-                    (a.get("status") or {}).get("observedGeneration") == a["metadata"].get("generation")
-                    for a in answers
-                )
+                done = all(answer_verdict(a, body) is not None for a in answers)
             if not done:
                 still.append(plan)
         pending = still
