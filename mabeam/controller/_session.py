@@ -69,8 +69,10 @@ VERDICT_WRITES_IN_FLIGHT = 16
 #: that arrive meanwhile are written together. A write that decides, moves the phase or acts at
 #: a deadline is never held back.
 BATCH_SECONDS = 0.05
+#: The batching window grows to this many times the last status write's duration.
+BATCH_WRITE_FACTOR = 4.0
 #: How long a new session's first pass waits for kopf's finalizer write before it starts anyway.
-FINALIZER_WAIT_SECONDS = 1.0
+FINALIZER_WAIT_SECONDS = 5.0
 
 
 class _Step(Protocol):
@@ -211,6 +213,9 @@ KINDS: list[SessionKind] = []
 _seen: dict[tuple[str, int], dt.datetime] = {}
 #: (namespace, agent) -> Ready, as last seen in an Agent event.
 _ready: dict[tuple[str, str], bool] = {}
+#: (namespace, agent) -> what a session's start reads of the Agent (labels, weight, priority,
+#: capabilities, phase), as last seen in an Agent event.
+_agents: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def register(kind: SessionKind) -> SessionKind:
@@ -350,6 +355,7 @@ async def forget(**_: Any) -> None:
     """A new operator run starts without the last run's observations (as after a crash)."""
     _seen.clear()
     _ready.clear()
+    _agents.clear()
     for kind in KINDS:
         kind.forget()
 
@@ -358,6 +364,15 @@ async def forget(**_: Any) -> None:
 async def participant_changed(
     event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any
 ) -> None:
+    if event.get("type") == "DELETED":
+        _agents.pop((namespace, name), None)
+    else:
+        spec = body.get("spec") or {}
+        _agents[(namespace, name)] = {
+            "metadata": {"name": name, "labels": dict(body.get("metadata", {}).get("labels") or {})},
+            "spec": {k: spec[k] for k in ("weight", "priority", "capabilities") if k in spec},
+            "status": {"phase": (body.get("status") or {}).get("phase")},
+        }
     ready = event.get("type") != "DELETED" and _is_ready(dict(body))
     if _ready.get((namespace, name)) == ready:
         return
@@ -453,8 +468,9 @@ class SessionLoop(abc.ABC):
     fresh: bool = True
     #: Whether the start already waited once for kopf's finalizer write.
     waited_for_finalizer: bool = False
-    #: When the loop last wrote the session's status (the event loop's clock).
+    #: When the loop last wrote the session's status (the event loop's clock), and how long it took.
     last_write: float = float("-inf")
+    write_seconds: float = 0.0
 
     async def reconcile(self) -> float | None:
         """One pass; returns seconds until the next wanted pass (None: on events only).
@@ -517,7 +533,7 @@ class SessionLoop(abc.ABC):
                 # wakes the loop; the timeout only covers a finalizer that never comes.
                 self.waited_for_finalizer = True
                 return FINALIZER_WAIT_SECONDS
-            agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+            agents = await self._participant_agents(spec)
             options = await self.engine_options(body, spec, starting=True)
             result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
             result = await self.on_start(body, spec, result)
@@ -554,8 +570,7 @@ class SessionLoop(abc.ABC):
                     )
                 else:
                     result = kind.step(self.name, spec, status, answers, alive, now, **options)
-                decisive = self._decisive(status, result.status, now)
-                if listed or not decisive:
+                if listed or not self._needs_list(status, result.status, now):
                     break
                 answers_objs, listed = await self._list_answers(), True
             result = dataclasses.replace(
@@ -564,7 +579,7 @@ class SessionLoop(abc.ABC):
                     update={"counted": self._counted(status, result.verdicts, answers_objs, refused)}
                 ),
             )
-            wait = self._batching(decisive)
+            wait = self._batching(status, result.status, now)
             if wait > 0 and result.status != status:
                 # Answers that arrive together are written together: the counted answers of
                 # this pass wait for the next one (the loop is woken again meanwhile as more
@@ -635,12 +650,26 @@ class SessionLoop(abc.ABC):
             )
         return [out[a] for a in sorted(out)]
 
-    def _batching(self, decisive: bool) -> float:
+    def _batching(self, before: Any, after: Any, now: dt.datetime) -> float:
         """Seconds to hold back a status write that only records answers (0: write now)."""
-        if decisive:
+        if self._moves(before, after, now):
             return 0.0
         since = asyncio.get_running_loop().time() - self.last_write
-        return max(BATCH_SECONDS - since, 0.0)
+        # An API server that takes long to write is busy: wait longer between writes, so that
+        # this session's writes stay a small share of its time (and of the server's work).
+        window = max(BATCH_SECONDS, BATCH_WRITE_FACTOR * self.write_seconds)
+        return max(window - since, 0.0)
+
+    @staticmethod
+    def _moves(before: Any, after: Any, now: dt.datetime) -> bool:
+        """Whether a step acts at or after a deadline, or moves the session's phase or round."""
+        deadline = getattr(before, "deadline", None)
+        if deadline is not None and now >= deadline:
+            return True
+        return bool(
+            getattr(after, "phase", None) != getattr(before, "phase", None)
+            or getattr(after, "round", None) != getattr(before, "round", None)
+        )
 
     def _view_incomplete(self, status: Any) -> bool:
         """Whether the view may lack answers that would change this pass: an answer counted
@@ -653,20 +682,34 @@ class SessionLoop(abc.ABC):
         agents = {r.agent for r in records} | {c.agent for c in status.counted}
         return any(self.kind.answer_name(self.name, agent) not in names for agent in agents)
 
-    def _decisive(self, before: Any, after: Any, now: dt.datetime) -> bool:
-        """Whether a step from the view must be taken again from a list of the answers: it ends
-        the session or moves its phase, or it acts at or after a deadline. An answer the API
-        accepted before that instant counts even if its watch event has not arrived yet
-        (answer time is API acceptance time); before a deadline, a step from a view a few
-        milliseconds behind is a step taken a few milliseconds earlier."""
-        if getattr(after, "phase", None) != getattr(before, "phase", None):
-            return True
-        if getattr(after, "round", None) != getattr(before, "round", None):
-            return True
+    def _needs_list(self, before: Any, after: Any, now: dt.datetime) -> bool:
+        """Whether a step from the view must be taken again from a list of the answers.
+
+        At or after a deadline, always: an answer the API accepted before that instant counts
+        even if its watch event has not arrived yet (answer time is API acceptance time). Before
+        it, a step that ends the session or moves its phase or round, unless every participant's
+        answer is in the view: then a list could only show a version newer than the view's, one
+        that reached the API a few milliseconds ago, and a step before it is as good as a step
+        taken a few milliseconds earlier (that version gets its own verdict next).
+        """
         deadline = getattr(before, "deadline", None)
-        return deadline is not None and now >= deadline
+        if deadline is not None and now >= deadline:
+            return True
+        if not self._moves(before, after, now):
+            return False
+        names = {o["metadata"]["name"] for o in self.kind.view.answer_list(self.namespace, self.name)}
+        return any(self.kind.answer_name(self.name, p.name) not in names for p in before.participants)
 
     # --- inputs ------------------------------------------------------------------------------
+
+    async def _participant_agents(self, spec: Any) -> dict[str, dict[str, Any]]:
+        """The Agents to resolve the participants from: the ones the Agent events showed, when
+        every named participant is among them; otherwise (a selector, or a name not seen: the
+        watch may still be filling after a restart) a list of the namespace's Agents."""
+        named = spec.participants.agents
+        if named is not None and all((self.namespace, n) in _agents for n in named):
+            return {n: _agents[(self.namespace, n)] for n in named}
+        return {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
 
     def _resolve(self, spec: Any, agents: dict[str, dict[str, Any]]) -> list[protocols.Participant]:
         """The participants, once at the start: the named Agents or those the selector matches."""
@@ -752,6 +795,7 @@ class SessionLoop(abc.ABC):
         patch: dict[str, Any] = {k: v for k, v in wire.items() if old.get(k) != v}
         patch.update({k: None for k in old if k not in wire})
         precondition = {"resourceVersion": body["metadata"]["resourceVersion"]}
+        started = asyncio.get_running_loop().time()
         written = await self.kube.patch(
             self.kind.res,
             self.name,
@@ -762,6 +806,7 @@ class SessionLoop(abc.ABC):
         self.kind.written[self.key] = written["metadata"]["resourceVersion"]
         self.kind.view.put_session(written)
         self.last_write = asyncio.get_running_loop().time()
+        self.write_seconds = self.last_write - started
         phase = getattr(status, "phase", None)
         self.memo.metrics.set_session_phase(
             self.kind.res.kind, self.namespace, self.name, None if phase in self.kind.terminal else phase
