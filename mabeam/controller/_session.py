@@ -551,7 +551,7 @@ class SessionLoop(abc.ABC):
                     status = status.model_copy(update={"outcome_applied": True})
             self.outcome_checked = True
             # The answers as the watch shows them; listed from the API where the view may be
-            # behind in a way that matters (_view_incomplete, _decisive): then the step is
+            # behind in a way that matters (_view_incomplete, _needs_list): then the step is
             # taken again from the list.
             listed = self._view_incomplete(status)
             answers_objs = (

@@ -2,8 +2,8 @@
 
 The operator talks to the local API through :mod:`tests.integration._fault_proxy`, which answers
 a seeded share of its requests with 409, 429 (Retry-After), 500, 503 or a slow response, and
-one planned 503 on the write that comes right after the decision. Each session still ends with
-the outcome of a clean run, applied exactly once.
+one planned 503 on the write that comes right after the decision (the outcome's Variable). Each
+session still ends with the outcome of a clean run, applied exactly once.
 """
 
 from __future__ import annotations
@@ -89,11 +89,10 @@ async def outcome_applied(kube: Kube, res: Any, name: str) -> dict[str, Any]:
 async def test_a_vote_under_transient_errors_gives_the_clean_outcome_once(
     cluster: LocalCluster, kube: Kube, as_agent: AsAgents, faulty: FaultProxy
 ) -> None:
-    faulty.rules += [
-        # The verdict on the deciding Vote, written right after the decision: one 503.
-        Rule("PATCH", r"/votes/flt-ben/status$", plan=["503"]),
-        *any_request(RATE),
-    ]
+    # The outcome, written into the Variable right after the decision: one 503 (its first
+    # status write, version 1 from its spec, goes through).
+    planned = Rule("PATCH", r"/variables/channel/status$", plan=[None, "503"])
+    faulty.rules += [planned, *any_request(RATE)]
     names = ["ann", "ben", "cat"]
     await suspended(kube, names)
     await kube.create(VARIABLE, {"metadata": {"name": "channel", "namespace": NS},
@@ -117,18 +116,17 @@ async def test_a_vote_under_transient_errors_gives_the_clean_outcome_once(
     assert values_taken(cluster, "channel") == [(1, "nightly"), (2, "beta")]
     assert [x.split(":")[0] for x in var["appliedSessions"]] == ["flt"]
     assert (await vote_status(kube, "flt", "ben", timeout=30))["reason"] == "Counted"
-    assert faulty.injected["503"] >= 1 and sum(faulty.injected.values()) >= 3, faulty.injected
+    assert planned.injected == 1 and sum(faulty.injected.values()) >= 3, faulty.injected
 
 
 @pytest.mark.parametrize("faulty", SEEDS, indirect=True)
 async def test_an_auction_under_transient_errors_allocates_the_clean_outcome_once(
     cluster: LocalCluster, kube: Kube, as_agent: AsAgents, faulty: FaultProxy
 ) -> None:
-    faulty.rules += [
-        # The verdict on the deciding bid, written right after the award: one 429, one 503.
-        Rule("PATCH", r"/bids/lot-ben/status$", plan=["429", "503"]),
-        *any_request(RATE),
-    ]
+    # The allocation of g2, written right after the award: one 429, one 503 (its first status
+    # write, from its spec, goes through).
+    planned = Rule("PATCH", r"/variables/g2/status$", plan=[None, "429", "503"])
+    faulty.rules += [planned, *any_request(RATE)]
     names = ["ann", "ben"]
     await suspended(kube, names)
     for item in ("g1", "g2"):
@@ -163,7 +161,7 @@ async def test_an_auction_under_transient_errors_allocates_the_clean_outcome_onc
         changes = [o for i, o in enumerate(owners) if i == 0 or owners[i - 1] != o]
         assert changes[-1] == {"kind": "Agent", "name": owner} and changes.count(changes[-1]) == 1
     assert (await verdict(kube, BID, "lot-ben", timeout=30))["accepted"] is True
-    assert sum(faulty.injected.values()) >= 3, faulty.injected
+    assert planned.injected == 2 and sum(faulty.injected.values()) >= 3, faulty.injected
 
 
 @pytest.mark.parametrize("faulty", SEEDS, indirect=True)

@@ -120,7 +120,7 @@ def reference(
     received = _received(res, final)
     answers: dict[str, Any] = {}
     for obj in answer_objs:
-        if not _current_accepted(obj):
+        if not _current_accepted(obj, body):
             continue
         agent = (obj.get("spec") or {}).get("agent", "")
         parsed = kind.parse_answer(name, obj, received.get(agent, started))
