@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from mabeam.controller import Runtime
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AGENT, COORDINATION, VARIABLE, VOTE
 from mabeam.local.cluster import LocalCluster
@@ -202,21 +203,12 @@ async def test_an_answer_written_while_the_operator_was_down_past_the_deadline_i
         assert (verdict["accepted"], verdict["reason"]) == (False, "Late")
 
 
-OPERATOR = "system:serviceaccount:mabeam-system:mabeam-operator"
-
-
-async def operator_reads(cluster: LocalCluster, session: str, since: int) -> int:
-    """How many times the operator read the Coordination ``session`` since audit entry ``since``."""
-    return sum(
-        1
-        for r in cluster.api.audit[since:]
-        if r.user == OPERATOR and r.verb == "get" and r.name == session
-        and r.resource.endswith("/coordinations") and r.subresource is None
-    )  # fmt: skip
-
-
-async def _reads_at_least(cluster: LocalCluster, since: int, count: int) -> bool:
-    return await operator_reads(cluster, "old", since) >= count
+async def _passes_at_least(runtime: Runtime, count: int) -> bool:
+    """Whether the restarted operator made ``count`` Coordination passes (the only session)."""
+    done = runtime.metrics.registry.get_sample_value(
+        "mabeam_reconcile_duration_seconds_count", {"kind": "Coordination"}
+    )
+    return (done or 0) >= count
 
 
 async def test_an_applied_outcome_is_not_applied_again_after_a_restart_once_the_variable_forgot_it(
@@ -254,14 +246,14 @@ async def test_an_applied_outcome_is_not_applied_again_after_a_restart_once_the_
     assert sessions_in_history(await variable_status(kube)) == []
 
     await cluster.stop_operator()
-    since = len(cluster.api.audit)
-    await cluster.start_operator()
-    # The session loop is sequential: once it read the session a second time (woken by a label
-    # change after its first read), its first pass after the restart — where a replay would be —
-    # is over.
-    await eventually(lambda: _reads_at_least(cluster, since, 1), timeout=10, what="first pass")
+    runtime = Runtime()
+    await cluster.start_operator(runtime)
+    # The session loop is sequential: once it made a second pass (woken by a label change after
+    # its first), its first pass after the restart — where a replay would be — is over. A pass
+    # reads the session from the watch, not the API: the passes are counted in the metrics.
+    await eventually(lambda: _passes_at_least(runtime, 1), timeout=10, what="first pass")
     await kube.patch(COORDINATION, "old", {"metadata": {"labels": {"touched": "yes"}}}, namespace=NS)
-    await eventually(lambda: _reads_at_least(cluster, since, 2), timeout=10, what="second pass")
+    await eventually(lambda: _passes_at_least(runtime, 2), timeout=10, what="second pass")
     after = await variable_status(kube)
     assert (after["value"], after["version"]) == ("stable", newer["version"])
     assert sessions_in_history(after) == []

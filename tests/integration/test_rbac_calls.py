@@ -21,7 +21,7 @@ from mabeam.core.variables_wire import writer_role_name
 from mabeam.kube import permissions as _permissions
 from mabeam.kube.client import Kube
 from mabeam.kube.permissions import Rule
-from mabeam.kube.resources import AGENT, POD, ROLE_BINDING
+from mabeam.kube.resources import AGENT, BID, ORDER, POD, ROLE_BINDING, VOTE
 from mabeam.local.apiserver import AuditRecord
 from mabeam.local.cluster import LocalCluster
 from tests.integration._util import eventually
@@ -153,6 +153,11 @@ NOT_REQUESTED_HERE = {
     ("mabeam.io", "variables", "update"): "writer Roles",
     # The writer Role's rules never change by themselves; the patch repairs a hand-edited Role.
     ("rbac.authorization.k8s.io", "roles", "patch"): "repairing a writer Role",
+    # A session pass reads its session from the watch; it reads the API only after a failed pass
+    # (a 409 from a stale view, an API error): tests/integration/test_faults.py.
+    ("mabeam.io", "coordinations", "get"): "a pass after a failure",
+    ("mabeam.io", "auctions", "get"): "a pass after a failure",
+    ("mabeam.io", "markets", "get"): "a pass after a failure",
 }
 
 
@@ -191,6 +196,24 @@ async def test_the_shipped_rules_grant_nothing_the_operator_does_not_use(tmp_pat
             )
             await kube.delete(AGENT, "bob", "default")
             await eventually(lambda: _gone(kube, AGENT, "bob"), what="bob gone", timeout=90)
+            # An answer of each kind from someone who is no participant, after the session
+            # ended: refused, with the verdict on the answer itself (a counted answer's verdict
+            # is in its session's status).
+            order = (await kube.list(ORDER, "default"))[0]
+            for res, session, fields in (
+                (VOTE, "release-vote", {"session": "release-vote", "choice": "stable"}),
+                (BID, "gpu-1-clock", {"auction": "gpu-1-clock", "round": 1, "accept": True}),
+                (ORDER, order["spec"]["market"], {"market": order["spec"]["market"],
+                                                  "sealed": order["spec"]["sealed"]}),
+            ):  # fmt: skip
+                await kube.create(res, {
+                    "metadata": {"name": f"{session}-zed", "namespace": "default",
+                                 "labels": {"mabeam.io/session": session}},
+                    "spec": {"agent": "zed", **fields},
+                })  # fmt: skip
+                await eventually(
+                    lambda r=res, n=f"{session}-zed": _refused(kube, r, n), what=f"{session}-zed refused"
+                )
         finally:
             await kube.close()
         await cluster.stop_operator()
@@ -216,6 +239,11 @@ async def _writes(kube: Kube, variable: str, agent: str) -> bool:
     binding = await kube.get(ROLE_BINDING, writer_role_name(variable), "default")
     subjects = (binding or {}).get("subjects") or []
     return any(s.get("name") == service_account_name(agent) for s in subjects)
+
+
+async def _refused(kube: Kube, res: Any, name: str) -> bool:
+    obj = await kube.get(res, name, "default")
+    return (obj or {}).get("status", {}).get("accepted") is False
 
 
 async def _gone(kube: Kube, res: Any, name: str) -> bool:
