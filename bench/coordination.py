@@ -61,7 +61,7 @@ NS = "default"
 IN_FLIGHT = 32
 OPERATOR_USER = OPERATOR_IDENTITY
 #: Operator requests that belong to the Agent loops, not to sessions.
-AGENT_LOOP = {("agents", "get"), ("agents", "patch")}
+AGENT_LOOP = {("agents", "get"), ("agents", "patch"), ("agents/status", "patch")}
 
 
 class Voters:

@@ -5,11 +5,16 @@ kind describes itself with a :class:`SessionKind`: its resources, its spec and s
 its pure engine (``start``/``step``/``next_deadline``/``outcome_effects``) and how to read one
 answer object. The loop is the same for all of them:
 
-1. read the session; a spec or status that does not parse is reported (``Invalid``), not fixed;
+1. read the session from the view that the watch events feed (:class:`SessionView`; from the
+   API after a failed pass); a spec or status that does not parse is reported (``Invalid``);
 2. a new session: resolve the participants (named Agents or a label selector, once) and
-   ``start``; a running one: list its answers (label ``mabeam.io/session``) and ``step``;
-3. write the new status with the ``resourceVersion`` read as a precondition (a second operator
-   loses the race with a 409 and reads again), then each answer's verdict, then carry out the
+   ``start``; a running one: take its answers (label ``mabeam.io/session``) from the view,
+   listing them from the API where the view could be behind in a way that matters
+   (:meth:`SessionLoop._view_incomplete`, :meth:`SessionLoop._needs_list`), and ``step``;
+3. write the new status with the ``resourceVersion`` read as a precondition (a second operator,
+   or a stale view, loses the race with a 409 and reads again): it lists each counted answer's
+   verdict (``status.counted``); a write that only records answers waits for the batching window
+   (:data:`BATCH_SECONDS`). Then write each refused answer's verdict on it, then carry out the
    effects. An outcome effect (a Variable's value, a resource's owner) is applied at most once:
    the Variable records the session; ``status.outcomeApplied`` stops re-issuing it after a
    restart.
