@@ -15,13 +15,8 @@ Pure: the operator reads the Accounts and the items' owners, and calls these fun
   a market's buyers pay the house and the house pays the sellers, so the house keeps a double
   auction's surplus. If any check fails the settlement is not valid: nothing moves, every hold
   is released, and the session fails with the report.
-- **Goods** (:func:`order_supply`, and the goods of :func:`market_settlement`): a market's
-  seller must hold what it sells. A sell order's supply (a limit order's quantity, a schedule's
-  largest sale) is held in escrow on the seller's holding of the market's good (``spec.good``)
-  while the market is open, in thousandths of a unit; a quantity finer than that cannot be
-  counted (:class:`QuantityError`). At the close the goods go from the sellers to the house and
-  from the house to the buyers, each trade's quantity exactly (an equilibrium's rationed side is
-  apportioned by largest remainders), in the same settlement as the money.
+- **Goods** (:mod:`._goods`): a market's seller must hold what it sells; escrow holds its
+  supply, and the settlement delivers the good with the money.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ from decimal import Decimal
 from fractions import Fraction
 
 from ...models.account import (
-    GOODS_UNITS,
     HOUSE_ACCOUNT,
     MINOR_UNITS,
     GoodsTransfer,
@@ -45,13 +39,13 @@ from ...models.account import (
     Transfer,
     format_money,
     format_quantity,
-    parse_quantity,
 )
 from ...models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus
 from ...models.market import MarketResult, MarketSpec, MarketStatus, SchedulePoint
-from ..ledger import GoodsPosting, Posting
+from ..ledger import Posting
 from ._clock import dutch_price, english_price, exact
 from ._common import BidAnswer, OrderAnswer
+from ._goods import QuantityError, deliver, goods_postings, market_goods, order_supply
 from .auction import open_bid
 from .market import open_order
 from .sealing import SealingKey
@@ -139,45 +133,6 @@ def order_exposure(
         return schedule_exposure(opened.schedule, [exact(p) for p in grid])
     if opened.side == "buy" and opened.price is not None:
         return exact(opened.price) * opened.quantity
-    return None
-
-
-class QuantityError(ValueError):
-    """An order quantity that is not a whole number of thousandths (goods cannot count it)."""
-
-
-def _thousandths(value: float | int, where: str) -> int:
-    try:
-        return parse_quantity(value, signed=True)
-    except ValueError as exc:
-        raise QuantityError(f"{where}: {exc}") from None
-
-
-def order_supply(
-    spec: MarketSpec,
-    status: MarketStatus,
-    agent: str,
-    answer: OrderAnswer,
-    *,
-    sealing_key: SealingKey | None,
-    session_uid: str,
-) -> int | None:
-    """The most ``answer`` can make ``agent`` deliver of ``spec.good``, in thousandths (None: it
-    sells nothing, or the engine refuses it anyway). A sell limit order: its quantity; a
-    schedule: its largest sale (the net demand at the top of the grid, where it sells most).
-    QuantityError if a quantity of the order is finer than a thousandth."""
-    if spec.mechanism == "fisher":
-        return None
-    opened = open_order(spec, status, agent, answer, sealing_key, session_uid)
-    if opened is None:
-        return None
-    if opened.schedule is not None:
-        quantities = [
-            _thousandths(p.quantity, f"schedule[{j}].quantity") for j, p in enumerate(opened.schedule)
-        ]
-        return max(0, -min(quantities, default=0)) or None
-    if opened.side == "sell":
-        return opened.quantity * GOODS_UNITS
     return None
 
 
@@ -483,107 +438,8 @@ def market_settlement(
     raw += [(HOUSE_ACCOUNT, a, r, f"sold {spec.good}") for a, r in received.items()]
     transfers = _merge(raw)
     _conservation(checks, transfers)
-    delivered, taken, problems = _market_goods(spec, status, result)
-    deliveries = [
-        GoodsTransfer.model_validate(
-            {"sender": a, "receiver": HOUSE_ACCOUNT, "good": spec.good, "quantity": format_quantity(q)}
-        )
-        for a, q in sorted(delivered.items())
-        if q
-    ] + [
-        GoodsTransfer.model_validate(
-            {"sender": HOUSE_ACCOUNT, "receiver": a, "good": spec.good, "quantity": format_quantity(q)}
-        )
-        for a, q in sorted(taken.items())
-        if q
-    ]
-    _check(
-        checks,
-        "GoodsDelivered",
-        problems,
-        f"each trade's quantity of {spec.good} is delivered exactly (in thousandths)",
-    )
-    _check(
-        checks,
-        "GoodsHeld",
-        [
-            f"{a} delivers {format_quantity(q)} of {spec.good} but escrow holds "
-            f"{format_quantity(goods_holds.get(a, 0))}"
-            for a, q in sorted(delivered.items())
-            if q > goods_holds.get(a, 0)
-        ],
-        "escrow holds every seller's delivery (a seller owns what it sells)",
-    )
-    out, into = sum(delivered.values()), sum(taken.values())
-    _check(
-        checks,
-        "GoodsConserved",
-        [f"sellers deliver {format_quantity(out)} but buyers receive {format_quantity(into)}"]
-        if out != into
-        else [],
-        f"sellers deliver {format_quantity(out)} of {spec.good}, buyers receive as much",
-    )
+    deliveries = deliver(spec.good, market_goods(spec, status, result), goods_holds, checks)
     return _settlement(sid, transfers, holds, checks, deliveries, goods_holds, spec.good)
-
-
-def _apportion(weights: Mapping[str, int], total: int) -> dict[str, int]:
-    """``total`` split in proportion to ``weights`` in whole numbers: floors, then one more to
-    the largest remainders (ties by name), so that the parts add up to ``total`` exactly."""
-    whole = sum(weights.values())
-    if whole <= 0:
-        return dict.fromkeys(weights, 0)
-    parts = {a: w * total // whole for a, w in weights.items()}
-    left = total - sum(parts.values())
-    by_remainder = sorted(weights, key=lambda a: (-(weights[a] * total % whole), a))
-    for a in by_remainder[:left]:
-        parts[a] += 1
-    return parts
-
-
-def _market_goods(
-    spec: MarketSpec, status: MarketStatus, result: MarketResult
-) -> tuple[dict[str, int], dict[str, int], list[str]]:
-    """What each seller delivers and each buyer receives (thousandths), and any disagreement
-    with the recorded trades. A double auction's trades are whole units. An equilibrium's are
-    recomputed from the orders at the clearing price, exactly: the short side trades its net
-    demand, the long side shares the volume in proportion, apportioned by largest remainders."""
-    sold: dict[str, int] = {}
-    bought: dict[str, int] = {}
-    problems: list[str] = []
-    if spec.mechanism == "equilibrium" and result.price is not None:
-        demand: dict[str, int] = {}
-        for order in status.orders:
-            if not order.schedule:
-                continue
-            at = [p for p in order.schedule if p.price <= result.price]
-            point = at[-1] if at else order.schedule[0]
-            try:
-                demand[order.agent] = parse_quantity(point.quantity, signed=True)
-            except ValueError as exc:
-                problems.append(f"{order.agent}: {exc}")
-        buyers = {a: q for a, q in demand.items() if q > 0}
-        sellers = {a: -q for a, q in demand.items() if q < 0}
-        volume = min(sum(buyers.values()), sum(sellers.values()))
-        bought = _apportion(buyers, volume)
-        sold = _apportion(sellers, volume)
-    else:
-        for t in result.trades:
-            units = Fraction(t.quantity)
-            if units.denominator != 1:
-                problems.append(f"{t.agent} trades {t.quantity:g}, not a whole number of units")
-            (bought if t.side == "buy" else sold)[t.agent] = int(units * GOODS_UNITS)
-    recorded: dict[tuple[str, str], Fraction] = {
-        (t.agent, t.side): Fraction(t.quantity) for t in result.trades
-    }
-    mine = {(a, "buy"): q for a, q in bought.items() if q} | {(a, "sell"): q for a, q in sold.items() if q}
-    for key in sorted(recorded.keys() | mine.keys()):
-        exact_q = Fraction(mine.get(key, 0), GOODS_UNITS)
-        if abs(recorded.get(key, Fraction(0)) - exact_q) > Fraction(1, GOODS_UNITS):
-            problems.append(
-                f"{key[0]} {'buys' if key[1] == 'buy' else 'sells'} {float(recorded.get(key, 0)):g} "
-                f"in the outcome, {format_quantity(mine.get(key, 0))} by its order"
-            )
-    return sold, bought, problems
 
 
 def _fisher_settlement(
@@ -630,16 +486,6 @@ def _fisher_settlement(
     transfers = _merge((a, HOUSE_ACCOUNT, p, f"bought {goods}") for a, p in paid.items())
     _conservation(checks, transfers)
     return _settlement(sid, transfers, holds, checks)
-
-
-def goods_postings(settlement: Settlement) -> dict[str, list[GoodsPosting]]:
-    """Each Account's goods lines of ``settlement`` (every Account of it gets an entry, maybe
-    empty: its goods escrow is released)."""
-    out: dict[str, list[GoodsPosting]] = {name: [] for name in settlement.accounts}
-    for g in settlement.goods:
-        out.setdefault(g.sender, []).append(GoodsPosting(g.good, g.receiver, -g.quantity, "Sale"))
-        out.setdefault(g.receiver, []).append(GoodsPosting(g.good, g.sender, g.quantity, "Purchase"))
-    return out
 
 
 def postings(settlement: Settlement) -> dict[str, list[Posting]]:
