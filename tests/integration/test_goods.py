@@ -253,3 +253,52 @@ async def test_an_operator_killed_at_every_request_delivers_the_goods_once(
         assert len(sales) == {"ann": 1, "sam": 1, HOUSE_ACCOUNT: 2}.get(name, 0), (name, sales)
     code, report = await audited(cluster, "market/dx")
     assert code == 0, report
+
+
+async def test_the_house_name_is_reserved_and_an_account_holding_escrow_is_not_deleted(
+    cluster: LocalCluster, kube: Kube, as_agent: AsAgents
+) -> None:
+    """The emulator enforces the chart's admission policies (reserved-names, account-escrow)."""
+    from mabeam.errors import ApiError
+    from mabeam.kube.resources import AGENT
+    from tests.integration._coordination import agent_body
+
+    await cluster.start_operator()
+    for res, body in (
+        (AGENT, agent_body(HOUSE_ACCOUNT)),
+        (ACCOUNT, {"metadata": {"name": HOUSE_ACCOUNT, "namespace": NS}, "spec": {"budget": 5}}),
+    ):
+        try:
+            await kube.create(res, body)
+        except ApiError as exc:
+            assert exc.status == 422 and "the name mabeam-house is reserved" in str(exc), exc
+        else:
+            raise AssertionError(f"a {res.kind} named {HOUSE_ACCOUNT} was admitted")
+    names = ["ann", "sam", "ben"]
+    await suspended(kube, names)
+    await account(kube, "ann", 30)
+    await account(kube, "sam", 0, {"gpu": 1})
+    await account(kube, "ben", 0)
+    await granted(kube, {"ann": 3000})
+    await goods_granted(kube, "gpu", {"sam": 1000})
+    await kube.create(MARKET, {"metadata": {"name": "dx", "namespace": NS}, "spec": {
+        "mechanism": "double-auction", "good": "gpu", "participants": {"agents": names},
+        "orderSeconds": 300}})  # fmt: skip
+    await phase_in(kube, MARKET, "dx", ("Collecting",))
+    assert (await order(as_agent, kube, "dx", "ann", side="buy", price=10))["accepted"]
+    assert (await order(as_agent, kube, "dx", "sam", side="sell", price=2))["accepted"]
+    # ann's money and sam's gpu are in escrow: neither Account may be deleted; ben's may.
+    for name in ("ann", "sam"):
+        try:
+            await kube.delete(ACCOUNT, name, NS)
+        except ApiError as exc:
+            assert exc.status == 403 and f"Account {name} holds escrow for open sessions" in str(exc), exc
+        else:
+            raise AssertionError(f"Account {name} was deleted while it held escrow")
+    assert await kube.delete(ACCOUNT, "ben", NS)
+    # The market is cancelled: escrow is released, and then the Accounts may go.
+    await kube.patch(MARKET, "dx", {"spec": {"cancel": True}}, namespace=NS)
+    await settled(kube, MARKET, "dx")
+    assert (await holdings(kube, "gpu"))["sam"] == (1000, 0)
+    for name in ("ann", "sam"):
+        assert await kube.delete(ACCOUNT, name, NS)
