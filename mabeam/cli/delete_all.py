@@ -9,7 +9,8 @@ Sessions (Coordinations, Auctions, Markets) and their answers go first, then Var
 Agents. The command deletes again whatever appears meanwhile (an agent's late Vote) and waits
 until nothing is left (an Account is refused while it holds escrow for a session being
 deleted: it is deleted again once the session's hold is released); after ``--timeout`` it
-fails, naming what is left and the finalizers that hold it. API failures worth retrying (no connection, 5xx, 429) are retried until then.
+fails, naming what is left and the finalizers that hold it. API failures worth retrying (no
+connection, 5xx, 429) are retried until then.
 """
 
 from __future__ import annotations
