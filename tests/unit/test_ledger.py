@@ -523,3 +523,19 @@ def test_a_delivery_beyond_the_holding_is_refused_and_nothing_changes() -> None:
     lowered, note = L.due_grants(ledger, AccountSpec.model_validate({"goods": {"cpu": 0}}), T0, T0)
     assert lowered.stock("cpu").held == 2000 and lowered.stock("cpu").granted == 2000
     assert "2 of cpu could not be taken back" in note
+
+
+def test_describe_shows_an_accounts_goods_and_their_ledger() -> None:
+    """`mabeam describe account/x`: the holdings (held, escrow, free, granted, who holds them)
+    and the goods ledger, from the status the ledger writes."""
+    from mabeam.cli.get import describe, resolve_kind
+
+    ledger, _ = L.due_grants(L.Ledger(), AccountSpec.model_validate({"goods": {"power-kw": "2.5"}}), T0, T0)
+    ledger = L.hold_goods(ledger, "market/power:u1", "power-kw", 2000)
+    obj = {"metadata": {"name": "frank", "namespace": "default"}, "spec": {}, "status": ledger.to_wire()}
+    text = describe(resolve_kind("account"), obj, [], T0)
+    goods = text.split("Goods:\n", 1)[1].splitlines()
+    assert goods[0].split() == ["GOOD", "HELD", "ESCROW", "FREE", "GRANTED", "HELD", "FOR"]
+    assert goods[1].split() == ["power-kw", "2.5", "2", "0.5", "2.5", "market/power:u1=2"]
+    ledger_lines = text.split("Goods ledger:\n", 1)[1].splitlines()
+    assert ledger_lines[1].split()[1:] == ["Grant", "power-kw", "2.5", "2.5", "administrator", "goods"]
