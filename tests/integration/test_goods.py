@@ -119,7 +119,12 @@ async def test_a_seller_must_hold_what_it_sells_and_the_goods_move_with_the_mone
     events = [e.get("message", "") for e in await kube.list(EVENT, NS) if e.get("reason") == "Delivered"]
     assert any("s1 delivered 1 of slot-hours to mabeam-house" in m for m in events), events
     code, report = await audited(cluster, "market/dx")
-    assert code == 0, report
+    assert code == 0 and "s1 -> mabeam-house 1 of slot-hours" in report, report
+    # A goods ledger edited behind the operator's back (the sale doubled) is found.
+    entries = [{**e, "quantity": "-2"} if e == sale else e for e in s1["goodsEntries"]]
+    await kube.patch(ACCOUNT, "s1", {"status": {"goodsEntries": entries}}, namespace=NS, status=True)
+    code, report = await audited(cluster, "market/dx")
+    assert code == 1 and "s1: its entries deliver -2 of slot-hours, the settlement -1" in report, report
 
 
 async def test_a_seller_that_sold_its_goods_elsewhere_is_refused(
