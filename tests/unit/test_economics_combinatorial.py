@@ -173,6 +173,64 @@ def test_a_price_from_another_winners_re_solve_matches_brute_force() -> None:
     assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
 
 
+@st.composite
+def crowded_single_minded(draw: st.DrawFn) -> XorInstance:
+    """Up to 10 single-minded bidders on 6 items, amounts 1..6: many winners and many ties
+    between the values of the allocations without each of them."""
+    items = tuple(f"i{k}" for k in range(6))
+    count = draw(st.integers(min_value=4, max_value=10))
+    bids = [
+        XorBid(
+            f"a{k:02d}",
+            (
+                BundleBid(
+                    frozenset(draw(st.lists(st.sampled_from(items), min_size=1, max_size=3, unique=True))),
+                    Fraction(draw(st.integers(min_value=1, max_value=6))),
+                ),
+            ),
+        )
+        for k in range(count)
+    ]
+    return XorInstance(items, bids, Fraction(draw(st.sampled_from([0, 0, 1]))))
+
+
+@MILP
+@given(crowded_single_minded())
+def test_prices_proven_several_at_a_time_match_brute_force(case: XorInstance) -> None:
+    """The prices come from solves that each prove the best allocation leaving out at least one
+    of the winners still open (``_without_each``): every price against brute force."""
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    assert outcome.reason == "Optimal"
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
+
+
+def test_one_solve_proves_the_prices_of_winners_one_alternative_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six winners of one item each; one bidder offers as much as all of them together for all
+    six items. Without any one winner the best is that bidder's bundle: one solve (the best
+    allocation leaving out at least one winner) proves all six prices, each checked here by
+    brute force."""
+    from mabeam.core.economics import _combinatorial
+
+    solves = []
+    stage = _combinatorial._Model._stage
+
+    def counted(self, *args):  # type: ignore[no-untyped-def]
+        solves.append(args)
+        return stage(self, *args)
+
+    monkeypatch.setattr(_combinatorial._Model, "_stage", counted)
+    items = tuple(f"i{k}" for k in range(6))
+    bids = [XorBid(f"s{k}", (BundleBid(frozenset({item}), Fraction(5)),)) for k, item in enumerate(items)]
+    bids.append(XorBid("all", (BundleBid(frozenset(items), Fraction(30)),)))
+    case = XorInstance(items, bids, Fraction(0))
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    assert [w.agent for w in outcome.wins] == [f"s{k}" for k in range(6)]
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case) == {f"s{k}": 5 for k in range(6)}
+    assert len(solves) <= 2  # the winner determination and at most one solve for all six prices
+
+
 def _utility(case: XorInstance, truth: XorBid, report: XorBid) -> Fraction:
     bids = [report if b.agent == truth.agent else b for b in case.bids]
     outcome = clear_combinatorial(bids, case.items, case.reserve)
@@ -365,9 +423,9 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
         assert 0 <= w.price <= w.bid
 
 
-@pytest.mark.parametrize("first_stage", [3.0, 0.0])
+@pytest.mark.parametrize(("kind", "first_stage"), [("regions", 3.0), ("regions", 0.0), ("arbitrary", 3.0)])
 def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
-    first_stage: float, monkeypatch: pytest.MonkeyPatch
+    kind: str, first_stage: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
     the winner determination and every re-solve run in the LP-heavy stage (the path of large
@@ -377,7 +435,8 @@ def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
     from mabeam.core.economics._cats import to_auction
 
     monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
-    bids, items = to_auction(generate("regions", 25, 60, 11))
+    goods, count = (25, 60) if kind == "regions" else (30, 80)
+    bids, items = to_auction(generate(kind, goods, count, 11))
     cents = [XorBid(b.agent, tuple(BundleBid(x.items, x.amount * 100) for x in b.bundles)) for b in bids]
     outcome = clear_combinatorial(cents, items, Fraction(0))
     assert outcome.reason == "Optimal" and len(outcome.wins) > 3

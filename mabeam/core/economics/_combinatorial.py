@@ -38,12 +38,17 @@ extra solve with the surplus fixed at its optimum.
 
 Payments are VCG with the Clarke pivot, with the same welfare (seller included): a winner ``i``
 of bundle ``b`` pays ``p_i = W*(without i) - (W* - amount_i(b))``, so ``r * |b| <= p_i <=
-amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` is a
-re-solve without ``i``'s bundles, known to lie between ``W* - surplus_i`` (the chosen allocation
-less ``i``'s bundle) and ``W*``. It starts from the best allocation without ``i`` that any solve so
-far returned (each checked feasible, its value computed exactly here), and needs no solve when that
-one already reaches ``W*``. CP-SAT runs with a light presolve (no probing, no symmetry detection,
-one pass): on CATS instances the full presolve was most of a re-solve's work.
+amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` lies
+between ``W* - surplus_i`` (the chosen allocation less ``i``'s bundle) and ``W*``. They are proven
+several at a time (``_without_each``): one solve finds the best allocation that leaves out *at
+least one* of the winners not yet priced, worth ``V``; every allocation without one of them is a
+candidate there, so each of their ``W*(without i)`` is at most ``V``, and it is exactly ``V`` for
+each winner that allocation (or any allocation found so far worth ``V``) leaves out. Those are
+priced; the next solve, over the winners left, finds the next value down. Winners one alternative
+allocation replaces together are priced by one solve. Every allocation a solve reaches (checked
+feasible, its value computed exactly here) is kept and is where the next solve starts. CP-SAT runs
+with a light presolve (no probing, no symmetry detection, one pass): on CATS instances the full
+presolve was most of a re-solve's work.
 
 Work limit, never a clock. CP-SAT runs on one worker with a *deterministic* time limit
 (``work_limit``, in CP-SAT's deterministic seconds, about one second of one core each, shared by
@@ -211,6 +216,8 @@ class _Model:
     scale: int = 1
     used: float = 0.0
     level: int | None = None  # CP-SAT's linearization level once the first solve chose it (_run)
+    # Every allocation any solve reached (each checked feasible) -> its exact scaled surplus.
+    pool: dict[frozenset[int], int] = field(default_factory=dict)
     _templates: dict[str, _Built] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -270,14 +277,38 @@ class _Model:
         return self._templates[objective]
 
     def _base(
-        self, objective: str, excluded: frozenset[int], hint: frozenset[int]
+        self,
+        objective: str,
+        excluded: frozenset[int],
+        hint: frozenset[int],
+        one_of: Sequence[frozenset[int]] = (),
     ) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
         template, x = self._template(objective)
         model = template.clone()
         for k in sorted(excluded):
             model.add(x[k] == 0)
+        if one_of:  # at least one of these sets of columns is all 0
+            literals = []
+            for ks in one_of:
+                if len(ks) == 1:
+                    literals.append(x[next(iter(ks))].Not())
+                    continue
+                off = model.new_bool_var("")
+                for k in sorted(ks):
+                    model.add_implication(off, x[k].Not())
+                literals.append(off)
+            model.add_bool_or(literals)
         _hint(model, len(x), hint)
         return model, x
+
+    def _keep(self, chosen: frozenset[int]) -> None:
+        """Check ``chosen`` (at most one bundle per bidder, no item twice) and pool it."""
+        if not is_feasible(self.bids, self.allocation(chosen)) or len(
+            {self.columns[k][0] for k in chosen}
+        ) != len(chosen):
+            raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
+        if chosen not in self.pool:
+            self.pool[chosen] = self.value(chosen)
 
     def _run(
         self, model: cp_model.CpModel, x: list[cp_model.IntVar]
@@ -310,15 +341,15 @@ class _Model:
         solver.parameters.max_deterministic_time = max(budget, 0.0)
         for name, value in _PRESOLVE.items():
             setattr(solver.parameters, name, value)
-        status = solver.solve(model)
+        collect = _Collect([var.index for var in x])
+        status = solver.solve(model, collect)
         self.used += solver.deterministic_time
+        for found in collect.found:
+            self._keep(found)
         chosen = None
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             chosen = frozenset(k for k, var in enumerate(x) if solver.boolean_value(var))
-            if not is_feasible(self.bids, self.allocation(chosen)) or len(
-                {self.columns[k][0] for k in chosen}
-            ) != len(chosen):
-                raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
+            self._keep(chosen)
         bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
         return int(status), chosen, bound
 
@@ -331,13 +362,15 @@ class _Model:
         weighted: bool = False,
         by_weight: bool = False,
         fixed: int | None = None,
+        one_of: Sequence[frozenset[int]] = (),
     ) -> _Solved:
-        """The best allocation without ``excluded``, from the feasible ``hint``; its value is known
-        to be at most ``ceiling`` (used for the bound, not given to the solver: a constraint on the
-        objective slows CP-SAT down). ``fixed``: the surplus is constrained to that value (the
-        second stage of the tie-break when the weighted objective would not fit in 62 bits)."""
+        """The best allocation without ``excluded`` and without at least one of the column sets
+        ``one_of``, from the feasible ``hint``; its value is known to be at most ``ceiling`` (used
+        for the bound, not given to the solver: a constraint on the objective slows CP-SAT down).
+        ``fixed``: the surplus is constrained to that value (the second stage of the tie-break when
+        the weighted objective would not fit in 62 bits)."""
         objective = "weighted" if weighted else "weight" if by_weight else "surplus"
-        model, x = self._base(objective, excluded, hint)
+        model, x = self._base(objective, excluded, hint, one_of)
         if fixed is not None:
             model.add(cp_model.LinearExpr.weighted_sum(x, self.units) == fixed)
         status, chosen, bound = self._run(model, x)
@@ -355,7 +388,22 @@ class _Model:
         value = self.value(chosen)
         if value > limit:
             raise RuntimeError("CP-SAT found an allocation above a proven bound")
+        if one_of and all(ks & chosen for ks in one_of):
+            raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
         return _Solved(chosen, value, value if proven else max(top, value), proven)
+
+
+class _Collect(cp_model.CpSolverSolutionCallback):
+    """Every allocation the search reaches (CP-SAT's solution callback), kept for the pool."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__()
+        self.indices = indices
+        self.found: list[frozenset[int]] = []
+
+    def on_solution_callback(self) -> None:
+        value = self.SolutionBooleanValue
+        self.found.append(frozenset(k for k, index in enumerate(self.indices) if value(index)))
 
 
 def _hint(model: cp_model.CpModel, n: int, chosen: frozenset[int]) -> None:
@@ -381,6 +429,56 @@ def _canonical(model: _Model) -> _Choice:
         return _Choice(found.chosen, found.value, found.bound, found.proven)
     tied = model.maximize(hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value)
     return _Choice(tied.chosen, found.value, found.value, tied.proven)
+
+
+def _without_each(model: _Model, choice: _Choice) -> dict[int, tuple[int, int]]:
+    """For every winning column ``k``: the best scaled surplus found without its bidder, and a
+    proven upper bound on it (equal when proven).
+
+    One solve can prove several of them: the best allocation that leaves out *at least one* of the
+    open winners' bidders is worth ``V``; every allocation without one of them is feasible there,
+    so each ``W*(without i) <= V``, with equality for every winner that allocation (or any pooled
+    allocation of value ``V``) leaves out. Those are closed; the next solve, over the winners still
+    open, finds the next value down. Each solve closes at least one winner, and winners whose
+    exclusions reach the same value (common: one alternative allocation replaces several of them)
+    are closed together. Lower values come from the pool of allocations every solve reached (each
+    checked feasible and valued exactly here), never from the solver's word; bounds only from
+    proven optima (or the proven bound of a solve cut by the work limit).
+    """
+    own = {
+        k: frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == model.columns[k][0])
+        for k in choice.chosen
+    }
+    model.pool.setdefault(choice.chosen, choice.value)
+    lower = {k: choice.value - model.units[k] for k in choice.chosen}  # the chosen allocation less k
+    upper = {k: max(choice.bound, lower[k]) for k in choice.chosen}  # W*(without i) <= W*
+    seen = 0
+    while True:
+        pooled = list(model.pool.items())
+        for chosen, value in pooled[seen:]:
+            for k in choice.chosen:
+                if value > lower[k] and not chosen & own[k]:
+                    lower[k] = value
+        seen = len(pooled)
+        open_ = sorted(k for k in choice.chosen if lower[k] < upper[k])
+        if not open_ or model.used >= model.budget:
+            break
+        if any(lower[k] > upper[k] for k in choice.chosen):
+            raise RuntimeError("CP-SAT found an allocation above a proven bound")
+        # The hint: the best allocation known that leaves out one of the open winners.
+        start = max(open_, key=lambda k: lower[k])
+        hint = next(
+            (c for c, v in pooled if v == lower[start] and not c & own[start]), choice.chosen - {start}
+        )
+        solved = model.maximize(
+            one_of=[own[k] for k in open_], hint=hint, ceiling=max(upper[k] for k in open_)
+        )
+        model.pool.setdefault(solved.chosen, solved.value)
+        for k in open_:
+            upper[k] = min(upper[k], max(solved.bound, lower[k]))
+        if not solved.proven:
+            break
+    return {k: (lower[k], upper[k]) for k in choice.chosen}
 
 
 def _gap(model: _Model, value: int, bound: int, base: Fraction) -> float:
@@ -443,33 +541,20 @@ def clear_combinatorial(
         return _unsolved(model, base, gap, "the allocation")
     allocation = model.allocation(choice.chosen)
     best = welfare(bids, allocation, items, reserve)
+    without = _without_each(model, choice)
     wins: list[Win] = []
-    # Every allocation a solve returns is feasible (checked) and its value exact: the best of them
-    # without a winner is where that winner's re-solve starts, and when it already reaches the
-    # proven optimum W* nothing is left to solve (W*(without i) <= W*).
-    found: dict[frozenset[int], int] = {choice.chosen: choice.value}
     for k in sorted(choice.chosen, key=lambda k: bids[model.columns[k][0]].agent):
         i, j = model.columns[k]
         bundle = bids[i].bundles[j]
-        own = frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == i)
-        known = choice.value - model.units[k]
-        start = max((c for c in found if not c & own), key=lambda c: found[c], default=choice.chosen - {k})
-        if found.get(start, known) <= known:
-            start = choice.chosen - {k}
-        ceiling = max(choice.bound, known)
-        if choice.proven and found.get(start, known) == ceiling:
-            without = _Solved(start, ceiling, ceiling, True)
-        else:
-            without = model.maximize(excluded=own, hint=start, ceiling=ceiling)
-            found[without.chosen] = without.value
-        if not without.proven:
-            vcg_gap = _gap(model, without.value, without.bound, base)
-            gap = max(gap or 0.0, vcg_gap)
+        value, bound = without[k]
+        if value < bound:
+            gap = max(gap or 0.0, _gap(model, value, bound, base))
             if on_timeout == "NoSale":
                 return _unsolved(model, base, gap, f"{bids[i].agent}'s VCG price")
-        others = model.surplus(max(without.value, known))
-        price = others - model.surplus(choice.value) + bundle.amount
-        wins.append(Win(bids[i].agent, tuple(sorted(bundle.items)), bundle.amount, price))
+        price = model.surplus(value) - model.surplus(choice.value) + bundle.amount
+        # Only when the limit was hit can an allocation without i beat the chosen one: never charge
+        # more than the bid (BestFound).
+        wins.append(Win(bids[i].agent, tuple(sorted(bundle.items)), bundle.amount, min(price, bundle.amount)))
     if not wins and gap is not None:
         return _unsolved(model, base, gap, "any allocation")
     if not wins:
