@@ -231,6 +231,74 @@ def test_one_solve_proves_the_prices_of_winners_one_alternative_replaces(
     assert len(solves) <= 2  # the winner determination and at most one solve for all six prices
 
 
+def _columns_of(model: object, bids: list[XorBid], choice: Choice) -> frozenset[int]:
+    index = {ij: k for k, ij in enumerate(model.columns)}  # type: ignore[attr-defined]
+    return frozenset(index[(i, j)] for i, j in enumerate(choice) if j is not None)
+
+
+@MILP
+@given(xor_instances(), st.data())
+def test_the_dual_certificate_bounds_every_allocation_whatever_the_multipliers(
+    case: XorInstance, data: st.DataObject
+) -> None:
+    """The reduced-cost bound (``_Model.certificate``) holds for any multipliers >= 0, not only
+    the LP solver's: checked on every feasible allocation by enumeration, for random ones and for
+    GLOP's."""
+    from mabeam.core.economics._combinatorial import _DUAL_SCALE, _Model
+
+    model = _Model(case.bids, case.reserve, 60.0)
+    y = data.draw(
+        st.lists(st.integers(0, 40 * _DUAL_SCALE), min_size=len(model.groups), max_size=len(model.groups))
+    )
+    for top, reduced in (model.certificate(y), model._dual()):
+        for choice in allocations(case.bids):
+            if any(
+                j is not None
+                and case.bids[i].bundles[j].amount < case.reserve * len(case.bids[i].bundles[j].items)
+                for i, j in enumerate(choice)
+            ):
+                continue  # below its reserve: never a column
+            chosen = _columns_of(model, case.bids, choice)
+            assert model.value(chosen) * _DUAL_SCALE <= top - sum(reduced[k] for k in chosen)
+
+
+@MILP
+@given(xor_instances(), st.integers(min_value=0, max_value=60))
+def test_fixed_columns_are_in_no_allocation_worth_more_than_the_floor(case: XorInstance, floor: int) -> None:
+    from mabeam.core.economics._combinatorial import _Model
+
+    model = _Model(case.bids, case.reserve, 60.0)
+    fixed = model.fixable(floor * model.scale, frozenset())
+    for choice in allocations(case.bids):
+        if any(
+            j is not None
+            and case.bids[i].bundles[j].amount < case.reserve * len(case.bids[i].bundles[j].items)
+            for i, j in enumerate(choice)
+        ):
+            continue
+        chosen = _columns_of(model, case.bids, choice)
+        if model.value(chosen) > floor * model.scale:
+            assert not chosen & fixed
+
+
+def test_a_column_the_lp_bound_rules_out_is_fixed_and_the_hint_never() -> None:
+    """x and y (10 each) beat z (5 for both items): the LP bound is 20 and any allocation with z
+    is worth at most 5, so above a floor of 5 z is left out; at a floor of 4, or when z is in
+    the hint, it stays."""
+    from mabeam.core.economics._combinatorial import _Model
+
+    a, b = frozenset({"a"}), frozenset({"b"})
+    bids = [
+        XorBid("x", (BundleBid(a, Fraction(10)),)),
+        XorBid("y", (BundleBid(b, Fraction(10)),)),
+        XorBid("z", (BundleBid(a | b, Fraction(5)),)),
+    ]
+    model = _Model(bids, Fraction(0), 60.0)
+    assert model.fixable(5, frozenset()) == {2}
+    assert model.fixable(4, frozenset()) == frozenset()
+    assert model.fixable(5, frozenset({2})) == frozenset()
+
+
 def _utility(case: XorInstance, truth: XorBid, report: XorBid) -> Fraction:
     bids = [report if b.agent == truth.agent else b for b in case.bids]
     outcome = clear_combinatorial(bids, case.items, case.reserve)
@@ -421,6 +489,34 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
     assert len(won) == len(set(won))
     for w in found.wins:
         assert 0 <= w.price <= w.bid
+
+
+def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
+    """The model must not depend on Python's hash order (a bundle's items are a frozenset of
+    strings): two processes with different hash seeds spend the same work and clear the same."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from fractions import Fraction\n"
+        "from bench.cats import generate\n"
+        "from mabeam.core.economics._cats import to_auction\n"
+        "from mabeam.core.economics._combinatorial import clear_combinatorial\n"
+        "bids, items = to_auction(generate('arbitrary', 30, 80, 11))\n"
+        "print(repr(clear_combinatorial(bids, items, Fraction(0))))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1] and "Optimal" in runs[0]
 
 
 @pytest.mark.parametrize(("kind", "first_stage"), [("regions", 3.0), ("regions", 0.0), ("arbitrary", 3.0)])

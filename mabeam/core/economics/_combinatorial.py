@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from ...errors import InvalidSpecError
@@ -100,6 +101,7 @@ _LEX_COLUMNS = 40  # up to this many bundles the tie-break weights are powers of
 # A light presolve: the full one probes and merges cliques twice, most of a VCG re-solve's work on
 # CATS instances (a fifth of it at "regions" 100 x 500, half at "arbitrary"), for no gain in search.
 _PRESOLVE = {"symmetry_level": 0, "cp_model_probing_level": 0, "max_presolve_iterations": 1}
+_DUAL_SCALE = 64  # the LP's duals, rounded up to multiples of 1/64 of a unit (exact integers)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ class _Model:
     # Every allocation any solve reached (each checked feasible) -> its exact scaled surplus.
     pool: dict[frozenset[int], int] = field(default_factory=dict)
     _templates: dict[str, _Built] = field(default_factory=dict, init=False)
+    _duals: tuple[int, list[int]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         surplus: list[Fraction] = []
@@ -238,7 +241,8 @@ class _Model:
         groups: dict[tuple[str, object], list[int]] = {}
         for k, (i, j) in enumerate(self.columns):
             groups.setdefault(("agent", i), []).append(k)
-            for item in self.bids[i].bundles[j].items:
+            # sorted, not in hash order (a frozenset of strings): the same model in every process
+            for item in sorted(self.bids[i].bundles[j].items):
                 groups.setdefault(("item", item), []).append(k)
         self.groups = [ks for ks in groups.values() if len(ks) > 1]
         n = len(self.columns)
@@ -249,6 +253,59 @@ class _Model:
 
     def value(self, chosen: frozenset[int]) -> int:
         return sum(self.units[k] for k in chosen)
+
+    def fixable(self, floor: int, hint: frozenset[int]) -> frozenset[int]:
+        """Columns outside ``hint`` that no allocation worth more than ``floor`` contains (reduced-
+        cost fixing, checked in exact integers): see :meth:`_dual`."""
+        top, reduced = self._dual()
+        return frozenset(
+            k for k, rc in enumerate(reduced) if top - rc <= floor * _DUAL_SCALE and k not in hint
+        )
+
+    def _dual(self) -> tuple[int, list[int]]:
+        """An upper bound ``B`` (in 1/_DUAL_SCALE units) on every allocation and each column's
+        reduced cost ``rc``: an allocation containing the columns ``C`` is worth at most ``B -
+        sum(rc[k] for k in C)``.
+
+        Proof (weak duality, checked here in integers whatever the LP solver returned): take any
+        ``y >= 0`` per constraint (an item or a bidder: at most one of its columns) and let ``a_k``
+        be the sum of ``y`` over column ``k``'s constraints; ``u_k = a_k + d_k - rc_k`` with ``d_k
+        = max(0, u_k - a_k)`` and ``rc_k = max(0, a_k - u_k)``. For an allocation ``x``, ``sum(u_k
+        x_k) <= sum(y) + sum(d) - sum(rc_k x_k)`` because each constraint has at most one chosen
+        column. ``B = sum(y) + sum(d)``. GLOP's optimal duals of the LP relaxation, rounded up,
+        make ``B`` about the LP bound; rounding only loosens it.
+        """
+        if self._duals is None:
+            lp = pywraplp.Solver.CreateSolver("GLOP")
+            x = [lp.NumVar(0.0, 1.0, "") for _ in self.columns]
+            rows = []
+            for ks in self.groups:
+                row = lp.Constraint(-lp.infinity(), 1.0)
+                for k in ks:
+                    row.SetCoefficient(x[k], 1.0)
+                rows.append(row)
+            objective = lp.Objective()
+            for k, u in enumerate(self.units):
+                objective.SetCoefficient(x[k], float(u))
+            objective.SetMaximization()
+            solved = lp.Solve() == pywraplp.Solver.OPTIMAL
+            duals = [row.dual_value() if solved else 0.0 for row in rows]
+            y = [max(0, math.ceil(d * _DUAL_SCALE)) if math.isfinite(d) else 0 for d in duals]
+            self._duals = self.certificate(y)
+        return self._duals
+
+    def certificate(self, y: Sequence[int]) -> tuple[int, list[int]]:
+        """``B`` and every ``rc`` (see :meth:`_dual`) from any ``y >= 0`` per constraint (in
+        1/_DUAL_SCALE units), in exact integers."""
+        if len(y) != len(self.groups) or min(y, default=0) < 0:
+            raise ValueError("one multiplier >= 0 per constraint")
+        covered = [0] * len(self.columns)
+        for r, ks in enumerate(self.groups):
+            for k in ks:
+                covered[k] += y[r]
+        scaled = [u * _DUAL_SCALE for u in self.units]
+        top = sum(y) + sum(max(0, u - a) for u, a in zip(scaled, covered, strict=True))
+        return top, [max(0, a - u) for u, a in zip(scaled, covered, strict=True)]
 
     def allocation(self, chosen: frozenset[int]) -> dict[int, int]:
         return dict(self.columns[k] for k in chosen)
@@ -470,8 +527,13 @@ def _without_each(model: _Model, choice: _Choice) -> dict[int, tuple[int, int]]:
         hint = next(
             (c for c, v in pooled if v == lower[start] and not c & own[start]), choice.chosen - {start}
         )
+        # Only allocations worth more than the hint matter: the columns none of them can contain
+        # are left out (the hint stays feasible, so the optimum is the same).
         solved = model.maximize(
-            one_of=[own[k] for k in open_], hint=hint, ceiling=max(upper[k] for k in open_)
+            excluded=model.fixable(lower[start], hint),
+            one_of=[own[k] for k in open_],
+            hint=hint,
+            ceiling=max(upper[k] for k in open_),
         )
         model.pool.setdefault(solved.chosen, solved.value)
         for k in open_:
