@@ -341,7 +341,12 @@ def test_vcg_is_truthful_no_misreport_raises_utility(case: XorInstance, data: st
 
 
 def test_the_work_limit_ends_in_unsolved_and_sells_nothing() -> None:
-    bids = [XorBid("ada", (BundleBid(frozenset({"i1"}), Fraction(4)),))]
+    """Two bids on one item: the allocation the LP suggests (bob) is optimal, but with no work
+    allowed nothing proves it (the only bound known is both bids together)."""
+    bids = [
+        XorBid("ada", (BundleBid(frozenset({"i1"}), Fraction(4)),)),
+        XorBid("bob", (BundleBid(frozenset({"i1"}), Fraction(5)),)),
+    ]
     outcome = clear_combinatorial(bids, ("i1",), Fraction(0), work_limit=0.0)
     assert outcome.reason == "Unsolved"
     assert outcome.wins == ()

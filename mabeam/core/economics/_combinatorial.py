@@ -222,6 +222,7 @@ class _Model:
     pool: dict[frozenset[int], int] = field(default_factory=dict)
     _templates: dict[str, _Built] = field(default_factory=dict, init=False)
     _duals: tuple[int, list[int]] | None = field(default=None, init=False)
+    _lp: list[float] = field(default_factory=list, init=False)  # the LP relaxation's solution
 
     def __post_init__(self) -> None:
         surplus: list[Fraction] = []
@@ -254,13 +255,30 @@ class _Model:
     def value(self, chosen: frozenset[int]) -> int:
         return sum(self.units[k] for k in chosen)
 
-    def fixable(self, floor: int, hint: frozenset[int]) -> frozenset[int]:
-        """Columns outside ``hint`` that no allocation worth more than ``floor`` contains (reduced-
-        cost fixing, checked in exact integers): see :meth:`_dual`."""
+    def fixable(self, floor: int, hint: frozenset[int], *, strict: bool = False) -> frozenset[int]:
+        """Columns outside ``hint`` that no allocation worth more than ``floor`` (``strict``: at
+        least ``floor``) contains (reduced-cost fixing, checked in exact integers): see
+        :meth:`_dual`."""
         top, reduced = self._dual()
-        return frozenset(
-            k for k, rc in enumerate(reduced) if top - rc <= floor * _DUAL_SCALE and k not in hint
-        )
+        limit = floor * _DUAL_SCALE - (1 if strict else 0)
+        return frozenset(k for k, rc in enumerate(reduced) if top - rc <= limit and k not in hint)
+
+    def rounded(self) -> frozenset[int]:
+        """A feasible allocation from the LP relaxation's solution: the columns by decreasing LP
+        value (then surplus, then order), each taken when it fits (checked and pooled)."""
+        self._dual()
+        order = sorted(range(len(self.columns)), key=lambda k: (-self._lp[k], -self.units[k], k))
+        taken: set[object] = set()
+        chosen = []
+        for k in order:
+            i, j = self.columns[k]
+            needs = {("agent", i), *(("item", item) for item in self.bids[i].bundles[j].items)}
+            if self.units[k] > 0 and not needs & taken:
+                taken |= needs
+                chosen.append(k)
+        allocation = frozenset(chosen)
+        self._keep(allocation)
+        return allocation
 
     def _dual(self) -> tuple[int, list[int]]:
         """An upper bound ``B`` (in 1/_DUAL_SCALE units) on every allocation and each column's
@@ -290,6 +308,7 @@ class _Model:
             objective.SetMaximization()
             solved = lp.Solve() == pywraplp.Solver.OPTIMAL
             duals = [row.dual_value() if solved else 0.0 for row in rows]
+            self._lp = [var.solution_value() if solved else 0.0 for var in x]
             y = [max(0, math.ceil(d * _DUAL_SCALE)) if math.isfinite(d) else 0 for d in duals]
             self._duals = self.certificate(y)
         return self._duals
@@ -342,8 +361,9 @@ class _Model:
     ) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
         template, x = self._template(objective)
         model = template.clone()
+        variables = model.proto.variables
         for k in sorted(excluded):
-            model.add(x[k] == 0)
+            variables[x[k].index].domain[1] = 0  # x_k in [0, 0]: cheaper than a constraint each
         if one_of:  # at least one of these sets of columns is all 0
             literals = []
             for ks in one_of:
@@ -481,10 +501,15 @@ class _Choice:
 
 def _canonical(model: _Model) -> _Choice:
     """The optimal allocation with the greatest weight (see the module docstring)."""
-    found = model.maximize(weighted=model.weighted)
+    # Columns in no allocation worth at least the LP's rounded solution are in no optimal one.
+    start = model.rounded()
+    fixed = model.fixable(model.value(start), start, strict=True)
+    found = model.maximize(weighted=model.weighted, hint=start, excluded=fixed)
     if not found.proven or model.weighted:
         return _Choice(found.chosen, found.value, found.bound, found.proven)
-    tied = model.maximize(hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value)
+    tied = model.maximize(
+        excluded=fixed, hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value
+    )
     return _Choice(tied.chosen, found.value, found.value, tied.proven)
 
 
