@@ -50,6 +50,15 @@ feasible, its value computed exactly here) is kept and is where the next solve s
 with a light presolve (no probing, no symmetry detection, one pass): on CATS instances the full
 presolve was most of a re-solve's work.
 
+Smaller models, by exact reasoning only. GLOP (OR-Tools' LP solver) solves the LP relaxation
+once; its duals, rounded up, are turned into an upper bound checked in exact integers (weak
+duality holds for any multipliers ``>= 0``, whatever the LP solver got wrong: ``_Model._dual``).
+A bundle whose reduced cost puts every allocation containing it at or below a value already
+reached is left out of a solve (the allocation that reached it stays in, so the optimum is the
+same): the winner determination starts from the LP's solution rounded to a feasible allocation
+and leaves out the bundles in no allocation worth as much (so in no optimal one), and each VCG
+solve the bundles in no allocation above its starting point.
+
 Work limit, never a clock. CP-SAT runs on one worker with a *deterministic* time limit
 (``work_limit``, in CP-SAT's deterministic seconds, about one second of one core each, shared by
 every solve of a clearing): the same instance gives the same answer, and stops at the same
@@ -502,9 +511,13 @@ class _Choice:
 def _canonical(model: _Model) -> _Choice:
     """The optimal allocation with the greatest weight (see the module docstring)."""
     # Columns in no allocation worth at least the LP's rounded solution are in no optimal one.
+    # That solution is not the solver's hint: on CATS "arbitrary" it is far from the optimum and
+    # the search from it took five times the work.
     start = model.rounded()
     fixed = model.fixable(model.value(start), start, strict=True)
-    found = model.maximize(weighted=model.weighted, hint=start, excluded=fixed)
+    found = model.maximize(weighted=model.weighted, excluded=fixed)
+    if not found.proven and model.value(start) > found.value:
+        found = _Solved(start, model.value(start), found.bound, False)
     if not found.proven or model.weighted:
         return _Choice(found.chosen, found.value, found.bound, found.proven)
     tied = model.maximize(
