@@ -524,19 +524,38 @@ def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
     assert runs[0] == runs[1] and "Optimal" in runs[0]
 
 
-@pytest.mark.parametrize(("kind", "first_stage"), [("regions", 3.0), ("regions", 0.0), ("arbitrary", 3.0)])
+@pytest.mark.parametrize(
+    ("kind", "goods", "count", "first_stage"),
+    [
+        ("regions", 25, 60, 3.0),
+        ("regions", 25, 60, 0.0),
+        ("arbitrary", 30, 80, 3.0),
+        ("regions", 49, 150, 0.005),
+    ],
+)
 def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
-    kind: str, first_stage: float, monkeypatch: pytest.MonkeyPatch
+    kind: str, goods: int, count: int, first_stage: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
     the winner determination and every re-solve run in the LP-heavy stage (the path of large
-    "regions" instances), otherwise in the default one."""
+    "regions" instances), otherwise in the default one. With 0.005 the first stage is cut with
+    an allocation found, and the second leaves out the bundles the LP certificate puts below it
+    (checked to happen)."""
     from bench.cats import generate
     from mabeam.core.economics import _combinatorial
     from mabeam.core.economics._cats import to_auction
 
     monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
-    goods, count = (25, 60) if kind == "regions" else (30, 80)
+    fixings: list[int] = []
+    fixable = _combinatorial._Model.fixable
+
+    def spy(self, floor, hint, *, strict=False):  # type: ignore[no-untyped-def]
+        fixed = fixable(self, floor, hint, strict=strict)
+        if strict:
+            fixings.append(len(fixed))
+        return fixed
+
+    monkeypatch.setattr(_combinatorial._Model, "fixable", spy)
     bids, items = to_auction(generate(kind, goods, count, 11))
     cents = [XorBid(b.agent, tuple(BundleBid(x.items, x.amount * 100) for x in b.bundles)) for b in bids]
     outcome = clear_combinatorial(cents, items, Fraction(0))
@@ -546,3 +565,5 @@ def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
     for win in outcome.wins:
         without = highs_optimum([b for b in cents if b.agent != win.agent], Fraction(0))
         assert win.price == without - (top - win.bid), win.agent
+    if first_stage == 0.005:
+        assert len(fixings) > 1 and fixings[1] > 0  # the winner determination's second stage

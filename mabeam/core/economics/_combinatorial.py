@@ -413,6 +413,11 @@ class _Model:
             return status, chosen, bound
         if chosen is not None:
             _hint(model, len(x), chosen)
+            # Every objective here puts the surplus first: no optimal allocation is worth less than
+            # the one found, so the columns only such allocations contain are left out.
+            variables = model.proto.variables
+            for k in self.fixable(self.value(chosen), chosen, strict=True):
+                variables[x[k].index].domain[1] = 0
         self.level = 2
         later, found, bound = self._stage(model, x, 2, self.budget - self.used)
         return later, found if found is not None else chosen, bound
