@@ -199,7 +199,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
         status = _invalid_spec(status, generation, str(exc), now)
     lease = await _ensure_lease(kube, obj)
     status = _mirror_lock(status, lock_from_lease(lease), now)
-    agents = await kube.list(AGENT, namespace)
+    agents = await kube.list_shared(AGENT, namespace)
 
     events: list[tuple[str, str, str]] = []
     written: str | None = None  # the result of a write taken in this pass, for the metrics
