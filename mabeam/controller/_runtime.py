@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,19 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
         private_key_data=(user.client_key_data.encode() if user and user.client_key_data else None),
         default_namespace=single.namespace,
     )
+
+
+#: The API server accepts JSON nested up to 10 000 levels (in a free-form field: a Variable's
+#: value, a price). Decoding, encoding, comparing or copying such an object takes one to three
+#: frames a level, far beyond Python's default limit of 1 000: one such Variable made every watch
+#: of Variables fail with RecursionError, and with it the whole operator, again after every
+#: restart. The C stack this needs (about 3 MB at 10 000 levels) fits in a thread's 8 MB.
+RECURSION_LIMIT = 40_000
+
+
+def allow_deep_json() -> None:
+    """Let this process decode and handle anything the API server accepts."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
 
 
 def copy_json(value: Any) -> Any:

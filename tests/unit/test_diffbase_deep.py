@@ -56,8 +56,9 @@ def test_the_essence_is_kopfs_for_an_ordinary_body() -> None:
 
 
 def test_a_spec_nested_deeper_than_the_recursion_limit_is_copied() -> None:
+    # Deeper than any recursion limit the operator sets (allow_deep_json), whatever ran before.
     value: Any = "x"
-    for _ in range(5_000):
+    for _ in range(30_000):
         value = [value]
     storage = kopf.AnnotationsDiffBaseStorage(prefix="mabeam.io", key="last-handled-configuration")
     with pytest.raises(RecursionError):  # what kopf did: the object was never handled
@@ -68,4 +69,24 @@ def test_a_spec_nested_deeper_than_the_recursion_limit_is_copied() -> None:
     depth, node = 0, essence["spec"]["value"]
     while isinstance(node, list):
         node, depth = node[0], depth + 1
-    assert (depth, node) == (5_000, "x")
+    assert (depth, node) == (30_000, "x")
+
+
+def test_the_operator_handles_json_as_deep_as_the_api_server_accepts() -> None:
+    import threading
+
+    from mabeam.controller._runtime import allow_deep_json
+
+    allow_deep_json()
+    text = '{"spec": {"value": ' + "[" * 10_000 + '"x"' + "]" * 10_000 + "}}"
+    results: list[bool] = []
+
+    def handle() -> None:  # what a watch, a status write and a comparison do with it
+        obj = json.loads(text)
+        results.append(json.loads(json.dumps(obj)) == copy.deepcopy(obj))
+
+    handle()
+    thread = threading.Thread(target=handle)  # and in a thread (kopf's sync handlers, tests)
+    thread.start()
+    thread.join()
+    assert results == [True, True]
