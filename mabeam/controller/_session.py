@@ -376,7 +376,7 @@ class SessionLoop(abc.ABC):
         refused: dict[str, tuple[str, str]] = {}
         started = False
         if phase in (None, "Pending"):
-            agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+            agents = {a["metadata"]["name"]: a for a in await self.kube.list_shared(AGENT, self.namespace)}
             options = await self.engine_options(body, spec, starting=True)
             result = kind.start(self.name, spec, self._resolve(spec, agents), now, **options)
             result = await self.on_start(body, spec, result)
@@ -478,7 +478,7 @@ class SessionLoop(abc.ABC):
             status.deadline is None or now < status.deadline
         ):
             return {}
-        agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+        agents = {a["metadata"]["name"]: a for a in await self.kube.list_shared(AGENT, self.namespace)}
         return {p.name: p.name in agents and _is_ready(agents[p.name]) for p in status.participants}
 
     def _answers(

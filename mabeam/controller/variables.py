@@ -54,6 +54,7 @@ from ..core.variables_wire import (
     lock_from_lease,
     parse_time,
     status_patch,
+    variable_label,
     writer_role_name,
 )
 from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
@@ -199,7 +200,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
         status = _invalid_spec(status, generation, str(exc), now)
     lease = await _ensure_lease(kube, obj)
     status = _mirror_lock(status, lock_from_lease(lease), now)
-    agents = await kube.list(AGENT, namespace)
+    agents = await kube.list_shared(AGENT, namespace)
 
     events: list[tuple[str, str, str]] = []
     written: str | None = None  # the result of a write taken in this pass, for the metrics
@@ -260,10 +261,10 @@ async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | Non
     lease = await kube.get(LEASE, name, namespace)
     if lease is not None:
         return lease
+    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": variable_label(meta["name"])}
     body = {
         "metadata": {
-            "name": name, "namespace": namespace, "ownerReferences": [_owner(obj)],
-            "labels": {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": meta["name"]},
+            "name": name, "namespace": namespace, "ownerReferences": [_owner(obj)], "labels": labels,
         },
         "spec": {"leaseTransitions": 0},
     }  # fmt: skip
@@ -487,7 +488,7 @@ async def _ensure_writer_rbac(
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     role_name = writer_role_name(name)
-    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": name}
+    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": variable_label(name)}
     rules = [
         {"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
          "resourceNames": [name]},

@@ -38,6 +38,7 @@ __all__ = [
     "parse_time",
     "settled",
     "status_patch",
+    "variable_label",
     "write_annotations",
     "writer_role_name",
 ]
@@ -60,6 +61,20 @@ def _child_name(variable: str, suffix: str = "") -> str:
     digest = hashlib.sha256(variable.encode()).hexdigest()[:10]
     head = name[: _NAME_LIMIT - len(suffix) - len(digest) - 1].rstrip(".-")
     return f"{head}-{digest}{suffix}"
+
+
+#: The longest label value.
+_LABEL_LIMIT = 63
+
+
+def variable_label(variable: str) -> str:
+    """The value of the label ``mabeam.io/variable`` on a Variable's children: its name, or, for
+    a name past 63 characters (which a real API server refuses as a label value), the name cut
+    and ending with a digest of the whole."""
+    if len(variable) <= _LABEL_LIMIT:
+        return variable
+    digest = hashlib.sha256(variable.encode()).hexdigest()[:10]
+    return f"{variable[: _LABEL_LIMIT - len(digest) - 1].rstrip('.-')}-{digest}"
 
 
 def lease_name(variable: str) -> str:

@@ -8,9 +8,10 @@ Everything MABEAM sends to the API goes through here, so that errors are transla
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class Kube:
     def __init__(self, client: AsyncClient) -> None:
         # lightkube's overloads are typed per resource class; we pass generic classes and dicts.
         self.client: Any = client
+        self._shared: dict[tuple[str, str | None], _SharedList] = {}
 
     @classmethod
     def connect(
@@ -119,6 +121,23 @@ class Kube:
             ]
         except httpx.HTTPError as exc:
             raise _translate(exc, f"list {res.plural}") from exc
+
+    async def list_shared(self, res: Res, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
+        """``list`` for many concurrent callers (every session pass lists the Agents of its
+        namespace): they share requests, so that one (resource, namespace) has at most one list
+        in flight and one waiting, however many callers there are. A caller still gets a list
+        that began after its call (as fresh as its own ``list``), or that list's error. The
+        objects are shared between callers: read them, never change them.
+        """
+        key = (res.plural, namespace)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._shared[key] = _SharedList()
+        try:
+            return builtins.list(await shared.get(lambda: self.list(res, namespace)))
+        finally:
+            if not shared.callers:
+                self._shared.pop(key, None)
 
     async def create(self, res: Res, body: Mapping[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": res.api_version, "kind": res.kind, **body}
@@ -181,3 +200,42 @@ class Kube:
             res.lightkube, namespace=ns, labels=dict(labels or {}), resource_version=resource_version
         ):
             yield event, _dict(obj)
+
+
+class _SharedList:
+    """The lists of one (resource, namespace), shared by the callers that wait for one.
+
+    Lists are numbered as they start. A caller that arrives when ``started`` lists have started
+    needs one numbered above that (one that began after it called): it waits for the lock, and
+    either the last list done is such a list (another waiter ran it) or it runs one itself.
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.started = 0
+        self.callers = 0
+        #: The number of the last list done, and its result or error.
+        self.last: tuple[int, builtins.list[dict[str, Any]] | BaseException] | None = None
+
+    async def get(
+        self, fetch: Callable[[], Awaitable[builtins.list[dict[str, Any]]]]
+    ) -> builtins.list[dict[str, Any]]:
+        wanted = self.started + 1
+        self.callers += 1
+        try:
+            async with self.lock:
+                if self.last is None or self.last[0] < wanted:
+                    self.started += 1
+                    number = self.started
+                    try:
+                        self.last = (number, await fetch())
+                    except Exception as exc:
+                        self.last = (number, exc)
+                outcome = self.last[1]
+        finally:
+            self.callers -= 1
+            if not self.callers:
+                self.last = None  # nobody waits: keep no list in memory
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
