@@ -17,6 +17,11 @@ class AgentSettings:
     resync_seconds: float = field(default_factory=lambda: _env_float("MABEAM_AGENT_RESYNC_SECONDS", 30.0))
     #: The delay before retrying after an API error or a lost write race.
     retry_seconds: float = field(default_factory=lambda: _env_float("MABEAM_RETRY_SECONDS", 1.0))
+    #: How long a new Agent's first status (Pending, its pod created) waits to be written: a pod
+    #: that is Ready sooner makes one status write (Ready) instead of two.
+    pending_status_seconds: float = field(
+        default_factory=lambda: _env_float("MABEAM_AGENT_PENDING_STATUS_SECONDS", 10.0)
+    )
 
 
 @dataclass
