@@ -600,6 +600,17 @@ class _Projector:
 _projectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Projector] = weakref.WeakKeyDictionary()
 
 
+@kopf.on.cleanup()
+async def stop_projections(**_: Any) -> None:
+    """Projections not written yet are dropped: the next operator's passes make them."""
+    projector = _projectors.pop(asyncio.get_running_loop(), None)
+    if projector is not None:
+        tasks = list(projector.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _project_soon(memo: Runtime, namespace: str) -> None:
     loop = asyncio.get_running_loop()
     projector = _projectors.get(loop)
