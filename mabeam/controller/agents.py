@@ -59,6 +59,7 @@ class AgentView:
     held_events: dict[Key, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     def put_agent(self, obj: dict[str, Any]) -> None:
+        obj = _without_managed_fields(obj)
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         if _newer(self.agents.get(key), obj):
@@ -81,8 +82,32 @@ class AgentView:
             if not pods:
                 self.pods.pop(key, None)
         elif _newer(pods.get(meta["name"]), obj):
-            pods[meta["name"]] = obj
+            pods[meta["name"]] = _pod_summary(obj)
         return key
+
+
+def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    if "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+#: What the view keeps of a Pod's metadata (what the Agent's plan reads, and the version).
+_POD_META = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
+             "deletionTimestamp")  # fmt: skip
+
+
+def _pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Pod the Agent's plan reads (metadata, the node, the status): the view holds
+    one per agent, and a whole Pod (its spec, managedFields) is several times larger."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    return {
+        "metadata": {k: meta[k] for k in _POD_META if k in meta},
+        "spec": {"nodeName": spec["nodeName"]} if "nodeName" in spec else {},
+        "status": pod.get("status") or {},
+    }
 
 
 @dataclass
