@@ -522,9 +522,12 @@ def merge_events(
 
     A status is held only while an Agent's first pod starts (see the operator's ``_hold``), so
     a held PodCreated and a Ready of the writing pass are about the same pod: they are told in
-    one Ready Event ("Created pod X (ServiceAccount Y); it is ready.").
+    one Ready Event ("Created pod X (ServiceAccount Y); it is ready."). A held PodCreated also
+    tells the first phase: the writing pass's PhaseChanged is dropped.
     """
     created = next((e for e in held if e[1] == "PodCreated"), None)
+    if created is not None:  # "Phase None -> Pending" says less than the PodCreated held
+        new = [e for e in new if e[1] != "PhaseChanged"]
     ready = next((e for e in new if e[1] == "Ready"), None)
     if created is None or ready is None:
         return [*held, *new]

@@ -251,5 +251,6 @@ def test_merge_events_tells_created_and_ready_once() -> None:
         ("Normal", "Ready", "Created pod a1-1 (ServiceAccount mabeam-agent-a1); it is ready.")
     ]
     pending = ("Normal", "PhaseChanged", "Phase None -> Pending.")
-    assert _agents.merge_events([created], [pending]) == [created, pending]
+    assert _agents.merge_events([created], [pending]) == [created]
+    assert _agents.merge_events([], [pending]) == [pending]
     assert _agents.merge_events([], [ready]) == [ready]
