@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,11 @@ async def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> N
 # --------------------------------------------------------------------------- the real one
 
 
-async def on_cluster(n: int, workdir: Path, timeout: float, idle_seconds: float) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def real_plane(workdir: Path) -> AsyncIterator[tuple[Any, Kube, subprocess.Popen[bytes], str]]:
+    """The real control plane of ``make e2e`` with kwok nodes, MABEAM's CRDs and chart RBAC, and
+    the operator in its own process under the chart's ServiceAccount: (plane, an admin client,
+    the operator's process, the operator's user name). Another bench uses it too."""
     from mabeam.cluster import ControlPlane, build_binaries
     from mabeam.cluster._install import apply, crds, kubectl, render_chart
 
@@ -223,18 +227,7 @@ async def on_cluster(n: int, workdir: Path, timeout: float, idle_seconds: float)
         objects = [o for o in render_chart({"clusterWide": True}) if o.get("kind") != "Deployment"]
         apply(config, objects)
         account = next(o for o in objects if o.get("kind") == "ServiceAccount")["metadata"]["name"]
-        token = kubectl(config, "-n", "mabeam-system", "create", "token", account, "--duration=24h").strip()
-        admin = yaml.safe_load(config.read_text())
-        operator_config = workdir / "operator.kubeconfig"
-        operator_config.write_text(
-            yaml.safe_dump(
-                {
-                    **admin,
-                    "users": [{"name": "operator", "user": {"token": token}}],
-                    "contexts": [{"name": "mabeam", "context": {"cluster": "mabeam", "user": "operator"}}],
-                }
-            )
-        )
+        operator_config = token_kubeconfig(plane, workdir / "operator.kubeconfig", "mabeam-system", account)
         for i in range(NODES):
             kubectl(config, "apply", "-f", "-", stdin=yaml.safe_dump(kwok_node(f"kwok-{i}")))
         port = free_port()
@@ -246,17 +239,40 @@ async def on_cluster(n: int, workdir: Path, timeout: float, idle_seconds: float)
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         await wait_healthy(port, operator, log)
-        user = f"system:serviceaccount:mabeam-system:{account}"
+        yield plane, kube, operator, f"system:serviceaccount:mabeam-system:{account}"
+    finally:
+        await kube.close()
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            operator.wait()
+        await asyncio.to_thread(plane.stop)
+
+
+def token_kubeconfig(plane: Any, path: Path, namespace: str, account: str) -> Path:
+    """A kubeconfig for the ServiceAccount (a token from the TokenRequest API)."""
+    from mabeam.cluster._install import kubectl
+
+    config = plane.admin_kubeconfig
+    token = kubectl(config, "-n", namespace, "create", "token", account, "--duration=24h").strip()
+    admin = yaml.safe_load(config.read_text())
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **admin,
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "mabeam", "context": {"cluster": "mabeam", "user": "sa"}}],
+            }
+        )
+    )
+    return path
+
+
+async def on_cluster(n: int, workdir: Path, timeout: float, idle_seconds: float) -> dict[str, Any]:
+    async with real_plane(workdir) as (plane, kube, operator, user):
         pid = operator.pid
         return await measure(
             kube, n, AuditCounter(plane.audit_log, user), lambda: rss_of(pid), timeout, idle_seconds
         )
-    finally:
-        await kube.close()
-        if operator is not None:
-            operator.terminate()
-            operator.wait()
-        await asyncio.to_thread(plane.stop)
 
 
 def kwok_node(name: str) -> dict[str, Any]:
