@@ -115,14 +115,49 @@ async def variable_changed(
         _wakers.get(namespace, name).set()
     if type == "DELETED":
         _own_writes.pop((namespace, name), None)
+        _access.pop((namespace, name), None)
+    elif namespace and name:
+        _access[(namespace, name)] = (body.get("spec") or {}).get("access")
     if type == "DELETED" and namespace:
         _project_soon(memo, namespace)
 
 
+#: Each Variable's spec.access as last seen (unparsed): which Agents' changes concern it.
+_access: dict[tuple[str, str], Any] = {}
+#: The labels of each Agent as last seen: only a change of them (or an Agent that comes or
+#: goes) changes who may write, so only that wakes the Variables of its namespace.
+_agent_labels: dict[tuple[str, str], dict[str, str]] = {}
+
+
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
-async def agent_changed_for_variables(namespace: str, **_: Any) -> None:
-    """An Agent's labels decide which Variables it may write: re-evaluate its namespace."""
-    _wakers.wake_namespace(namespace)
+async def agent_changed_for_variables(
+    type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any
+) -> None:
+    """An Agent's labels decide which Variables it may write: when they change (not on every
+    status write of every Agent), or the Agent comes or goes, re-evaluate the Variables of its
+    namespace whose access may concern it."""
+    key = (namespace, name)
+    if type == "DELETED":
+        _agent_labels.pop(key, None)
+    else:
+        labels = dict((body.get("metadata") or {}).get("labels") or {})
+        if _agent_labels.get(key) == labels:
+            return
+        _agent_labels[key] = labels
+    for (ns, variable), access in list(_access.items()):
+        if ns == namespace and _may_concern(access, name):
+            _wakers.wake(ns, variable)
+
+
+def _may_concern(access: Any, agent: str) -> bool:
+    """Whether ``spec.access`` (as written, unparsed) may let ``agent`` write: it names it, or
+    has a selector. Anything unexpected counts as yes (the pass then decides)."""
+    if access is None:
+        return False  # nobody may write
+    if not isinstance(access, dict):
+        return True
+    agents = access.get("agents") or []
+    return access.get("selector") is not None or not isinstance(agents, list) or agent in agents
 
 
 @kopf.daemon(VARIABLE.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
