@@ -40,6 +40,7 @@ __all__ = [
     "status_patch",
     "variable_label",
     "write_annotations",
+    "write_id_of",
     "writer_role_name",
 ]
 
@@ -145,13 +146,30 @@ def lease_is_free(lease: dict[str, Any] | None, now: _dt.datetime) -> bool:
     return is_expired(lock_from_lease(lease), now)
 
 
+def write_id_of(annotation: str) -> str:
+    """The id of the write an annotation holds (``malformed`` if it holds none, as the operator
+    records such a write)."""
+    try:
+        return decode_write(annotation)[0]
+    except InvalidSpecError:
+        return "malformed"
+
+
 def settled(obj: dict[str, Any]) -> bool:
-    """True if the operator has processed the Variable's spec and its pending write (if any)."""
+    """True if the operator has processed the Variable's spec and its pending write (if any).
+
+    An applied write's annotation stays on the object until the next write replaces it (the
+    operator writes nothing more for it): a write is pending while its id is not the one of
+    ``status.lastWrite``.
+    """
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
-    return WRITE_ANNOTATION not in (meta.get("annotations") or {}) and status.get(
-        "observedGeneration"
-    ) == meta.get("generation")
+    pending = (meta.get("annotations") or {}).get(WRITE_ANNOTATION)
+    if pending is not None:
+        last = status.get("lastWrite")
+        if not isinstance(last, dict) or last.get("writeId") != write_id_of(pending):
+            return False
+    return bool(status.get("observedGeneration") == meta.get("generation"))
 
 
 def _pointer(key: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx2 as httpx
 from lightkube import AsyncClient
+from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError as LightkubeApiError
 from lightkube.types import PatchType
@@ -25,6 +26,10 @@ from ..errors import ApiError, ConflictError
 from .resources import Res
 
 __all__ = ["AlreadyExistsError", "Kube", "load_config"]
+
+
+#: Connections to the API server: as many kept open as may be in flight.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
 
 
 class AlreadyExistsError(ConflictError):
@@ -91,9 +96,19 @@ class Kube:
     ) -> Kube:
         """A client for the kubeconfig's current context, or ``context`` (ConfigError if unknown)."""
         config: Any = load_config(kubeconfig)
+        single = config.get(context_name=context) if context is not None else config.get()
         if context is not None:
-            config = config.get(context_name=context)
-        return cls(AsyncClient(config=config, namespace=namespace, field_manager="mabeam"))
+            config = single
+        transport = None
+        if single is not None and single.user is not None:
+            # httpx keeps only 20 idle connections of its 100 by default: with more requests in
+            # flight (an operator with a fleet), every further one opened a new TLS connection.
+            transport = httpx.AsyncHTTPTransport(
+                verify=verify_cluster(single.cluster, single.user, single.abs_file), limits=LIMITS
+            )
+        return cls(
+            AsyncClient(config=config, namespace=namespace, field_manager="mabeam", transport=transport)
+        )
 
     async def close(self) -> None:
         await self.client.close()
