@@ -22,7 +22,8 @@ Within its means: where a session is paid from Accounts, the SDK gives the agent
 it may commit there) and the trader never offers more: a bid, a bundle or a clock price above it
 is capped or declined, a buy limit order's price comes down until its units fit, a demand
 schedule buys no more units at a price than it can pay for. An offer beyond the balance would
-only be refused (OverBudget).
+only be refused (OverBudget). Likewise a seller offers no more units than it holds of the
+market's good (the SDK's ``holding``): more would be refused (NotHeld).
 """
 
 from __future__ import annotations
@@ -115,17 +116,25 @@ def order(market: MarketView) -> dict[str, object] | None:
     if side() == "buy" and market.balance is not None:
         # Within its means: the limit price comes down until all its units fit the balance.
         price = within(min(price, float(market.balance) / units()), market.balance)
-    log.info("market %s: %s %d at %g", market.name, side(), units(), price)
-    if price <= 0:
-        return None  # nothing to pay with: no order
-    return {"side": side(), "price": price, "quantity": units()}
+    quantity = units() if side() == "buy" else held_units(market)
+    log.info("market %s: %s %d at %g", market.name, side(), quantity, price)
+    if price <= 0 or quantity <= 0:
+        return None  # nothing to pay with, or nothing to sell: no order
+    return {"side": side(), "price": price, "quantity": quantity}
+
+
+def held_units(market: MarketView) -> int:
+    """A seller sells what it holds (where the market is paid from Accounts), at most its units."""
+    if market.holding is None:
+        return units()
+    return max(min(units(), int(market.holding)), 0)
 
 
 @app.on_price
 def demand(market: MarketView, price: float) -> float:
     if side() == "buy":
         return float(affordable(float(price), units(), market.balance)) if price <= value() else 0.0
-    return -float(units()) if price >= value() else 0.0
+    return -float(held_units(market)) if price >= value() else 0.0
 
 
 if __name__ == "__main__":

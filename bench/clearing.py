@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +88,14 @@ def write_lp(instance: CatsInstance, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def cbc(path: Path) -> tuple[float, Fraction | None]:
-    start = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cbc(path: Path) -> tuple[float, float, Fraction | None]:
+    """CBC's wall time, its CPU time and its optimum (None when cut at CBC_TIMEOUT)."""
+    start, cpu = time.perf_counter(), _children_cpu()
     try:
         out = subprocess.run(
             ["cbc", str(path), "-threads", "1", "-solve", "-quit"],
@@ -97,10 +105,18 @@ def cbc(path: Path) -> tuple[float, Fraction | None]:
             timeout=CBC_TIMEOUT,
         ).stdout
     except subprocess.TimeoutExpired:
-        return CBC_TIMEOUT, None
+        return CBC_TIMEOUT, CBC_TIMEOUT, None
     elapsed = time.perf_counter() - start
     found = re.findall(r"Objective value:\s+([-0-9.e+]+)", out)
-    return elapsed, (Fraction(found[-1]) / 100 if found else None)
+    return elapsed, _children_cpu() - cpu, (Fraction(found[-1]) / 100 if found else None)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """fn's result, wall time and CPU time of this process (the CPU time is what a machine shared
+    with other work changes least)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - start, time.process_time() - cpu
 
 
 def combinatorial(
@@ -114,31 +130,38 @@ def combinatorial(
             for kind in kinds:
                 instance = generate(kind, goods, count, seed)
                 bids, items = to_auction(instance)
-                start = time.perf_counter()
-                allocation, best = winner_determination(bids, items, Fraction(0), work_limit=work_limit)
-                wd = time.perf_counter() - start
+                (allocation, best), wd, wd_cpu = timed(
+                    partial(winner_determination, bids, items, Fraction(0), work_limit=work_limit)
+                )
                 line = (
                     f"{kind} {instance.goods}x{len(instance.bids)}: {len(allocation)} winners; "
-                    f"winner determination {wd:.2f} s"
+                    f"winner determination {wd:.2f} s (CPU {wd_cpu:.2f} s)"
                 )
-                full = None
+                full = full_cpu = None
                 if vcg:
-                    start = time.perf_counter()
-                    outcome = clear_combinatorial(bids, items, Fraction(0), work_limit=work_limit)
-                    full = time.perf_counter() - start
+                    outcome, full, full_cpu = timed(
+                        partial(clear_combinatorial, bids, items, Fraction(0), work_limit=work_limit)
+                    )
                     if outcome.reason == "Optimal" and outcome.welfare != best:
                         raise SystemExit(f"{kind}: clearing welfare {outcome.welfare} != {best}")
-                    line += f", with VCG prices {full:.2f} s ({outcome.reason}, work {outcome.work:.2f})"
+                    line += (
+                        f", with VCG prices {full:.2f} s (CPU {full_cpu:.2f} s; {outcome.reason}, "
+                        f"work {outcome.work:.2f})"
+                    )
                 if have_cbc:
                     lp = Path(tmp) / f"{kind}-{goods}.lp"
                     write_lp(instance, lp)
-                    base, optimum = cbc(lp)
+                    base, base_cpu, optimum = cbc(lp)
                     if optimum is not None and optimum != best:
                         raise SystemExit(f"{kind}: CBC's optimum {optimum} != ours {best}")
                     cut = ">= " if optimum is None else ""
-                    line += f"; CBC {cut}{base:.2f} s: ratio WD {cut and '<= '}{wd / base:.2f}"
-                    if full is not None:
-                        line += f", clearing {cut and '<= '}{full / base:.2f}"
+                    le = cut and "<= "
+                    line += (
+                        f"; CBC {cut}{base:.2f} s (CPU {base_cpu:.2f} s): ratio WD {le}{wd / base:.2f} "
+                        f"(CPU {le}{wd_cpu / base_cpu:.2f})"
+                    )
+                    if full is not None and full_cpu is not None:
+                        line += f", clearing {le}{full / base:.2f} (CPU {le}{full_cpu / base_cpu:.2f})"
                 print(line, flush=True)
 
 
@@ -161,9 +184,10 @@ def main() -> None:
         sealed(20_000 if args.quick else 100_000, 3 if args.quick else 7)
     if "combinatorial" in parts:
         CBC_TIMEOUT = args.cbc_timeout
-        sizes = QUICK_SIZES if args.quick else SIZES
+        sizes: tuple[tuple[int, int], ...] = QUICK_SIZES if args.quick else SIZES
         if args.sizes:
-            sizes = tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))  # type: ignore[misc]
+            pairs = [s.split("x") for s in args.sizes.split(",")]
+            sizes = tuple((int(goods), int(count)) for goods, count in pairs)
         combinatorial(sizes, args.seed, args.work_limit, not args.no_vcg, args.kinds.split(","))
 
 

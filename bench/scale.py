@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +92,12 @@ async def create_all(kube: Kube, res: Res, bodies: list[dict[str, Any]]) -> floa
     return time.monotonic() - start
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str, poll: float) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(poll)
 
 
 def pods_ready(pods: list[dict[str, Any]]) -> int:
@@ -111,40 +111,69 @@ def pods_ready(pods: list[dict[str, Any]]) -> int:
     )
 
 
+Counts = collections.Counter[str]
+
+
 async def measure(
-    kube: Kube, n: int, count_requests: Callable[[], int], rss: Callable[[], int], timeout: float
-) -> dict[str, float]:
-    """The floor (pods by hand) and MABEAM (agents) on one control plane."""
+    kube: Kube, n: int, count_requests: Callable[[], Counts], rss: Callable[[], int], timeout: float,
+    idle_seconds: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The floor (pods by hand) and MABEAM (agents) on one control plane.
+
+    The Agents come in two waves, a tenth of them and then the rest: after each wave is Ready,
+    the operator's requests are counted for ``idle_seconds`` while nothing changes (its idle
+    cost at two fleet sizes). The time to Ready is the sum of both waves' times.
+    """
     await kube.create(NAMESPACE, {"metadata": {"name": "floor"}})
     await kube.create(NAMESPACE, {"metadata": {"name": "fleet"}})
     nodes = [f"kwok-{i}" for i in range(NODES)]
     start = time.monotonic()
     accept = await create_all(kube, POD, [pod_body(f"p-{i}", "floor", nodes[i % NODES]) for i in range(n)])
+    poll = 0.5 if n <= 1000 else 2.0
 
     async def floor_ready() -> bool:
         return pods_ready(await kube.list(POD, "floor")) >= n
 
-    await until(floor_ready, timeout, "the floor's pods Ready")
+    await until(floor_ready, timeout, "the floor's pods Ready", poll)
     floor = time.monotonic() - start
 
-    before = count_requests()
-    start = time.monotonic()
-    await create_all(kube, AGENT, [agent_body(f"a-{i}", "fleet", nodes[i % NODES]) for i in range(n)])
+    fleet = 0.0
+    spent: Counts = collections.Counter()
+    idle: dict[int, float] = {}
+    idle_spent: dict[int, Counts] = {}
+    memory: dict[int, float] = {}
+    made = 0
+    for size in sorted({max(n // 10, 1), n}):
+        before = count_requests()
+        start = time.monotonic()
+        bodies = [agent_body(f"a-{i}", "fleet", nodes[i % NODES]) for i in range(made, size)]
+        await create_all(kube, AGENT, bodies)
+        made = size
 
-    async def agents_ready() -> bool:
-        agents = await kube.list(AGENT, "fleet")
-        return sum(1 for a in agents if (a.get("status") or {}).get("phase") == "Ready") >= n
+        async def agents_ready(size: int = size) -> bool:
+            agents = await kube.list(AGENT, "fleet")
+            return sum(1 for a in agents if (a.get("status") or {}).get("phase") == "Ready") >= size
 
-    await until(agents_ready, timeout, "every Agent Ready")
-    fleet = time.monotonic() - start
-    await asyncio.sleep(2)  # requests still in flight when the last Agent turned Ready
-    requests = count_requests() - before
+        await until(agents_ready, timeout, "every Agent Ready", poll)
+        fleet += time.monotonic() - start
+        await asyncio.sleep(2)  # requests still in flight when the last Agent turned Ready
+        rested = count_requests()
+        spent += rested - before
+        await asyncio.sleep(idle_seconds)
+        idle_spent[size] = count_requests() - rested
+        idle[size] = idle_spent[size].total() / idle_seconds
+        memory[size] = rss() / 2**20
     return {
         "floor_accept_s": accept,
         "floor_ready_s": floor,
         "agents_ready_s": fleet,
-        "requests_per_agent": requests / n,
+        "requests_per_agent": spent.total() / n,
+        "requests_by_kind": {k: v / n for k, v in spent.most_common()},
+        "idle_requests_per_s": idle,
+        "idle_requests": {size: dict(c.most_common()) for size, c in idle_spent.items()},
+        "idle_seconds": idle_seconds,
         "operator_rss_mb": rss() / 2**20,
+        "operator_rss_mb_by_size": memory,
     }
 
 
@@ -171,7 +200,11 @@ async def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> N
 # --------------------------------------------------------------------------- the real one
 
 
-async def on_cluster(n: int, workdir: Path, timeout: float) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def real_plane(workdir: Path) -> AsyncIterator[tuple[Any, Kube, subprocess.Popen[bytes], str]]:
+    """The real control plane of ``make e2e`` with kwok nodes, MABEAM's CRDs and chart RBAC, and
+    the operator in its own process under the chart's ServiceAccount: (plane, an admin client,
+    the operator's process, the operator's user name). Another bench uses it too."""
     from mabeam.cluster import ControlPlane, build_binaries
     from mabeam.cluster._install import apply, crds, kubectl, render_chart
 
@@ -194,18 +227,7 @@ async def on_cluster(n: int, workdir: Path, timeout: float) -> dict[str, float]:
         objects = [o for o in render_chart({"clusterWide": True}) if o.get("kind") != "Deployment"]
         apply(config, objects)
         account = next(o for o in objects if o.get("kind") == "ServiceAccount")["metadata"]["name"]
-        token = kubectl(config, "-n", "mabeam-system", "create", "token", account, "--duration=24h").strip()
-        admin = yaml.safe_load(config.read_text())
-        operator_config = workdir / "operator.kubeconfig"
-        operator_config.write_text(
-            yaml.safe_dump(
-                {
-                    **admin,
-                    "users": [{"name": "operator", "user": {"token": token}}],
-                    "contexts": [{"name": "mabeam", "context": {"cluster": "mabeam", "user": "operator"}}],
-                }
-            )
-        )
+        operator_config = token_kubeconfig(plane, workdir / "operator.kubeconfig", "mabeam-system", account)
         for i in range(NODES):
             kubectl(config, "apply", "-f", "-", stdin=yaml.safe_dump(kwok_node(f"kwok-{i}")))
         port = free_port()
@@ -217,17 +239,40 @@ async def on_cluster(n: int, workdir: Path, timeout: float) -> dict[str, float]:
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         await wait_healthy(port, operator, log)
-        user = f"system:serviceaccount:mabeam-system:{account}"
-        pid = operator.pid
-        return await measure(
-            kube, n, lambda: count_audit(plane.audit_log, user), lambda: rss_of(pid), timeout
-        )
+        yield plane, kube, operator, f"system:serviceaccount:mabeam-system:{account}"
     finally:
         await kube.close()
-        if operator is not None:
+        if operator is not None and operator.poll() is None:
             operator.terminate()
             operator.wait()
         await asyncio.to_thread(plane.stop)
+
+
+def token_kubeconfig(plane: Any, path: Path, namespace: str, account: str) -> Path:
+    """A kubeconfig for the ServiceAccount (a token from the TokenRequest API)."""
+    from mabeam.cluster._install import kubectl
+
+    config = plane.admin_kubeconfig
+    token = kubectl(config, "-n", namespace, "create", "token", account, "--duration=24h").strip()
+    admin = yaml.safe_load(config.read_text())
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **admin,
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "mabeam", "context": {"cluster": "mabeam", "user": "sa"}}],
+            }
+        )
+    )
+    return path
+
+
+async def on_cluster(n: int, workdir: Path, timeout: float, idle_seconds: float) -> dict[str, Any]:
+    async with real_plane(workdir) as (plane, kube, operator, user):
+        pid = operator.pid
+        return await measure(
+            kube, n, AuditCounter(plane.audit_log, user), lambda: rss_of(pid), timeout, idle_seconds
+        )
 
 
 def kwok_node(name: str) -> dict[str, Any]:
@@ -239,12 +284,35 @@ def kwok_node(name: str) -> dict[str, Any]:
     }
 
 
-def count_audit(path: Path, user: str) -> int:
-    if not path.exists():
-        return 0
-    needle = f'"username":"{user}"'
-    with open(path) as f:
-        return sum(1 for line in f if needle in line)
+def kind_of(verb: str, resource: str, subresource: str | None) -> str:
+    """A request's kind for the counts: ``patch agents/status``, ``create pods``, ..."""
+    resource = resource.rsplit("/", 1)[-1]  # the emulator names the group and version too
+    return f"{verb} {resource}/{subresource}" if subresource else f"{verb} {resource}"
+
+
+class AuditCounter:
+    """The requests of one user in the real API server's audit log, by kind (read as it grows)."""
+
+    def __init__(self, path: Path, user: str) -> None:
+        self.path, self.needle = path, f'"username":"{user}"'
+        self.offset = 0
+        self.counts: Counts = collections.Counter()
+
+    def __call__(self) -> Counts:
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break
+                    self.offset += len(line)
+                    text = line.decode()
+                    if self.needle in text:
+                        record = json.loads(text)
+                        ref = record.get("objectRef") or {}
+                        verb, resource = record.get("verb", "?"), ref.get("resource", "?")
+                        self.counts[kind_of(verb, resource, ref.get("subresource"))] += 1
+        return collections.Counter(self.counts)
 
 
 # --------------------------------------------------------------------------- the emulator
@@ -281,7 +349,7 @@ async def fake_kwok(kube: Kube, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.2)
 
 
-async def on_emulator(n: int, workdir: Path, timeout: float) -> dict[str, float]:
+async def on_emulator(n: int, workdir: Path, timeout: float, idle_seconds: float) -> dict[str, Any]:
     from mabeam.local.cluster import BOUNDED_HISTORY, OPERATOR_IDENTITY, LocalCluster
 
     user = OPERATOR_IDENTITY
@@ -294,13 +362,15 @@ async def on_emulator(n: int, workdir: Path, timeout: float) -> dict[str, float]
         stop = asyncio.Event()
         kwok = asyncio.create_task(fake_kwok(kube, stop))
         try:
-            return await measure(
-                kube,
-                n,
-                lambda: sum(1 for r in cluster.api.emulator.audit if r.user == user),
-                lambda: rss_of(pid),
-                timeout,
-            )
+
+            def counts() -> Counts:
+                return collections.Counter(
+                    kind_of(r.verb, r.resource, r.subresource)
+                    for r in cluster.api.emulator.audit
+                    if r.user == user
+                )
+
+            return await measure(kube, n, counts, lambda: rss_of(pid), timeout, idle_seconds)
         finally:
             stop.set()
             await kwok
@@ -308,7 +378,7 @@ async def on_emulator(n: int, workdir: Path, timeout: float) -> dict[str, float]
             await cluster.stop_operator()
 
 
-def report(name: str, figures: dict[str, float], n: int) -> None:
+def report(name: str, figures: dict[str, Any], n: int) -> None:
     print(f"\n{name}: {n} Agents")
     print(f"  floor: {n} Pods by hand accepted in {figures['floor_accept_s']:.1f} s, all Ready in "
           f"{figures['floor_ready_s']:.1f} s")  # fmt: skip
@@ -318,7 +388,17 @@ def report(name: str, figures: dict[str, float], n: int) -> None:
           f"{figures['agents_ready_s'] / figures['floor_accept_s']:.2f}x its accept time)")  # fmt: skip
     print(f"  operator requests per Agent: {figures['requests_per_agent']:.1f} "
           f"(floor: 1 Pod create; the target is at most 6)")  # fmt: skip
-    print(f"  operator RSS: {figures['operator_rss_mb']:.0f} MB")
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in figures["requests_by_kind"].items())
+    print(f"    by kind: {kinds}")
+    (small, at_small), (_, at_n) = sorted(figures["operator_rss_mb_by_size"].items())
+    per_agent = (at_n - at_small) * 1024 / max(n - small, 1)
+    print(f"  operator RSS: {figures['operator_rss_mb']:.0f} MB ({at_small:.0f} MB at {small} Agents: "
+          f"{per_agent:.0f} KB per further Agent; at 10 000 that would be about "
+          f"{at_small + per_agent * (10_000 - small) / 1024:.0f} MB; the target is < 300 MB)")  # fmt: skip
+    for size, rate in figures["idle_requests_per_s"].items():
+        what = ", ".join(f"{k} {v}" for k, v in figures["idle_requests"][size].items()) or "none"
+        print(f"  idle at {size} Agents: {rate:.2f} operator requests/s over {figures['idle_seconds']:.0f} s "
+              f"(floor: 0; {what})")  # fmt: skip
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -326,11 +406,11 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="mabeam-scale-") as tmp:
         if not args.skip_cluster:
             results["real control plane (kube-apiserver v1.37 + kwok)"] = await on_cluster(
-                args.agents, Path(tmp) / "cluster", args.timeout
+                args.agents, Path(tmp) / "cluster", args.timeout, args.idle
             )
         if not args.skip_emulator:
             results["emulator (mabeam local)"] = await on_emulator(
-                args.agents, Path(tmp) / "local", args.timeout
+                args.agents, Path(tmp) / "local", args.timeout, args.idle
             )
     for name, figures in results.items():
         report(name, figures, args.agents)
@@ -345,10 +425,12 @@ if __name__ == "__main__":
     parser.add_argument("--skip-cluster", action="store_true", help="only the emulator")
     parser.add_argument("--skip-emulator", action="store_true", help="only the real control plane")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of rest counted per wave")
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.agents = 20
+        arguments.idle = 3.0
     if os.environ.get("MABEAM_BENCH_NO_CLUSTER"):
         arguments.skip_cluster = True
     asyncio.run(main(arguments))

@@ -7,8 +7,10 @@ pods). With the operator gone, their deletion would hang, so this runs while it 
 
 Sessions (Coordinations, Auctions, Markets) and their answers go first, then Variables, then
 Agents. The command deletes again whatever appears meanwhile (an agent's late Vote) and waits
-until nothing is left; after ``--timeout`` it fails, naming what is left and the finalizers
-that hold it. API failures worth retrying (no connection, 5xx, 429) are retried until then.
+until nothing is left (an Account is refused while it holds escrow for a session being
+deleted: it is deleted again once the session's hold is released); after ``--timeout`` it
+fails, naming what is left and the finalizers that hold it. API failures worth retrying (no
+connection, 5xx, 429) are retried until then.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ _SHOWN = 10
 
 
 def _retryable(error: ApiError) -> bool:
+    # An Account refused because it still holds escrow (the account-escrow admission policy):
+    # the sessions deleted before it release it (within a minute), then it may go.
+    if error.status == 403 and "holds escrow for open sessions" in str(error):
+        return True
     return error.status is None or error.status == 429 or error.status >= 500
 
 

@@ -284,6 +284,44 @@ def _yaml_block(value: Any, indent: int = 2) -> str:
     return "\n".join(" " * indent + line for line in text.splitlines())
 
 
+def _goods_lines(goods: Sequence[dict[str, Any]], entries: Sequence[dict[str, Any]]) -> list[str]:
+    """An Account's goods: each holding (held, escrow, free, the sessions holding it) and the
+    goods ledger."""
+    lines = ["Goods:"]
+    rows = [
+        [
+            str(g.get("good", "")),
+            str(g.get("held", "0")),
+            str(g.get("escrow", "0")),
+            str(g.get("free", "0")),
+            str(g.get("granted", "0")),
+            ", ".join(f"{h.get('session')}={h.get('quantity')}" for h in g.get("holds") or []) or "-",
+        ]
+        for g in goods
+        if isinstance(g, dict)
+    ]
+    header = ["GOOD", "HELD", "ESCROW", "FREE", "GRANTED", "HELD FOR"]
+    lines.append(indent(render_table(header, rows)) if rows else "  <none>")
+    if entries:
+        lines.append("Goods ledger:")
+        rows = [
+            [
+                str(e.get("at", "")),
+                str(e.get("reason", "")),
+                str(e.get("good", "")),
+                str(e.get("quantity", "")),
+                str(e.get("held", "")),
+                str(e.get("counterparty", "")),
+                str(e.get("session", "")),
+            ]
+            for e in entries
+            if isinstance(e, dict)
+        ]
+        header = ["AT", "REASON", "GOOD", "QUANTITY", "HELD", "COUNTERPARTY", "SESSION"]
+        lines.append(indent(render_table(header, rows)))
+    return lines
+
+
 async def cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
     view = resolve_kind(args.kind)
     namespace = namespace_of(args)
@@ -305,6 +343,8 @@ def describe(view: KindView, obj: dict[str, Any], events: Sequence[dict[str, Any
     status = dict(obj.get("status") or {})
     conditions = status.pop("conditions", None) or []
     entries = status.pop("entries", None) if view.kind == "Account" else None
+    goods = status.pop("goods", None) if view.kind == "Account" else None
+    goods_entries = status.pop("goodsEntries", None) if view.kind == "Account" else None
     lines = [
         f"Name:         {meta.get('name')}",
         f"Namespace:    {meta.get('namespace')}",
@@ -340,6 +380,8 @@ def describe(view: KindView, obj: dict[str, Any], events: Sequence[dict[str, Any
         ]
         header = ["AT", "REASON", "AMOUNT", "BALANCE", "COUNTERPARTY", "SESSION"]
         lines.append(indent(render_table(header, rows)) if rows else "  <none>")
+    if view.kind == "Account":
+        lines.extend(_goods_lines(goods or [], goods_entries or []))
     mine = [
         e
         for e in events

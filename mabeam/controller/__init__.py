@@ -38,6 +38,7 @@ async def run(
     peering_name: str | None = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set (all namespaces unless some are named)."""
+    _runtime.allow_deep_json()
     memo = runtime or Runtime(kubeconfig=kubeconfig)
     if runtime is not None and kubeconfig is not None:
         memo.kubeconfig = kubeconfig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,33 @@ def connection_info(kubeconfig: str | None) -> kopf.ConnectionInfo:
     )
 
 
+#: The API server accepts JSON nested up to 10 000 levels (in a free-form field: a Variable's
+#: value, a price). Decoding, encoding, comparing or copying such an object takes one to three
+#: frames a level, far beyond Python's default limit of 1 000: one such Variable made every watch
+#: of Variables fail with RecursionError, and with it the whole operator, again after every
+#: restart. The C stack this needs (about 3 MB at 10 000 levels) fits in a thread's 8 MB.
+RECURSION_LIMIT = 40_000
+
+
+def allow_deep_json() -> None:
+    """Let this process decode and handle anything the API server accepts."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+
+
+class NoEssenceStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff-base storage without the essence it builds of every object on every event.
+
+    kopf builds that essence (a deep copy of the whole body, a quarter of the operator's CPU
+    with 1 000 Agents) to detect field changes for on.create/update/resume/field handlers,
+    whether or not any is registered. MABEAM registers none (event handlers and daemons only;
+    ``tests/unit/test_runtime_settings.py`` checks it), so the essence is never read: an empty
+    one is built.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
+
+
 @kopf.on.login()
 def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
     return connection_info(memo.kubeconfig)
@@ -83,9 +111,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> N
     settings.watching.server_timeout = ours.watch.server_timeout_seconds
     settings.watching.client_timeout = ours.watch.client_timeout_seconds
     settings.watching.connect_timeout = 30
+    settings.batching.batch_window = ours.watch.batch_window_seconds
     settings.persistence.finalizer = "mabeam.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mabeam.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = NoEssenceStorage(
         prefix="mabeam.io", key="last-handled-configuration"
     )
     settings.posting.reporting_component = "mabeam-operator"

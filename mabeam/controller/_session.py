@@ -714,7 +714,7 @@ class SessionLoop(abc.ABC):
         named = spec.participants.agents
         if named is not None and all((self.namespace, n) in _agents for n in named):
             return {n: _agents[(self.namespace, n)] for n in named}
-        return {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+        return {a["metadata"]["name"]: a for a in await self.kube.list_shared(AGENT, self.namespace)}
 
     def _resolve(self, spec: Any, agents: dict[str, dict[str, Any]]) -> list[protocols.Participant]:
         """The participants, once at the start: the named Agents or those the selector matches."""
@@ -758,7 +758,7 @@ class SessionLoop(abc.ABC):
             status.deadline is None or now < status.deadline
         ):
             return {}
-        agents = {a["metadata"]["name"]: a for a in await self.kube.list(AGENT, self.namespace)}
+        agents = {a["metadata"]["name"]: a for a in await self.kube.list_shared(AGENT, self.namespace)}
         return {p.name: p.name in agents and _is_ready(agents[p.name]) for p in status.participants}
 
     def _answers(

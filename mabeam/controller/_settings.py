@@ -17,6 +17,11 @@ class AgentSettings:
     resync_seconds: float = field(default_factory=lambda: _env_float("MABEAM_AGENT_RESYNC_SECONDS", 30.0))
     #: The delay before retrying after an API error or a lost write race.
     retry_seconds: float = field(default_factory=lambda: _env_float("MABEAM_RETRY_SECONDS", 1.0))
+    #: How long a new Agent's first status (Pending, its pod created) waits to be written: a pod
+    #: that is Ready sooner makes one status write (Ready) instead of two.
+    pending_status_seconds: float = field(
+        default_factory=lambda: _env_float("MABEAM_AGENT_PENDING_STATUS_SECONDS", 10.0)
+    )
 
 
 @dataclass
@@ -25,6 +30,11 @@ class WatchSettings:
     server_timeout_seconds: int = 300
     #: Client-side timeout, a little longer, against silent watch freezes.
     client_timeout_seconds: int = 330
+    #: How long kopf waits for more events of an object before its handlers see the latest
+    #: (kopf's default, 0.1 s, was most of an applied Variable write on a real API server).
+    batch_window_seconds: float = field(
+        default_factory=lambda: _env_float("MABEAM_BATCH_WINDOW_SECONDS", 0.01)
+    )
 
 
 @dataclass

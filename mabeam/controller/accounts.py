@@ -201,6 +201,8 @@ async def _invalid(kube: Kube, body: dict[str, Any], message: str, now: dt.datet
 
 def _ready_message(spec: AccountSpec) -> str:
     # Not the balance: it changes with every hold, and the condition would be rewritten each time.
+    if spec.goods:
+        return "the budget and goods are granted"
     return "the budget is granted" if spec.budget or spec.top_up else "reconciled"
 
 
@@ -285,13 +287,22 @@ async def reconcile_account(kube: Kube, body: dict[str, Any], *, rbac: bool) -> 
         pass  # changed meanwhile: that change's event reconciles again
 
 
+def _held_sessions(body: dict[str, Any]) -> set[str]:
+    """The sessions that hold escrow on an Account object: money or goods."""
+    status = body.get("status") or {}
+    sessions = {str(h.get("session", "")) for h in status.get("holds") or [] if isinstance(h, dict)}
+    for stock in status.get("goods") or []:
+        if isinstance(stock, dict):
+            sessions |= {str(h.get("session", "")) for h in stock.get("holds") or [] if isinstance(h, dict)}
+    return sessions
+
+
 async def release_stale_holds(kube: Kube, body: dict[str, Any]) -> list[str]:
     """Release escrow held for sessions that no longer exist (deleted while open); returns them."""
     meta = body["metadata"]
     namespace = meta["namespace"]
     stale: list[str] = []
-    for hold in (body.get("status") or {}).get("holds") or []:
-        session = str(hold.get("session", ""))
+    for session in sorted(_held_sessions(body)):
         kind, _, rest = session.partition("/")
         name, _, uid = rest.rpartition(":")
         res = _SESSION_RES.get(kind)
@@ -337,10 +348,10 @@ class _Checks:
     def put(self, body: dict[str, Any], memo: Runtime, deleted: bool = False) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        spec, status = body.get("spec") or {}, body.get("status") or {}
+        spec = body.get("spec") or {}
         if deleted:
             self.retry.pop(key, None)
-        if deleted or not (spec.get("topUp") or status.get("holds") or key in self.retry):
+        if deleted or not (spec.get("topUp") or _held_sessions(body) or key in self.retry):
             self.watched.pop(key, None)
             return
         self.watched[key] = body
@@ -404,7 +415,7 @@ class _Checks:
             if (now - last_holds).total_seconds() >= CHECK_SECONDS:
                 last_holds = now
                 for body in list(self.watched.values()):
-                    if (body.get("status") or {}).get("holds"):
+                    if _held_sessions(body):
                         try:
                             await release_stale_holds(memo.kube, body)
                         except ApiError as exc:

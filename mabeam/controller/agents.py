@@ -53,8 +53,13 @@ class AgentView:
 
     agents: dict[Key, dict[str, Any]] = field(default_factory=dict)
     pods: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: New Agents whose first status (Pending) is held back, and until when (loop time).
+    held: dict[Key, float] = field(default_factory=dict)
+    #: The Events of the passes that held it, posted with the status.
+    held_events: dict[Key, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     def put_agent(self, obj: dict[str, Any]) -> None:
+        obj = _without_managed_fields(obj)
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         if _newer(self.agents.get(key), obj):
@@ -62,6 +67,8 @@ class AgentView:
 
     def drop_agent(self, namespace: str, name: str) -> None:
         self.agents.pop((namespace, name), None)
+        self.held.pop((namespace, name), None)
+        self.held_events.pop((namespace, name), None)
 
     def put_pod(self, obj: dict[str, Any], *, deleted: bool = False) -> Key | None:
         meta = obj["metadata"]
@@ -75,8 +82,32 @@ class AgentView:
             if not pods:
                 self.pods.pop(key, None)
         elif _newer(pods.get(meta["name"]), obj):
-            pods[meta["name"]] = obj
+            pods[meta["name"]] = _pod_summary(obj)
         return key
+
+
+def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    if "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+#: What the view keeps of a Pod's metadata (what the Agent's plan reads, and the version).
+_POD_META = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
+             "deletionTimestamp")  # fmt: skip
+
+
+def _pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Pod the Agent's plan reads (metadata, the node, the status): the view holds
+    one per agent, and a whole Pod (its spec, managedFields) is several times larger."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    return {
+        "metadata": {k: meta[k] for k in _POD_META if k in meta},
+        "spec": {"nodeName": spec["nodeName"]} if "nodeName" in spec else {},
+        "status": pod.get("status") or {},
+    }
 
 
 @dataclass
@@ -238,8 +269,11 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
     labelled = await _write_labels(kube, agent, plan.agent_labels)
     if labelled is not None:
         view.put_agent(labelled)
-    status_patch = _merge_patch(agent.get("status") or {}, plan.status)
-    if status_patch:
+    old_status = agent.get("status") or {}
+    status_patch = _merge_patch(old_status, plan.status)
+    hold = _hold(memo, view, (namespace, name), old_status, plan) if status_patch else None
+    if hold is None and status_patch and _agents.says_more(old_status, plan.status):
+        view.held.pop((namespace, name), None)
         view.put_agent(
             await kube.patch(AGENT, name, {"status": status_patch}, namespace=namespace, status=True)
         )
@@ -247,7 +281,15 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
         memo.metrics.pod_replacements.labels(namespace=namespace).inc()
     memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
     memo.metrics.set_agent_phase(namespace, name, plan.status.get("phase"))
-    for type_, reason, message in plan.events:
+    if hold is not None:
+        # A held status has not changed the phase anyone sees: its PhaseChanged comes with the
+        # write; its other Events wait for it too (a pod Ready in time: one Event, not two).
+        held = [e for e in plan.events if e[1] != "PhaseChanged"]
+        view.held_events.setdefault((namespace, name), []).extend(held)
+        events: list[tuple[str, str, str]] = []
+    else:
+        events = _agents.merge_events(view.held_events.pop((namespace, name), []), plan.events)
+    for type_, reason, message in events:
         post(agent, type=type_, reason=reason, message=message)
         log.log(
             logging.WARNING if type_ == "Warning" else logging.INFO,
@@ -258,8 +300,34 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
             message,
         )
     if plan.wake_at is not None:
-        return max((plan.wake_at - now).total_seconds(), 0.0)
-    return None
+        wake = max((plan.wake_at - now).total_seconds(), 0.0)
+        return wake if hold is None else min(wake, hold)
+    return hold
+
+
+def _hold(memo: Runtime, view: AgentView, key: Key, old: dict[str, Any], plan: _agents.Plan) -> float | None:
+    """Seconds to hold back the first status of a new Agent, or None to write it now.
+
+    Only a status that says "Pending" or "Running" (not ready yet) of the first pod is held, and
+    only while the Agent has none yet: a pod that turns Ready within ``pending_status_seconds``
+    costs one status write (and one Event). Nothing depends on the held status: the pod carries
+    its incarnation, and an operator that restarts adopts it (and holds again). Anything else
+    ends the hold: a pod deleted or failed, a Warning, a second pod (its loss must be recorded,
+    for the back-off).
+    """
+    new = plan.status
+    if (
+        old.get("phase")
+        or new.get("phase") not in ("Pending", "Running")
+        or new.get("nextRestartAt")
+        or int(new.get("incarnation") or 0) != 1
+        or plan.delete_pods
+        or any(type_ != "Normal" for type_, _, _ in plan.events)
+    ):
+        return None
+    now = asyncio.get_running_loop().time()
+    until = view.held.setdefault(key, now + memo.settings.agents.pending_status_seconds)
+    return until - now if until > now else None
 
 
 def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -82,7 +82,9 @@ class AuctionLoop(PaidLoop):
             return {b.agent for b in status.bids}
         return None  # a clock: what a bidder accepted stays binding until the auction ends
 
-    async def plan(self, sid: str, spec: Any, status: Any, holds: Mapping[str, int]) -> Settlement:
+    async def plan(
+        self, sid: str, spec: Any, status: Any, holds: Mapping[str, int], goods_holds: Mapping[str, int]
+    ) -> Settlement:
         """Each sold item's seller is its Variable's owner (an Agent with an Account), else the house."""
         sellers: dict[str, str] = {}
         if status.phase == "Awarded" and status.result is not None:

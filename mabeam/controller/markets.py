@@ -16,7 +16,7 @@ import pydantic
 
 from ..core import protocols
 from ..core.economics import OrderAnswer, market
-from ..core.economics.settlement import market_settlement, order_exposure
+from ..core.economics.settlement import market_settlement, order_exposure, order_supply
 from ..kube.resources import MARKET, ORDER
 from ..models.account import Settlement
 from ..models.market import MarketSpec, MarketStatus, OrderSpec, order_name
@@ -43,7 +43,8 @@ def parse_order(session: str, order: dict[str, Any], at: dt.datetime) -> ParsedA
 
 class MarketLoop(PaidLoop):
     """Carries out a market's outcome: the clearing price into its Variable, and (payment
-    Ledger) the trades' payments through the house (_money.py).
+    Ledger) the trades' payments and the good's deliveries through the house (_money.py); a
+    seller must hold what it sells (``spec.good`` on its Account).
 
     The engine gets the operator's sealing key: its public half to publish when collection
     opens, the private key and the Market's uid to open the orders (see _sealing.py).
@@ -67,11 +68,29 @@ class MarketLoop(PaidLoop):
             session_uid=str(options.get("session_uid", "")),
         )
 
+    def good(self, spec: Any) -> str | None:
+        # A Fisher market's goods are the house's supply: nobody sells them from an Account.
+        return None if spec.mechanism == "fisher" else str(spec.good)
+
+    def supply(
+        self, spec: Any, status: Any, agent: str, answer: Any, options: Mapping[str, Any]
+    ) -> int | None:
+        return order_supply(
+            spec,
+            status,
+            agent,
+            answer,
+            sealing_key=options.get("sealing_key"),
+            session_uid=str(options.get("session_uid", "")),
+        )
+
     def counted(self, spec: Any, status: Any) -> set[str] | None:
         return {o.agent for o in status.orders}
 
-    async def plan(self, sid: str, spec: Any, status: Any, holds: Mapping[str, int]) -> Settlement:
-        return market_settlement(sid, spec, status, holds)
+    async def plan(
+        self, sid: str, spec: Any, status: Any, holds: Mapping[str, int], goods_holds: Mapping[str, int]
+    ) -> Settlement:
+        return market_settlement(sid, spec, status, holds, goods_holds)
 
     async def carry_out_paid_effect(self, body: dict[str, Any], spec: Any, effect: Any) -> bool:
         if not isinstance(effect, protocols.SetVariable):

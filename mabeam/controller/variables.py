@@ -12,9 +12,14 @@ its namespace wake it, a resync is the safety net. Each pass (see docs/variables
 3. writes the whole status with a resourceVersion precondition: the write id (or the
    observedGeneration) is recorded in the same write as its effect, so a write is applied at
    most once even if the operator dies at any line;
-4. removes the processed annotation (and, if the write was refused, resets ``spec.value`` to
-   the applied value), again with a precondition;
-5. keeps the writer Role/RoleBinding and the namespace's projection ConfigMap up to date.
+4. if the write was refused, removes its annotation and resets ``spec.value`` to the applied
+   value, again with a precondition (an applied write's annotation stays until the next write
+   replaces it: its id in ``status.lastWrite`` says it is done, and costs no write);
+5. keeps the writer Role/RoleBinding up to date, and marks the namespace's projection
+   ConfigMap for a write shortly after (one write for every change within
+   ``PROJECTION_DELAY_SECONDS``, retried with backoff).
+
+The operator's own status write wakes no pass (its event carries the resourceVersion it wrote).
 
 Session outcomes come from the coordination controller through :func:`apply_session_outcome`.
 """
@@ -54,6 +59,8 @@ from ..core.variables_wire import (
     lock_from_lease,
     parse_time,
     status_patch,
+    variable_label,
+    write_id_of,
     writer_role_name,
 )
 from ..errors import ApiError, ConflictError, InvalidSpecError, LockError
@@ -94,26 +101,64 @@ _projection_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str
 _rbac_seen: dict[str, tuple[Any, Any]] = {}
 
 
+#: The resourceVersion of each Variable as the operator's own last status write left it: its
+#: event wakes no pass (the pass that wrote it already saw everything it says).
+_own_writes: dict[tuple[str, str], str] = {}
+
+
 @kopf.on.event(VARIABLE.kopf_ref)  # type: ignore[arg-type]
 async def variable_changed(
-    type: str | None, namespace: str, name: str, memo: Runtime, logger: logging.Logger, **_: Any
+    type: str | None, namespace: str, name: str, body: kopf.Body, memo: Runtime, **_: Any
 ) -> None:
-    if namespace and name:
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    own = type != "DELETED" and version is not None and _own_writes.get((namespace, name)) == version
+    if namespace and name and not own:
         _wakers.get(namespace, name).set()
     if type == "DELETED":
-        try:
-            await project(memo.kube, namespace)
-        except (ApiError, ConflictError, InvalidSpecError) as exc:
-            # Not retried here (an event handler): every Variable loop of the namespace projects
-            # in its pass, and retries with backoff if that fails too.
-            logger.warning(f"Could not update the projection of {namespace} (its loops retry): {exc}")
-            _wakers.wake_namespace(namespace)
+        _own_writes.pop((namespace, name), None)
+        _access.pop((namespace, name), None)
+    elif namespace and name:
+        _access[(namespace, name)] = (body.get("spec") or {}).get("access")
+    if type == "DELETED" and namespace:
+        _project_soon(memo, namespace)
+
+
+#: Each Variable's spec.access as last seen (unparsed): which Agents' changes concern it.
+_access: dict[tuple[str, str], Any] = {}
+#: The labels of each Agent as last seen: only a change of them (or an Agent that comes or
+#: goes) changes who may write, so only that wakes the Variables of its namespace.
+_agent_labels: dict[tuple[str, str], dict[str, str]] = {}
 
 
 @kopf.on.event(AGENT.kopf_ref)  # type: ignore[arg-type]
-async def agent_changed_for_variables(namespace: str, **_: Any) -> None:
-    """An Agent's labels decide which Variables it may write: re-evaluate its namespace."""
-    _wakers.wake_namespace(namespace)
+async def agent_changed_for_variables(
+    type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any
+) -> None:
+    """An Agent's labels decide which Variables it may write: when they change (not on every
+    status write of every Agent), or the Agent comes or goes, re-evaluate the Variables of its
+    namespace whose access may concern it."""
+    key = (namespace, name)
+    if type == "DELETED":
+        _agent_labels.pop(key, None)
+    else:
+        labels = dict((body.get("metadata") or {}).get("labels") or {})
+        if _agent_labels.get(key) == labels:
+            return
+        _agent_labels[key] = labels
+    for (ns, variable), access in list(_access.items()):
+        if ns == namespace and _may_concern(access, name):
+            _wakers.wake(ns, variable)
+
+
+def _may_concern(access: Any, agent: str) -> bool:
+    """Whether ``spec.access`` (as written, unparsed) may let ``agent`` write: it names it, or
+    has a selector. Anything unexpected counts as yes (the pass then decides)."""
+    if access is None:
+        return False  # nobody may write
+    if not isinstance(access, dict):
+        return True
+    agents = access.get("agents") or []
+    return access.get("selector") is not None or not isinstance(agents, list) or agent in agents
 
 
 @kopf.daemon(VARIABLE.kopf_ref, cancellation_timeout=10)  # type: ignore[arg-type]
@@ -198,14 +243,18 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
         spec = None
         status = _invalid_spec(status, generation, str(exc), now)
     lease = await _ensure_lease(kube, obj)
-    status = _mirror_lock(status, lock_from_lease(lease), now)
-    agents = await kube.list(AGENT, namespace)
+    lock = lock_from_lease(lease)
+    status = _mirror_lock(status, lock, now)
+    agents = await kube.list_shared(AGENT, namespace)
 
     events: list[tuple[str, str, str]] = []
     written: str | None = None  # the result of a write taken in this pass, for the metrics
     annotations = meta.get("annotations") or {}
     annotation = annotations.get(WRITE_ANNOTATION)
-    if annotation is not None and spec is not None:
+    write_id = write_id_of(annotation) if annotation is not None else None
+    # An applied write's annotation stays (no write to remove it): a recorded id is done.
+    taken = status.last_write is not None and status.last_write.write_id == write_id
+    if annotation is not None and spec is not None and not taken:
         claimed = annotations.get(WRITER_ANNOTATION)
         before = status.last_write
         status = await _take_write(spec, status, annotation, claimed, agents, generation, now, events)
@@ -218,24 +267,32 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
             kind = "Normal" if outcome.applied else "Warning"
             events.append((kind, "ValueApplied" if outcome.applied else outcome.reason, outcome.message))
 
+    # Again, so that the Locked condition carries the generation this status observes (else the
+    # next pass would write the status once more for that alone).
+    status = _mirror_lock(status, lock, now)
     if status.to_wire() != old_wire:
         obj = await kube.patch(
             VARIABLE, name, status_patch(meta["resourceVersion"], status),
             namespace=namespace, status=True, json_patch=True,
         )  # fmt: skip
+        _own_writes[(namespace, name)] = obj["metadata"]["resourceVersion"]
     if written is not None:  # counted once the status that records it is written
         memo.metrics.count_variable_write(written)
     if annotation is not None:
-        refused = status.last_write is not None and not status.last_write.applied
-        await kube.patch(
-            VARIABLE, name, clear_write_patch(obj, status.value, reset_value=refused),
-            namespace=namespace, json_patch=True,
-        )  # fmt: skip
+        last = status.last_write
+        refused = last is not None and last.write_id == write_id and not last.applied
+        if refused or (spec is None and not taken):
+            # A refused write's spec.value goes back to the applied value; a write to a Variable
+            # whose spec is invalid is dropped. An applied write needs no clean-up.
+            await kube.patch(
+                VARIABLE, name, clear_write_patch(obj, status.value, reset_value=refused),
+                namespace=namespace, json_patch=True,
+            )  # fmt: skip
     for type_, reason, message in events:
         post(obj, type=type_, reason=reason, message=message)
     if spec is not None:
         await _ensure_writer_rbac(kube, obj, spec, agents)
-    await project(kube, namespace)
+    _project_soon(memo, namespace)
     lock = status.lock
     if lock is not None and lock.holder is not None and lock.expires_at and not is_expired(lock, now):
         return max((parse_time(lock.expires_at) - now).total_seconds(), 0.0) + 0.05
@@ -260,10 +317,10 @@ async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | Non
     lease = await kube.get(LEASE, name, namespace)
     if lease is not None:
         return lease
+    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": variable_label(meta["name"])}
     body = {
         "metadata": {
-            "name": name, "namespace": namespace, "ownerReferences": [_owner(obj)],
-            "labels": {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": meta["name"]},
+            "name": name, "namespace": namespace, "ownerReferences": [_owner(obj)], "labels": labels,
         },
         "spec": {"leaseTransitions": 0},
     }  # fmt: skip
@@ -487,7 +544,7 @@ async def _ensure_writer_rbac(
     meta = obj["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     role_name = writer_role_name(name)
-    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": name}
+    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": variable_label(name)}
     rules = [
         {"apiGroups": ["mabeam.io"], "resources": ["variables"], "verbs": ["update", "patch"],
          "resourceNames": [name]},
@@ -528,12 +585,85 @@ async def _create_or_patch(kube: Kube, res: Any, body: dict[str, Any], field: st
 # --- projection --------------------------------------------------------------------------------
 
 
-async def project(kube: Kube, namespace: str) -> None:
+#: How long the projection waits for more changes before it is written: one write for all of
+#: them (a namespace's Variables written many times a second cost a projection write per window).
+PROJECTION_DELAY_SECONDS = 0.1
+#: The longest wait between two attempts at a projection that failed.
+PROJECTION_MAX_BACKOFF_SECONDS = 30.0
+
+
+class _Projector:
+    """The projections of one operator (one event loop): passes mark a namespace, one task per
+    namespace writes it after :data:`PROJECTION_DELAY_SECONDS`, again while passes mark it, and
+    retries with a backoff what fails. A projection that never got written is made again by
+    the first pass of any Variable of its namespace (every operator start passes them all)."""
+
+    def __init__(self, kube: Kube, retry: float) -> None:
+        self.kube, self.retry = kube, retry
+        self.dirty: set[str] = set()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: The ConfigMap as our last write returned it (saves reading it before each write).
+        self.written: dict[str, dict[str, Any]] = {}
+
+    def mark(self, namespace: str) -> None:
+        self.dirty.add(namespace)
+        if namespace not in self.tasks:
+            self.tasks[namespace] = asyncio.create_task(self._run(namespace), name=f"projection {namespace}")
+
+    async def _run(self, namespace: str) -> None:
+        backoff = Backoff(self.retry, PROJECTION_MAX_BACKOFF_SECONDS)
+        try:
+            while namespace in self.dirty:
+                await asyncio.sleep(PROJECTION_DELAY_SECONDS)
+                self.dirty.discard(namespace)
+                try:
+                    await project(self.kube, namespace, self.written)
+                    backoff.succeeded()
+                except Exception as exc:  # retried: an API error, a conflict, a projection too large
+                    self.dirty.add(namespace)
+                    delay = backoff.failed(exc.retry_after if isinstance(exc, ApiError) else None)
+                    level = (
+                        logging.WARNING
+                        if isinstance(exc, ApiError | ConflictError | InvalidSpecError)
+                        else logging.ERROR
+                    )
+                    log.log(level, "The projection of %s failed (retry in %.2f s): %s", namespace, delay, exc)
+                    await asyncio.sleep(delay)
+        finally:
+            self.tasks.pop(namespace, None)
+
+
+_projectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Projector] = weakref.WeakKeyDictionary()
+
+
+@kopf.on.cleanup()
+async def stop_projections(**_: Any) -> None:
+    """Projections not written yet are dropped: the next operator's passes make them."""
+    projector = _projectors.pop(asyncio.get_running_loop(), None)
+    if projector is not None:
+        tasks = list(projector.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _project_soon(memo: Runtime, namespace: str) -> None:
+    loop = asyncio.get_running_loop()
+    projector = _projectors.get(loop)
+    if projector is None or projector.kube is not memo.kube:
+        projector = _projectors[loop] = _Projector(memo.kube, memo.settings.agents.retry_seconds)
+    projector.mark(namespace)
+
+
+async def project(kube: Kube, namespace: str, written: dict[str, dict[str, Any]] | None = None) -> None:
     """Make the ConfigMap mabeam-variables hold every applied value of the namespace.
 
     One operator serialises its passes per namespace (a lock), and the write carries the
     ConfigMap's resourceVersion, so a stale list never overwrites a newer projection.
+    ``written`` keeps the ConfigMap as the last write returned it, in place of a read; a
+    write that loses its precondition forgets it (the next attempt reads).
     """
+    written = {} if written is None else written
     locks = _projection_locks.setdefault(asyncio.get_running_loop(), {})
     lock = locks.setdefault(namespace, asyncio.Lock())
     async with lock:
@@ -544,7 +674,7 @@ async def project(kube: Kube, namespace: str) -> None:
             except InvalidSpecError:
                 continue
         data = projection(items)
-        current = await kube.get(CONFIG_MAP, PROJECTION_CONFIGMAP, namespace)
+        current = written.get(namespace) or await kube.get(CONFIG_MAP, PROJECTION_CONFIGMAP, namespace)
         if current is None:
             body = {
                 "metadata": {
@@ -554,9 +684,15 @@ async def project(kube: Kube, namespace: str) -> None:
                 },
                 "data": data,
             }
-            await kube.create(CONFIG_MAP, body)
+            written[namespace] = await kube.create(CONFIG_MAP, body)
         elif (current.get("data") or {}) != data:
-            await kube.replace(CONFIG_MAP, {**current, "data": data})
+            try:
+                written[namespace] = await kube.replace(CONFIG_MAP, {**current, "data": data})
+            except (ConflictError, ApiError):
+                written.pop(namespace, None)  # changed or deleted by someone else: read it next time
+                raise
+        else:
+            written[namespace] = current
 
 
 # --- session outcomes --------------------------------------------------------------------------

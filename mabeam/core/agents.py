@@ -34,9 +34,11 @@ __all__ = [
     "build_pod",
     "build_role_binding",
     "build_service_account",
+    "merge_events",
     "parse_spec",
     "plan",
     "reject_pod",
+    "says_more",
     "secure_by_default",
     "service_account_name",
     "template_hash",
@@ -470,6 +472,9 @@ def plan(agent: dict[str, Any], pods: list[dict[str, Any]], now: dt.datetime) ->
     status["nextRestartAt"] = None
     status["phase"] = "Pending"
     cond("Ready", "False", "PodCreated", f"Pod {pod['metadata']['name']} was created and is starting.")
+    if not any(c.get("type") == "Degraded" for c in conditions):
+        # What observing the new pod will say: written now, so that seeing it is no new status.
+        cond("Degraded", "False", "AsExpected", "The agent runs as expected.")
     account = pod["spec"].get("serviceAccountName")
     events.append(
         ("Normal", "PodCreated", f"Created pod {pod['metadata']['name']} (ServiceAccount {account}).")
@@ -508,6 +513,46 @@ def reject_pod(agent: dict[str, Any], plan: Plan, message: str, now: dt.datetime
     if old.get("phase") != "Failed":
         events.append(("Normal", "PhaseChanged", f"Phase {old.get('phase') or 'None'} -> Failed."))
     return Plan(status=status, events=events, agent_labels=plan.agent_labels)
+
+
+def merge_events(
+    held: list[tuple[str, str, str]], new: list[tuple[str, str, str]]
+) -> list[tuple[str, str, str]]:
+    """The Events of passes whose status was held, then those of the pass that writes it.
+
+    A status is held only while an Agent's first pod starts (see the operator's ``_hold``), so
+    a held PodCreated and a Ready of the writing pass are about the same pod: they are told in
+    one Ready Event ("Created pod X (ServiceAccount Y); it is ready."). A held PodCreated also
+    tells the first phase: the writing pass's PhaseChanged is dropped.
+    """
+    created = next((e for e in held if e[1] == "PodCreated"), None)
+    if created is not None:  # "Phase None -> Pending" says less than the PodCreated held
+        new = [e for e in new if e[1] != "PhaseChanged"]
+    ready = next((e for e in new if e[1] == "Ready"), None)
+    if created is None or ready is None:
+        return [*held, *new]
+    merged = ("Normal", "Ready", created[2].removesuffix(".") + "; it is ready.")
+    return [*(e for e in held if e is not created), *(merged if e is ready else e for e in new)]
+
+
+def says_more(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the status ``new`` tells a reader more than ``old`` does.
+
+    It does not when both are ``Pending`` with the same pod, incarnation and template, and every
+    condition has the same truth value: only the wording (the Ready condition's "created" becomes
+    "pending"), the node the pod was bound to, or timestamps differ. Such a status is written
+    with the next change that matters (the pod Ready or failed), not on its own.
+    """
+    if old.get("phase") != "Pending" or new.get("phase") != "Pending":
+        return True
+    words = {"phase", "node", "conditions"}
+    if any(old.get(k) != new.get(k) for k in (set(old) | set(new)) - words):
+        return True
+
+    def truth(status: dict[str, Any]) -> dict[str, Any]:
+        return {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+
+    return truth(old) != truth(new)
 
 
 def _had_condition(status: dict[str, Any], type_: str, value: str, message: str) -> bool:

@@ -38,7 +38,9 @@ __all__ = [
     "parse_time",
     "settled",
     "status_patch",
+    "variable_label",
     "write_annotations",
+    "write_id_of",
     "writer_role_name",
 ]
 
@@ -60,6 +62,20 @@ def _child_name(variable: str, suffix: str = "") -> str:
     digest = hashlib.sha256(variable.encode()).hexdigest()[:10]
     head = name[: _NAME_LIMIT - len(suffix) - len(digest) - 1].rstrip(".-")
     return f"{head}-{digest}{suffix}"
+
+
+#: The longest label value.
+_LABEL_LIMIT = 63
+
+
+def variable_label(variable: str) -> str:
+    """The value of the label ``mabeam.io/variable`` on a Variable's children: its name, or, for
+    a name past 63 characters (which a real API server refuses as a label value), the name cut
+    and ending with a digest of the whole."""
+    if len(variable) <= _LABEL_LIMIT:
+        return variable
+    digest = hashlib.sha256(variable.encode()).hexdigest()[:10]
+    return f"{variable[: _LABEL_LIMIT - len(digest) - 1].rstrip('.-')}-{digest}"
 
 
 def lease_name(variable: str) -> str:
@@ -130,13 +146,30 @@ def lease_is_free(lease: dict[str, Any] | None, now: _dt.datetime) -> bool:
     return is_expired(lock_from_lease(lease), now)
 
 
+def write_id_of(annotation: str) -> str:
+    """The id of the write an annotation holds (``malformed`` if it holds none, as the operator
+    records such a write)."""
+    try:
+        return decode_write(annotation)[0]
+    except InvalidSpecError:
+        return "malformed"
+
+
 def settled(obj: dict[str, Any]) -> bool:
-    """True if the operator has processed the Variable's spec and its pending write (if any)."""
+    """True if the operator has processed the Variable's spec and its pending write (if any).
+
+    An applied write's annotation stays on the object until the next write replaces it (the
+    operator writes nothing more for it): a write is pending while its id is not the one of
+    ``status.lastWrite``.
+    """
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
-    return WRITE_ANNOTATION not in (meta.get("annotations") or {}) and status.get(
-        "observedGeneration"
-    ) == meta.get("generation")
+    pending = (meta.get("annotations") or {}).get(WRITE_ANNOTATION)
+    if pending is not None:
+        last = status.get("lastWrite")
+        if not isinstance(last, dict) or last.get("writeId") != write_id_of(pending):
+            return False
+    return bool(status.get("observedGeneration") == meta.get("generation"))
 
 
 def _pointer(key: str) -> str:

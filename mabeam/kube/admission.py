@@ -19,6 +19,10 @@ agent sends it, and the policies refuse a request whose fields name another:
   as such a write, so that access rules, constraints, locks and fencing always apply. People
   (not ServiceAccounts) and the operator are not restricted by these rules: RBAC decides whether
   they may write at all.
+* ``reserved-names`` (Agents, Accounts): nobody creates an Agent named ``mabeam-house``, nor an
+  Account of that name but the operator: it is the namespace's house, which is paid.
+* ``account-escrow`` (Accounts, on DELETE): an Account whose status holds escrow (money or goods)
+  for an open session is not deleted, so that nothing held is lost; delete it once they end.
 
 The expressions are standard CEL (no Kubernetes extension functions), so that they can be
 evaluated by cel-python in the local API server and in the unit tests.
@@ -30,7 +34,18 @@ import dataclasses
 import sys
 from typing import Any
 
-__all__ = ["OPERATOR", "POLICIES", "Policy", "Validation", "chart_template", "policy_objects"]
+from ..models.account import HOUSE_ACCOUNT
+
+__all__ = [
+    "ACCOUNT_ESCROW",
+    "OPERATOR",
+    "POLICIES",
+    "RESERVED_NAMES",
+    "Policy",
+    "Validation",
+    "chart_template",
+    "policy_objects",
+]
 
 #: Stands for the operator's user name (a quoted CEL string) in the expressions.
 OPERATOR = "@operator@"
@@ -234,7 +249,65 @@ VARIABLE_WRITER = Policy(
     ),
 )
 
-POLICIES: tuple[Policy, ...] = (AGENT_IDENTITY, VARIABLE_WRITER)
+_HOUSE = HOUSE_ACCOUNT
+
+RESERVED_NAMES = Policy(
+    suffix="reserved-names",
+    comment=(
+        "The house of a namespace is paid for items nobody owned and keeps a double auction's\n"
+        f"surplus: its Account is {_HOUSE}, which the operator creates. Nobody else may create an\n"
+        f"Account of that name (it would receive the house's money), and no Agent may be named\n"
+        f"{_HOUSE} (it would read and be paid as the house)."
+    ),
+    resources=("agents", "accounts"),
+    operations=("CREATE",),
+    validations=(
+        Validation(
+            expression=(
+                f"object.metadata.name != '{_HOUSE}' || (request.resource.resource == 'accounts'"
+                f" && request.userInfo.username == {OPERATOR})"
+            ),
+            message_expression=(
+                f"'the name {_HOUSE} is reserved for the house Account of the namespace, which the"
+                " operator creates: name this ' + request.kind.kind + ' otherwise'"
+            ),
+            message=f"the name {_HOUSE} is reserved for the house Account, which the operator creates",
+            reason="Invalid",
+        ),
+    ),
+)
+
+_NO_HOLDS = (
+    "!has(oldObject.status)"
+    " || ((!has(oldObject.status.holds) || size(oldObject.status.holds) == 0)"
+    " && (!has(oldObject.status.goods)"
+    " || oldObject.status.goods.all(g, !has(g.holds) || size(g.holds) == 0)))"
+)
+
+ACCOUNT_ESCROW = Policy(
+    suffix="account-escrow",
+    comment=(
+        "An Account that holds escrow (money or goods) for an open session cannot be deleted:\n"
+        "the session would settle on an Account that is gone, and what it held would be lost. The\n"
+        "delete is refused until every session has ended and released its hold (a session deleted\n"
+        "while open releases it within a minute); then delete it again. Applies to everyone."
+    ),
+    resources=("accounts",),
+    operations=("DELETE",),
+    validations=(
+        Validation(
+            expression=_NO_HOLDS,
+            message_expression=(
+                "'Account ' + oldObject.metadata.name + ' holds escrow for open sessions"
+                " (status.holds, status.goods[].holds): it cannot be deleted until they end and"
+                " release it; delete it again then'"
+            ),
+            message="an Account that holds escrow for open sessions cannot be deleted until they release it",
+        ),
+    ),
+)
+
+POLICIES: tuple[Policy, ...] = (AGENT_IDENTITY, VARIABLE_WRITER, RESERVED_NAMES, ACCOUNT_ESCROW)
 
 
 def _quote(text: str) -> str:

@@ -8,14 +8,16 @@ Everything MABEAM sends to the API goes through here, so that errors are transla
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 from lightkube import AsyncClient
+from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError as LightkubeApiError
 from lightkube.types import PatchType
@@ -24,6 +26,10 @@ from ..errors import ApiError, ConflictError
 from .resources import Res
 
 __all__ = ["AlreadyExistsError", "Kube", "load_config"]
+
+
+#: Connections to the API server: as many kept open as may be in flight.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
 
 
 class AlreadyExistsError(ConflictError):
@@ -78,6 +84,7 @@ class Kube:
     def __init__(self, client: AsyncClient) -> None:
         # lightkube's overloads are typed per resource class; we pass generic classes and dicts.
         self.client: Any = client
+        self._shared: dict[tuple[str, str | None], _SharedList] = {}
 
     @classmethod
     def connect(
@@ -89,9 +96,19 @@ class Kube:
     ) -> Kube:
         """A client for the kubeconfig's current context, or ``context`` (ConfigError if unknown)."""
         config: Any = load_config(kubeconfig)
+        single = config.get(context_name=context) if context is not None else config.get()
         if context is not None:
-            config = config.get(context_name=context)
-        return cls(AsyncClient(config=config, namespace=namespace, field_manager="mabeam"))
+            config = single
+        transport = None
+        if single is not None and single.user is not None:
+            # httpx keeps only 20 idle connections of its 100 by default: with more requests in
+            # flight (an operator with a fleet), every further one opened a new TLS connection.
+            transport = httpx.AsyncHTTPTransport(
+                verify=verify_cluster(single.cluster, single.user, single.abs_file), limits=LIMITS
+            )
+        return cls(
+            AsyncClient(config=config, namespace=namespace, field_manager="mabeam", transport=transport)
+        )
 
     async def close(self) -> None:
         await self.client.close()
@@ -119,6 +136,23 @@ class Kube:
             ]
         except httpx.HTTPError as exc:
             raise _translate(exc, f"list {res.plural}") from exc
+
+    async def list_shared(self, res: Res, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
+        """``list`` for many concurrent callers (every session pass lists the Agents of its
+        namespace): they share requests, so that one (resource, namespace) has at most one list
+        in flight and one waiting, however many callers there are. A caller still gets a list
+        that began after its call (as fresh as its own ``list``), or that list's error. The
+        objects are shared between callers: read them, never change them.
+        """
+        key = (res.plural, namespace)
+        shared = self._shared.get(key)
+        if shared is None:
+            shared = self._shared[key] = _SharedList()
+        try:
+            return builtins.list(await shared.get(lambda: self.list(res, namespace)))
+        finally:
+            if not shared.callers:
+                self._shared.pop(key, None)
 
     async def create(self, res: Res, body: Mapping[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": res.api_version, "kind": res.kind, **body}
@@ -181,3 +215,42 @@ class Kube:
             res.lightkube, namespace=ns, labels=dict(labels or {}), resource_version=resource_version
         ):
             yield event, _dict(obj)
+
+
+class _SharedList:
+    """The lists of one (resource, namespace), shared by the callers that wait for one.
+
+    Lists are numbered as they start. A caller that arrives when ``started`` lists have started
+    needs one numbered above that (one that began after it called): it waits for the lock, and
+    either the last list done is such a list (another waiter ran it) or it runs one itself.
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.started = 0
+        self.callers = 0
+        #: The number of the last list done, and its result or error.
+        self.last: tuple[int, builtins.list[dict[str, Any]] | BaseException] | None = None
+
+    async def get(
+        self, fetch: Callable[[], Awaitable[builtins.list[dict[str, Any]]]]
+    ) -> builtins.list[dict[str, Any]]:
+        wanted = self.started + 1
+        self.callers += 1
+        try:
+            async with self.lock:
+                if self.last is None or self.last[0] < wanted:
+                    self.started += 1
+                    number = self.started
+                    try:
+                        self.last = (number, await fetch())
+                    except Exception as exc:
+                        self.last = (number, exc)
+                outcome = self.last[1]
+        finally:
+            self.callers -= 1
+            if not self.callers:
+                self.last = None  # nobody waits: keep no list in memory
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome

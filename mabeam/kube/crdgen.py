@@ -328,7 +328,7 @@ def crd_for(kind: KindInfo) -> dict[str, Any]:
                 "description": "The REST resource this object represents.",
                 "type": "string",
             },
-            "metadata": {"type": "object"},
+            "metadata": _metadata_schema(kind),
             "spec": spec,
             "status": status,
         },
@@ -378,6 +378,14 @@ def crd_for(kind: KindInfo) -> dict[str, Any]:
 def generate_crds(kinds: Iterable[KindInfo] = KINDS) -> list[dict[str, Any]]:
     """One CRD per kind, in the order of ``mabeam.models.KINDS``."""
     return [crd_for(kind) for kind in kinds]
+
+
+def _metadata_schema(kind: KindInfo) -> dict[str, Any]:
+    """The schema of metadata, which may only restrict the name (and generateName)."""
+    if kind.name_max_length is None:
+        return {"type": "object"}
+    name = {"type": "string", "maxLength": kind.name_max_length}
+    return {"type": "object", "properties": {"name": name}}
 
 
 class _Dumper(yaml.SafeDumper):  # type: ignore[misc,unused-ignore]  # PyYAML ships no type hints

@@ -104,6 +104,11 @@ def validate(
     meta: dict[str, Any] = envelope["metadata"] if isinstance(envelope.get("metadata"), dict) else {}
     visible_meta = {k: meta[k] for k in ("name", "generateName") if k in meta}
     old_root = None if old is None else {k: v for k, v in old.items() if k not in _OBJECT_ENVELOPE}
+    # The schema may restrict metadata.name and generateName (the only metadata it may touch).
+    meta_schemas = (schema.get("properties", {}).get("metadata") or {}).get("properties") or {}
+    for key in ("name", "generateName"):
+        if key in meta_schemas and isinstance(meta.get(key), str):
+            ctx.walk(meta[key], meta_schemas[key], ("metadata", key), None)
     result = ctx.walk(value, root_schema, (), old_root, root_extra={"metadata": visible_meta})
     if not isinstance(result, dict):  # the root was a wrong type; already reported
         result = value

@@ -80,9 +80,12 @@ def _line(res: Res, obj: dict[str, Any]) -> str:
         owned = f" owner={owner.get('name')}" if owner else ""
         return f"  {name:<32} v{status.get('version', '-')!s:<9} value={value} by={who}{owned}"
     if res is ACCOUNT:
+        goods = ",".join(
+            f"{g.get('good')}={g.get('held', 0)}" for g in status.get("goods") or [] if isinstance(g, dict)
+        )
         return (
             f"  {name:<32} balance={status.get('balance', '-')} escrow={status.get('escrow', '-')} "
-            f"entries={len(status.get('entries') or [])}"
+            f"entries={len(status.get('entries') or [])}" + (f" goods={goods}" if goods else "")
         )
     if res is COORDINATION:
         result = status.get("result") or {}

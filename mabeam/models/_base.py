@@ -184,6 +184,9 @@ class KindInfo:
     namespaced: bool = True
     # Extra CEL rules on spec: (rule, message) pairs, written in standard CEL.
     spec_validations: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # The longest name an object may have, if shorter than any name (253): an Agent's or a
+    # session's name is a label value (its Pods', its answers'), at most 63 characters.
+    name_max_length: int | None = None
 
 
 def answer_kind(

@@ -1,15 +1,19 @@
 """The Account kind: one Agent's money in its namespace (balance, escrow, ledger).
 
 An administrator grants budgets declaratively: ``spec.budget`` is the total granted once (raise it
-to grant more), ``spec.topUp`` adds an amount every period. The operator keeps the rest in
+to grant more), ``spec.topUp`` adds an amount every period; ``spec.goods`` grants goods the same
+way (what a market seller may sell, by the Market's ``spec.good``). The operator keeps the rest in
 ``status``: the balance, what open sessions hold in escrow, a bounded ledger whose entries each
-name their session, counterparty and amount, and the sessions already settled. Agents cannot
+name their session, counterparty and amount, each good's holding (held, escrow, free) with its
+own bounded ledger, and the sessions already settled. Agents cannot
 write Accounts (RBAC); each Agent may read its own (the operator grants ``get`` on that one
 name). The Account of the namespace's house (:data:`HOUSE_ACCOUNT`) is created by the operator:
 it is paid for resources nobody owned and keeps a double auction's surplus.
 
 Money is exact: integers of a minor unit, :data:`MINOR_UNITS` per unit (two decimals), written
-on the wire as decimal strings (``"12.50"``). See docs/economics.md, "Money".
+on the wire as decimal strings (``"12.50"``). Goods are exact too: integers of thousandths,
+:data:`GOODS_UNITS` per unit, written as decimals (``"2"``, ``"0.125"``). See docs/economics.md,
+"Money" and "Goods".
 """
 
 from __future__ import annotations
@@ -25,21 +29,30 @@ from ._base import Condition, KindInfo, MabeamModel, PrinterColumn
 
 __all__ = [
     "ACCOUNT",
+    "GOODS_UNITS",
     "HOUSE_ACCOUNT",
     "MINOR_UNITS",
     "AccountSpec",
     "AccountStatus",
+    "GoodsEntry",
+    "GoodsHold",
+    "GoodsTransfer",
     "Held",
+    "HeldGoods",
     "Hold",
     "LedgerEntry",
     "Money",
     "PaymentMode",
+    "Quantity",
     "Settlement",
     "SettlementCheck",
+    "Stock",
     "TopUp",
     "Transfer",
     "format_money",
+    "format_quantity",
     "parse_money",
+    "parse_quantity",
 ]
 
 #: Minor units per unit of money: every balance and payment is a whole number of hundredths.
@@ -52,6 +65,13 @@ HOUSE_ACCOUNT = "mabeam-house"
 #: balance) and how many settled session ids ``status.settled`` keeps.
 ENTRIES_LIMIT = 50
 SETTLED_LIMIT = 256
+#: Goods are counted in thousandths: a quantity is a whole number of 1/GOODS_UNITS of a unit.
+GOODS_UNITS = 1000
+GOODS_DECIMALS = 3
+#: The most of one good one field holds, in units.
+MAX_GOODS_UNITS = 10**12
+#: How many goods one Account may be granted (spec.goods).
+MAX_ACCOUNT_GOODS = 100
 
 
 def parse_money(value: object, *, signed: bool = False) -> int:
@@ -72,6 +92,53 @@ def format_money(minor: int) -> str:
     sign = "-" if minor < 0 else ""
     whole, cents = divmod(abs(minor), MINOR_UNITS)
     return f"{sign}{whole}.{cents:02d}"
+
+
+def parse_quantity(value: object, *, signed: bool = False) -> int:
+    """A quantity of a good in thousandths: an integer or a decimal with at most three decimals."""
+    amount = parse_amount(value)
+    minor = amount * GOODS_UNITS
+    if minor != minor.to_integral_value():
+        raise ValueError(
+            f"{value!r} has more than {GOODS_DECIMALS} decimals: goods are counted in thousandths"
+        )
+    if not signed and amount < 0:
+        raise ValueError("must not be negative")
+    if abs(amount) > MAX_GOODS_UNITS:
+        raise ValueError(f"must be at most {MAX_GOODS_UNITS}")
+    return int(minor)
+
+
+def format_quantity(minor: int) -> str:
+    """Thousandths as the shortest decimal string (``2000`` -> ``"2"``, ``125`` -> ``"0.125"``)."""
+    sign = "-" if minor < 0 else ""
+    whole, part = divmod(abs(minor), GOODS_UNITS)
+    if not part:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}." + f"{part:0{GOODS_DECIMALS}d}".rstrip("0")
+
+
+_QUANTITY_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-int-or-string": True,
+    "description": "A quantity of a good: an integer or a decimal string with at most three decimals "
+    '("2.5").',
+}
+
+Quantity = Annotated[
+    int,
+    PlainValidator(parse_quantity),
+    PlainSerializer(format_quantity),
+    WithJsonSchema(_QUANTITY_SCHEMA),
+]
+"""A quantity of a good (not negative): thousandths in Python, a decimal string on the wire."""
+
+SignedQuantity = Annotated[
+    int,
+    PlainValidator(lambda v: parse_quantity(v, signed=True)),
+    PlainSerializer(format_quantity),
+    WithJsonSchema(_QUANTITY_SCHEMA),
+]
+"""A change of a holding (a goods entry's quantity), in thousandths."""
 
 
 _MONEY_SCHEMA: dict[str, Any] = {
@@ -113,6 +180,13 @@ class AccountSpec(MabeamModel):
         "back the difference from the free balance (what escrow does not hold).",
     )
     top_up: TopUp | None = Field(default=None, description="A grant every period, on top of the budget.")
+    goods: dict[str, Quantity] = Field(
+        default_factory=dict,
+        max_length=MAX_ACCOUNT_GOODS,
+        description="Goods granted once, by good (a Market's spec.good, exactly): what the Agent may "
+        "sell. Raising a quantity grants the difference; lowering it takes back the difference from "
+        "the free holding (what escrow does not hold).",
+    )
 
 
 class Hold(MabeamModel):
@@ -136,6 +210,46 @@ class LedgerEntry(MabeamModel):
     at: _dt.datetime = Field(description="When the operator applied it.")
 
 
+class GoodsHold(MabeamModel):
+    """Goods an open market holds in escrow: the most its seller may have to deliver."""
+
+    session: str = Field(description="The session (<kind>/<name>:<uid>).")
+    quantity: Quantity = Field(description="The quantity held.")
+
+
+class Stock(MabeamModel):
+    """One good's holding on an Account."""
+
+    good: str = Field(description="The good (a Market's spec.good).")
+    held: Quantity = Field(default=0, description="How much of it the Agent has (escrow included).")
+    escrow: Quantity = Field(default=0, description="What open markets hold of it.")
+    free: Quantity = Field(default=0, description="held - escrow: what the Agent may still sell.")
+    granted: Quantity = Field(default=0, description="How much of spec.goods[good] has been granted.")
+    opening: Quantity = Field(
+        default=0, description="The holding before the oldest of its entries in goodsEntries."
+    )
+    holds: list[GoodsHold] = Field(default_factory=list, description="Escrow, per open market.")
+
+
+GoodsReason = Literal["Grant", "Revoke", "Sale", "Purchase"]
+
+
+class GoodsEntry(MabeamModel):
+    """One change of a holding."""
+
+    session: str = Field(description="The session that caused it (<kind>/<name>:<uid>), or the grant.")
+    counterparty: str = Field(
+        description="Who delivered or received: an Account's name, or the administrator."
+    )
+    good: str = Field(description="The good.")
+    quantity: SignedQuantity = Field(
+        description="The change: positive when received, negative when delivered."
+    )
+    held: Quantity = Field(description="The holding of that good after the change.")
+    reason: GoodsReason = Field(description="Grant, Revoke, Sale or Purchase.")
+    at: _dt.datetime = Field(description="When the operator applied it.")
+
+
 class AccountStatus(MabeamModel):
     balance: Money = Field(default=0, description="The money the Agent has (escrow included).")
     escrow: Money = Field(default=0, description="What open sessions hold of the balance.")
@@ -148,6 +262,11 @@ class AccountStatus(MabeamModel):
     holds: list[Hold] = Field(default_factory=list, description="Escrow, per open session.")
     entries: list[LedgerEntry] = Field(
         default_factory=list, description=f"The last {ENTRIES_LIMIT} changes of the balance, oldest first."
+    )
+    goods: list[Stock] = Field(default_factory=list, description="Each good's holding, by good.")
+    goods_entries: list[GoodsEntry] = Field(
+        default_factory=list,
+        description=f"The last {ENTRIES_LIMIT} changes of the goods holdings, oldest first.",
     )
     settled: list[str] = Field(
         default_factory=list,
@@ -181,6 +300,23 @@ class Held(MabeamModel):
     amount: Money = Field(description="The amount held.")
 
 
+class GoodsTransfer(MabeamModel):
+    """Goods one settlement moves from one Account to another."""
+
+    sender: str = Field(description="The delivering Account.")
+    receiver: str = Field(description="The Account that receives.")
+    good: str = Field(description="The good.")
+    quantity: Quantity = Field(description="How much.")
+
+
+class HeldGoods(MabeamModel):
+    """What escrow held of a good for one Account when the session ended."""
+
+    account: str = Field(description="The Account.")
+    good: str = Field(description="The good.")
+    quantity: Quantity = Field(description="The quantity held.")
+
+
 class Settlement(MabeamModel):
     """How a session's outcome moves money, decided once when it ends and then applied once."""
 
@@ -191,6 +327,12 @@ class Settlement(MabeamModel):
         default_factory=list, description="Every Account it settles on (escrow released on each)."
     )
     held: list[Held] = Field(default_factory=list, description="Escrow held when the session ended.")
+    goods: list[GoodsTransfer] = Field(
+        default_factory=list, description="The goods delivered (markets: sellers to the house to buyers)."
+    )
+    held_goods: list[HeldGoods] = Field(
+        default_factory=list, description="Goods escrow held when the session ended."
+    )
     checks: list[SettlementCheck] = Field(default_factory=list, description="The validation report.")
 
 

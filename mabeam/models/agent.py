@@ -111,6 +111,7 @@ class AgentStatus(MabeamModel):
 
 
 AGENT = KindInfo(
+    name_max_length=63,  # a label value (mabeam.io/agent)
     kind="Agent",
     plural="agents",
     singular="agent",

@@ -320,6 +320,7 @@ class AuctionStatus(MabeamModel):
 
 
 AUCTION = KindInfo(
+    name_max_length=63,  # a label value (mabeam.io/session)
     kind="Auction",
     plural="auctions",
     singular="auction",

@@ -414,6 +414,7 @@ PARTICIPANTS_VALIDATIONS: tuple[tuple[str, str], ...] = (
 
 
 COORDINATION = KindInfo(
+    name_max_length=63,  # a label value (mabeam.io/session)
     kind="Coordination",
     plural="coordinations",
     singular="coordination",

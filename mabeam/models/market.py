@@ -394,6 +394,7 @@ class MarketStatus(MabeamModel):
 
 
 MARKET = KindInfo(
+    name_max_length=63,  # a label value (mabeam.io/session)
     kind="Market",
     plural="markets",
     singular="market",

@@ -47,7 +47,7 @@ from ..kube.client import Kube
 from ..kube.resources import ACCOUNT, AUCTION, BID, MARKET, ORDER, Res
 from ..models._amount import dump_amount, parse_amount
 from ..models._sealed import SealedEnvelope, SealingInfo
-from ..models.account import MINOR_UNITS, AccountStatus
+from ..models.account import GOODS_UNITS, MINOR_UNITS, AccountStatus
 from ..models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus, BidContent, bid_name
 from ..models.market import MarketSpec, MarketStatus, OrderContent, order_name
 from ._sessions import Answering, Callback, Requests, watch_forever, write_answer
@@ -100,6 +100,10 @@ class MarketView:
     payment: str | None = None
     #: As :attr:`AuctionView.balance`: what a buy order may cost at most (None: not paid).
     balance: Decimal | None = None
+    #: Paid from Accounts, a double auction or an equilibrium: how much of :attr:`good` this
+    #: agent may sell here (its free holding plus what this market already holds of it); a sell
+    #: order beyond it is refused (NotHeld). None when the market is not paid from Accounts.
+    holding: Decimal | None = None
 
 
 @dataclass
@@ -361,7 +365,7 @@ class TradeResponder:
     async def _order(
         self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
     ) -> None:
-        view = replace(view, balance=await self._balance(MARKET, meta, view.payment))
+        view = await self._market_means(view, meta)
         ok, value = await self._ask(fn, (view,), "on_order", view.name)
         if not ok:
             return
@@ -377,7 +381,7 @@ class TradeResponder:
         self, fn: Callback, view: MarketView, meta: Mapping[str, Any], sealing: SealingInfo, uid: str
     ) -> None:
         points: list[tuple[Decimal | float, float]] = []
-        view = replace(view, balance=await self._balance(MARKET, meta, view.payment))
+        view = await self._market_means(view, meta)
         for price in view.prices:
             ok, quantity = await self._ask(fn, (view, price), "on_price", view.name)
             if not ok or quantity is None:
@@ -395,6 +399,30 @@ class TradeResponder:
     async def _balance(self, res: Res, meta: Mapping[str, Any], payment: str | None) -> Decimal | None:
         """What this agent may commit in the session (None if it is not paid from Accounts, or
         the agent cannot read its Account)."""
+        status = await self._account(payment)
+        if status is None:
+            return None
+        sid = f"{res.kind.lower()}/{meta['name']}:{meta.get('uid', '')}"
+        held = sum((h.amount for h in status.holds if h.session == sid), 0)
+        return Decimal(status.free + held) / MINOR_UNITS
+
+    async def _market_means(self, view: MarketView, meta: Mapping[str, Any]) -> MarketView:
+        """``view`` with what this agent may spend (``balance``) and sell (``holding``) here."""
+        status = await self._account(view.payment)
+        if status is None:
+            return view
+        sid = f"market/{meta['name']}:{meta.get('uid', '')}"
+        held = sum((h.amount for h in status.holds if h.session == sid), 0)
+        holding = None
+        if view.mechanism != "fisher":
+            stock = next((s for s in status.goods if s.good == view.good), None)
+            mine = sum((h.quantity for h in stock.holds if h.session == sid), 0) if stock else 0
+            holding = Decimal((stock.free if stock else 0) + mine) / GOODS_UNITS
+        return replace(view, balance=Decimal(status.free + held) / MINOR_UNITS, holding=holding)
+
+    async def _account(self, payment: str | None) -> AccountStatus | None:
+        """This agent's Account's status (None if the session is not paid from Accounts, or the
+        agent cannot read its Account)."""
         if payment != "Ledger":
             return None
         try:
@@ -404,10 +432,7 @@ class TradeResponder:
             return None
         if obj is None:
             return None
-        status = AccountStatus.model_validate(obj.get("status") or {})
-        sid = f"{res.kind.lower()}/{meta['name']}:{meta.get('uid', '')}"
-        held = sum((h.amount for h in status.holds if h.session == sid), 0)
-        return Decimal(status.free + held) / MINOR_UNITS
+        return AccountStatus.model_validate(obj.get("status") or {})
 
     async def _ask(self, fn: Callback, args: tuple[Any, ...], what: str, session: str) -> tuple[bool, Any]:
         try:

@@ -10,7 +10,11 @@ import pytest
 
 from mabeam.errors import ApiError
 from mabeam.kube.client import Kube
-from mabeam.kube.resources import AGENT, BID, COORDINATION, ORDER, VARIABLE, VOTE
+from mabeam.kube.resources import ACCOUNT, AGENT, BID, COORDINATION, MARKET, ORDER, VARIABLE, VOTE
+from mabeam.models._sealed import SealingInfo
+from mabeam.models.account import HOUSE_ACCOUNT, parse_money
+from mabeam.models.market import OrderContent, order_name
+from mabeam.sdk._trading import seal_order
 from tests.e2e._helpers import E2E, eventually
 from tests.e2e.test_agents import sleeper
 
@@ -142,3 +146,52 @@ async def test_an_agent_cannot_write_a_variable_in_another_agents_name_or_rewrit
         ann.patch(VARIABLE, "v", {"spec": {"access": {"selector": {}}}}, namespace=ns),
         "may only change spec.value",
     )
+
+
+async def test_the_house_name_is_reserved_and_an_account_holding_escrow_is_not_deleted(
+    agents: dict[str, Kube], kube: Kube, ns: str
+) -> None:
+    """The chart's reserved-names and account-escrow policies, made by the real API server."""
+    await refused(kube.create(AGENT, sleeper(HOUSE_ACCOUNT, ns)), f"the name {HOUSE_ACCOUNT} is reserved")
+    await refused(
+        kube.create(ACCOUNT, {"metadata": {"name": HOUSE_ACCOUNT, "namespace": ns}, "spec": {"budget": 5}}),
+        f"the name {HOUSE_ACCOUNT} is reserved",
+    )
+    await kube.create(ACCOUNT, {"metadata": {"name": "ann", "namespace": ns}, "spec": {"budget": 30}})
+
+    async def free(amount: int) -> bool:
+        status = ((await kube.get(ACCOUNT, "ann", ns)) or {}).get("status") or {}
+        return "free" in status and parse_money(status["free"]) == amount * 100
+
+    await eventually(lambda: free(30), what="ann's budget granted")
+    await kube.create(MARKET, {"metadata": {"name": "dx", "namespace": ns}, "spec": {
+        "mechanism": "double-auction", "good": "gpu", "participants": {"agents": ["ann", "ben"]},
+        "orderSeconds": 300}})  # fmt: skip
+
+    async def sealing() -> dict[str, Any] | None:
+        obj = await kube.get(MARKET, "dx", ns)
+        return obj if obj and (obj.get("status") or {}).get("sealing") else None
+
+    market = await eventually(sealing, what="the market's sealing key")
+    envelope = seal_order(
+        SealingInfo.model_validate(market["status"]["sealing"]),
+        market["metadata"]["uid"],
+        "ann",
+        OrderContent.model_validate({"side": "buy", "price": 10}),
+    )
+    await agents["ann"].create(
+        ORDER,
+        {
+            "metadata": {
+                "name": order_name("dx", "ann"),
+                "namespace": ns,
+                "labels": {"mabeam.io/session": "dx", "mabeam.io/agent": "ann"},
+            },
+            "spec": {"market": "dx", "agent": "ann", "sealed": envelope.to_wire()},
+        },
+    )
+    await eventually(lambda: free(20), what="ann's order held in escrow")
+    await refused(kube.delete(ACCOUNT, "ann", ns), "Account ann holds escrow for open sessions")
+    await kube.patch(MARKET, "dx", {"spec": {"cancel": True}}, namespace=ns)
+    await eventually(lambda: free(30), what="the escrow released")
+    assert await kube.delete(ACCOUNT, "ann", ns)

@@ -5,8 +5,10 @@ under the chart's ServiceAccount (a token from TokenRequest), through the fault 
 of the real API server, so that it can SIGKILL it at any request. The agents answer with their
 own ServiceAccounts' tokens. Every version of the sessions and Variables is recorded by a watch
 started before the first session (the real API server keeps no history). Seeds and size:
-MABEAM_NEMESIS_SEEDS (default "11 12 13") and MABEAM_NEMESIS_SESSIONS (default 39 per seed); the
-last seed runs with money (Accounts for the agents).
+MABEAM_NEMESIS_SEEDS (default "11 12 13"), MABEAM_NEMESIS_SESSIONS (default 39 per seed) and the
+faults required in all, MABEAM_NEMESIS_MIN_FAULTS (default 500; ``make e2e`` runs one short seed
+and requires none, ``make e2e-heavy`` the defaults); the last seed runs with money (Accounts for
+the agents).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ async def test_the_nemesis_on_the_real_control_plane(
 ) -> None:
     seeds = [int(s) for s in os.environ.get("MABEAM_NEMESIS_SEEDS", "11 12 13").split()]
     sessions = int(os.environ.get("MABEAM_NEMESIS_SESSIONS", "39"))
+    min_faults = int(os.environ.get("MABEAM_NEMESIS_MIN_FAULTS", "500"))
     total = 0
     violations: list[str] = []
     for seed in seeds:
@@ -133,4 +136,4 @@ async def test_the_nemesis_on_the_real_control_plane(
         total += report.faults
         violations += report.violations
     assert violations == []
-    assert total >= 500 or sessions < 39, f"only {total} faults injected"
+    assert total >= min_faults, f"only {total} faults injected (at least {min_faults} wanted)"

@@ -50,6 +50,11 @@ RESOURCES: dict[str, Res] = {
 }
 #: How many requests are in flight at once.
 CONCURRENCY = 8
+#: How long a POST may wait for its answer: longer than the API server's own limit (a real
+#: kube-apiserver answers 504 after 34 s for a write, 60 s at most), so that the verdict judged
+#: is always the server's, never the client's patience (its default read timeout is 10 s, which
+#: a megabyte body can exceed on a busy machine).
+READ_TIMEOUT = 90.0
 
 
 @dataclass
@@ -68,7 +73,10 @@ def _http(kube: Kube) -> httpx.AsyncClient:
 async def post(kube: Kube, namespace: str, item: Hostile) -> Outcome:
     path = f"/apis/mabeam.io/v1alpha1/namespaces/{namespace}/{item.plural}"
     response = await _http(kube).post(
-        path, content=item.text.encode("utf-8", "surrogatepass"), headers={"Content-Type": "application/json"}
+        path,
+        content=item.text.encode("utf-8", "surrogatepass"),
+        headers={"Content-Type": "application/json"},
+        timeout=httpx.Timeout(10.0, read=READ_TIMEOUT),
     )
     try:
         body = response.json()

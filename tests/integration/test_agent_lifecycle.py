@@ -79,10 +79,11 @@ async def test_agent_gets_pod_service_account_and_becomes_ready(cluster: LocalCl
     assert agent is not None and agent["metadata"]["labels"]["capability.mabeam.io/vote"] == "true"
     # Every lifecycle step is a Kubernetes Event on the Agent.
     events = cluster.api.objects("events", NS)
-    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "a1"}
-    assert {"PodCreated", "Ready"} <= reasons
-    created = next(e for e in events if e["reason"] == "PodCreated" and e["involvedObject"]["name"] == "a1")
-    assert created["message"] == "Created pod a1-1 (ServiceAccount mabeam-agent-a1)."
+    # A pod Ready before the first status is written (pending_status_seconds) is one Event.
+    mine = [e for e in events if e["involvedObject"]["name"] == "a1"]
+    assert [(e["reason"], e["message"]) for e in mine] == [
+        ("Ready", "Created pod a1-1 (ServiceAccount mabeam-agent-a1); it is ready.")
+    ]
 
 
 async def test_deleted_pod_is_replaced_with_backoff(cluster: LocalCluster, kube: Kube) -> None:
@@ -283,3 +284,33 @@ async def test_a_pod_refused_by_the_api_server_sets_invalid(cluster: LocalCluste
     assert condition["reason"] == "PodRejected" and "containers[0].ports" in condition["message"]
     assert (await status_of(kube, "refused"))["phase"] == "Failed"
     assert await pods_of(kube, "refused") == []
+
+
+async def test_a_pod_not_ready_in_time_shows_pending_and_its_creation(
+    cluster: LocalCluster, kube: Kube, monkeypatch: Any
+) -> None:
+    """The first status is held only for pending_status_seconds: a pod that does not turn Ready
+    by then is shown (Running, not ready), with its PodCreated Event."""
+    monkeypatch.setenv("MABEAM_AGENT_PENDING_STATUS_SECONDS", "0.3")
+    await cluster.start_operator()
+    manifest = agent_manifest("a9")
+    manifest["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "exec": {"command": ["false"]}, "periodSeconds": 1,
+    }  # fmt: skip
+    await kube.create(AGENT, manifest)
+    status = await eventually(
+        lambda: _with(status_of(kube, "a9"), lambda s: s if s.get("phase") == "Running" else None),
+        what="a9 Running",
+    )
+    assert status["podName"] == "a9-1" and status["incarnation"] == 1
+
+    def created() -> list[dict[str, Any]]:
+        events = cluster.api.objects("events", NS)
+        return [e for e in events if e["involvedObject"]["name"] == "a9" and e["reason"] == "PodCreated"]
+
+    async def one_created() -> list[dict[str, Any]] | None:
+        return created() or None
+
+    [event] = await eventually(one_created, what="the PodCreated Event")
+    assert event["message"] == "Created pod a9-1 (ServiceAccount mabeam-agent-a9)."
+    assert len(await pods_of(kube, "a9")) == 1

@@ -51,3 +51,10 @@ def check_economics(out: str) -> None:
     for account, balance in (("dave", "0.00"), ("erin", "14.00"), ("frank", "24.00"), ("grace", "0.00"),
                              ("mabeam-house", "112.00")):  # fmt: skip
         assert f"{'account/' + account:<32} balance={balance} escrow=0.00" in after, account
+    # The sellers hold what they sell: frank delivered his 2 power-kw (one to dave, one to erin);
+    # the slot exchange traded nothing, so the slot-hours stay where they were granted.
+    account_lines = {line.split()[0]: line for line in after.splitlines() if "account/" in line}
+    for account, goods in (("dave", "power-kw=1"), ("erin", "power-kw=1"),
+                           ("frank", "gpu-slot-hours=2,power-kw=0"), ("grace", "gpu-slot-hours=1,power-kw=1"),
+                           ("mabeam-house", "power-kw=0")):  # fmt: skip
+        assert account_lines[f"account/{account}"].endswith(f" goods={goods}"), account_lines

@@ -211,7 +211,18 @@ async def test_a_double_auction_pays_sellers_and_the_house_keeps_the_surplus(
     await suspended(kube, names)
     for name in names:
         await account(kube, name, 20)
+    for name in ("s1", "s2", "s3"):  # a seller must own what it sells (test_goods.py)
+        await kube.patch(ACCOUNT, name, {"spec": {"goods": {"slot-hours": 1}}}, namespace=NS)
     await granted(kube, dict.fromkeys(names, 2000))
+
+    async def goods_granted() -> bool:
+        held = {
+            o["metadata"]["name"]: [g.get("held") for g in (o.get("status") or {}).get("goods") or []]
+            for o in await kube.list(ACCOUNT, NS)
+        }
+        return all(held.get(n) == ["1"] for n in ("s1", "s2", "s3"))
+
+    await eventually(goods_granted, what="the sellers' goods granted")
     await kube.create(MARKET, {"metadata": {"name": "dx", "namespace": NS}, "spec": {
         "mechanism": "double-auction", "good": "slot-hours", "participants": {"agents": names},
         "orderSeconds": 30}})  # fmt: skip

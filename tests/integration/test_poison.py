@@ -12,6 +12,7 @@ import yaml
 
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import VARIABLE
+from mabeam.local.apiserver._emulator import MAX_NESTING
 from mabeam.local.cluster import LocalCluster
 from tests.integration._coordination import NS, AsAgents, collecting, create_session, ended, suspended
 from tests.integration._util import eventually
@@ -54,11 +55,12 @@ async def test_poison_objects_are_reported_on_themselves_and_a_good_session_stil
     cluster: LocalCluster, kube: Kube, as_agent: AsAgents
 ) -> None:
     await cluster.start_operator()
-    # Nested deeper than a JSON decoder can follow: refused by the API server, never stored.
-    status, text = await post_raw(cluster, VARIABLES, variable_text("abyss", "[" * 5000 + "]" * 5000))
+    # Nested deeper than the local API server decodes (MAX_NESTING): refused, never stored.
+    abyss = MAX_NESTING + 1
+    status, text = await post_raw(cluster, VARIABLES, variable_text("abyss", "[" * abyss + "]" * abyss))
     assert status == 400, text
     # Deep, but decodable: stored; the operator reports it Invalid on the object.
-    deep = "[" * 900 + '"x"' + "]" * 900
+    deep = "[" * (MAX_NESTING - 2) + '"x"' + "]" * (MAX_NESTING - 2)  # in the body: 2 more (root, spec)
     status, text = await post_raw(cluster, VARIABLES, variable_text("deep", deep, "json"))
     assert status == 201, text
     # 100 000 items: stored; Invalid, with a status small enough to write.

@@ -358,7 +358,8 @@ def check_money_conserved(
     In the Accounts (when the nemesis runs with money, ``--money``): the balances of all
     Accounts (the house's included) add up to what was granted, once every session has ended
     nothing is held in escrow, no balance is negative, free is balance minus escrow, and no
-    Account lists a session as settled twice.
+    Account lists a session as settled twice; each good's holdings add up to what was granted,
+    with nothing held in escrow and no holding negative.
     """
     out = []
     granted = sum((_money(a, "granted") for a in accounts), Decimal(0))
@@ -373,6 +374,20 @@ def check_money_conserved(
         settled = ((account.get("status") or {}).get("settled")) or []
         if len(settled) != len(set(settled)):
             out.append(f"money: Account {name} settled a session twice: {settled}")
+        for stock in (account.get("status") or {}).get("goods") or []:
+            if stock.get("holds") or Decimal(str(stock.get("held", 0))) < 0:
+                out.append(f"goods: Account {name} holds {stock}")
+    # Goods, like money, change only by grants: what all Accounts hold of a good is what was granted.
+    held: dict[str, Decimal] = {}
+    given: dict[str, Decimal] = {}
+    for account in accounts:
+        for stock in (account.get("status") or {}).get("goods") or []:
+            good = str(stock.get("good"))
+            held[good] = held.get(good, Decimal(0)) + Decimal(str(stock.get("held", 0)))
+            given[good] = given.get(good, Decimal(0)) + Decimal(str(stock.get("granted", 0)))
+    out += [
+        f"goods: {g} held {held[g]} in all, {given[g]} granted" for g in sorted(held) if held[g] != given[g]
+    ]
     for plan in plans:
         status = ((bodies.get(plan.name) or {}).get("status")) or {}
         result = status.get("result") or {}

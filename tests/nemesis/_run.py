@@ -26,6 +26,8 @@ __all__ = ["Options", "Report", "run_seed"]
 
 #: Each agent's budget when the nemesis runs with money: enough for most bids, not all of them.
 BUDGET = 300
+#: Each agent's slot-hours (the markets' good) when the nemesis runs with money.
+GOODS = 100
 
 
 @dataclass
@@ -156,7 +158,11 @@ async def run_seed(target: Target, seed: int, options: Options) -> Report:
         for name in pool:
             await target.admin.create(
                 ACCOUNT,
-                {"metadata": {"name": name, "namespace": target.namespace}, "spec": {"budget": BUDGET}},
+                {
+                    "metadata": {"name": name, "namespace": target.namespace},
+                    # Market sellers must own what they sell: enough slot-hours for every market.
+                    "spec": {"budget": BUDGET, "goods": {"slot-hours": GOODS}},
+                },
             )
     operator = OperatorProcess(target.workdir, {"MABEAM_RETRY_SECONDS": "0.1", **target.operator_env})
     report = Report(seed, [], options_money=options.money)

@@ -13,10 +13,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mabeam.kube.resources import ACCOUNT, AGENT, AUCTION, BID, COORDINATION, VARIABLE, VOTE
+from mabeam.kube.resources import ACCOUNT, AGENT, AUCTION, BID, COORDINATION, MARKET, ORDER, VARIABLE, VOTE
 from mabeam.models._sealed import SealingInfo
 from mabeam.models.auction import BidContent
-from mabeam.sdk._trading import seal_bid
+from mabeam.models.market import OrderContent
+from mabeam.sdk._trading import seal_bid, seal_order
 from tests.integration._util import eventually as _eventually
 from tests.security._plane import Plane, Reply
 
@@ -403,8 +404,9 @@ async def attack_sealed_bid_copy(plane: Plane) -> None:
 
 
 async def attack_money(plane: Plane) -> None:
-    """Mallory tries to mint money, to read Alice's balance, to spend beyond her own, and to
-    bid in Alice's name: each is refused, and the money moves as without her."""
+    """Mallory tries to mint money, to read Alice's balance, to spend beyond her own, to bid in
+    Alice's name, to grant herself goods and to sell goods she does not hold: each is refused,
+    and the money and goods move as without her."""
     await suspended_agents(plane, "alice", "mallory")
     tokens = {name: await plane.agent(name) for name in ("alice", "mallory")}
     for name, budget in (("alice", 50), ("mallory", 10)):
@@ -535,6 +537,81 @@ async def attack_money(plane: Plane) -> None:
         for o in await plane.admin.list(ACCOUNT, plane.namespace)
     }
     assert balances == {"alice": "20.00", "mallory": "10.00", "mabeam-house": "30.00"}, balances
+    # Goods: she cannot grant herself any (her Account's spec is the administrator's) ...
+    refused(
+        await plane.request(
+            "PATCH", mine, token=mallory, body={"spec": {"goods": {"gpu-hours": 5}}}, content_type=MERGE
+        ),
+        403,
+        "accounts",
+    )
+    # ... and an order selling gpu-hours she does not hold is refused at counting, with her
+    # holding; Alice's buy order finds no seller and her money is released.
+    market = {
+        "metadata": {"name": "hours", "namespace": plane.namespace},
+        "spec": {
+            "mechanism": "double-auction",
+            "good": "gpu-hours",
+            "participants": {"agents": ["alice", "mallory"]},
+            "orderSeconds": 4,
+        },
+    }
+    await plane.admin.create(MARKET, market)
+
+    async def collecting() -> dict[str, Any] | None:
+        obj = await plane.admin.get(MARKET, "hours", plane.namespace)
+        return obj if ((obj or {}).get("status") or {}).get("sealing") else None
+
+    opened = await eventually(collecting, what="the market collecting")
+    sealing = SealingInfo.model_validate(opened["status"]["sealing"])
+
+    def order(agent: str, **content: Any) -> dict[str, Any]:
+        sealed = seal_order(sealing, opened["metadata"]["uid"], agent, OrderContent.model_validate(content))
+        return {
+            "apiVersion": "mabeam.io/v1alpha1",
+            "kind": "Order",
+            "metadata": {
+                "name": f"hours-{agent}",
+                "namespace": plane.namespace,
+                "labels": {"mabeam.io/session": "hours", "mabeam.io/agent": agent},
+            },
+            "spec": {"market": "hours", "agent": agent, "sealed": sealed.to_wire()},
+        }
+
+    reply = await plane.request(
+        "POST", plane.path("orders"), token=mallory, body=order("mallory", side="sell", price=1, quantity=3)
+    )
+    assert reply.status == 201, reply
+
+    async def sold() -> dict[str, Any] | None:
+        obj = await plane.admin.get(ORDER, "hours-mallory", plane.namespace)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("reason") else None
+
+    not_held = await eventually(sold, what="a verdict on Mallory's sell order")
+    assert (not_held["reason"], not_held["accepted"]) == ("NotHeld", False), not_held
+    assert "mallory holds 0 of gpu-hours free to sell (held 0," in not_held["message"], not_held
+    reply = await plane.request(
+        "POST", plane.path("orders"), token=tokens["alice"], body=order("alice", side="buy", price=10)
+    )
+    assert reply.status == 201, reply
+
+    async def ended() -> dict[str, Any] | None:
+        obj = await plane.admin.get(MARKET, "hours", plane.namespace)
+        status = (obj or {}).get("status") or {}
+        return status if status.get("outcomeApplied") else None
+
+    status = await eventually(ended, what="the market ended")
+    assert status["phase"] == "NoTrade" and not (status["settlement"] or {}).get("goods"), status
+    accounts = {
+        o["metadata"]["name"]: o.get("status") or {} for o in await plane.admin.list(ACCOUNT, plane.namespace)
+    }
+    assert {n: (s.get("balance"), s.get("escrow")) for n, s in accounts.items()} == {
+        "alice": ("20.00", "0.00"),
+        "mallory": ("10.00", "0.00"),
+        "mabeam-house": ("30.00", "0.00"),
+    }, accounts
+    assert not any(s.get("goods") for s in accounts.values()), accounts
 
 
 ATTACKS: list[Attack] = [

@@ -276,7 +276,12 @@ def test_each_policy_has_a_binding_that_enforces_it() -> None:
     docs = render_policy()
     names = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ValidatingAdmissionPolicy")
     bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
-    assert names == ["mabeam-agent-identity", "mabeam-variable-writer"]
+    assert names == [
+        "mabeam-account-escrow",
+        "mabeam-agent-identity",
+        "mabeam-reserved-names",
+        "mabeam-variable-writer",
+    ]
     assert sorted(b["spec"]["policyName"] for b in bindings) == names
     assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings)
 
@@ -284,7 +289,7 @@ def test_each_policy_has_a_binding_that_enforces_it() -> None:
 def test_bindings_follow_validation_actions() -> None:
     docs = render_policy({"admission": {"validationActions": ["Warn", "Audit"]}})
     bindings = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
-    assert len(bindings) == 2
+    assert len(bindings) == 4
     assert all(b["spec"]["validationActions"] == ["Warn", "Audit"] for b in bindings)
 
 
@@ -483,3 +488,70 @@ def test_the_spec_rule_names_every_spec_field_but_value(variable_policy: dict[st
         if alias != "value":
             assert f"object.spec.{alias} == oldObject.spec.{alias}" in text, alias
             assert f"has(object.spec.{alias}) == has(oldObject.spec.{alias})" in text, alias
+
+
+# --- the house's name and the escrow of Accounts ------------------------------------------------
+
+
+def named(kind: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "mabeam.io/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": "team"},
+            **extra}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("username", "kind", "name", "expected"),
+    [
+        pytest.param("jane@example.com", "Agent", "mabeam-house", False, id="person-agent-house"),
+        pytest.param(OPERATOR, "Agent", "mabeam-house", False, id="operator-agent-house"),
+        pytest.param("jane@example.com", "Account", "mabeam-house", False, id="person-account-house"),
+        pytest.param(
+            sa("team", "mabeam-agent-x"), "Account", "mabeam-house", False, id="agent-account-house"
+        ),
+        pytest.param(OPERATOR, "Account", "mabeam-house", True, id="operator-account-house"),
+        pytest.param("jane@example.com", "Agent", "mabeam-house-2", True, id="other-name"),
+        pytest.param("jane@example.com", "Account", "alice", True, id="person-account"),
+    ],
+)
+def test_the_house_name_is_reserved(username: str, kind: str, name: str, expected: bool) -> None:
+    reserved = named_policy(render_policy(), "mabeam-reserved-names")
+    assert reserved["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
+    ok, messages, reasons = admitted(reserved, request(username, named(kind, name)))
+    assert ok is expected, messages
+    if not ok:
+        assert reasons == {INVALID}
+        assert messages == [
+            f"the name mabeam-house is reserved for the house Account of the namespace, which the operator "
+            f"creates: name this {kind} otherwise"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        pytest.param(None, True, id="no-status"),
+        pytest.param({"balance": "5.00", "holds": []}, True, id="no-holds"),
+        pytest.param({"holds": [{"session": "auction/a:1", "amount": "2.00"}]}, False, id="money-held"),
+        pytest.param({"goods": [{"good": "cpu", "held": "2", "holds": []}]}, True, id="goods-free"),
+        pytest.param(
+            {
+                "goods": [
+                    {"good": "cpu", "holds": []},
+                    {"good": "gpu", "holds": [{"session": "market/m:1", "quantity": "1"}]},
+                ]
+            },
+            False,
+            id="goods-held",
+        ),
+    ],
+)
+def test_an_account_holding_escrow_is_not_deleted(status: dict[str, Any] | None, expected: bool) -> None:
+    escrow = named_policy(render_policy(), "mabeam-account-escrow")
+    assert escrow["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["DELETE"]
+    old = named("Account", "alice", **({"status": status} if status is not None else {}))
+    variables = request(OPERATOR, old, old)
+    variables["request"]["operation"] = "DELETE"
+    variables["object"] = None
+    ok, messages, _ = admitted(escrow, variables)
+    assert ok is expected, messages
+    if not ok:
+        assert messages[0].startswith("Account alice holds escrow for open sessions")

@@ -224,3 +224,33 @@ def test_a_pod_the_api_server_refuses_makes_the_agent_invalid_once() -> None:
     a = apply(a, rejected)
     again = _agents.reject_pod(a, _agents.plan(a, [], T0), invalid["message"].split(": ", 2)[-1], T0)
     assert [e[1] for e in again.events if e[0] == "Warning"] == []
+
+
+def test_the_created_pod_seen_pending_says_nothing_new() -> None:
+    """The status written when the pod is created is what observing the pending pod says,
+    but for the wording and the node: no second write while it starts."""
+    a = agent()
+    created = _agents.plan(a, [], T0)
+    seen = _agents.plan(apply(a, created), [pod_from(created, phase="Pending", ready=False)], T0)
+    assert seen.status["phase"] == "Pending" and seen.status["node"] == "local"
+    assert not _agents.says_more(created.status, seen.status)
+    ready = _agents.plan(apply(a, created), [pod_from(created)], T0)
+    assert _agents.says_more(created.status, ready.status)
+    # A restart of the container while pending is news (the restart count).
+    restarted = pod_from(created, phase="Pending", ready=False)
+    restarted["status"]["containerStatuses"][0]["restartCount"] = 1
+    assert _agents.says_more(created.status, _agents.plan(apply(a, created), [restarted], T0).status)
+    # Anything that is not Pending on both sides is written.
+    assert _agents.says_more({}, created.status)
+
+
+def test_merge_events_tells_created_and_ready_once() -> None:
+    created = ("Normal", "PodCreated", "Created pod a1-1 (ServiceAccount mabeam-agent-a1).")
+    ready = ("Normal", "Ready", "Pod a1-1 is ready.")
+    assert _agents.merge_events([created], [ready]) == [
+        ("Normal", "Ready", "Created pod a1-1 (ServiceAccount mabeam-agent-a1); it is ready.")
+    ]
+    pending = ("Normal", "PhaseChanged", "Phase None -> Pending.")
+    assert _agents.merge_events([created], [pending]) == [created]
+    assert _agents.merge_events([], [pending]) == [pending]
+    assert _agents.merge_events([], [ready]) == [ready]

@@ -173,6 +173,132 @@ def test_a_price_from_another_winners_re_solve_matches_brute_force() -> None:
     assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
 
 
+@st.composite
+def crowded_single_minded(draw: st.DrawFn) -> XorInstance:
+    """Up to 10 single-minded bidders on 6 items, amounts 1..6: many winners and many ties
+    between the values of the allocations without each of them."""
+    items = tuple(f"i{k}" for k in range(6))
+    count = draw(st.integers(min_value=4, max_value=10))
+    bids = [
+        XorBid(
+            f"a{k:02d}",
+            (
+                BundleBid(
+                    frozenset(draw(st.lists(st.sampled_from(items), min_size=1, max_size=3, unique=True))),
+                    Fraction(draw(st.integers(min_value=1, max_value=6))),
+                ),
+            ),
+        )
+        for k in range(count)
+    ]
+    return XorInstance(items, bids, Fraction(draw(st.sampled_from([0, 0, 1]))))
+
+
+@MILP
+@given(crowded_single_minded())
+def test_prices_proven_several_at_a_time_match_brute_force(case: XorInstance) -> None:
+    """The prices come from solves that each prove the best allocation leaving out at least one
+    of the winners still open (``_without_each``): every price against brute force."""
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    assert outcome.reason == "Optimal"
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
+
+
+def test_one_solve_proves_the_prices_of_winners_one_alternative_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six winners of one item each; one bidder offers as much as all of them together for all
+    six items. Without any one winner the best is that bidder's bundle: one solve (the best
+    allocation leaving out at least one winner) proves all six prices, each checked here by
+    brute force."""
+    from mabeam.core.economics import _combinatorial
+
+    solves = []
+    stage = _combinatorial._Model._stage
+
+    def counted(self, *args):  # type: ignore[no-untyped-def]
+        solves.append(args)
+        return stage(self, *args)
+
+    monkeypatch.setattr(_combinatorial._Model, "_stage", counted)
+    items = tuple(f"i{k}" for k in range(6))
+    bids = [XorBid(f"s{k}", (BundleBid(frozenset({item}), Fraction(5)),)) for k, item in enumerate(items)]
+    bids.append(XorBid("all", (BundleBid(frozenset(items), Fraction(30)),)))
+    case = XorInstance(items, bids, Fraction(0))
+    outcome = clear_combinatorial(case.bids, case.items, case.reserve)
+    assert [w.agent for w in outcome.wins] == [f"s{k}" for k in range(6)]
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case) == {f"s{k}": 5 for k in range(6)}
+    assert len(solves) <= 2  # the winner determination and at most one solve for all six prices
+
+
+def _columns_of(model: object, bids: list[XorBid], choice: Choice) -> frozenset[int]:
+    index = {ij: k for k, ij in enumerate(model.columns)}  # type: ignore[attr-defined]
+    return frozenset(index[(i, j)] for i, j in enumerate(choice) if j is not None)
+
+
+@MILP
+@given(xor_instances(), st.data())
+def test_the_dual_certificate_bounds_every_allocation_whatever_the_multipliers(
+    case: XorInstance, data: st.DataObject
+) -> None:
+    """The reduced-cost bound (``_Model.certificate``) holds for any multipliers >= 0, not only
+    the LP solver's: checked on every feasible allocation by enumeration, for random ones and for
+    GLOP's."""
+    from mabeam.core.economics._combinatorial import _DUAL_SCALE, _Model
+
+    model = _Model(case.bids, case.reserve, 60.0)
+    y = data.draw(
+        st.lists(st.integers(0, 40 * _DUAL_SCALE), min_size=len(model.groups), max_size=len(model.groups))
+    )
+    for top, reduced in (model.certificate(y), model._dual()):
+        for choice in allocations(case.bids):
+            if any(
+                j is not None
+                and case.bids[i].bundles[j].amount < case.reserve * len(case.bids[i].bundles[j].items)
+                for i, j in enumerate(choice)
+            ):
+                continue  # below its reserve: never a column
+            chosen = _columns_of(model, case.bids, choice)
+            assert model.value(chosen) * _DUAL_SCALE <= top - sum(reduced[k] for k in chosen)
+
+
+@MILP
+@given(xor_instances(), st.integers(min_value=0, max_value=60))
+def test_fixed_columns_are_in_no_allocation_worth_more_than_the_floor(case: XorInstance, floor: int) -> None:
+    from mabeam.core.economics._combinatorial import _Model
+
+    model = _Model(case.bids, case.reserve, 60.0)
+    fixed = model.fixable(floor * model.scale, frozenset())
+    for choice in allocations(case.bids):
+        if any(
+            j is not None
+            and case.bids[i].bundles[j].amount < case.reserve * len(case.bids[i].bundles[j].items)
+            for i, j in enumerate(choice)
+        ):
+            continue
+        chosen = _columns_of(model, case.bids, choice)
+        if model.value(chosen) > floor * model.scale:
+            assert not chosen & fixed
+
+
+def test_a_column_the_lp_bound_rules_out_is_fixed_and_the_hint_never() -> None:
+    """x and y (10 each) beat z (5 for both items): the LP bound is 20 and any allocation with z
+    is worth at most 5, so above a floor of 5 z is left out; at a floor of 4, or when z is in
+    the hint, it stays."""
+    from mabeam.core.economics._combinatorial import _Model
+
+    a, b = frozenset({"a"}), frozenset({"b"})
+    bids = [
+        XorBid("x", (BundleBid(a, Fraction(10)),)),
+        XorBid("y", (BundleBid(b, Fraction(10)),)),
+        XorBid("z", (BundleBid(a | b, Fraction(5)),)),
+    ]
+    model = _Model(bids, Fraction(0), 60.0)
+    assert model.fixable(5, frozenset()) == {2}
+    assert model.fixable(4, frozenset()) == frozenset()
+    assert model.fixable(5, frozenset({2})) == frozenset()
+
+
 def _utility(case: XorInstance, truth: XorBid, report: XorBid) -> Fraction:
     bids = [report if b.agent == truth.agent else b for b in case.bids]
     outcome = clear_combinatorial(bids, case.items, case.reserve)
@@ -215,7 +341,12 @@ def test_vcg_is_truthful_no_misreport_raises_utility(case: XorInstance, data: st
 
 
 def test_the_work_limit_ends_in_unsolved_and_sells_nothing() -> None:
-    bids = [XorBid("ada", (BundleBid(frozenset({"i1"}), Fraction(4)),))]
+    """Two bids on one item: the allocation the LP suggests (bob) is optimal, but with no work
+    allowed nothing proves it (the only bound known is both bids together)."""
+    bids = [
+        XorBid("ada", (BundleBid(frozenset({"i1"}), Fraction(4)),)),
+        XorBid("bob", (BundleBid(frozenset({"i1"}), Fraction(5)),)),
+    ]
     outcome = clear_combinatorial(bids, ("i1",), Fraction(0), work_limit=0.0)
     assert outcome.reason == "Unsolved"
     assert outcome.wins == ()
@@ -365,19 +496,67 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
         assert 0 <= w.price <= w.bid
 
 
-@pytest.mark.parametrize("first_stage", [3.0, 0.0])
+def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
+    """The model must not depend on Python's hash order (a bundle's items are a frozenset of
+    strings): two processes with different hash seeds spend the same work and clear the same."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from fractions import Fraction\n"
+        "from bench.cats import generate\n"
+        "from mabeam.core.economics._cats import to_auction\n"
+        "from mabeam.core.economics._combinatorial import clear_combinatorial\n"
+        "bids, items = to_auction(generate('arbitrary', 30, 80, 11))\n"
+        "print(repr(clear_combinatorial(bids, items, Fraction(0))))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1] and "Optimal" in runs[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "goods", "count", "first_stage"),
+    [
+        ("regions", 25, 60, 3.0),
+        ("regions", 25, 60, 0.0),
+        ("arbitrary", 30, 80, 3.0),
+        ("regions", 49, 150, 0.005),
+    ],
+)
 def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
-    first_stage: float, monkeypatch: pytest.MonkeyPatch
+    kind: str, goods: int, count: int, first_stage: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
     the winner determination and every re-solve run in the LP-heavy stage (the path of large
-    "regions" instances), otherwise in the default one."""
+    "regions" instances), otherwise in the default one. With 0.005 the first stage is cut with
+    an allocation found, and the second leaves out the bundles the LP certificate puts below it
+    (checked to happen)."""
     from bench.cats import generate
     from mabeam.core.economics import _combinatorial
     from mabeam.core.economics._cats import to_auction
 
     monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
-    bids, items = to_auction(generate("regions", 25, 60, 11))
+    fixings: list[int] = []
+    fixable = _combinatorial._Model.fixable
+
+    def spy(self, floor, hint, *, strict=False):  # type: ignore[no-untyped-def]
+        fixed = fixable(self, floor, hint, strict=strict)
+        if strict:
+            fixings.append(len(fixed))
+        return fixed
+
+    monkeypatch.setattr(_combinatorial._Model, "fixable", spy)
+    bids, items = to_auction(generate(kind, goods, count, 11))
     cents = [XorBid(b.agent, tuple(BundleBid(x.items, x.amount * 100) for x in b.bundles)) for b in bids]
     outcome = clear_combinatorial(cents, items, Fraction(0))
     assert outcome.reason == "Optimal" and len(outcome.wins) > 3
@@ -386,3 +565,5 @@ def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
     for win in outcome.wins:
         without = highs_optimum([b for b in cents if b.agent != win.agent], Fraction(0))
         assert win.price == without - (top - win.bid), win.agent
+    if first_stage == 0.005:
+        assert len(fixings) > 1 and fixings[1] > 0  # the winner determination's second stage

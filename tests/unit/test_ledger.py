@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from mabeam.core import ledger as L
 from mabeam.core.economics.settlement import (
     auction_settlement,
+    goods_postings,
     hold_amount,
     market_settlement,
     postings,
@@ -320,7 +321,18 @@ def test_fractional_trades_round_so_that_the_house_never_pays(
     status = MarketStatus.model_validate(
         {
             "phase": "Cleared",
-            "orders": [{"agent": a, "receivedAt": T0.isoformat()} for a in agents],
+            # The orders the trades come from: buyers want q at 3.33, each seller offers all
+            # that is bought (so the sellers are rationed to bought/sellers each).
+            "orders": [
+                {
+                    "agent": t["agent"],
+                    "schedule": [
+                        {"price": price, "quantity": t["quantity"] if t["side"] == "buy" else -bought}
+                    ],
+                    "receivedAt": T0.isoformat(),
+                }
+                for t in trades
+            ],
             "result": {
                 "price": price,
                 "volume": bought,
@@ -331,8 +343,16 @@ def test_fractional_trades_round_so_that_the_house_never_pays(
         }
     )
     holds = {f"b{i}": hold_amount(Fraction(price) * q) for i, (q, _) in enumerate(units)}
-    s = market_settlement("market/m:1", spec_, status, holds)
+    goods = {f"s{j}": bought * 1000 for j in range(sellers)}
+    s = market_settlement("market/m:1", spec_, status, holds, goods)
     assert s.valid, [c for c in s.checks if not c.passed]
+    # The goods: every buyer gets its units exactly; the sellers' thirds and sevenths are
+    # apportioned in thousandths, each within one of its exact share, adding up to what is bought.
+    received = {g.receiver: g.quantity for g in s.goods if g.sender == HOUSE_ACCOUNT}
+    delivered = {g.sender: g.quantity for g in s.goods if g.receiver == HOUSE_ACCOUNT}
+    assert received == {f"b{i}": q * 1000 for i, (q, _) in enumerate(units)}
+    assert sum(delivered.values()) == bought * 1000
+    assert all(abs(Fraction(d) - Fraction(bought * 1000, sellers)) < 1 for d in delivered.values())
     into_house = sum(t.amount for t in s.transfers if t.payee == HOUSE_ACCOUNT)
     out_of_house = sum(t.amount for t in s.transfers if t.payer == HOUSE_ACCOUNT)
     assert 0 <= into_house - out_of_house <= len(trades)
@@ -370,3 +390,152 @@ def test_a_schedules_exposure_is_its_dearest_purchase_on_the_grid(
     )
     brute = max((p * max(demand.at(p), Fraction(0)) for p in grid), default=Fraction(0))
     assert schedule_exposure(schedule, grid) == brute
+
+
+# --- goods -------------------------------------------------------------------------------------
+
+
+@st.composite
+def goods_steps(draw: st.DrawFn) -> list[tuple[str, object]]:
+    """Grants (raised or lowered) of goods, and sales: sellers offer what they want, a buyer
+    takes part of it; with a crash after any number of Account writes."""
+    steps: list[tuple[str, object]] = []
+    for i in range(draw(st.integers(1, 10))):
+        if draw(st.booleans()):
+            steps.append(("grant", (draw(st.sampled_from(NAMES)), draw(st.sampled_from(GOODS)),
+                                    draw(st.integers(0, 5000)))))  # fmt: skip
+            continue
+        good = draw(st.sampled_from(GOODS))
+        offers = draw(st.dictionaries(st.sampled_from(NAMES), st.integers(1, 4000), max_size=3))
+        buyer = draw(st.sampled_from(NAMES))
+        share = draw(st.fractions(0, 1))
+        steps.append(("sale", (f"market/m{i}:u{i}", good, offers, buyer, share, draw(st.integers(0, 8)))))
+    return steps
+
+
+GOODS = ["cpu", "gpu hours"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(goods_steps())
+def test_goods_are_conserved_held_and_delivered_once_across_crashes(steps: list[tuple[str, object]]) -> None:
+    """The goods ledger by itself, against a count kept by hand: each good's total over all
+    Accounts changes only by grants and revocations; a sale delivers at most what escrow held;
+    a crash between two Account writes and the run after it deliver once; no holding negative
+    or below its escrow; the goods entries replay to the holdings; the wire form reads back."""
+    from mabeam.models.account import GoodsTransfer, Settlement, format_quantity
+
+    accounts = {n: L.Ledger() for n in [*NAMES, HOUSE_ACCOUNT]}
+    granted = {(n, g): 0 for n in NAMES for g in GOODS}
+
+    def total(good: str) -> int:
+        return sum(a.stock(good).held for a in accounts.values())
+
+    def check() -> None:
+        for good in GOODS:
+            assert total(good) == sum(q for (_, g), q in granted.items() if g == good)
+        for account in accounts.values():
+            assert account.replays()
+            for stock in account.goods.values():
+                assert 0 <= stock.escrow <= stock.held
+            assert L.Ledger.from_status(AccountStatus.model_validate(account.to_wire())) == account
+
+    for kind, args in steps:
+        if kind == "grant":
+            name, good, quantity = args  # type: ignore[misc]
+            want = {g: q for (n, g), q in granted.items() if n == name}
+            want[good] = quantity
+            spec_ = AccountSpec.model_validate({"goods": {g: format_quantity(q) for g, q in want.items()}})
+            before = accounts[name].stock(good)
+            accounts[name], _ = L.due_grants(accounts[name], spec_, T0, T0)
+            after = accounts[name].stock(good)
+            # Raising grants the difference; lowering takes back at most the free holding.
+            if quantity >= before.granted:
+                assert after.held - before.held == quantity - before.granted
+            else:
+                assert before.held - after.held == min(before.granted - quantity, before.free)
+            granted[(name, good)] += after.held - before.held
+            check()
+            continue
+        sid, good, offers, buyer, share, crash = args  # type: ignore[misc]
+        held: dict[str, int] = {}
+        for name, quantity in sorted(offers.items()):
+            try:
+                accounts[name] = L.hold_goods(accounts[name], sid, good, quantity)
+                held[name] = quantity
+            except L.LedgerError as exc:
+                assert quantity > accounts[name].stock(good).free_for(sid)  # refused only when short
+                assert "free holding" in str(exc)
+        check()
+        sold = {n: int(q * share) for n, q in held.items() if n != buyer}
+        transfers = [
+            GoodsTransfer.model_validate(
+                {"sender": n, "receiver": HOUSE_ACCOUNT, "good": good, "quantity": format_quantity(q)}
+            )
+            for n, q in sorted(sold.items())
+            if q
+        ]
+        if sum(sold.values()):
+            transfers.append(
+                GoodsTransfer.model_validate(
+                    {
+                        "sender": HOUSE_ACCOUNT,
+                        "receiver": buyer,
+                        "good": good,
+                        "quantity": format_quantity(sum(sold.values())),
+                    }
+                )
+            )
+        settlement = Settlement(
+            session=sid,
+            valid=True,
+            goods=transfers,
+            accounts=sorted(set(held) | {t.sender for t in transfers} | {t.receiver for t in transfers}),
+        )
+        lines = goods_postings(settlement)
+        order = sorted(lines)
+        before = {n: a.stock(good).held for n, a in accounts.items()}
+        for run in (order[:crash], order, order):  # crashed run, restart, duplicate
+            for name in run:
+                new = L.settle(accounts[name], sid, [], T0, lines[name])
+                if new is not None:
+                    accounts[name] = new
+        check()
+        for name, account in accounts.items():
+            assert sid not in account.stock(good).holds
+            expected = -sold.get(name, 0) + (sum(sold.values()) if name == buyer else 0)
+            assert account.stock(good).held - before[name] == expected
+            assert account.settled.count(sid) <= 1
+
+
+def test_a_delivery_beyond_the_holding_is_refused_and_nothing_changes() -> None:
+    spec_ = AccountSpec.model_validate({"goods": {"cpu": 3}})
+    ledger, note = L.due_grants(L.Ledger(), spec_, T0, T0)
+    assert note == "granted 3 of cpu" and ledger.stock("cpu").held == 3000
+    ledger = L.hold_goods(ledger, "market/a:1", "cpu", 2000)
+    short = r"free holding of cpu is 1 \(held 3, in escrow for other sessions 2\)"
+    with pytest.raises(L.LedgerError, match=short):
+        L.hold_goods(ledger, "market/b:1", "cpu", 1500)
+    # A settlement delivering more than the session held would eat another session's escrow.
+    with pytest.raises(L.LedgerError, match="would leave less than escrow holds"):
+        L.settle(ledger, "market/b:1", [], T0, [L.GoodsPosting("cpu", HOUSE_ACCOUNT, -1500, "Sale")])
+    # Lowering the grant takes back only the free 1; the 2 in escrow stay.
+    lowered, note = L.due_grants(ledger, AccountSpec.model_validate({"goods": {"cpu": 0}}), T0, T0)
+    assert lowered.stock("cpu").held == 2000 and lowered.stock("cpu").granted == 2000
+    assert "2 of cpu could not be taken back" in note
+
+
+def test_describe_shows_an_accounts_goods_and_their_ledger() -> None:
+    """`mabeam describe account/x`: the holdings (held, escrow, free, granted, who holds them)
+    and the goods ledger, from the status the ledger writes."""
+    from mabeam.cli.get import describe, resolve_kind
+
+    ledger, _ = L.due_grants(L.Ledger(), AccountSpec.model_validate({"goods": {"power-kw": "2.5"}}), T0, T0)
+    ledger = L.hold_goods(ledger, "market/power:u1", "power-kw", 2000)
+    obj = {"metadata": {"name": "frank", "namespace": "default"}, "spec": {}, "status": ledger.to_wire()}
+    text = describe(resolve_kind("account"), obj, [], T0)
+    goods = text.split("Goods:\n", 1)[1].splitlines()
+    assert goods[0].split() == ["GOOD", "HELD", "ESCROW", "FREE", "GRANTED", "HELD", "FOR"]
+    assert goods[1].split() == ["power-kw", "2.5", "2", "0.5", "2.5", "market/power:u1=2"]
+    ledger_lines = text.split("Goods ledger:\n", 1)[1].splitlines()
+    assert ledger_lines[1].split()[1:] == ["Grant", "power-kw", "2.5", "2.5", "administrator", "goods"]

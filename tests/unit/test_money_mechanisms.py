@@ -8,7 +8,10 @@ the settlement is computed and must pass every check; it is applied Account by A
 crash after a random number of writes, then applied again in full (the restart), then again
 (a duplicate). After each session: money is conserved, no balance is negative, nothing stays in
 escrow, each session is settled once per Account, every winner paid at most its bid and every
-ledger replays to its balance.
+ledger replays to its balance. Markets move goods too: each agent is granted some of the good,
+a seller offers only what it holds free (an offer beyond it is refused, NotHeld, and the
+seller skipped), escrow holds the offer, and the settlement delivers it in the same writes as
+the money: the good is conserved, no holding is negative, no goods escrow is left.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from mabeam.core import ledger as L
 from mabeam.core.economics import auction, market
 from mabeam.core.economics.settlement import (
     auction_settlement,
+    goods_postings,
     hold_amount,
     market_settlement,
+    order_supply,
     postings,
     schedule_exposure,
 )
-from mabeam.models.account import HOUSE_ACCOUNT, AccountSpec, format_money
+from mabeam.models.account import HOUSE_ACCOUNT, AccountSpec, format_money, format_quantity
 from mabeam.models.auction import AuctionSpec, AuctionStatus
 from mabeam.models.market import MarketSpec, MarketStatus
 
@@ -95,12 +100,16 @@ def market_session(draw: st.DrawFn) -> dict[str, Any]:
 
 
 class Bank:
-    def __init__(self, budgets: dict[str, int]) -> None:
+    def __init__(self, budgets: dict[str, int], goods: dict[str, int] | None = None) -> None:
         self.accounts = {n: L.Ledger() for n in [*AGENTS, HOUSE_ACCOUNT]}
+        goods = goods or {}
         for name, budget in budgets.items():
-            spec = AccountSpec.model_validate({"budget": format_money(budget)})
+            spec = AccountSpec.model_validate(
+                {"budget": format_money(budget), "goods": {"g": format_quantity(goods.get(name, 0))}}
+            )
             self.accounts[name] = L.due_grants(self.accounts[name], spec, T0, T0)[0]
         self.granted = sum(budgets.values())
+        self.goods = sum(goods.values())
 
     def hold(self, sid: str, agent: str, exposure: Fraction) -> bool:
         try:
@@ -109,21 +118,42 @@ class Bank:
             return False
         return True
 
+    def hold_goods(self, sid: str, agent: str, quantity: int) -> bool:
+        try:
+            self.accounts[agent] = L.hold_goods(self.accounts[agent], sid, "g", quantity)
+        except L.LedgerError:
+            return False
+        return True
+
     def settle(self, settlement: Any, crash: int) -> None:
         lines = postings(settlement)
+        goods = goods_postings(settlement)
         order = sorted(lines)
         runs = [order[:crash], order, order]  # crashed run, restart, duplicate
         for run in runs:
             for name in run:
-                new = L.settle(self.accounts[name], settlement.session, lines[name], T0)
+                new = L.settle(self.accounts[name], settlement.session, lines[name], T0, goods.get(name, ()))
                 if new is not None:
                     self.accounts[name] = new
+                # Between two writes: money and goods each conserved (a settlement's postings
+                # on one Account are applied in one write, with its goods).
+                self.conserved()
+
+    def conserved(self) -> None:
+        """Between two writes (the totals are checked once a session is settled everywhere):
+        nothing negative, goods escrow within the holding."""
+        for account in self.accounts.values():
+            assert account.balance >= 0 and account.stock("g").held >= 0
+            assert 0 <= account.stock("g").escrow <= account.stock("g").held
 
     def check(self, sid: str) -> None:
         assert sum(a.balance for a in self.accounts.values()) == self.granted
+        assert sum(a.stock("g").held for a in self.accounts.values()) == self.goods
         for account in self.accounts.values():
             assert 0 <= account.escrow <= account.balance
+            assert 0 <= account.stock("g").escrow <= account.stock("g").held
             assert sid not in account.holds
+            assert sid not in account.stock("g").holds
             assert account.settled.count(sid) <= 1
             assert account.replays()
 
@@ -195,6 +225,7 @@ def run_market(bank: Bank, sid: str, s: dict[str, Any], i: int) -> None:
     prices = [Fraction(p) for p in range(0, 21)]
     orders = []
     held: dict[str, int] = {}
+    goods_held: dict[str, int] = {}
     for n, (agent, (side, limit, units)) in enumerate(sorted(s["wishes"].items())):
         free = Fraction(bank.accounts[agent].free_for(sid), 100)
         at = (T0 + dt.timedelta(seconds=n)).isoformat()
@@ -207,6 +238,9 @@ def run_market(bank: Bank, sid: str, s: dict[str, Any], i: int) -> None:
                 exposure = price * units
             else:
                 exposure = Fraction(0)
+                units = min(units, bank.accounts[agent].stock("g").free_for(sid) // 1000)  # what it holds
+                if units <= 0:
+                    continue
             record = {
                 "agent": agent,
                 "side": side,
@@ -219,6 +253,7 @@ def run_market(bank: Bank, sid: str, s: dict[str, Any], i: int) -> None:
                 points = [(p, min(units, int(free // p)) if p > 0 else units) for p in prices if p <= limit]
                 points += [(Fraction(limit + 1), 0)] if limit < 20 else []
             else:
+                units = min(units, bank.accounts[agent].stock("g").free_for(sid) // 1000)
                 points = [(p, 0 if p < limit else -units) for p in prices]
             # keep the points where the quantity changes (and the first)
             kept = [pt for j, pt in enumerate(points) if j == 0 or pt[1] != points[j - 1][1]]
@@ -230,6 +265,11 @@ def run_market(bank: Bank, sid: str, s: dict[str, Any], i: int) -> None:
         if exposure > 0:
             assert bank.hold(sid, agent, exposure)
             held[agent] = hold_amount(exposure)
+        supply = order_supply_of(spec, record)
+        if supply:
+            # Within its free holding (the admission's NotHeld check): always held.
+            assert bank.hold_goods(sid, agent, supply)
+            goods_held[agent] = supply
         orders.append(record)
     status = MarketStatus.model_validate(
         {
@@ -243,21 +283,76 @@ def run_market(bank: Bank, sid: str, s: dict[str, Any], i: int) -> None:
     result = market.recompute(f"m{i}", spec, status)  # None: no order at all
     phase = "Cleared" if result is not None and result.trades else "NoTrade"
     ended = status.model_copy(update={"phase": phase, "result": result})
-    settlement = market_settlement(sid, spec, ended, held)
+    settlement = market_settlement(sid, spec, ended, held, goods_held)
     assert settlement.valid, [c for c in settlement.checks if not c.passed]
+    before = {n: a.stock("g").held for n, a in bank.accounts.items()}
     bank.settle(settlement, s["crash"])
     bank.check(sid)
+    # Each trader's holding moved by its trade, exactly (a double auction's whole units; an
+    # equilibrium's within a thousandth of its exact share), and a seller never delivers more
+    # than it offered.
+    for trade in result.trades if result and phase == "Cleared" else []:
+        moved = bank.accounts[trade.agent].stock("g").held - before[trade.agent]
+        want = Fraction(trade.quantity) * 1000 * (1 if trade.side == "buy" else -1)
+        assert abs(moved - want) < 1 + Fraction(1, 10**6), (trade, moved)
+        if trade.side == "sell":
+            assert -moved <= goods_held[trade.agent]
+
+
+def order_supply_of(spec: MarketSpec, record: dict[str, Any]) -> int:
+    """What a recorded order may deliver, by hand: a sell order's units, a schedule's lowest
+    quantity (its largest sale), in thousandths; checked against ``order_supply`` below."""
+    if "schedule" in record:
+        mine = max(0, -min(p["quantity"] for p in record["schedule"])) * 1000
+    else:
+        mine = record["quantity"] * 1000 if record["side"] == "sell" else 0
+    return mine
+
+
+def test_order_supply_is_what_a_seller_offers_at_most() -> None:
+    """order_supply on sealed orders, against figures by hand, and refusing a quantity finer
+    than a thousandth."""
+    import pytest
+
+    from mabeam.core.economics import OrderAnswer
+    from mabeam.core.economics.settlement import QuantityError
+    from mabeam.core.protocols import Participant
+    from mabeam.models.market import OrderContent
+    from tests.strategies_auctions import KEY, UID, seal_as
+
+    def supply(mechanism: str, content: dict[str, Any]) -> int | None:
+        spec = MarketSpec.model_validate(
+            {
+                "mechanism": mechanism,
+                "good": "g",
+                "participants": {"agents": AGENTS},
+                **({"priceGrid": {"min": 0, "max": 20, "step": 1}} if mechanism == "equilibrium" else {}),
+            }
+        )
+        started = market.start("m", spec, [Participant(n) for n in AGENTS], T0, sealing=KEY.info)
+        sealed = seal_as("a", OrderContent.model_validate(content), kind="Order")  # type: ignore[arg-type]
+        answer = OrderAnswer(at=T0, sealed=sealed)
+        return order_supply(spec, started.status, "a", answer, sealing_key=KEY, session_uid=UID)
+
+    assert supply("double-auction", {"side": "sell", "price": 3, "quantity": 4}) == 4000
+    assert supply("double-auction", {"side": "buy", "price": 3, "quantity": 4}) is None
+    schedule = [{"price": 1, "quantity": 2}, {"price": 5, "quantity": 0}, {"price": 9, "quantity": -2.5}]
+    assert supply("equilibrium", {"schedule": schedule}) == 2500
+    assert supply("equilibrium", {"schedule": schedule[:2]}) is None  # it only buys
+    with pytest.raises(QuantityError, match=r"schedule\[1\].quantity.*thousandths"):
+        supply("equilibrium", {"schedule": [{"price": 1, "quantity": 1}, {"price": 2, "quantity": 0.0001}]})
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     st.fixed_dictionaries({agent: st.integers(0, 5000) for agent in AGENTS}),
     st.lists(st.one_of(auction_session(), market_session()), min_size=1, max_size=5),
+    st.fixed_dictionaries({agent: st.sampled_from([0, 1000, 2000, 3000, 6000]) for agent in AGENTS}),
 )
 def test_every_mechanism_settles_honest_outcomes_once_and_conserves_money(
-    budgets: dict[str, int], sessions: list[dict[str, Any]]
+    budgets: dict[str, int], sessions: list[dict[str, Any]], goods: dict[str, int]
 ) -> None:
-    bank = Bank(budgets)
+    bank = Bank(budgets, goods)
     for i, session in enumerate(sessions):
         sid = f"{session['kind']}/s{i}:uid"
         if session["kind"] == "auction":

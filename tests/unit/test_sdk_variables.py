@@ -58,6 +58,13 @@ def test_settled_means_no_pending_write_and_the_generation_observed() -> None:
     assert settled(obj)
     assert not settled({**obj, "status": {"observedGeneration": 1}})
     assert not settled({**obj, "metadata": {"generation": 2, "annotations": {WRITE_ANNOTATION: "{}"}}})
+    # An applied write's annotation stays: settled once status.lastWrite records its id.
+    write = VariableWrite(value=3, writer=Writer(kind="Agent", name="a"))
+    done = {"generation": 2, "annotations": {WRITE_ANNOTATION: encode_write("w-1", write)}}
+    assert not settled({**obj, "metadata": done})
+    applied = {"observedGeneration": 2, "lastWrite": {"writeId": "w-1"}}
+    assert settled({"metadata": done, "status": applied})
+    assert not settled({"metadata": done, "status": {**applied, "lastWrite": {"writeId": "w-0"}}})
 
 
 def test_clearing_a_refused_write_resets_spec_value_under_a_precondition() -> None:

@@ -38,12 +38,26 @@ extra solve with the surplus fixed at its optimum.
 
 Payments are VCG with the Clarke pivot, with the same welfare (seller included): a winner ``i``
 of bundle ``b`` pays ``p_i = W*(without i) - (W* - amount_i(b))``, so ``r * |b| <= p_i <=
-amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` is a
-re-solve without ``i``'s bundles, known to lie between ``W* - surplus_i`` (the chosen allocation
-less ``i``'s bundle) and ``W*``. It starts from the best allocation without ``i`` that any solve so
-far returned (each checked feasible, its value computed exactly here), and needs no solve when that
-one already reaches ``W*``. CP-SAT runs with a light presolve (no probing, no symmetry detection,
-one pass): on CATS instances the full presolve was most of a re-solve's work.
+amount_i(b)`` and bidding one's true values is a dominant strategy. Each ``W*(without i)`` lies
+between ``W* - surplus_i`` (the chosen allocation less ``i``'s bundle) and ``W*``. They are proven
+several at a time (``_without_each``): one solve finds the best allocation that leaves out *at
+least one* of the winners not yet priced, worth ``V``; every allocation without one of them is a
+candidate there, so each of their ``W*(without i)`` is at most ``V``, and it is exactly ``V`` for
+each winner that allocation (or any allocation found so far worth ``V``) leaves out. Those are
+priced; the next solve, over the winners left, finds the next value down. Winners one alternative
+allocation replaces together are priced by one solve. Every allocation a solve reaches (checked
+feasible, its value computed exactly here) is kept and is where the next solve starts. CP-SAT runs
+with a light presolve (no probing, no symmetry detection, one pass): on CATS instances the full
+presolve was most of a re-solve's work.
+
+Smaller models, by exact reasoning only. GLOP (OR-Tools' LP solver) solves the LP relaxation
+once; its duals, rounded up, are turned into an upper bound checked in exact integers (weak
+duality holds for any multipliers ``>= 0``, whatever the LP solver got wrong: ``_Model._dual``).
+A bundle whose reduced cost puts every allocation containing it at or below a value already
+reached is left out of a solve (the allocation that reached it stays in, so the optimum is the
+same): the winner determination starts from the LP's solution rounded to a feasible allocation
+and leaves out the bundles in no allocation worth as much (so in no optimal one), and each VCG
+solve the bundles in no allocation above its starting point.
 
 Work limit, never a clock. CP-SAT runs on one worker with a *deterministic* time limit
 (``work_limit``, in CP-SAT's deterministic seconds, about one second of one core each, shared by
@@ -64,6 +78,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from ...errors import InvalidSpecError
@@ -95,6 +110,7 @@ _LEX_COLUMNS = 40  # up to this many bundles the tie-break weights are powers of
 # A light presolve: the full one probes and merges cliques twice, most of a VCG re-solve's work on
 # CATS instances (a fifth of it at "regions" 100 x 500, half at "arbitrary"), for no gain in search.
 _PRESOLVE = {"symmetry_level": 0, "cp_model_probing_level": 0, "max_presolve_iterations": 1}
+_DUAL_SCALE = 64  # the LP's duals, rounded up to multiples of 1/64 of a unit (exact integers)
 
 
 @dataclass(frozen=True)
@@ -211,7 +227,11 @@ class _Model:
     scale: int = 1
     used: float = 0.0
     level: int | None = None  # CP-SAT's linearization level once the first solve chose it (_run)
+    # Every allocation any solve reached (each checked feasible) -> its exact scaled surplus.
+    pool: dict[frozenset[int], int] = field(default_factory=dict)
     _templates: dict[str, _Built] = field(default_factory=dict, init=False)
+    _duals: tuple[int, list[int]] | None = field(default=None, init=False)
+    _lp: list[float] = field(default_factory=list, init=False)  # the LP relaxation's solution
 
     def __post_init__(self) -> None:
         surplus: list[Fraction] = []
@@ -231,7 +251,8 @@ class _Model:
         groups: dict[tuple[str, object], list[int]] = {}
         for k, (i, j) in enumerate(self.columns):
             groups.setdefault(("agent", i), []).append(k)
-            for item in self.bids[i].bundles[j].items:
+            # sorted, not in hash order (a frozenset of strings): the same model in every process
+            for item in sorted(self.bids[i].bundles[j].items):
                 groups.setdefault(("item", item), []).append(k)
         self.groups = [ks for ks in groups.values() if len(ks) > 1]
         n = len(self.columns)
@@ -242,6 +263,77 @@ class _Model:
 
     def value(self, chosen: frozenset[int]) -> int:
         return sum(self.units[k] for k in chosen)
+
+    def fixable(self, floor: int, hint: frozenset[int], *, strict: bool = False) -> frozenset[int]:
+        """Columns outside ``hint`` that no allocation worth more than ``floor`` (``strict``: at
+        least ``floor``) contains (reduced-cost fixing, checked in exact integers): see
+        :meth:`_dual`."""
+        top, reduced = self._dual()
+        limit = floor * _DUAL_SCALE - (1 if strict else 0)
+        return frozenset(k for k, rc in enumerate(reduced) if top - rc <= limit and k not in hint)
+
+    def rounded(self) -> frozenset[int]:
+        """A feasible allocation from the LP relaxation's solution: the columns by decreasing LP
+        value (then surplus, then order), each taken when it fits (checked and pooled)."""
+        self._dual()
+        order = sorted(range(len(self.columns)), key=lambda k: (-self._lp[k], -self.units[k], k))
+        taken: set[object] = set()
+        chosen = []
+        for k in order:
+            i, j = self.columns[k]
+            needs = {("agent", i), *(("item", item) for item in self.bids[i].bundles[j].items)}
+            if self.units[k] > 0 and not needs & taken:
+                taken |= needs
+                chosen.append(k)
+        allocation = frozenset(chosen)
+        self._keep(allocation)
+        return allocation
+
+    def _dual(self) -> tuple[int, list[int]]:
+        """An upper bound ``B`` (in 1/_DUAL_SCALE units) on every allocation and each column's
+        reduced cost ``rc``: an allocation containing the columns ``C`` is worth at most ``B -
+        sum(rc[k] for k in C)``.
+
+        Proof (weak duality, checked here in integers whatever the LP solver returned): take any
+        ``y >= 0`` per constraint (an item or a bidder: at most one of its columns) and let ``a_k``
+        be the sum of ``y`` over column ``k``'s constraints; ``u_k = a_k + d_k - rc_k`` with ``d_k
+        = max(0, u_k - a_k)`` and ``rc_k = max(0, a_k - u_k)``. For an allocation ``x``, ``sum(u_k
+        x_k) <= sum(y) + sum(d) - sum(rc_k x_k)`` because each constraint has at most one chosen
+        column. ``B = sum(y) + sum(d)``. GLOP's optimal duals of the LP relaxation, rounded up,
+        make ``B`` about the LP bound; rounding only loosens it.
+        """
+        if self._duals is None:
+            lp = pywraplp.Solver.CreateSolver("GLOP")
+            x = [lp.NumVar(0.0, 1.0, "") for _ in self.columns]
+            rows = []
+            for ks in self.groups:
+                row = lp.Constraint(-lp.infinity(), 1.0)
+                for k in ks:
+                    row.SetCoefficient(x[k], 1.0)
+                rows.append(row)
+            objective = lp.Objective()
+            for k, u in enumerate(self.units):
+                objective.SetCoefficient(x[k], float(u))
+            objective.SetMaximization()
+            solved = lp.Solve() == pywraplp.Solver.OPTIMAL
+            duals = [row.dual_value() if solved else 0.0 for row in rows]
+            self._lp = [var.solution_value() if solved else 0.0 for var in x]
+            y = [max(0, math.ceil(d * _DUAL_SCALE)) if math.isfinite(d) else 0 for d in duals]
+            self._duals = self.certificate(y)
+        return self._duals
+
+    def certificate(self, y: Sequence[int]) -> tuple[int, list[int]]:
+        """``B`` and every ``rc`` (see :meth:`_dual`) from any ``y >= 0`` per constraint (in
+        1/_DUAL_SCALE units), in exact integers."""
+        if len(y) != len(self.groups) or min(y, default=0) < 0:
+            raise ValueError("one multiplier >= 0 per constraint")
+        covered = [0] * len(self.columns)
+        for r, ks in enumerate(self.groups):
+            for k in ks:
+                covered[k] += y[r]
+        scaled = [u * _DUAL_SCALE for u in self.units]
+        top = sum(y) + sum(max(0, u - a) for u, a in zip(scaled, covered, strict=True))
+        return top, [max(0, a - u) for u, a in zip(scaled, covered, strict=True)]
 
     def allocation(self, chosen: frozenset[int]) -> dict[int, int]:
         return dict(self.columns[k] for k in chosen)
@@ -270,14 +362,39 @@ class _Model:
         return self._templates[objective]
 
     def _base(
-        self, objective: str, excluded: frozenset[int], hint: frozenset[int]
+        self,
+        objective: str,
+        excluded: frozenset[int],
+        hint: frozenset[int],
+        one_of: Sequence[frozenset[int]] = (),
     ) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]:
         template, x = self._template(objective)
         model = template.clone()
+        variables = model.proto.variables
         for k in sorted(excluded):
-            model.add(x[k] == 0)
+            variables[x[k].index].domain[1] = 0  # x_k in [0, 0]: cheaper than a constraint each
+        if one_of:  # at least one of these sets of columns is all 0
+            literals = []
+            for ks in one_of:
+                if len(ks) == 1:
+                    literals.append(x[next(iter(ks))].Not())
+                    continue
+                off = model.new_bool_var("")
+                for k in sorted(ks):
+                    model.add_implication(off, x[k].Not())
+                literals.append(off)
+            model.add_bool_or(literals)
         _hint(model, len(x), hint)
         return model, x
+
+    def _keep(self, chosen: frozenset[int]) -> None:
+        """Check ``chosen`` (at most one bundle per bidder, no item twice) and pool it."""
+        if not is_feasible(self.bids, self.allocation(chosen)) or len(
+            {self.columns[k][0] for k in chosen}
+        ) != len(chosen):
+            raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
+        if chosen not in self.pool:
+            self.pool[chosen] = self.value(chosen)
 
     def _run(
         self, model: cp_model.CpModel, x: list[cp_model.IntVar]
@@ -296,6 +413,11 @@ class _Model:
             return status, chosen, bound
         if chosen is not None:
             _hint(model, len(x), chosen)
+            # Every objective here puts the surplus first: no optimal allocation is worth less than
+            # the one found, so the columns only such allocations contain are left out.
+            variables = model.proto.variables
+            for k in self.fixable(self.value(chosen), chosen, strict=True):
+                variables[x[k].index].domain[1] = 0
         self.level = 2
         later, found, bound = self._stage(model, x, 2, self.budget - self.used)
         return later, found if found is not None else chosen, bound
@@ -310,15 +432,15 @@ class _Model:
         solver.parameters.max_deterministic_time = max(budget, 0.0)
         for name, value in _PRESOLVE.items():
             setattr(solver.parameters, name, value)
-        status = solver.solve(model)
+        collect = _Collect([var.index for var in x])
+        status = solver.solve(model, collect)
         self.used += solver.deterministic_time
+        for found in collect.found:
+            self._keep(found)
         chosen = None
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             chosen = frozenset(k for k, var in enumerate(x) if solver.boolean_value(var))
-            if not is_feasible(self.bids, self.allocation(chosen)) or len(
-                {self.columns[k][0] for k in chosen}
-            ) != len(chosen):
-                raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
+            self._keep(chosen)
         bound = solver.best_objective_bound if status != cp_model.INFEASIBLE else 0.0
         return int(status), chosen, bound
 
@@ -331,13 +453,15 @@ class _Model:
         weighted: bool = False,
         by_weight: bool = False,
         fixed: int | None = None,
+        one_of: Sequence[frozenset[int]] = (),
     ) -> _Solved:
-        """The best allocation without ``excluded``, from the feasible ``hint``; its value is known
-        to be at most ``ceiling`` (used for the bound, not given to the solver: a constraint on the
-        objective slows CP-SAT down). ``fixed``: the surplus is constrained to that value (the
-        second stage of the tie-break when the weighted objective would not fit in 62 bits)."""
+        """The best allocation without ``excluded`` and without at least one of the column sets
+        ``one_of``, from the feasible ``hint``; its value is known to be at most ``ceiling`` (used
+        for the bound, not given to the solver: a constraint on the objective slows CP-SAT down).
+        ``fixed``: the surplus is constrained to that value (the second stage of the tie-break when
+        the weighted objective would not fit in 62 bits)."""
         objective = "weighted" if weighted else "weight" if by_weight else "surplus"
-        model, x = self._base(objective, excluded, hint)
+        model, x = self._base(objective, excluded, hint, one_of)
         if fixed is not None:
             model.add(cp_model.LinearExpr.weighted_sum(x, self.units) == fixed)
         status, chosen, bound = self._run(model, x)
@@ -355,7 +479,22 @@ class _Model:
         value = self.value(chosen)
         if value > limit:
             raise RuntimeError("CP-SAT found an allocation above a proven bound")
+        if one_of and all(ks & chosen for ks in one_of):
+            raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
         return _Solved(chosen, value, value if proven else max(top, value), proven)
+
+
+class _Collect(cp_model.CpSolverSolutionCallback):
+    """Every allocation the search reaches (CP-SAT's solution callback), kept for the pool."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__()
+        self.indices = indices
+        self.found: list[frozenset[int]] = []
+
+    def on_solution_callback(self) -> None:
+        value = self.SolutionBooleanValue
+        self.found.append(frozenset(k for k, index in enumerate(self.indices) if value(index)))
 
 
 def _hint(model: cp_model.CpModel, n: int, chosen: frozenset[int]) -> None:
@@ -376,11 +515,75 @@ class _Choice:
 
 def _canonical(model: _Model) -> _Choice:
     """The optimal allocation with the greatest weight (see the module docstring)."""
-    found = model.maximize(weighted=model.weighted)
+    # Columns in no allocation worth at least the LP's rounded solution are in no optimal one.
+    # That solution is not the solver's hint: on CATS "arbitrary" it is far from the optimum and
+    # the search from it took five times the work.
+    start = model.rounded()
+    fixed = model.fixable(model.value(start), start, strict=True)
+    found = model.maximize(weighted=model.weighted, excluded=fixed)
+    if not found.proven and model.value(start) > found.value:
+        found = _Solved(start, model.value(start), found.bound, False)
     if not found.proven or model.weighted:
         return _Choice(found.chosen, found.value, found.bound, found.proven)
-    tied = model.maximize(hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value)
+    tied = model.maximize(
+        excluded=fixed, hint=found.chosen, ceiling=found.value, by_weight=True, fixed=found.value
+    )
     return _Choice(tied.chosen, found.value, found.value, tied.proven)
+
+
+def _without_each(model: _Model, choice: _Choice) -> dict[int, tuple[int, int]]:
+    """For every winning column ``k``: the best scaled surplus found without its bidder, and a
+    proven upper bound on it (equal when proven).
+
+    One solve can prove several of them: the best allocation that leaves out *at least one* of the
+    open winners' bidders is worth ``V``; every allocation without one of them is feasible there,
+    so each ``W*(without i) <= V``, with equality for every winner that allocation (or any pooled
+    allocation of value ``V``) leaves out. Those are closed; the next solve, over the winners still
+    open, finds the next value down. Each solve closes at least one winner, and winners whose
+    exclusions reach the same value (common: one alternative allocation replaces several of them)
+    are closed together. Lower values come from the pool of allocations every solve reached (each
+    checked feasible and valued exactly here), never from the solver's word; bounds only from
+    proven optima (or the proven bound of a solve cut by the work limit).
+    """
+    own = {
+        k: frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == model.columns[k][0])
+        for k in choice.chosen
+    }
+    model.pool.setdefault(choice.chosen, choice.value)
+    lower = {k: choice.value - model.units[k] for k in choice.chosen}  # the chosen allocation less k
+    upper = {k: max(choice.bound, lower[k]) for k in choice.chosen}  # W*(without i) <= W*
+    seen = 0
+    while True:
+        pooled = list(model.pool.items())
+        for chosen, value in pooled[seen:]:
+            for k in choice.chosen:
+                if value > lower[k] and not chosen & own[k]:
+                    lower[k] = value
+        seen = len(pooled)
+        open_ = sorted(k for k in choice.chosen if lower[k] < upper[k])
+        if not open_ or model.used >= model.budget:
+            break
+        if any(lower[k] > upper[k] for k in choice.chosen):
+            raise RuntimeError("CP-SAT found an allocation above a proven bound")
+        # The hint: the best allocation known that leaves out one of the open winners.
+        start = max(open_, key=lambda k: lower[k])
+        hint = next(
+            (c for c, v in pooled if v == lower[start] and not c & own[start]), choice.chosen - {start}
+        )
+        # Only allocations worth more than the hint matter: the columns none of them can contain
+        # are left out (the hint stays feasible, so the optimum is the same).
+        solved = model.maximize(
+            excluded=model.fixable(lower[start], hint),
+            one_of=[own[k] for k in open_],
+            hint=hint,
+            ceiling=max(upper[k] for k in open_),
+        )
+        model.pool.setdefault(solved.chosen, solved.value)
+        for k in open_:
+            upper[k] = min(upper[k], max(solved.bound, lower[k]))
+        if not solved.proven:
+            break
+    return {k: (lower[k], upper[k]) for k in choice.chosen}
 
 
 def _gap(model: _Model, value: int, bound: int, base: Fraction) -> float:
@@ -443,33 +646,20 @@ def clear_combinatorial(
         return _unsolved(model, base, gap, "the allocation")
     allocation = model.allocation(choice.chosen)
     best = welfare(bids, allocation, items, reserve)
+    without = _without_each(model, choice)
     wins: list[Win] = []
-    # Every allocation a solve returns is feasible (checked) and its value exact: the best of them
-    # without a winner is where that winner's re-solve starts, and when it already reaches the
-    # proven optimum W* nothing is left to solve (W*(without i) <= W*).
-    found: dict[frozenset[int], int] = {choice.chosen: choice.value}
     for k in sorted(choice.chosen, key=lambda k: bids[model.columns[k][0]].agent):
         i, j = model.columns[k]
         bundle = bids[i].bundles[j]
-        own = frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == i)
-        known = choice.value - model.units[k]
-        start = max((c for c in found if not c & own), key=lambda c: found[c], default=choice.chosen - {k})
-        if found.get(start, known) <= known:
-            start = choice.chosen - {k}
-        ceiling = max(choice.bound, known)
-        if choice.proven and found.get(start, known) == ceiling:
-            without = _Solved(start, ceiling, ceiling, True)
-        else:
-            without = model.maximize(excluded=own, hint=start, ceiling=ceiling)
-            found[without.chosen] = without.value
-        if not without.proven:
-            vcg_gap = _gap(model, without.value, without.bound, base)
-            gap = max(gap or 0.0, vcg_gap)
+        value, bound = without[k]
+        if value < bound:
+            gap = max(gap or 0.0, _gap(model, value, bound, base))
             if on_timeout == "NoSale":
                 return _unsolved(model, base, gap, f"{bids[i].agent}'s VCG price")
-        others = model.surplus(max(without.value, known))
-        price = others - model.surplus(choice.value) + bundle.amount
-        wins.append(Win(bids[i].agent, tuple(sorted(bundle.items)), bundle.amount, price))
+        price = model.surplus(value) - model.surplus(choice.value) + bundle.amount
+        # Only when the limit was hit can an allocation without i beat the chosen one: never charge
+        # more than the bid (BestFound).
+        wins.append(Win(bids[i].agent, tuple(sorted(bundle.items)), bundle.amount, min(price, bundle.amount)))
     if not wins and gap is not None:
         return _unsolved(model, base, gap, "any allocation")
     if not wins:

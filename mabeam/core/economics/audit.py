@@ -5,7 +5,7 @@ Pure: ``mabeam audit`` reads the session, the Accounts and the items' Variables 
 :func:`audit_auction` or :func:`audit_market`. The outcome is recomputed from the answers
 recorded in the status (opened bids and orders) with the same engine the operator ran; the
 settlement from that outcome, the escrow and the sellers the settlement recorded; the ledgers
-are checked to hold the session once, with entries that match its transfers.
+are checked to hold the session once, with entries that match its transfers and deliveries.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ...models.account import ENTRIES_LIMIT, Settlement, format_money
+from ...models.account import ENTRIES_LIMIT, Settlement, format_money, format_quantity
 from ...models.auction import AuctionSpec, AuctionStatus
 from ...models.market import MarketSpec, MarketStatus
 from ..ledger import Ledger
@@ -51,20 +51,24 @@ def _settlement(audit: Audit, recorded: Settlement | None, again: Settlement) ->
     if recorded is None:
         audit.add("Settlement", False, "no settlement recorded for a session paid from Accounts")
         return
-    same = (recorded.valid, recorded.transfers, sorted(recorded.accounts)) == (
+    same = (recorded.valid, recorded.transfers, recorded.goods, sorted(recorded.accounts)) == (
         again.valid,
         again.transfers,
+        again.goods,
         sorted(again.accounts),
     )
     moved = (
         ", ".join(f"{t.payer} -> {t.payee} {format_money(t.amount)}" for t in recorded.transfers) or "nothing"
+    )
+    moved += "".join(
+        f", {g.sender} -> {g.receiver} {format_quantity(g.quantity)} of {g.good}" for g in recorded.goods
     )
     audit.add(
         "Settlement",
         same,
         f"recomputed the same: {moved}"
         if same
-        else f"recomputed {again.transfers}, recorded {recorded.transfers}",
+        else f"recomputed {again.transfers} {again.goods}, recorded {recorded.transfers} {recorded.goods}",
     )
     failed = [c.name for c in recorded.checks if not c.passed]
     audit.add(
@@ -81,6 +85,10 @@ def _ledgers(audit: Audit, settlement: Settlement | None, accounts: Mapping[str,
     for t in settlement.transfers:
         expected[t.payer] -= t.amount
         expected[t.payee] += t.amount
+    goods: dict[tuple[str, str], int] = defaultdict(int)
+    for g in settlement.goods:
+        goods[(g.sender, g.good)] -= g.quantity
+        goods[(g.receiver, g.good)] += g.quantity
     for name in settlement.accounts:
         ledger = accounts.get(name)
         if ledger is None:
@@ -93,8 +101,12 @@ def _ledgers(audit: Audit, settlement: Settlement | None, accounts: Mapping[str,
         forgotten = not entries and len(ledger.entries) >= ENTRIES_LIMIT
         if times != 1:
             audit.add("Ledger", False, f"{name}: settled {times} times")
-        elif settlement.session in ledger.holds:
+        elif settlement.session in ledger.holds or any(
+            settlement.session in stock.holds for stock in ledger.goods.values()
+        ):
             audit.add("Ledger", False, f"{name}: escrow still held")
+        elif problem := _goods_posted(name, settlement.session, ledger, goods):
+            audit.add("Ledger", False, problem)
         elif posted != expected[name] and not forgotten:
             wanted = format_money(expected[name])
             audit.add(
@@ -103,6 +115,21 @@ def _ledgers(audit: Audit, settlement: Settlement | None, accounts: Mapping[str,
         else:
             detail = f"{name}: settled once, {format_money(expected[name])}"
             audit.add("Ledger", True, detail + (" (older than the kept entries)" if forgotten else ""))
+
+
+def _goods_posted(name: str, session: str, ledger: Ledger, goods: Mapping[tuple[str, str], int]) -> str:
+    """Why ``name``'s goods entries of ``session`` differ from the settlement's, or ''."""
+    lines = [e for e in ledger.goods_entries if e.session == session]
+    if not lines and len(ledger.goods_entries) >= ENTRIES_LIMIT:
+        return ""  # older than the kept entries
+    for (account, good), quantity in sorted(goods.items()):
+        posted = sum(e.quantity for e in lines if e.good == good)
+        if account == name and posted != quantity:
+            return (
+                f"{name}: its entries deliver {format_quantity(posted)} of {good}, the settlement "
+                f"{format_quantity(quantity)}"
+            )
+    return ""
 
 
 def audit_auction(
@@ -166,7 +193,9 @@ def audit_market(
         return out
     recorded = status.settlement
     holds = {h.account: h.amount for h in recorded.held} if recorded else {}
+    goods_holds = {h.account: h.quantity for h in recorded.held_goods} if recorded else {}
     base = status.model_copy(update={"phase": "Cleared"}) if rejected else status
-    _settlement(out, recorded, market_settlement(recorded.session if recorded else "", spec, base, holds))
+    again_settlement = market_settlement(recorded.session if recorded else "", spec, base, holds, goods_holds)
+    _settlement(out, recorded, again_settlement)
     _ledgers(out, recorded, accounts)
     return out

@@ -15,6 +15,8 @@ Pure: the operator reads the Accounts and the items' owners, and calls these fun
   a market's buyers pay the house and the house pays the sellers, so the house keeps a double
   auction's surplus. If any check fails the settlement is not valid: nothing moves, every hold
   is released, and the session fails with the report.
+- **Goods** (:mod:`._goods`): a market's seller must hold what it sells; escrow holds its
+  supply, and the settlement delivers the good with the money.
 """
 
 from __future__ import annotations
@@ -29,27 +31,34 @@ from fractions import Fraction
 from ...models.account import (
     HOUSE_ACCOUNT,
     MINOR_UNITS,
+    GoodsTransfer,
     Held,
+    HeldGoods,
     Settlement,
     SettlementCheck,
     Transfer,
     format_money,
+    format_quantity,
 )
 from ...models.auction import SEALED_MECHANISMS, AuctionSpec, AuctionStatus
 from ...models.market import MarketResult, MarketSpec, MarketStatus, SchedulePoint
 from ..ledger import Posting
 from ._clock import dutch_price, english_price, exact
 from ._common import BidAnswer, OrderAnswer
+from ._goods import QuantityError, deliver, goods_postings, market_goods, order_supply
 from .auction import open_bid
 from .market import open_order
 from .sealing import SealingKey
 
 __all__ = [
+    "QuantityError",
     "auction_settlement",
     "bid_exposure",
+    "goods_postings",
     "hold_amount",
     "market_settlement",
     "order_exposure",
+    "order_supply",
     "postings",
     "release_only",
     "schedule_exposure",
@@ -183,18 +192,37 @@ def _merge(transfers: Iterable[tuple[str, str, int, str]]) -> list[Transfer]:
 
 
 def _settlement(
-    sid: str, transfers: list[Transfer], holds: Mapping[str, int], checks: list[SettlementCheck]
+    sid: str,
+    transfers: list[Transfer],
+    holds: Mapping[str, int],
+    checks: list[SettlementCheck],
+    goods: Sequence[GoodsTransfer] = (),
+    goods_holds: Mapping[str, int] | None = None,
+    good: str = "",
 ) -> Settlement:
     valid = all(c.passed for c in checks)
-    touched = set(holds) | ({t.payer for t in transfers} | {t.payee for t in transfers} if valid else set())
+    touched = set(holds) | {a for a, q in (goods_holds or {}).items() if q}
+    if valid:
+        touched |= {t.payer for t in transfers} | {t.payee for t in transfers}
+        touched |= {g.sender for g in goods} | {g.receiver for g in goods}
     return Settlement(
         session=sid,
         valid=valid,
         transfers=transfers if valid else [],
         accounts=sorted(touched),
         held=_held(holds),
+        goods=list(goods) if valid else [],
+        held_goods=_held_goods(good, goods_holds or {}),
         checks=checks,
     )
+
+
+def _held_goods(good: str, holds: Mapping[str, int]) -> list[HeldGoods]:
+    return [
+        HeldGoods.model_validate({"account": a, "good": good, "quantity": format_quantity(holds[a])})
+        for a in sorted(holds)
+        if holds[a]
+    ]
 
 
 def _held(holds: Mapping[str, int]) -> list[Held]:
@@ -206,11 +234,21 @@ def _held(holds: Mapping[str, int]) -> list[Held]:
 
 
 def release_only(
-    sid: str, holds: Mapping[str, int], checks: list[SettlementCheck] | None = None
+    sid: str,
+    holds: Mapping[str, int],
+    checks: list[SettlementCheck] | None = None,
+    goods_holds: Mapping[str, int] | None = None,
+    good: str = "",
 ) -> Settlement:
-    """A settlement that moves nothing: every hold of the session is released."""
+    """A settlement that moves nothing: every hold of the session (money and goods) is released."""
     return Settlement(
-        session=sid, valid=True, transfers=[], accounts=sorted(holds), held=_held(holds), checks=checks or []
+        session=sid,
+        valid=True,
+        transfers=[],
+        accounts=sorted(set(holds) | {a for a, q in (goods_holds or {}).items() if q}),
+        held=_held(holds),
+        held_goods=_held_goods(good, goods_holds or {}),
+        checks=checks or [],
     )
 
 
@@ -319,13 +357,20 @@ def auction_settlement(
 
 
 def market_settlement(
-    sid: str, spec: MarketSpec, status: MarketStatus, holds: Mapping[str, int]
+    sid: str,
+    spec: MarketSpec,
+    status: MarketStatus,
+    holds: Mapping[str, int],
+    goods_holds: Mapping[str, int] | None = None,
 ) -> Settlement:
-    """The payments of an ended market and their checks: buyers pay the house, the house pays
-    the sellers (what it keeps is a double auction's surplus; an equilibrium keeps nothing but
-    the rounding of fractional trades, under one minor unit per trade)."""
+    """The payments and deliveries of an ended market and their checks: buyers pay the house,
+    the house pays the sellers (what it keeps is a double auction's surplus; an equilibrium
+    keeps nothing but the rounding of fractional trades, under one minor unit per trade); the
+    sellers deliver the good to the house, the house to the buyers. ``goods_holds``: what escrow
+    holds of ``spec.good`` for each seller (thousandths)."""
+    goods_holds = goods_holds or {}
     if status.phase != "Cleared" or status.result is None:
-        return release_only(sid, holds)
+        return release_only(sid, holds, goods_holds=goods_holds, good=spec.good)
     if spec.mechanism == "fisher":
         return _fisher_settlement(sid, spec, status, status.result, holds)
     result = status.result
@@ -393,7 +438,8 @@ def market_settlement(
     raw += [(HOUSE_ACCOUNT, a, r, f"sold {spec.good}") for a, r in received.items()]
     transfers = _merge(raw)
     _conservation(checks, transfers)
-    return _settlement(sid, transfers, holds, checks)
+    deliveries = deliver(spec.good, market_goods(spec, status, result), goods_holds, checks)
+    return _settlement(sid, transfers, holds, checks, deliveries, goods_holds, spec.good)
 
 
 def _fisher_settlement(
