@@ -12,8 +12,8 @@ agent sends it, and the policies refuse a request whose fields name another:
 * ``agent-identity`` (Votes, Bids, Orders): a ServiceAccount other than the operator's writes an
   answer only in its own name (``spec.agent``); nobody moves an answer to another agent or
   session; an answer is named ``<session>-<agent>``, so nobody can take another agent's name
-  first (the operator counts only answers of that name); an answer's label ``mabeam.io/session``,
-  by which its session finds it, names that session.
+  first (the operator counts only answers of that name); an answer carries the label
+  ``mabeam.io/session``, by which its session finds it, naming that session.
 * ``variable-writer`` (Variables): a ServiceAccount's write (annotation ``mabeam.io/write``) names
   its writer in ``mabeam.io/writer``, and that is itself; it changes only ``spec.value``, and only
   as such a write, so that access rules, constraints, locks and fencing always apply. People
@@ -119,7 +119,8 @@ AGENT_IDENTITY = Policy(
         "the operator. People (users, not ServiceAccounts) may write any; RBAC decides whether they\n"
         "may write at all. Nobody may move an existing object to another agent or session, and an\n"
         "answer is named <session>-<agent>, so nobody can take another agent's answer name first.\n"
-        "An answer's label mabeam.io/session, by which its session finds it, names that session."
+        "An answer carries the label mabeam.io/session, by which its session finds it, naming that\n"
+        "session (an answer without it would never be counted nor refused)."
     ),
     resources=("votes", "bids", "orders"),
     operations=("CREATE", "UPDATE"),
@@ -158,16 +159,19 @@ AGENT_IDENTITY = Policy(
         ),
         Validation(
             expression=(
-                "!has(object.metadata.labels) || !('mabeam.io/session' in object.metadata.labels)"
-                f" || object.metadata.labels['mabeam.io/session'] == {_SESSION}"
+                "has(object.metadata.labels) && 'mabeam.io/session' in object.metadata.labels"
+                f" && object.metadata.labels['mabeam.io/session'] == {_SESSION}"
             ),
             message_expression=(
-                "'metadata.labels: the label mabeam.io/session of a ' + request.kind.kind"
+                "!has(object.metadata.labels) || !('mabeam.io/session' in object.metadata.labels)"
+                " ? 'metadata.labels: a ' + request.kind.kind + ' must carry the label mabeam.io/session: '"
+                f" + {_SESSION} + ' (its session finds its answers by it)'"
+                " : 'metadata.labels: the label mabeam.io/session of a ' + request.kind.kind"
                 f" + ' must name its session ' + {_SESSION} + ', not '"
                 " + object.metadata.labels['mabeam.io/session']"
             ),
             message=(
-                "metadata.labels: the label mabeam.io/session of an answer must name its session"
+                "metadata.labels: an answer must carry the label mabeam.io/session naming its session"
                 " (spec.session, spec.auction or spec.market): the session finds its answers by it"
             ),
             reason="Invalid",

@@ -69,7 +69,11 @@ def vote(
     return {
         "apiVersion": "mabeam.io/v1alpha1",
         "kind": kind,
-        "metadata": {"name": f"{session}-{agent}", "namespace": namespace},
+        "metadata": {
+            "name": f"{session}-{agent}",
+            "namespace": namespace,
+            "labels": {"mabeam.io/session": session, "mabeam.io/agent": agent},
+        },
         "spec": {"agent": agent, field: session, **content},
     }
 
@@ -195,6 +199,32 @@ def test_nobody_takes_another_agents_answer_name(policy: dict[str, Any], kind: s
     assert messages == [f"a {kind} of agent mallory must be named s1-mallory, not s1-alice"]
     own = vote("mallory", "s1", kind=kind)
     assert admitted(policy, request(sa("team", "mabeam-agent-mallory"), own))[0]
+
+
+@pytest.mark.parametrize("kind", ["Vote", "Bid", "Order"])
+@pytest.mark.parametrize("username", [sa("team", "mabeam-agent-alice"), "jane@example.com"])
+def test_an_answer_carries_the_label_naming_its_session(
+    policy: dict[str, Any], kind: str, username: str
+) -> None:
+    # Its session finds it by the label: without it (or naming another session) it would never
+    # be counted nor refused, so the API server refuses it, whoever writes it.
+    bare = vote("alice", "s1", kind=kind)
+    del bare["metadata"]["labels"]
+    ok, messages, reasons = admitted(policy, request(username, bare))
+    assert (ok, reasons) == (False, {INVALID})
+    assert messages == [
+        f"metadata.labels: a {kind} must carry the label mabeam.io/session: s1"
+        " (its session finds its answers by it)"
+    ]
+    other = vote("alice", "s1", kind=kind)
+    other["metadata"]["labels"]["mabeam.io/session"] = "s2"
+    ok, messages, _ = admitted(policy, request(username, other))
+    assert messages == [
+        f"metadata.labels: the label mabeam.io/session of a {kind} must name its session s1, not s2"
+    ]
+    removed = vote("alice", "s1", kind=kind)
+    del removed["metadata"]["labels"]["mabeam.io/session"]
+    assert not admitted(policy, request(username, removed, old=vote("alice", "s1", kind=kind)))[0]
 
 
 def test_the_chart_template_is_generated_from_the_policies() -> None:
