@@ -33,7 +33,11 @@ async def agents(e2e: E2E, kube: Kube, ns: str, tmp_path: Path) -> AsyncIterator
 
 
 def answer(ns: str, name: str, agent: str, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": ns}, "spec": {"agent": agent, **spec}}
+    """An answer as the SDK writes it: labelled with the session it names (its session finds it
+    by the label; admission refuses an answer without it)."""
+    session = spec.get("session") or spec.get("auction") or spec.get("market")
+    labels = {"mabeam.io/session": session, "mabeam.io/agent": agent}
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": {"agent": agent, **spec}}
 
 
 async def refused(call: Any, *fragments: str) -> str:
