@@ -20,7 +20,7 @@ from ..kube.resources import Res
 from ..models._base import set_condition
 from ._runtime import clock
 
-__all__ = ["PARKED_SECONDS", "TOO_LARGE", "Backoff", "Wakers", "report_failure", "sleep_or_wake"]
+__all__ = ["PARKED_SECONDS", "TOO_LARGE", "Backoff", "Wakers", "newer", "report_failure", "sleep_or_wake"]
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +114,13 @@ async def report_failure(kube: Kube, res: Res, namespace: str, name: str, reason
             await kube.patch(res, name, patch, namespace=namespace, status=True)
     except (ApiError, ConflictError) as exc:
         log.warning("Could not report on %s %s/%s that %s: %s", res.kind, namespace, name, reason, exc)
+
+
+def newer(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether ``new`` is not older than ``old`` (resourceVersions are etcd revisions)."""
+    if old is None:
+        return True
+    try:
+        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return True

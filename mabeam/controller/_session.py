@@ -53,7 +53,7 @@ from ..models._base import MabeamModel, ending_conditions, running_conditions, s
 from ..models.coordination import CountedVersion
 from ._anomaly import observe_session
 from ._events import post
-from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, report_failure, sleep_or_wake
+from ._loop import PARKED_SECONDS, TOO_LARGE, Backoff, Wakers, newer, report_failure, sleep_or_wake
 from ._runtime import Runtime, clock
 
 __all__ = [
@@ -147,16 +147,6 @@ class SessionKind:
 Key = tuple[str, str]
 
 
-def _newer(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Whether ``new`` is not older than ``old`` (resourceVersions are etcd revisions)."""
-    if old is None:
-        return True
-    try:
-        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return True
-
-
 @dataclass
 class SessionView:
     """The latest sessions and answers seen, from watch events and from the loop's own writes.
@@ -176,7 +166,7 @@ class SessionView:
     def put_session(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if _newer(self.sessions.get(key), obj):
+        if newer(self.sessions.get(key), obj):
             self.sessions[key] = obj
 
     def drop_session(self, namespace: str, name: str) -> None:
@@ -190,7 +180,7 @@ class SessionView:
         session = (meta.get("labels") or {}).get(SESSION_LABEL)
         before = self._filed.get((ns, name))
         current = self.answers.get((ns, before), {}).get(name) if before is not None else None
-        if not deleted and not _newer(current, obj):
+        if not deleted and not newer(current, obj):
             return
         if before is not None and (deleted or before != session):
             self.answers.get((ns, before), {}).pop(name, None)

@@ -26,6 +26,7 @@ from ..errors import ApiError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ._events import post
+from ._loop import newer
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,6 @@ LEGACY_FINALIZER = "mabeam.io/finalizer"
 _MAX_BACKOFF_SECONDS = 60.0
 
 Key = tuple[str, str]
-
-
-def _newer(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Whether ``new`` is not older than ``old`` (resourceVersions are etcd revisions)."""
-    if old is None:
-        return True
-    try:
-        return int(new["metadata"]["resourceVersion"]) >= int(old["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return True
 
 
 @dataclass
@@ -62,7 +53,7 @@ class AgentView:
         obj = _without_managed_fields(obj)
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if _newer(self.agents.get(key), obj):
+        if newer(self.agents.get(key), obj):
             self.agents[key] = obj
 
     def drop_agent(self, namespace: str, name: str) -> None:
@@ -81,7 +72,7 @@ class AgentView:
             pods.pop(meta["name"], None)
             if not pods:
                 self.pods.pop(key, None)
-        elif _newer(pods.get(meta["name"]), obj):
+        elif newer(pods.get(meta["name"]), obj):
             pods[meta["name"]] = _pod_summary(obj)
         return key
 
