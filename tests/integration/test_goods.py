@@ -116,8 +116,11 @@ async def test_a_seller_must_hold_what_it_sells_and_the_goods_move_with_the_mone
     (sale,) = [e for e in s1["goodsEntries"] if e["reason"] == "Sale"]
     assert (sale["counterparty"], sale["good"], sale["quantity"], sale["held"]) == (
         HOUSE_ACCOUNT, "slot-hours", "-1", "0")  # fmt: skip
-    events = [e.get("message", "") for e in await kube.list(EVENT, NS) if e.get("reason") == "Delivered"]
-    assert any("s1 delivered 1 of slot-hours to mabeam-house" in m for m in events), events
+    async def delivered() -> bool:  # the Event is posted after the Accounts are written
+        events = [e.get("message", "") for e in await kube.list(EVENT, NS) if e.get("reason") == "Delivered"]
+        return any("s1 delivered 1 of slot-hours to mabeam-house" in m for m in events)
+
+    await eventually(delivered, what="the Delivered Event")
     code, report = await audited(cluster, "market/dx")
     assert code == 0 and "s1 -> mabeam-house 1 of slot-hours" in report, report
     # A goods ledger edited behind the operator's back (the sale doubled) is found.
