@@ -34,13 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from coordination import NS, Voters, one_session, suspended_agents
 from economics import one_auction
+from variables import latencies as timed
 
 from mabeam.core.economics._equilibrium import NetDemand, clear_equilibrium
 from mabeam.core.protocols import Answer, Participant, start, step
@@ -57,15 +57,6 @@ BATCH = 100
 def p95(samples: list[float]) -> float:
     ordered = sorted(samples)
     return ordered[max(0, round(len(ordered) * 0.95) - 1)]
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def row(what: str, target: str, figure: str, floor_what: str, floor: str) -> None:
