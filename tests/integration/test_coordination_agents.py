@@ -4,6 +4,7 @@ local kubelet), outcomes applied to a Variable exactly once, and an operator SIG
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 from mabeam.controller import Runtime
@@ -186,13 +187,19 @@ async def test_an_answer_written_while_the_operator_was_down_past_the_deadline_i
         await kube.create(AGENT, agent_body(name))
     await grant_agents(kube, names)
     await cluster.start_operator_process()
+    # Long enough that the operator is surely killed before the deadline on a busy machine (a
+    # session decided before the kill would refuse the answers as Closed, not Late).
     await create_session(kube, "down", "majority", participants={"agents": names},
-                         options=["a", "b"], answerSeconds=1.5, absentPolicy="abstain", quorum=1)  # fmt: skip
-    await collecting(kube, "down")
+                         options=["a", "b"], answerSeconds=8, absentPolicy="abstain", quorum=1)  # fmt: skip
+    status = await collecting(kube, "down")
     await as_agent.vote("down", "ann", choice="a")
     assert (await vote_status(kube, "down", "ann"))["reason"] == "Counted"
     await cluster.kill_operator()
-    await asyncio.sleep(2.0)  # past the deadline
+    body = await kube.get(COORDINATION, "down", NS)
+    assert body["status"]["phase"] == "Collecting", "the operator decided before it was killed"
+    deadline = dt.datetime.fromisoformat(status["deadline"].replace("Z", "+00:00"))
+    # Time itself must pass here (no condition to wait on): until the deadline is behind us.
+    await asyncio.sleep(max((deadline - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0) + 0.5)
     await as_agent.vote("down", "ben", choice="b")
     await as_agent.vote("down", "cat", choice="b")
     await cluster.start_operator_process()
