@@ -29,15 +29,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mabeam.kube.client import Kube
+import yaml
+
+from mabeam.kube.client import AlreadyExistsError, Kube
 from mabeam.kube.resources import (
     AGENT,
     AUCTION,
@@ -46,10 +50,12 @@ from mabeam.kube.resources import (
     MARKET,
     ORDER,
     ROLE_BINDING,
+    SERVICE_ACCOUNT,
     VARIABLE,
     VOTE,
     Res,
 )
+from mabeam.local.apiserver import AuditRecord
 from mabeam.local.cluster import OPERATOR_IDENTITY, LocalCluster
 from mabeam.models._sealed import SealingInfo
 from mabeam.models.auction import BidContent, Bundle, bid_name
@@ -64,17 +70,121 @@ OPERATOR_USER = OPERATOR_IDENTITY
 AGENT_LOOP = {("agents", "get"), ("agents", "patch"), ("agents/status", "patch")}
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request in an API server's audit log: who did what."""
+
+    user: str
+    verb: str
+    resource: str
+    subresource: str | None
+
+
+class Plane:
+    """An API server with the operator running against it: an admin client, a kubeconfig per
+    agent (its own ServiceAccount credentials) and the audit log's requests."""
+
+    kube: Kube
+    operator_user: str
+    #: how long after a request its audit record surely is readable
+    audit_delay: float = 0.0
+
+    async def kubeconfig(self, agent: str) -> Path:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Forget the requests so far: ``requests`` returns the ones after this call."""
+        raise NotImplementedError
+
+    def requests(self) -> list[Request]:
+        raise NotImplementedError
+
+
+class LocalPlane(Plane):
+    """``mabeam local``: the emulator in this process, the operator in its own."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster, self.kube, self.operator_user = cluster, cluster.client(), OPERATOR_USER
+
+    async def kubeconfig(self, agent: str) -> Path:
+        return self.cluster.api.kubeconfig(
+            self.cluster.workdir / f"{agent}.kubeconfig",
+            user=f"system:serviceaccount:{NS}:mabeam-agent-{agent}",
+        )
+
+    def clear(self) -> None:
+        self.cluster.api.emulator.audit.clear()
+
+    def requests(self) -> list[Request]:
+        return [Request(r.user, r.verb, r.resource, r.subresource) for r in self.cluster.api.audit]
+
+
+class RealPlane(Plane):
+    """The real control plane of ``make e2e`` (``bench/scale.py``'s), with an audit log written
+    in batches of at most a second; agents authenticate with tokens from the TokenRequest API."""
+
+    audit_delay = 1.5
+
+    def __init__(self, plane: Any, kube: Kube, operator_user: str, workdir: Path) -> None:
+        self.plane, self.kube, self.operator_user, self.workdir = plane, kube, operator_user, workdir
+        self.offset = 0
+        self.since: list[Request] = []
+        self.admin = yaml.safe_load(plane.admin_kubeconfig.read_text())
+
+    async def kubeconfig(self, agent: str) -> Path:
+        from lightkube.models.authentication_v1 import TokenRequestSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ServiceAccount
+
+        account = f"mabeam-agent-{agent}"
+        with contextlib.suppress(AlreadyExistsError):
+            await self.kube.create(SERVICE_ACCOUNT, {"metadata": {"name": account, "namespace": NS}})
+        request = ServiceAccount.Token(
+            metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=86400)
+        )
+        answer = await self.kube.client.create(request, name=account, namespace=NS)
+        path = self.workdir / f"{agent}.kubeconfig"
+        path.write_text(yaml.safe_dump({
+            **self.admin,
+            "users": [{"name": "sa", "user": {"token": answer.status.token}}],
+            "contexts": [{"name": "mabeam", "context": {"cluster": "mabeam", "user": "sa"}}],
+            "current-context": "mabeam",
+        }))  # fmt: skip
+        return path
+
+    def clear(self) -> None:
+        self.requests()  # read up to the end: what follows is new
+        self.since = []
+
+    def requests(self) -> list[Request]:
+        path = self.plane.audit_log
+        if not path.exists():
+            return list(self.since)
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                self.offset += len(line)
+                record = json.loads(line)
+                ref = record.get("objectRef") or {}
+                self.since.append(Request((record.get("user") or {}).get("username", "?"),
+                                          record.get("verb", "?"), ref.get("resource", "?"),
+                                          ref.get("subresource")))  # fmt: skip
+        return list(self.since)
+
+
 class Voters:
     """One client per agent, with its own ServiceAccount credentials; IN_FLIGHT writes at once."""
 
-    def __init__(self, cluster: LocalCluster, names: list[str]) -> None:
-        self.clients: dict[str, Kube] = {}
-        for name in names:
-            path = cluster.api.kubeconfig(
-                cluster.workdir / f"{name}.kubeconfig", user=f"system:serviceaccount:{NS}:mabeam-agent-{name}"
-            )
-            self.clients[name] = Kube.connect(path, namespace=NS)
+    def __init__(self, configs: dict[str, Path]) -> None:
+        self.clients = {name: Kube.connect(path, namespace=NS) for name, path in configs.items()}
         self.limit = asyncio.Semaphore(IN_FLIGHT)
+
+    @classmethod
+    async def local(cls, cluster: LocalCluster, names: list[str]) -> Voters:
+        plane = LocalPlane(cluster)
+        return cls({name: await plane.kubeconfig(name) for name in names})
 
     async def write(self, res: Res, agent: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self.limit:
@@ -295,13 +405,15 @@ async def floor_session(
                      namespace=NS, status=True)  # fmt: skip
 
 
-def session_requests(records: list[Any], users: set[str]) -> collections.Counter[tuple[str, str]]:
+def session_requests(
+    records: Iterable[Request | AuditRecord], users: set[str], operator: str
+) -> collections.Counter[tuple[str, str]]:
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     for r in records:
         if r.user not in users or r.verb == "watch":
             continue
         plural = r.resource.rsplit("/", 1)[-1] + (f"/{r.subresource}" if r.subresource else "")
-        if r.user == OPERATOR_USER and (plural, r.verb) in AGENT_LOOP:
+        if r.user == operator and (plural, r.verb) in AGENT_LOOP:
             continue
         if plural.split("/")[0] in ("pods", "serviceaccounts", "rolebindings", "leases", "configmaps"):
             continue
@@ -365,9 +477,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def bench_kind(
-    kind: Kind, cluster: LocalCluster, kube: Kube, voters: Voters, names: list[str], users: set[str],
-    sessions: int, concurrent: int,
+    kind: Kind, plane: Plane, voters: Voters, names: list[str], users: set[str], sessions: int,
+    concurrent: int,
 ) -> dict[str, Any]:  # fmt: skip
+    kube = plane.kube
     watcher = Watcher(kube, kind.res)
     if kind.items:  # the items for sale, made (and reconciled) before anything is measured
         count = sessions if concurrent <= 1 else concurrent
@@ -387,19 +500,20 @@ async def bench_kind(
         if concurrent <= 1:
             busy = 0.0  # the sessions' own wall time, without the pauses between them
             for s in range(sessions):
-                cluster.api.emulator.audit.clear()
+                plane.clear()
                 started = time.perf_counter()
                 latency, phase = await run_session(
                     kind, kube, voters, watcher, f"{kind.name}-{s}", names, split=True
                 )
                 busy += time.perf_counter() - started
-                await asyncio.sleep(0.3)  # the operator's last writes and events (not timed)
+                # the operator's last writes and events, and their audit records (not timed)
+                await asyncio.sleep(0.3 + plane.audit_delay)
                 latencies.append(latency)
                 phases[phase] += 1
-                requests.append(session_requests(cluster.api.audit, users))
+                requests.append(session_requests(plane.requests(), users, plane.operator_user))
             count = sessions
         else:
-            cluster.api.emulator.audit.clear()
+            plane.clear()
             results = await asyncio.gather(*(
                 run_session(kind, kube, voters, watcher, f"{kind.name}-c{s}", names, split=False)
                 for s in range(concurrent)
@@ -413,8 +527,8 @@ async def bench_kind(
             count = concurrent
         elapsed = time.perf_counter() - t if concurrent > 1 else busy
         if concurrent > 1:
-            await asyncio.sleep(1.0)
-            total = session_requests(cluster.api.audit, users)
+            await asyncio.sleep(1.0 + plane.audit_delay)
+            total = session_requests(plane.requests(), users, plane.operator_user)
             requests = [collections.Counter({k: v / concurrent for k, v in total.items()})]
         errors += sum(c for p, c in phases.items() if p != kind.outcome)
         # The floor by hand: the same answers and one status write per session, same concurrency.
@@ -463,23 +577,55 @@ def report(r: dict[str, Any], verbose: bool) -> None:
             print(f"{'':<16}{plural:<28} {verb:<7} {count:8.1f}")
 
 
-async def main(
-    n: int, sessions: int, kinds: list[str], concurrent: int, verbose: bool, profile: str | None
-) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        async with LocalCluster(Path(tmp)) as cluster:
-            kube = cluster.client()
-            names = await suspended_agents(kube, n)
-            voters = Voters(cluster, names)
+@contextlib.asynccontextmanager
+async def local_plane(workdir: Path, profile: str | None) -> AsyncIterator[Plane]:
+    async with LocalCluster(workdir) as cluster:
+        plane = LocalPlane(cluster)
+        try:
             if profile:  # the operator under cProfile: its statistics are written when it stops
                 await cluster.start_operator_process(
                     "-m", "cProfile", "-o", profile, "-m", "mabeam.cli", "run"
                 )
             else:
                 await cluster.start_operator_process()
+            yield plane
+        finally:
+            await plane.kube.close()
+
+
+@contextlib.asynccontextmanager
+async def cluster_plane(workdir: Path) -> AsyncIterator[Plane]:
+    from scale import real_plane
+
+    async with real_plane(workdir) as (plane, kube, _, user):
+        yield RealPlane(plane, kube, user, workdir)
+
+
+async def main(
+    n: int,
+    sessions: int,
+    kinds: list[str],
+    concurrent: int,
+    verbose: bool,
+    profile: str | None,
+    cluster: bool,
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        opened = cluster_plane(workdir) if cluster else local_plane(workdir, profile)
+        async with opened as plane:
+            names = await suspended_agents(plane.kube, n)
+            limit = asyncio.Semaphore(IN_FLIGHT)
+
+            async def config(agent: str) -> tuple[str, Path]:
+                async with limit:
+                    return agent, await plane.kubeconfig(agent)
+
+            voters = Voters(dict(await asyncio.gather(*(config(a) for a in names))))
             await asyncio.sleep(2.0)  # let the Agent loops settle (they are not what is measured)
-            users = {OPERATOR_USER, *(f"system:serviceaccount:{NS}:mabeam-agent-{a}" for a in names)}
-            print(f"Sessions benchmark: {n} participants; per kind {sessions} sessions one by one"
+            users = {plane.operator_user, *(f"system:serviceaccount:{NS}:mabeam-agent-{a}" for a in names)}
+            where = "the real control plane (kube-apiserver v1.37)" if cluster else "mabeam local"
+            print(f"Sessions benchmark on {where}: {n} participants; per kind {sessions} sessions one by one"
                   + (f", then {concurrent} at once" if concurrent > 1 else "")
                   + "; operator in its own process\n")  # fmt: skip
             print(f"{'kind':<14} {'mode':>11} {'N':>5} {'req/sess':>8} {'floor':>6} {'ratio':>7}"
@@ -491,14 +637,11 @@ async def main(
                     for at_once in (1, concurrent) if concurrent > 1 else (1,):
                         if at_once == 1 and sessions < 1:
                             continue
-                        result = await bench_kind(
-                            kind, cluster, kube, voters, names, users, sessions, at_once
-                        )
+                        result = await bench_kind(kind, plane, voters, names, users, sessions, at_once)
                         result["concurrent"] = at_once
                         report(result, verbose)
             finally:
                 await voters.close()
-                await kube.close()
     print(
         "\nmode: sessions one after the other (all but the last answer first, counted, then the last) "
         "or K at once (every answer at once);\nreq/sess: API requests per session (operator and "
@@ -522,9 +665,20 @@ if __name__ == "__main__":
     parser.add_argument(
         "--quick", action="store_true", help="5 participants, 2 sessions per kind, 3 at once: that it runs"
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="on the real control plane of make e2e, not on mabeam local"
+    )
     args = parser.parse_args()
     if args.quick:
         args.participants, args.sessions, args.concurrent = 5, 2, 3
     asyncio.run(
-        main(args.participants, args.sessions, args.kinds, args.concurrent, args.verbose, args.profile)
+        main(
+            args.participants,
+            args.sessions,
+            args.kinds,
+            args.concurrent,
+            args.verbose,
+            args.profile,
+            args.cluster,
+        )
     )

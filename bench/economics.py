@@ -315,7 +315,7 @@ async def bench_operator(n: int, sessions: int) -> None:
             for s in range(sessions):  # the items for sale, created before anything is measured
                 await kube.create(VARIABLE, {"metadata": {"name": f"a{s}", "namespace": NS},
                                              "spec": {"type": "string", "value": "slot"}})  # fmt: skip
-            voters = Voters(cluster, names)
+            voters = await Voters.local(cluster, names)
             await cluster.start_operator_process()
             await asyncio.sleep(2.0)  # let the Agent and Variable loops settle (not measured)
             users = {OPERATOR_USER, *(f"system:serviceaccount:{NS}:mabeam-agent-{a}" for a in names)}
@@ -329,12 +329,12 @@ async def bench_operator(n: int, sessions: int) -> None:
                 await verdicts_written(kube, f"c{s}", n)
                 await asyncio.sleep(0.2)  # the operator's last writes and events
                 vote_lat.append(latency)
-                vote_req.append(session_requests(cluster.api.audit, users))
+                vote_req.append(session_requests(cluster.api.audit, users, OPERATOR_USER))
 
                 cluster.api.emulator.audit.clear()
                 auction_lat.append(await one_auction(kube, voters, f"a{s}", names))
                 await asyncio.sleep(0.2)
-                auction_req.append(session_requests(cluster.api.audit, users))
+                auction_req.append(session_requests(cluster.api.audit, users, OPERATOR_USER))
             await voters.close()
             await kube.close()
 

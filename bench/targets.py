@@ -140,7 +140,7 @@ async def main(sessions: int, agents: int, votes: int) -> None:
                 await kube.delete(VOTE, vote_name(s, a), NS)
 
             await cluster.start_operator_process()
-            voters = Voters(cluster, names)
+            voters = await Voters.local(cluster, names)
             while ((await kube.get(VARIABLE, "x", NS) or {}).get("status") or {}).get("version") != 1:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(2.0)  # the first passes of every object (not measured)
