@@ -84,8 +84,12 @@ __all__ = ["apply_session_outcome", "reconcile"]
 
 log = logging.getLogger(__name__)
 
-#: How often a Variable is reconciled when nothing happened (lock expiry is scheduled exactly).
-RESYNC_SECONDS = 30.0
+#: How often a Variable is reconciled when nothing happened: a safety net only. Its events, its
+#: Lease's (a lock taken or released, see _LeaseWatch), and the Agents that may write it wake it;
+#: a lock's expiry is scheduled exactly.
+RESYNC_SECONDS = 600.0
+#: The longest wait before a failed watch of a namespace's lock Leases is opened again.
+LEASE_WATCH_MAX_BACKOFF_SECONDS = 30.0
 #: The first pause after a lost compare-and-swap; it doubles on each further loss, up to the
 #: operator's retry delay (settings.agents.retry_seconds).
 CONFLICT_BACKOFF_SECONDS = 0.02
@@ -93,6 +97,8 @@ CONFLICT_BACKOFF_SECONDS = 0.02
 SESSION_ATTEMPTS = 20
 
 _wakers = Wakers()
+#: The label of each lock Lease: the Variable's name (a digest where it is too long for a label).
+VARIABLE_LABEL = "mabeam.io/variable"
 # Per event loop: an operator restarted in the same process (tests) gets fresh locks.
 _projection_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
@@ -172,6 +178,7 @@ async def variable_loop(
     **_: Any,
 ) -> None:
     waker = _wakers.get(namespace, name)
+    _watch_leases(memo, namespace)
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
@@ -314,10 +321,16 @@ async def _ensure_lease(kube: Kube, obj: dict[str, Any]) -> dict[str, Any] | Non
     """
     meta = obj["metadata"]
     name, namespace = lease_name(meta["name"]), meta["namespace"]
+    labels = {"app.kubernetes.io/managed-by": "mabeam", VARIABLE_LABEL: variable_label(meta["name"])}
     lease = await kube.get(LEASE, name, namespace)
     if lease is not None:
+        if VARIABLE_LABEL not in (lease["metadata"].get("labels") or {}):
+            # Made by an operator before its label existed: the Lease watch selects by it.
+            meta = lease["metadata"]
+            lease = await kube.replace(
+                LEASE, {**lease, "metadata": {**meta, "labels": {**(meta.get("labels") or {}), **labels}}}
+            )
         return lease
-    labels = {"app.kubernetes.io/managed-by": "mabeam", "mabeam.io/variable": variable_label(meta["name"])}
     body = {
         "metadata": {
             "name": name, "namespace": namespace, "ownerReferences": [_owner(obj)], "labels": labels,
@@ -580,6 +593,90 @@ async def _create_or_patch(kube: Kube, res: Any, body: dict[str, Any], field: st
             current = await kube.get(res, meta["name"], meta["namespace"])
     if current is not None and (current.get(field) or []) != body[field]:
         await kube.patch(res, meta["name"], {field: body[field]}, namespace=meta["namespace"])
+
+
+# --- the lock Leases ------------------------------------------------------------------------------
+
+
+class _LeaseWatch:
+    """One watch per namespace of the Variables' lock Leases (server-side label selector: only
+    ours), for one operator (one event loop). A lock taken, released or lost wakes its Variable,
+    so that ``status.lock`` follows the Lease without a periodic pass. A renewal alone does not
+    wake it: the pass scheduled at the lock's expiry reads the renewed Lease then.
+
+    A watch that fails is opened again (with a backoff) from scratch; what it replays is
+    compared with what was seen, so only a change wakes a Variable.
+    """
+
+    def __init__(self, kube: Kube, retry: float) -> None:
+        self.kube, self.retry = kube, retry
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        #: (namespace, Lease name) -> what of the Lease concerns the lock, as last seen
+        self.seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def ensure(self, namespace: str) -> None:
+        if namespace not in self.tasks:
+            self.tasks[namespace] = asyncio.create_task(self._run(namespace), name=f"lock leases {namespace}")
+
+    async def _run(self, namespace: str) -> None:
+        backoff = Backoff(self.retry, LEASE_WATCH_MAX_BACKOFF_SECONDS)
+        try:
+            while True:
+                try:
+                    leases = self.kube.watch(LEASE, namespace, labels={VARIABLE_LABEL: None})
+                    async for event, lease in leases:
+                        backoff.succeeded()
+                        self.saw(namespace, event, lease)
+                except Exception as exc:  # an API error or a broken connection: watch again
+                    delay = backoff.failed(exc.retry_after if isinstance(exc, ApiError) else None)
+                    log.warning(
+                        "The watch of lock Leases in %s failed (again in %.2f s): %s", namespace, delay, exc
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            self.tasks.pop(namespace, None)
+
+    def saw(self, namespace: str, event: str, lease: dict[str, Any]) -> None:
+        meta = lease.get("metadata") or {}
+        key = (namespace, str(meta.get("name")))
+        owners = [o.get("name") for o in meta.get("ownerReferences") or () if o.get("kind") == VARIABLE.kind]
+        spec = lease.get("spec") or {}
+        lock = (spec.get("holderIdentity"), spec.get("acquireTime"), spec.get("leaseTransitions"),
+                spec.get("leaseDurationSeconds"))  # fmt: skip
+        before = self.seen.get(key)
+        if event == "DELETED":
+            self.seen.pop(key, None)
+            changed = True  # the pass makes it again
+        else:
+            self.seen[key] = lock
+            # A Lease first seen free is the one the operator just made: nothing to mirror.
+            changed = lock != before and (before is not None or lock[0] is not None)
+        if changed:
+            for variable in owners:
+                _wakers.wake(namespace, variable)
+
+
+_lease_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LeaseWatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _watch_leases(memo: Runtime, namespace: str) -> None:
+    loop = asyncio.get_running_loop()
+    watch = _lease_watches.get(loop)
+    if watch is None or watch.kube is not memo.kube:
+        watch = _lease_watches[loop] = _LeaseWatch(memo.kube, memo.settings.agents.retry_seconds)
+    watch.ensure(namespace)
+
+
+@kopf.on.cleanup()
+async def stop_lease_watches(**_: Any) -> None:
+    watch = _lease_watches.pop(asyncio.get_running_loop(), None)
+    if watch is not None:
+        tasks = list(watch.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- projection --------------------------------------------------------------------------------

@@ -62,9 +62,10 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule("", ("serviceaccounts",), ("create",)),
     Rule("", ("configmaps",), ("get", "create", "update")),
     Rule("", ("events",), ("create",)),
-    # Each Variable's lock Lease is created (then read); the leader Lease (--leader-elect) is
-    # written. "update" on leases also lets the operator grant writers update on their lock.
-    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
+    # Each Variable's lock Lease is created (then read, and watched: a lock taken or released
+    # wakes its Variable); the leader Lease (--leader-elect) is written. "update" on leases also
+    # lets the operator grant writers update on their lock.
+    Rule("coordination.k8s.io", ("leases",), ("get", "watch", "create", "update")),
     # Each agent's ServiceAccount is bound to the ClusterRole mabeam-agent in its namespace,
     # and each Variable's writers to a Role the operator generates (see docs/variables.md).
     Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("get", "create", "patch")),

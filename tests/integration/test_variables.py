@@ -15,7 +15,7 @@ from lightkube.resources.core_v1 import ConfigMap
 from mabeam.controller.variables import apply_session_outcome
 from mabeam.core import agents as _agents
 from mabeam.core.variables import decode_projection
-from mabeam.core.variables_wire import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, settled
+from mabeam.core.variables_wire import WRITE_ANNOTATION, WRITER_ANNOTATION, encode_write, lease_name, settled
 from mabeam.errors import AccessDeniedError, ApiError, ConflictError, InvalidSpecError, LockError
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AGENT, CONFIG_MAP, LEASE, ROLE, ROLE_BINDING, VARIABLE
@@ -248,6 +248,38 @@ async def test_lock_expires_and_an_old_fencing_token_is_refused(operator: LocalC
                 assert st["lock"]["fencingToken"] == new
         st = await until(kube, "owner", lambda s: condition(s, "Locked").get("status") == "False", "released")
         assert st["value"] == 2 and [h["value"] for h in st["history"]] == [0, 1, 2]
+
+
+async def test_a_lock_taken_and_released_without_a_write_shows_in_the_status(
+    operator: LocalCluster, kube: Kube
+) -> None:
+    """The Lease watch wakes the Variable: no write, no expiry (the TTL is long), no resync
+    (ten minutes) is needed for status.lock to follow the Lease."""
+    await kube.create(AGENT, agent("keeper"))
+    await kube.create(VARIABLE, variable("gate", value=0, access={"agents": ["keeper"]}))
+    await agents_ready(kube, "gate", "keeper")
+    await until(kube, "gate", lambda s: s.get("version") == 1, "gate v1")
+    async with as_agent(operator, "keeper") as keeper:
+        async with keeper.lock("gate", ttl=120) as token:
+            st = await until(kube, "gate", lambda s: (s.get("lock") or {}).get("holder") == "keeper", "held")
+            assert st["lock"]["fencingToken"] == token
+            assert condition(st, "Locked")["status"] == "True"
+        st = await until(kube, "gate", lambda s: condition(s, "Locked").get("status") == "False", "released")
+        assert st["version"] == 1
+
+
+async def test_a_lock_lease_made_before_its_label_existed_gets_it(operator: LocalCluster, kube: Kube) -> None:
+    """An older operator made lock Leases without the label the Lease watch selects by."""
+    await kube.create(LEASE, {"metadata": {"name": lease_name("old"), "namespace": NS},
+                              "spec": {"leaseTransitions": 0}})  # fmt: skip
+    await kube.create(VARIABLE, variable("old", value=0))
+    await until(kube, "old", lambda s: s.get("version") == 1, "old v1")
+
+    async def labelled() -> bool:
+        lease = await kube.get(LEASE, lease_name("old"), NS)
+        return "mabeam.io/variable" in ((lease or {}).get("metadata") or {}).get("labels", {})
+
+    await eventually(labelled, timeout=10, what="the Lease labelled")
 
 
 async def test_another_agent_cannot_write_with_the_holders_token(operator: LocalCluster, kube: Kube) -> None:

@@ -61,7 +61,7 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 {{- define "mabeam.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "create", "update"]
+  verbs: ["get", "watch", "create", "update"]
 {{- end }}
 
 {{/* OPERATOR_OWN_NAMESPACE_RULES: the sealing key, in the release namespace only. */}}
