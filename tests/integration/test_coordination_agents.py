@@ -199,7 +199,7 @@ async def test_an_answer_written_while_the_operator_was_down_past_the_deadline_i
     assert body["status"]["phase"] == "Collecting", "the operator decided before it was killed"
     deadline = dt.datetime.fromisoformat(status["deadline"].replace("Z", "+00:00"))
     # Time itself must pass here (no condition to wait on): until the deadline is behind us.
-    await asyncio.sleep(max((deadline - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0) + 0.5)
+    await asyncio.sleep(max((deadline - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 0.5)
     await as_agent.vote("down", "ben", choice="b")
     await as_agent.vote("down", "cat", choice="b")
     await cluster.start_operator_process()

@@ -80,10 +80,10 @@ async def test_poison_objects_are_reported_on_themselves_and_a_good_session_stil
     await suspended(kube, names)
     await create_session(kube, "after", "majority", participants={"agents": names}, options=["a", "b"],
                          answerSeconds=30)  # fmt: skip
-    await collecting(kube, "after", timeout=10)
+    await collecting(kube, "after", timeout=30)  # the operator is busy with the poison meanwhile
     for name in names:
         await as_agent.vote("after", name, choice="a")
-    s = await ended(kube, "after", timeout=10)
+    s = await ended(kube, "after", timeout=30)
     assert (s["phase"], s["result"]["value"]) == ("Decided", "a")
 
     for name, said in (("deep", "nested deeper than"), ("huge", "more than 10000 items"),

@@ -11,6 +11,7 @@ from mabeam.cli import build_parser
 from mabeam.kube.client import Kube
 from mabeam.kube.resources import AGENT, COORDINATION, EVENT, NAMESPACE, VOTE
 from mabeam.local.cluster import LocalCluster
+from tests.unit._watching import drawn, watching
 
 TEMPLATE = {"spec": {"containers": [{"name": "agent", "image": "x"}]}}
 
@@ -133,9 +134,8 @@ async def test_watch_redraws_on_changes_and_exits_when_decided(cluster: LocalClu
     await session(
         kube, "s2", phase="Collecting", deadline=deadline, participants=[{"name": "alice"}, {"name": "bob"}]
     )
-    watch = asyncio.create_task(mabeam(cluster, "watch", "coordination", "s2", "--refresh", "0.1"))
-    await asyncio.sleep(0.3)
-    assert not watch.done()
+    watch, out = watching(cluster, "coordination", "s2", "--refresh", "0.1")
+    await drawn(watch, out, 1)
     received = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     await kube.patch(
         COORDINATION,
@@ -149,8 +149,7 @@ async def test_watch_redraws_on_changes_and_exits_when_decided(cluster: LocalClu
         namespace="default",
         status=True,
     )
-    await asyncio.sleep(0.3)
-    assert not watch.done()
+    await drawn(watch, out, 2)
     await kube.patch(
         COORDINATION,
         "s2",
@@ -168,9 +167,9 @@ async def test_watch_redraws_on_changes_and_exits_when_decided(cluster: LocalClu
         namespace="default",
         status=True,
     )
-    code, out = await asyncio.wait_for(watch, 5)
+    code, text = await asyncio.wait_for(watch, 30)
     assert code == 0
-    frames = out.strip().split("\n\n")
+    frames = text.strip().split("\n\n")
     assert len(frames) == 3  # the start, alice's answer, the decision
     assert "phase Collecting" in frames[0] and ("closes in 30s" in frames[0] or "closes in 29s" in frames[0])
     assert [line.split() for line in frames[0].splitlines()[2:4]] == [

@@ -17,6 +17,7 @@ from mabeam.kube.resources import AUCTION, BID, MARKET, ORDER, Res
 from mabeam.local.cluster import LocalCluster
 from mabeam.models._sealed import SealedEnvelope
 from tests.strategies_auctions import KEY
+from tests.unit._watching import drawn, watching
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.UTC)
 STAMP = "2026-11-25T12:00:00Z"
@@ -460,13 +461,11 @@ async def test_watch_auction_redraws_and_exits_when_awarded(cluster: LocalCluste
         deadline=later(30),
         participants=people("alice"),
     )
-    watch = asyncio.create_task(mabeam(cluster, "watch", "auction", "w1", "--refresh", "0.1"))
-    await asyncio.sleep(0.3)
-    assert not watch.done()
+    watch, out = watching(cluster, "auction", "w1", "--refresh", "0.1")
+    await drawn(watch, out, 1)
     bids = [{"agent": "alice", "sealed": {"keyId": KEY.key_id, "ciphertext": "CCCC"}, "receivedAt": STAMP}]
     await kube.patch(AUCTION, "w1", {"status": {"bids": bids}}, namespace="default", status=True)
-    await asyncio.sleep(0.3)
-    assert not watch.done()
+    await drawn(watch, out, 2)
     result = {
         "allocations": [{"agent": "alice", "items": ["gpu-1"], "price": 4, "bid": 4}],
         "revenue": 4,
@@ -476,9 +475,9 @@ async def test_watch_auction_redraws_and_exits_when_awarded(cluster: LocalCluste
     await kube.patch(
         AUCTION, "w1", {"status": {"phase": "Awarded", "result": result}}, namespace="default", status=True
     )
-    code, out = await asyncio.wait_for(watch, 5)
+    code, text = await asyncio.wait_for(watch, 30)
     assert code == 0
-    frames = out.strip().split("\n\n")
+    frames = text.strip().split("\n\n")
     assert len(frames) == 3
     assert ["alice", "waiting"] in rows(frames[0]) and ["alice", "sealed"] in rows(frames[1])
     assert "phase Awarded" in frames[2] and ["alice", "gpu-1", "4", "4"] in rows(frames[2])
