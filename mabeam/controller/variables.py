@@ -673,10 +673,15 @@ def _watch_leases(memo: Runtime, namespace: str) -> None:
 async def stop_lease_watches(**_: Any) -> None:
     watch = _lease_watches.pop(asyncio.get_running_loop(), None)
     if watch is not None:
-        tasks = list(watch.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(watch.tasks)
+
+
+async def _cancel(tasks: dict[str, asyncio.Task[None]]) -> None:
+    """Cancel the background tasks of one operator (its event loop), and wait for them."""
+    running = list(tasks.values())
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 # --- projection --------------------------------------------------------------------------------
@@ -738,10 +743,7 @@ async def stop_projections(**_: Any) -> None:
     """Projections not written yet are dropped: the next operator's passes make them."""
     projector = _projectors.pop(asyncio.get_running_loop(), None)
     if projector is not None:
-        tasks = list(projector.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(projector.tasks)
 
 
 def _project_soon(memo: Runtime, namespace: str) -> None:
