@@ -24,6 +24,8 @@ __all__ = ["Runtime", "Settings", "run"]
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
+# The client is closed last, after the handler modules' own cleanups.
+kopf.on.cleanup()(_runtime.cleanup)
 
 
 async def run(

@@ -124,6 +124,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> N
     memo.kube = memo.kube_factory.connect(memo.kubeconfig)
 
 
-@kopf.on.cleanup()
 async def cleanup(memo: Runtime, **_: Any) -> None:
+    """Close the API client: registered by the package after every handler module's cleanup
+    (kopf runs them in the order they were registered), so that their background tasks (watches,
+    projections, passes) stop before the client they use is closed."""
     await memo.kube.close()

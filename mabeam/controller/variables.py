@@ -630,8 +630,9 @@ class _LeaseWatch:
                 except Exception as exc:  # an API error or a broken connection: watch again
                     delay = backoff.failed(exc.retry_after if isinstance(exc, ApiError) else None)
                     log.warning(
-                        "The watch of lock Leases in %s failed (again in %.2f s): %s", namespace, delay, exc
-                    )
+                        "The watch of lock Leases in %s failed (again in %.2f s): %s: %s",
+                        namespace, delay, type(exc).__name__, exc, exc_info=True,
+                    )  # fmt: skip
                     await asyncio.sleep(delay)
         finally:
             self.tasks.pop(namespace, None)
