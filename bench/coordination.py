@@ -495,6 +495,7 @@ async def bench_kind(
         latencies: list[float] = []
         requests: list[collections.Counter[tuple[str, str]]] = []
         phases: collections.Counter[str] = collections.Counter()
+        failures: collections.Counter[str] = collections.Counter()  # the exceptions, by kind
         errors = 0
         t = time.perf_counter()
         if concurrent <= 1:
@@ -521,6 +522,7 @@ async def bench_kind(
             for r in results:
                 if isinstance(r, BaseException):
                     errors += 1
+                    failures[f"{type(r).__name__}: {str(r)[:160]}"] += 1
                     continue
                 latencies.append(r[0])
                 phases[r[1]] += 1
@@ -561,6 +563,7 @@ async def bench_kind(
         "p95": pct(latencies, 0.95) if latencies else float("nan"),
         "patch": statistics.median(patch_times), "requests": statistics.median(per_session),
         "floor": n + 1, "errors": errors, "phases": dict(phases),
+        "failures": failures,
         "by_verb": {k: v / len(requests) for k, v in merged.items()},
     }  # fmt: skip
 
@@ -572,6 +575,11 @@ def report(r: dict[str, Any], verbose: bool) -> None:
           f" {r['rate']:>8.2f} {r['floor_rate']:>8.2f} {rate_ratio:>6.2f}x"
           f" {r['p50'] * 1e3:>8.1f} {r['p95'] * 1e3:>8.1f}"
           f" {r['patch'] * 1e3:>7.1f} {r['errors']:>6}")  # fmt: skip
+    if r["errors"]:
+        wrong = {p: c for p, c in r["phases"].items() if p != KINDS[r["kind"]].outcome}
+        print(f"{'':<16}errors: ended otherwise {wrong or 'none'}; raised:")
+        for failure, count in r["failures"].most_common(5):
+            print(f"{'':<18}{count:>5} x {failure}")
     if verbose:
         for (plural, verb), count in sorted(r["by_verb"].items(), key=lambda kv: -kv[1]):
             print(f"{'':<16}{plural:<28} {verb:<7} {count:8.1f}")
