@@ -204,6 +204,26 @@ def test_prices_proven_several_at_a_time_match_brute_force(case: XorInstance) ->
     assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
 
 
+@MILP
+@given(
+    crowded_single_minded(),
+    st.sampled_from([(0, Fraction(1)), (10**13, Fraction(1, 1000)), (0, Fraction(10**13))]),
+)
+def test_prices_proven_by_gain_match_brute_force(case: XorInstance, scale: tuple[int, Fraction]) -> None:
+    """With every price proven by gain (each solve: the greatest gain of an allocation without
+    one open winner over that winner's best allocation found, ``_Model.gain``; a gain of at most
+    0 closes every open price), every price against brute force, at small and at huge amounts."""
+    from unittest import mock
+
+    from mabeam.core.economics import _combinatorial
+
+    scaled = _shifted(case, Fraction(scale[0]), scale[1])
+    with mock.patch.object(_combinatorial, "_GAIN_FROM_WORK", 0.0):
+        outcome = clear_combinatorial(scaled.bids, scaled.items, scaled.reserve)
+    assert outcome.reason == "Optimal"
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(scaled)
+
+
 def test_one_solve_proves_the_prices_of_winners_one_alternative_replaces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -525,27 +545,38 @@ def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "goods", "count", "first_stage"),
+    ("kind", "goods", "count", "first_stage", "gain_from"),
     [
-        ("regions", 25, 60, 3.0),
-        ("regions", 25, 60, 0.0),
-        ("arbitrary", 30, 80, 3.0),
-        ("regions", 49, 150, 0.005),
+        ("regions", 25, 60, 3.0, 1.0),
+        ("regions", 25, 60, 0.0, 1.0),
+        ("regions", 25, 60, 3.0, 0.0),
+        ("arbitrary", 30, 80, 3.0, 1.0),
+        ("arbitrary", 30, 80, 3.0, 0.0),
+        ("regions", 49, 150, 0.005, 1.0),
     ],
 )
 def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
-    kind: str, goods: int, count: int, first_stage: float, monkeypatch: pytest.MonkeyPatch
+    kind: str, goods: int, count: int, first_stage: float, gain_from: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
     the winner determination and every re-solve run in the LP-heavy stage (the path of large
     "regions" instances), otherwise in the default one. With 0.005 the first stage is cut with
     an allocation found, and the second leaves out the bundles the LP certificate puts below it
-    (checked to happen)."""
+    (checked to happen). ``gain_from`` 0: every price proven by gain (``_Model.gain``)."""
     from bench.cats import generate
     from mabeam.core.economics import _combinatorial
     from mabeam.core.economics._cats import to_auction
 
     monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
+    monkeypatch.setattr(_combinatorial, "_GAIN_FROM_WORK", gain_from)
+    gains: list[int] = []
+    gain = _combinatorial._Model.gain
+
+    def counted(self, *args):  # type: ignore[no-untyped-def]
+        gains.append(gain(self, *args))
+        return gains[-1]
+
+    monkeypatch.setattr(_combinatorial._Model, "gain", counted)
     fixings: list[int] = []
     fixable = _combinatorial._Model.fixable
 
@@ -567,3 +598,4 @@ def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
         assert win.price == without - (top - win.bid), win.agent
     if first_stage == 0.005:
         assert len(fixings) > 1 and fixings[1] > 0  # the winner determination's second stage
+    assert bool(gains) == (gain_from == 0.0)
