@@ -47,15 +47,15 @@ each winner that allocation (or any allocation found so far worth ``V``) leaves 
 priced; the next solve, over the winners left, finds the next value down. Winners one alternative
 allocation replaces together are priced by one solve. Every allocation a solve reaches (checked
 feasible, its value computed exactly here) is kept and is where the next solve starts.
-Where the LP relaxation is weak (a winner determination of at least ``_GAIN_FROM_WORK``: CATS
-"arbitrary"), each proof is a search as long as the winner determination, and the prices are
-proven by *gain* instead: one solve proves the greatest gain ``G`` of an allocation without an
-open winner ``i`` over ``lower_i``, the best value found without ``i`` (``_Model.gain``), so
-every ``W*(without i) <= lower_i + G``: ``G <= 0`` closes every open winner at once, else at
-least the winner that allocation leaves out. The values in between need not be proven one by
-one (arbitrary 100 x 500: 9 proofs instead of 20, 0.6x the work). CP-SAT runs
-with a light presolve (no probing, no symmetry detection, one pass): on CATS instances the full
-presolve was most of a re-solve's work.
+Where the LP relaxation is weak (a winner determination of at least ``_GAIN_FROM_WORK`` in the
+default search: CATS "arbitrary"), each proof is a search as long as the winner determination,
+and the prices are proven by *gain* instead: one solve proves the greatest gain ``G`` of an
+allocation without an open winner ``i`` over ``lower_i``, the best value found without ``i``
+(``_Model.gain``), so every ``W*(without i) <= lower_i + G``: ``G <= 0`` closes every open
+winner at once, else at least the winner that allocation leaves out. The values in between need
+not be proven one by one (arbitrary 100 x 500: 7 proofs instead of 20, 0.6x the work). CP-SAT
+runs with a light presolve (no probing, no symmetry detection, one pass): on CATS instances the
+full presolve was most of a re-solve's work.
 
 Smaller models, by exact reasoning only. GLOP (OR-Tools' LP solver) solves the LP relaxation
 once; its duals, rounded up, are turned into an upper bound checked in exact integers (weak
@@ -118,7 +118,7 @@ _LEX_COLUMNS = 40  # up to this many bundles the tie-break weights are powers of
 # CATS instances (a fifth of it at "regions" 100 x 500, half at "arbitrary"), for no gain in search.
 _PRESOLVE = {"symmetry_level": 0, "cp_model_probing_level": 0, "max_presolve_iterations": 1}
 # Winner determinations that took at least this much work (CATS "arbitrary": a 5 % LP gap) price by
-# gain (_without_each): 0.7x the work at arbitrary 100 x 500, 2x at regions 100 x 500.
+# gain (_without_each): 0.6x the prices' work at arbitrary 100 x 500, 2x at regions 100 x 500.
 _GAIN_FROM_WORK = 1.0
 _DUAL_SCALE = 64  # the LP's duals, rounded up to multiples of 1/64 of a unit (exact integers)
 
@@ -508,11 +508,8 @@ class _Model:
             for c in sorted(own[k]):
                 model.add_implication(chooses, x[c].Not())
         model.add_exactly_one(z.values())
-        winners = list(z.values())
-        model.maximize(
-            cp_model.LinearExpr.weighted_sum(x, self.units)
-            - cp_model.LinearExpr.weighted_sum(winners, [lower[k] for k in z])
-        )
+        winners, weighted = list(z.values()), cp_model.LinearExpr.weighted_sum
+        model.maximize(weighted(x, self.units) - weighted(winners, [lower[k] for k in z]))
         model.proto.solution_hint.vars.extend(var.index for var in winners)
         model.proto.solution_hint.values.extend(int(k == start) for k in z)
         status, chosen, bound = self._run(model, x)
@@ -587,9 +584,8 @@ def _without_each(model: _Model, choice: _Choice) -> dict[int, tuple[int, int]]:
     exclusions reach the same value (common: one alternative allocation replaces several of them)
     are closed together. Lower values come from the pool of allocations every solve reached (each
     checked feasible and valued exactly here), never from the solver's word; bounds only from
-    proven optima (or the proven bound of a solve cut by the work limit).
-
-    By gain instead (see the module docstring) when :func:`_by_gain`.
+    proven optima (or the proven bound of a solve cut by the work limit). By gain instead (see
+    the module docstring) when :func:`_by_gain`.
     """
     own = {
         k: frozenset(c for c, (ci, _) in enumerate(model.columns) if ci == model.columns[k][0])
