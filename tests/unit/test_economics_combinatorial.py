@@ -516,6 +516,42 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
         assert 0 <= w.price <= w.bid
 
 
+def test_a_work_limit_reached_while_proving_by_gain_is_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit cut during the prices proven by gain: NoSale sells nothing, BestFound sells with
+    a gap and prices within the bids, both the same every time."""
+    from bench.cats import generate
+    from mabeam.core.economics import _combinatorial
+    from mabeam.core.economics._cats import to_auction
+
+    monkeypatch.setattr(_combinatorial, "_GAIN_FROM_WORK", 0.0)
+    cut: list[bool] = []
+    gain = _combinatorial._Model.gain
+
+    def spy(self, *args):  # type: ignore[no-untyped-def]
+        best, proven = gain(self, *args)
+        cut.append(not proven)
+        return best, proven
+
+    monkeypatch.setattr(_combinatorial._Model, "gain", spy)
+    bids, items = to_auction(generate("arbitrary", 30, 80, 11))
+    full = clear_combinatorial(bids, items, Fraction(0), work_limit=1000)
+    assert full.reason == "Optimal" and cut and not any(cut)
+    limit = full.work * 0.8
+    cut.clear()
+    outcomes = [
+        clear_combinatorial(bids, items, Fraction(0), work_limit=limit, on_timeout=policy)
+        for policy in ("NoSale", "NoSale", "BestFound", "BestFound")
+    ]
+    assert any(cut)  # a gain solve was cut by the limit
+    assert outcomes[0] == outcomes[1] and outcomes[2] == outcomes[3]
+    assert outcomes[0].reason == "Unsolved" and outcomes[0].wins == () and outcomes[0].gap
+    found = outcomes[2]
+    assert found.reason == "BestFound" and found.gap is not None and found.gap > 0
+    assert found.welfare == full.welfare  # the winner determination was proven before the cut
+    for w in found.wins:
+        assert 0 <= w.price <= w.bid
+
+
 def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
     """The model must not depend on Python's hash order (a bundle's items are a frozenset of
     strings): two processes with different hash seeds spend the same work and clear the same."""
@@ -573,8 +609,9 @@ def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
     gain = _combinatorial._Model.gain
 
     def counted(self, *args):  # type: ignore[no-untyped-def]
-        gains.append(gain(self, *args))
-        return gains[-1]
+        best, proven = gain(self, *args)
+        gains.append(best)
+        return best, proven
 
     monkeypatch.setattr(_combinatorial._Model, "gain", counted)
     fixings: list[int] = []

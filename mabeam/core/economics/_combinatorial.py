@@ -495,12 +495,13 @@ class _Model:
 
     def gain(
         self, lower: Mapping[int, int], own: Mapping[int, frozenset[int]], hint: frozenset[int], start: int
-    ) -> int:
+    ) -> tuple[int, bool]:
         """A proven upper bound on the greatest gain ``W(x) - lower[k]`` over the open winners
         ``k`` (``lower``'s keys) and the allocations ``x`` without ``k``'s bidder (``own[k]``): a
         Boolean per winner, exactly one true, which leaves that bidder out, and the objective
         ``surplus(x) - sum(lower[k] * z_k)``. ``hint`` (feasible, without ``start``'s bidder) is
-        where the search starts; allocations worth at most every ``lower`` are left out."""
+        where the search starts; allocations worth at most every ``lower`` are left out. With
+        whether it is the optimum (else the work limit came first)."""
         excluded = self.fixable(min(lower.values()), hint)
         model, x = self._base("surplus", excluded, hint)
         z = {k: model.new_bool_var("") for k in sorted(lower)}
@@ -519,10 +520,10 @@ class _Model:
             gains = [self.value(chosen) - lower[k] for k in z if not chosen & own[k]]
             if not gains:
                 raise RuntimeError("CP-SAT returned an allocation that breaks a constraint")
-            return max(gains)
+            return max(gains), True
         if status == cp_model.FEASIBLE:  # cut by the work limit: its float bound, loosened
-            return math.floor(bound) + 1 + int(abs(bound) / 2**50)
-        return sum(self.units)
+            return math.floor(bound) + 1 + int(abs(bound) / 2**50), False
+        return sum(self.units), False
 
 
 class _Collect(cp_model.CpSolverSolutionCallback):
@@ -615,10 +616,10 @@ def _without_each(model: _Model, choice: _Choice) -> dict[int, tuple[int, int]]:
         )
         if gain:
             before = {k: lower[k] for k in open_}
-            best = model.gain(before, own, hint, start)
+            best, proven = model.gain(before, own, hint, start)
             for k in open_:
                 upper[k] = min(upper[k], max(before[k] + best, lower[k]))
-            if model.used >= model.budget:
+            if not proven:
                 break
             continue
         # Only allocations worth more than the hint matter: the columns none of them can contain
