@@ -204,6 +204,26 @@ def test_prices_proven_several_at_a_time_match_brute_force(case: XorInstance) ->
     assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(case)
 
 
+@MILP
+@given(
+    crowded_single_minded(),
+    st.sampled_from([(0, Fraction(1)), (10**13, Fraction(1, 1000)), (0, Fraction(10**13))]),
+)
+def test_prices_proven_by_gain_match_brute_force(case: XorInstance, scale: tuple[int, Fraction]) -> None:
+    """With every price proven by gain (each solve: the greatest gain of an allocation without
+    one open winner over that winner's best allocation found, ``_Model.gain``; a gain of at most
+    0 closes every open price), every price against brute force, at small and at huge amounts."""
+    from unittest import mock
+
+    from mabeam.core.economics import _combinatorial
+
+    scaled = _shifted(case, Fraction(scale[0]), scale[1])
+    with mock.patch.object(_combinatorial, "_GAIN_FROM_WORK", 0.0):
+        outcome = clear_combinatorial(scaled.bids, scaled.items, scaled.reserve)
+    assert outcome.reason == "Optimal"
+    assert {w.agent: w.price for w in outcome.wins} == brute_force_vcg(scaled)
+
+
 def test_one_solve_proves_the_prices_of_winners_one_alternative_replaces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -496,6 +516,42 @@ def test_a_reached_work_limit_is_explicit_and_the_same_every_time() -> None:
         assert 0 <= w.price <= w.bid
 
 
+def test_a_work_limit_reached_while_proving_by_gain_is_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit cut during the prices proven by gain: NoSale sells nothing, BestFound sells with
+    a gap and prices within the bids, both the same every time."""
+    from bench.cats import generate
+    from mabeam.core.economics import _combinatorial
+    from mabeam.core.economics._cats import to_auction
+
+    monkeypatch.setattr(_combinatorial, "_GAIN_FROM_WORK", 0.0)
+    cut: list[bool] = []
+    gain = _combinatorial._Model.gain
+
+    def spy(self, *args):  # type: ignore[no-untyped-def]
+        best, proven = gain(self, *args)
+        cut.append(not proven)
+        return best, proven
+
+    monkeypatch.setattr(_combinatorial._Model, "gain", spy)
+    bids, items = to_auction(generate("arbitrary", 30, 80, 11))
+    full = clear_combinatorial(bids, items, Fraction(0), work_limit=1000)
+    assert full.reason == "Optimal" and cut and not any(cut)
+    limit = full.work * 0.8
+    cut.clear()
+    outcomes = [
+        clear_combinatorial(bids, items, Fraction(0), work_limit=limit, on_timeout=policy)
+        for policy in ("NoSale", "NoSale", "BestFound", "BestFound")
+    ]
+    assert any(cut)  # a gain solve was cut by the limit
+    assert outcomes[0] == outcomes[1] and outcomes[2] == outcomes[3]
+    assert outcomes[0].reason == "Unsolved" and outcomes[0].wins == () and outcomes[0].gap
+    found = outcomes[2]
+    assert found.reason == "BestFound" and found.gap is not None and found.gap > 0
+    assert found.welfare == full.welfare  # the winner determination was proven before the cut
+    for w in found.wins:
+        assert 0 <= w.price <= w.bid
+
+
 def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
     """The model must not depend on Python's hash order (a bundle's items are a frozenset of
     strings): two processes with different hash seeds spend the same work and clear the same."""
@@ -525,27 +581,39 @@ def test_the_same_bids_give_the_same_solves_in_every_process() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "goods", "count", "first_stage"),
+    ("kind", "goods", "count", "first_stage", "gain_from"),
     [
-        ("regions", 25, 60, 3.0),
-        ("regions", 25, 60, 0.0),
-        ("arbitrary", 30, 80, 3.0),
-        ("regions", 49, 150, 0.005),
+        ("regions", 25, 60, 3.0, 1.0),
+        ("regions", 25, 60, 0.0, 1.0),
+        ("regions", 25, 60, 3.0, 0.0),
+        ("arbitrary", 30, 80, 3.0, 1.0),
+        ("arbitrary", 30, 80, 3.0, 0.0),
+        ("regions", 49, 150, 0.005, 1.0),
     ],
 )
 def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
-    kind: str, goods: int, count: int, first_stage: float, monkeypatch: pytest.MonkeyPatch
+    kind: str, goods: int, count: int, first_stage: float, gain_from: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every price against HiGHS solving the instance without the winner; with ``_FIRST_STAGE`` 0
     the winner determination and every re-solve run in the LP-heavy stage (the path of large
     "regions" instances), otherwise in the default one. With 0.005 the first stage is cut with
     an allocation found, and the second leaves out the bundles the LP certificate puts below it
-    (checked to happen)."""
+    (checked to happen). ``gain_from`` 0: every price proven by gain (``_Model.gain``)."""
     from bench.cats import generate
     from mabeam.core.economics import _combinatorial
     from mabeam.core.economics._cats import to_auction
 
     monkeypatch.setattr(_combinatorial, "_FIRST_STAGE", first_stage)
+    monkeypatch.setattr(_combinatorial, "_GAIN_FROM_WORK", gain_from)
+    gains: list[int] = []
+    gain = _combinatorial._Model.gain
+
+    def counted(self, *args):  # type: ignore[no-untyped-def]
+        best, proven = gain(self, *args)
+        gains.append(best)
+        return best, proven
+
+    monkeypatch.setattr(_combinatorial._Model, "gain", counted)
     fixings: list[int] = []
     fixable = _combinatorial._Model.fixable
 
@@ -567,3 +635,4 @@ def test_vcg_prices_of_a_medium_cats_instance_match_a_second_solver(
         assert win.price == without - (top - win.bid), win.agent
     if first_stage == 0.005:
         assert len(fixings) > 1 and fixings[1] > 0  # the winner determination's second stage
+    assert bool(gains) == (gain_from == 0.0)
