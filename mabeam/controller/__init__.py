@@ -44,6 +44,7 @@ async def run(
     memo = runtime or Runtime(kubeconfig=kubeconfig)
     if runtime is not None and kubeconfig is not None:
         memo.kubeconfig = kubeconfig
+    memo.namespaces = tuple(namespaces)
     kwargs: dict[str, Any] = {}
     if namespaces:
         kwargs["namespaces"] = list(namespaces)

@@ -41,8 +41,13 @@ class Wakers:
         return self._events.setdefault((namespace, name), asyncio.Event())
 
     def wake(self, namespace: str | None, name: str | None) -> None:
+        """Set the flag of a loop that runs (one that has not started yet makes its first pass
+        anyway): an event for an object without a loop (an answer naming a session that does
+        not exist, a Lease of a deleted Variable) leaves nothing behind."""
         if namespace and name:
-            self.get(namespace, name).set()
+            event = self._events.get((namespace, name))
+            if event is not None:
+                event.set()
 
     def wake_namespace(self, namespace: str) -> None:
         for (ns, _), event in list(self._events.items()):

@@ -33,6 +33,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     #: How the API client is made (tests substitute a subclass that injects faults).
     kube_factory: type[Kube] = Kube
+    #: The namespaces the operator watches (kopf's patterns); none: the whole cluster.
+    namespaces: tuple[str, ...] = ()
     kube: Kube = field(init=False)
     #: Per-protocol baselines of ended sessions, for anomaly detection (see _anomaly.py).
     baselines: dict[str, Baseline] = field(default_factory=dict)

@@ -27,6 +27,7 @@ Session outcomes come from the coordination controller through :func:`apply_sess
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import weakref
@@ -88,8 +89,12 @@ log = logging.getLogger(__name__)
 #: Lease's (a lock taken or released, see _LeaseWatch), and the Agents that may write it wake it;
 #: a lock's expiry is scheduled exactly.
 RESYNC_SECONDS = 600.0
-#: The longest wait before a failed watch of a namespace's lock Leases is opened again.
-LEASE_WATCH_MAX_BACKOFF_SECONDS = 30.0
+#: The resync of the Variables whose lock Leases' watch is failing (it is what wakes them on a
+#: lock taken or released without a write).
+DEGRADED_RESYNC_SECONDS = 30.0
+#: The longest wait before a failed watch of the lock Leases is opened again (Backoff caps it
+#: at 16 times the retry delay too).
+LEASE_WATCH_MAX_BACKOFF_SECONDS = 16.0
 #: The first pause after a lost compare-and-swap; it doubles on each further loss, up to the
 #: operator's retry delay (settings.agents.retry_seconds).
 CONFLICT_BACKOFF_SECONDS = 0.02
@@ -178,7 +183,8 @@ async def variable_loop(
     **_: Any,
 ) -> None:
     waker = _wakers.get(namespace, name)
-    _watch_leases(memo, namespace)
+    leases = _lease_watch(memo)
+    leases.join(namespace)
     uid = meta.get("uid")
     _rbac_seen.pop(str(uid), None)
     retry = memo.settings.agents.retry_seconds
@@ -199,9 +205,10 @@ async def variable_loop(
                 conflicts += 1
                 await asyncio.sleep(min(CONFLICT_BACKOFF_SECONDS * 2 ** min(conflicts - 1, 10), retry))
                 continue
-            except InvalidSpecError as exc:  # e.g. the projection outgrew a ConfigMap
+            except InvalidSpecError as exc:  # input nobody foresaw; the pass reports what it can
                 logger.warning(f"Variable {name}: {exc}")
-                delay = RESYNC_SECONDS
+                await sleep_or_wake(waker, stopped, backoff.failed())
+                continue
             except ApiError as exc:
                 if exc.status == TOO_LARGE:  # the same write would be refused again: say so, wait
                     await report_failure(memo.kube, VARIABLE, namespace, name, "StatusTooLarge",
@@ -221,11 +228,13 @@ async def variable_loop(
                                      f"{type(exc).__name__}: {exc}")  # fmt: skip
                 await sleep_or_wake(asyncio.Event(), stopped, backoff.failed())
                 continue
-            delay = RESYNC_SECONDS if delay is None else min(delay, RESYNC_SECONDS)
+            resync = DEGRADED_RESYNC_SECONDS if leases.degraded(namespace) else RESYNC_SECONDS
+            delay = resync if delay is None else min(delay, resync)
             if delay > 0:
                 await sleep_or_wake(waker, stopped, delay)
     finally:
         _wakers.forget(namespace, name)
+        leases.leave(namespace, name)
         _rbac_seen.pop(str(uid), None)
 
 
@@ -250,6 +259,7 @@ async def reconcile(memo: Runtime, namespace: str, name: str) -> float | None:
         spec = None
         status = _invalid_spec(status, generation, str(exc), now)
     lease = await _ensure_lease(kube, obj)
+    _lease_watch(memo).mirror(namespace, name, lease)
     lock = lock_from_lease(lease)
     status = _mirror_lock(status, lock, now)
     agents = await kube.list_shared(AGENT, namespace)
@@ -599,62 +609,87 @@ async def _create_or_patch(kube: Kube, res: Any, body: dict[str, Any], field: st
 
 
 class _LeaseWatch:
-    """One watch per namespace of the Variables' lock Leases (server-side label selector: only
-    ours), for one operator (one event loop). A lock taken, released or lost wakes its Variable,
-    so that ``status.lock`` follows the Lease without a periodic pass. A renewal alone does not
-    wake it: the pass scheduled at the lock's expiry reads the renewed Lease then.
+    """The watch of the Variables' lock Leases for one operator (one event loop), selected by
+    their label server-side (no other Lease reaches it): one watch of every namespace when the
+    operator watches the whole cluster, else one per namespace with Variables, while it has any.
 
-    A watch that fails is opened again (with a backoff) from scratch; what it replays is
-    compared with what was seen, so only a change wakes a Variable.
+    A Lease whose lock differs from what its Variable's last pass mirrored (taken, released,
+    taken over, or the Lease deleted) wakes that Variable, so that ``status.lock`` follows the
+    Lease without a periodic pass; a renewal alone does not (the pass scheduled at the lock's
+    expiry reads it). Comparing with what the pass read, not with earlier events, makes a
+    change between a pass and the watch's (re)start count too. While a watch fails, its
+    Variables fall back to a short resync (:data:`DEGRADED_RESYNC_SECONDS`).
     """
 
-    def __init__(self, kube: Kube, retry: float) -> None:
-        self.kube, self.retry = kube, retry
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        #: (namespace, Lease name) -> what of the Lease concerns the lock, as last seen
-        self.seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+    def __init__(self, kube: Kube, retry: float, clusterwide: bool) -> None:
+        self.kube, self.retry, self.clusterwide = kube, retry, clusterwide
+        self.tasks: dict[str | None, asyncio.Task[None]] = {}
+        #: the running Variable loops per namespace
+        self.loops: collections.Counter[str] = collections.Counter()
+        #: (namespace, Lease name) -> (the Variable, its lock as its last pass read it)
+        self.mirrored: dict[tuple[str, str], tuple[str, tuple[Any, ...]]] = {}
+        #: the watches (None: the cluster-wide one) that failed and have shown no event since
+        self.failing: set[str | None] = set()
 
-    def ensure(self, namespace: str) -> None:
-        if namespace not in self.tasks:
-            self.tasks[namespace] = asyncio.create_task(self._run(namespace), name=f"lock leases {namespace}")
+    def _scope(self, namespace: str) -> str | None:
+        return None if self.clusterwide else namespace
 
-    async def _run(self, namespace: str) -> None:
+    def join(self, namespace: str) -> None:
+        self.loops[namespace] += 1
+        scope = self._scope(namespace)
+        if scope not in self.tasks:
+            self.tasks[scope] = asyncio.create_task(self._run(scope), name=f"lock leases {scope or '*'}")
+
+    def leave(self, namespace: str, variable: str) -> None:
+        self.mirrored.pop((namespace, lease_name(variable)), None)
+        self.loops[namespace] -= 1
+        if self.loops[namespace] <= 0:
+            del self.loops[namespace]
+            task = None if self.clusterwide else self.tasks.pop(namespace, None)
+            if task is not None:
+                task.cancel()
+
+    def mirror(self, namespace: str, variable: str, lease: dict[str, Any] | None) -> None:
+        self.mirrored[(namespace, lease_name(variable))] = (variable, _lock_key(lease))
+
+    def degraded(self, namespace: str) -> bool:
+        return self._scope(namespace) in self.failing
+
+    async def _run(self, scope: str | None) -> None:
         backoff = Backoff(self.retry, LEASE_WATCH_MAX_BACKOFF_SECONDS)
-        try:
-            while True:
-                try:
-                    leases = self.kube.watch(LEASE, namespace, labels={VARIABLE_LABEL: None})
-                    async for event, lease in leases:
-                        backoff.succeeded()
-                        self.saw(namespace, event, lease)
-                except Exception as exc:  # an API error or a broken connection: watch again
-                    delay = backoff.failed(exc.retry_after if isinstance(exc, ApiError) else None)
-                    log.warning(
-                        "The watch of lock Leases in %s failed (again in %.2f s): %s: %s",
-                        namespace, delay, type(exc).__name__, exc, exc_info=True,
-                    )  # fmt: skip
-                    await asyncio.sleep(delay)
-        finally:
-            self.tasks.pop(namespace, None)
+        while True:
+            try:
+                async for event, lease in self.kube.watch(LEASE, scope, labels={VARIABLE_LABEL: None}):
+                    backoff.succeeded()
+                    self.failing.discard(scope)
+                    self.saw(event, lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an API error (a 410 Gone too) or a broken connection
+                self.failing.add(scope)
+                delay = backoff.failed()
+                log.warning(
+                    "The watch of lock Leases in %s failed (again in %.2f s; meanwhile its Variables "
+                    "are resynced every %.0f s): %s: %s",
+                    scope or "all namespaces", delay, DEGRADED_RESYNC_SECONDS, type(exc).__name__, exc,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
 
-    def saw(self, namespace: str, event: str, lease: dict[str, Any]) -> None:
+    def saw(self, event: str, lease: dict[str, Any]) -> None:
         meta = lease.get("metadata") or {}
-        key = (namespace, str(meta.get("name")))
-        owners = [o.get("name") for o in meta.get("ownerReferences") or () if o.get("kind") == VARIABLE.kind]
-        spec = lease.get("spec") or {}
-        lock = (spec.get("holderIdentity"), spec.get("acquireTime"), spec.get("leaseTransitions"),
-                spec.get("leaseDurationSeconds"))  # fmt: skip
-        before = self.seen.get(key)
-        if event == "DELETED":
-            self.seen.pop(key, None)
-            changed = True  # the pass makes it again
-        else:
-            self.seen[key] = lock
-            # A Lease first seen free is the one the operator just made: nothing to mirror.
-            changed = lock != before and (before is not None or lock[0] is not None)
-        if changed:
-            for variable in owners:
-                _wakers.wake(namespace, variable)
+        entry = self.mirrored.get((str(meta.get("namespace")), str(meta.get("name"))))
+        if entry is None:
+            return  # no Variable of ours has read it yet: its first pass will
+        variable, lock = entry
+        if event == "DELETED" or _lock_key(lease) != lock:
+            _wakers.wake(str(meta.get("namespace")), variable)
+
+
+def _lock_key(lease: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What of a Lease the lock is (a renewal alone does not change it)."""
+    spec = (lease or {}).get("spec") or {}
+    return (spec.get("holderIdentity"), spec.get("acquireTime"), spec.get("leaseTransitions"),
+            spec.get("leaseDurationSeconds"))  # fmt: skip
 
 
 _lease_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LeaseWatch] = (
@@ -662,12 +697,14 @@ _lease_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LeaseWatch
 )
 
 
-def _watch_leases(memo: Runtime, namespace: str) -> None:
+def _lease_watch(memo: Runtime) -> _LeaseWatch:
     loop = asyncio.get_running_loop()
     watch = _lease_watches.get(loop)
     if watch is None or watch.kube is not memo.kube:
-        watch = _lease_watches[loop] = _LeaseWatch(memo.kube, memo.settings.agents.retry_seconds)
-    watch.ensure(namespace)
+        watch = _lease_watches[loop] = _LeaseWatch(
+            memo.kube, memo.settings.agents.retry_seconds, clusterwide=not memo.namespaces
+        )
+    return watch
 
 
 @kopf.on.cleanup()
@@ -677,7 +714,7 @@ async def stop_lease_watches(**_: Any) -> None:
         await _cancel(watch.tasks)
 
 
-async def _cancel(tasks: dict[str, asyncio.Task[None]]) -> None:
+async def _cancel(tasks: dict[Any, asyncio.Task[None]]) -> None:
     """Cancel the background tasks of one operator (its event loop), and wait for them."""
     running = list(tasks.values())
     for task in running:
