@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +51,10 @@ class AgentView:
     held_events: dict[Key, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     def put_agent(self, obj: dict[str, Any]) -> None:
-        obj = _without_managed_fields(obj)
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
         if newer(self.agents.get(key), obj):
-            self.agents[key] = obj
+            self.agents[key] = _agent_summary(obj)
 
     def drop_agent(self, namespace: str, name: str) -> None:
         self.agents.pop((namespace, name), None)
@@ -77,28 +77,91 @@ class AgentView:
         return key
 
 
-def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    if "managedFields" not in meta:
-        return obj
-    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+#: What the view keeps of an Agent's metadata: what the passes read (the plan, the labels
+#: write, the legacy finalizer's removal, Events: apiVersion, kind, name, namespace, uid) and
+#: the version. Not kept: managedFields, annotations (kubectl's last-applied copy of the whole
+#: spec), creationTimestamp, ownerReferences.
+_AGENT_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp",
+               "finalizers")  # fmt: skip
+#: The annotations of a Pod the plan reads.
+_POD_ANNOTATIONS = (_agents.HASH_ANNOTATION, _agents.INCARNATION_ANNOTATION)
+#: Below this depth a value is kept as it came (a free-form field may nest 10 000 levels).
+_COMPACT_DEPTH = 16
+#: Strings up to this length are interned: keys, phases, reasons, label values, timestamps
+#: repeat across Agents and Pods; one copy serves them all.
+_INTERN_LENGTH = 32
 
 
-#: What the view keeps of a Pod's metadata (what the Agent's plan reads, and the version).
-_POD_META = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
-             "deletionTimestamp")  # fmt: skip
+def _compact(value: Any, depth: int = _COMPACT_DEPTH) -> Any:
+    """``value`` with its keys and short strings interned (a decoded JSON object holds its own
+    copy of every key: a third of its size), to ``depth`` levels."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= _INTERN_LENGTH else value
+    if depth <= 0:
+        return value
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _compact(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v, depth - 1) for v in value]
+    return value
+
+
+def _agent_summary(agent: dict[str, Any]) -> dict[str, Any]:
+    """The part of an Agent the passes read: all of its spec and status (the status is merged
+    into, compared with and written whole), the metadata of ``_AGENT_META``."""
+    meta = agent["metadata"]
+    summary = {
+        "apiVersion": agent.get("apiVersion"),
+        "kind": agent.get("kind"),
+        "metadata": {k: meta[k] for k in _AGENT_META if k in meta},
+    }
+    for part in ("spec", "status"):
+        if part in agent:
+            summary[part] = agent[part]
+    compact: dict[str, Any] = _compact(summary)
+    return compact
 
 
 def _pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
-    """The part of a Pod the Agent's plan reads (metadata, the node, the status): the view holds
-    one per agent, and a whole Pod (its spec, managedFields) is several times larger."""
+    """The part of a Pod the Agent's plan and pass read: its name and version, our annotations,
+    its owners' uids, whether it is being deleted, its node, its phase (reason, message), its
+    Ready condition and its containers' restart counts and waiting states. The view holds one
+    per Agent, and a whole Pod (its spec, managedFields, every condition and container status)
+    is several times larger. ``tests/unit/test_agents_view.py`` checks that a plan from the
+    summary is the plan from the whole Pod."""
     meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    status = pod.get("status") or {}
     spec = pod.get("spec") or {}
-    return {
-        "metadata": {k: meta[k] for k in _POD_META if k in meta},
+    summary = {
+        "metadata": {
+            "name": meta.get("name"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "annotations": {k: annotations[k] for k in _POD_ANNOTATIONS if k in annotations},
+            "ownerReferences": [{"uid": o.get("uid")} for o in meta.get("ownerReferences") or []],
+            **({"deletionTimestamp": meta["deletionTimestamp"]} if meta.get("deletionTimestamp") else {}),
+        },
         "spec": {"nodeName": spec["nodeName"]} if "nodeName" in spec else {},
-        "status": pod.get("status") or {},
+        "status": {
+            **{k: status[k] for k in ("phase", "reason", "message") if k in status},
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ],
+            "containerStatuses": [_container_summary(c) for c in status.get("containerStatuses") or []],
+        },
     }
+    compact: dict[str, Any] = _compact(summary)
+    return compact
+
+
+def _container_summary(container: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"restartCount": container.get("restartCount", 0)}
+    waiting = (container.get("state") or {}).get("waiting")
+    if waiting:
+        summary["state"] = {"waiting": waiting}
+    return summary
 
 
 @dataclass
