@@ -333,7 +333,7 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
         )
     if plan.status.get("replacements", 0) != (agent.get("status") or {}).get("replacements", 0):
         memo.metrics.pod_replacements.labels(namespace=namespace).inc()
-    memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
+    memo.metrics.set_agent_restarts(namespace, name, int(plan.status.get("restarts") or 0))
     memo.metrics.set_agent_phase(namespace, name, plan.status.get("phase"))
     if hold is not None:
         # A held status has not changed the phase anyone sees: its PhaseChanged comes with the
