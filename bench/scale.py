@@ -25,6 +25,7 @@ import collections
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -349,15 +350,80 @@ async def fake_kwok(kube: Kube, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.2)
 
 
-async def on_emulator(n: int, workdir: Path, timeout: float, idle_seconds: float) -> dict[str, Any]:
+#: The operator under tracemalloc (``--tracemalloc``): on SIGUSR1 it writes a snapshot of what
+#: is allocated, then a file saying it is done. Tracing starts once the operator is imported.
+TRACED_OPERATOR = """
+import gc, os, runpy, signal, sys, tracemalloc
+out, frames = sys.argv.pop(1), int(sys.argv.pop(1))
+count = 0
+def dump(signum, frame):
+    global count
+    count += 1
+    gc.collect()
+    tracemalloc.take_snapshot().dump(f"{out}/snapshot-{count}")
+    open(f"{out}/snapshot-{count}.done", "w").close()
+signal.signal(signal.SIGUSR1, dump)
+import mabeam.controller, mabeam.cli.run
+tracemalloc.start(frames)
+sys.argv[0] = "mabeam"
+runpy.run_module("mabeam.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+class Snapshots:
+    """Tracemalloc snapshots of the operator process, one each time it is called."""
+
+    def __init__(self, directory: Path, frames: int) -> None:
+        self.directory, self.frames, self.taken = directory, frames, 0
+
+    def __call__(self, pid: int) -> None:
+        self.taken += 1
+        done = self.directory / f"snapshot-{self.taken}.done"
+        os.kill(pid, signal.SIGUSR1)
+        while not done.exists():  # the emulator waits too: nothing changes meanwhile
+            time.sleep(0.2)
+
+    def report(self, agents: int, top: int = 15) -> None:
+        """Where the memory between the first two snapshots (the two waves) went, per Agent."""
+        import tracemalloc
+
+        drop = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<unknown>")]
+        first, second = (
+            tracemalloc.Snapshot.load(str(self.directory / f"snapshot-{i}")).filter_traces(drop)
+            for i in (1, 2)
+        )
+        grown = sum(t.size for t in second.traces) - sum(t.size for t in first.traces)
+        print(
+            f"\n  allocated (tracemalloc) between the waves: {grown / agents / 1024:.1f} KB per further Agent"
+        )
+        for stat in second.compare_to(first, "traceback")[:top]:
+            frames = [f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback)][:5]
+            print(f"    {stat.size_diff / agents / 1024:6.2f} KB {stat.count_diff / agents:5.1f} blocks  "
+                  f"{' < '.join(frames)}")  # most recent call first  # fmt: skip
+
+
+async def on_emulator(
+    n: int, workdir: Path, timeout: float, idle_seconds: float, snapshots: Snapshots | None = None
+) -> dict[str, Any]:
     from mabeam.local.cluster import BOUNDED_HISTORY, OPERATOR_IDENTITY, LocalCluster
 
     user = OPERATOR_IDENTITY
     async with LocalCluster(workdir, api_options=BOUNDED_HISTORY) as cluster:
         cluster.api.emulator.audit = collections.deque(maxlen=None)  # count every request
-        await cluster.start_operator_process()
+        if snapshots is None:
+            await cluster.start_operator_process()
+        else:
+            argv = ("-c", TRACED_OPERATOR, str(snapshots.directory), str(snapshots.frames), "run")
+            await cluster.start_operator_process(*argv, timeout=600)
         assert cluster._process is not None
         pid = cluster._process.pid
+
+        def rss() -> int:
+            size = rss_of(pid)
+            if snapshots is not None and snapshots.taken < 2:
+                snapshots(pid)
+            return size
+
         kube = cluster.client()
         stop = asyncio.Event()
         kwok = asyncio.create_task(fake_kwok(kube, stop))
@@ -370,7 +436,7 @@ async def on_emulator(n: int, workdir: Path, timeout: float, idle_seconds: float
                     if r.user == user
                 )
 
-            return await measure(kube, n, counts, lambda: rss_of(pid), timeout, idle_seconds)
+            return await measure(kube, n, counts, rss, timeout, idle_seconds)
         finally:
             stop.set()
             await kwok
@@ -408,12 +474,15 @@ async def main(args: argparse.Namespace) -> None:
             results["real control plane (kube-apiserver v1.37 + kwok)"] = await on_cluster(
                 args.agents, Path(tmp) / "cluster", args.timeout, args.idle
             )
+        snapshots = Snapshots(Path(tmp), args.tracemalloc) if args.tracemalloc else None
         if not args.skip_emulator:
             results["emulator (mabeam local)"] = await on_emulator(
-                args.agents, Path(tmp) / "local", args.timeout, args.idle
+                args.agents, Path(tmp) / "local", args.timeout, args.idle, snapshots
             )
-    for name, figures in results.items():
-        report(name, figures, args.agents)
+        for name, figures in results.items():
+            report(name, figures, args.agents)
+        if snapshots is not None and snapshots.taken == 2:
+            snapshots.report(args.agents - max(args.agents // 10, 1))
     if args.json:
         print(json.dumps(results, indent=2))
 
@@ -427,6 +496,15 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of rest counted per wave")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="emulator: the operator under tracemalloc (FRAMES frames a trace, e.g. 10); where its "
+        "memory per further Agent goes (much slower, and its RSS includes tracemalloc's own: "
+        "measure the RSS without it)",
+    )
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.agents = 20

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as _Tally
+from collections.abc import Iterator
 from typing import Any, get_args
 from wsgiref.simple_server import WSGIServer
 
@@ -32,6 +33,7 @@ from prometheus_client import (
     Summary,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from ..core import protocols
 from ..models.agent import AgentPhase
@@ -85,12 +87,6 @@ class Metrics:
         _register_default_collectors(r)
         known = known_protocols()
         self.agents = Gauge("mabeam_agents", "Agents by phase.", ["namespace", "phase"], registry=r)
-        self.pod_restarts = Gauge(
-            "mabeam_agent_container_restarts",
-            "Container restarts of each agent's current pod.",
-            ["namespace", "agent"],
-            registry=r,
-        )
         self.pod_replacements = Counter(
             "mabeam_agent_pod_replacements_total", "Pods replaced after a loss.", ["namespace"], registry=r
         )
@@ -98,12 +94,6 @@ class Metrics:
             "mabeam_api_errors_total",
             "Kubernetes API calls that failed and were retried.",
             ["kind"],
-            registry=r,
-        )
-        self.agent_ready = Gauge(
-            "mabeam_agent_ready",
-            "1 if the agent is Ready, 0 if not (one series per agent; gone with the agent).",
-            ["namespace", "agent"],
             registry=r,
         )
         self.sessions = _Bounded(
@@ -228,12 +218,17 @@ class Metrics:
             registry=r,
         )
         self._agent_phases: dict[tuple[str, str], str] = {}
+        #: Container restarts of each agent's current pod (while the agent exists).
+        self._agent_restarts: dict[tuple[str, str], int] = {}
         #: Agents per (namespace, phase), kept with every change: a change costs O(1).
         self._phase_counts: _Tally[tuple[str, str]] = _Tally()
         self._agent_namespaces: set[str] = set()
         self._session_phases: dict[tuple[str, str, str], str] = {}
         self._session_counts: _Tally[tuple[str, str]] = _Tally()
         self._lock = threading.Lock()
+        # The per-agent series are made from the records above when scraped: a labelled Gauge
+        # keeps an object (with two locks) per agent and series, 1.4 KB an agent.
+        r.register(_AgentSeries(self))
 
     def set_agent_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record an agent's phase as the agent controller sees it (None: the agent is gone).
@@ -248,6 +243,8 @@ class Metrics:
                 for known in AGENT_PHASES:
                     self.agents.labels(namespace=namespace, phase=known).set(0)
             old = self._agent_phases.get((namespace, name))
+            if phase is None:
+                self._agent_restarts.pop((namespace, name), None)
             if old == phase:
                 return
             if phase is None:
@@ -260,14 +257,23 @@ class Metrics:
                     self.agents.labels(namespace=namespace, phase=changed).set(
                         self._phase_counts[namespace, changed]
                     )
-            # By name: gone with the agent, and while it is being deleted (not an outage).
-            if phase is None or phase == "Terminating":
-                try:
-                    self.agent_ready.remove(namespace, name)
-                except KeyError:
-                    pass  # never recorded
-            else:
-                self.agent_ready.labels(namespace=namespace, agent=name).set(1 if phase == "Ready" else 0)
+
+    def set_agent_restarts(self, namespace: str, name: str, restarts: int) -> None:
+        """Record the container restarts of an agent's current pod (gone with the agent)."""
+        with self._lock:
+            self._agent_restarts[namespace, name] = restarts
+
+    def agent_series(self) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+        """The samples of ``mabeam_agent_ready`` and ``mabeam_agent_container_restarts``:
+        (namespace, agent, value). An agent being deleted has no readiness (not an outage)."""
+        with self._lock:
+            ready = [
+                (ns, name, 1.0 if phase == "Ready" else 0.0)
+                for (ns, name), phase in self._agent_phases.items()
+                if phase != "Terminating"
+            ]
+            restarts = [(ns, name, float(n)) for (ns, name), n in self._agent_restarts.items()]
+        return ready, restarts
 
     def set_session_phase(self, kind: str, namespace: str, name: str, phase: str | None) -> None:
         """Record a session's phase (None: it ended, or is gone); ``mabeam_sessions_in_progress``
@@ -321,6 +327,33 @@ class Metrics:
         """One Variable write: ``applied``, ``refused`` (the writer may not, a lock, a conflict,
         the value broke a constraint) or ``invalid`` (a write that could not be read)."""
         self.variable_writes.labels(result=result if result in _WRITE_RESULTS else OTHER).inc()
+
+
+class _AgentSeries:
+    """The per-agent gauges (one series per agent), made from ``Metrics``' records when scraped."""
+
+    _READY = (
+        "mabeam_agent_ready",
+        "1 if the agent is Ready, 0 if not (one series per agent; gone with the agent).",
+    )
+    _RESTARTS = ("mabeam_agent_container_restarts", "Container restarts of each agent's current pod.")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(*named, labels=["namespace", "agent"])
+            for named in (self._READY, self._RESTARTS)
+        ]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ready, restarts = self._metrics.agent_series()
+        for (name, doc), samples in ((self._READY, ready), (self._RESTARTS, restarts)):
+            family = GaugeMetricFamily(name, doc, labels=["namespace", "agent"])
+            for namespace, agent, value in samples:
+                family.add_metric([namespace, agent], value)
+            yield family
 
 
 class MetricsServer:

@@ -15,6 +15,7 @@ garbage collector removes its Pod, ServiceAccount and RoleBinding (their owner i
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,26 +39,56 @@ _MAX_BACKOFF_SECONDS = 60.0
 Key = tuple[str, str]
 
 
+#: An object as the view keeps it: its resourceVersion and its summary, encoded as JSON. A
+#: pass decodes what it reads (tens of microseconds); kept as one bytes object, an Agent costs
+#: one allocation instead of a hundred small dicts and strings, which after a burst of events
+#: stay scattered over the allocator's pools (the process's RSS grew by twice what was live).
+Stored = tuple[str | None, bytes]
+
+
+def _store(summary: dict[str, Any]) -> Stored:
+    version = summary["metadata"].get("resourceVersion")
+    return version, json.dumps(summary, separators=(",", ":")).encode()
+
+
+def _load(stored: Stored) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(stored[1])
+    return obj
+
+
+def _newer_than(stored: Stored | None, obj: dict[str, Any]) -> bool:
+    return stored is None or newer({"metadata": {"resourceVersion": stored[0]}}, obj)
+
+
 @dataclass
 class AgentView:
     """The latest Agents and agent Pods seen, from watch events and from our own writes."""
 
-    agents: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    pods: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _agents: dict[Key, Stored] = field(default_factory=dict)
+    #: Per Agent, its Pods by name.
+    _pods: dict[Key, dict[str, Stored]] = field(default_factory=dict)
     #: New Agents whose first status (Pending) is held back, and until when (loop time).
     held: dict[Key, float] = field(default_factory=dict)
     #: The Events of the passes that held it, posted with the status.
     held_events: dict[Key, list[tuple[str, str, str]]] = field(default_factory=dict)
 
+    def agent(self, key: Key) -> dict[str, Any] | None:
+        """What the view keeps of the Agent (a fresh copy), or None."""
+        stored = self._agents.get(key)
+        return None if stored is None else _load(stored)
+
+    def pods(self, key: Key) -> list[dict[str, Any]]:
+        """What the view keeps of the Pods labelled with the Agent's name (fresh copies)."""
+        return [_load(stored) for stored in self._pods.get(key, {}).values()]
+
     def put_agent(self, obj: dict[str, Any]) -> None:
-        obj = _without_managed_fields(obj)
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if newer(self.agents.get(key), obj):
-            self.agents[key] = obj
+        if _newer_than(self._agents.get(key), obj):
+            self._agents[key] = _store(_agent_summary(obj))
 
     def drop_agent(self, namespace: str, name: str) -> None:
-        self.agents.pop((namespace, name), None)
+        self._agents.pop((namespace, name), None)
         self.held.pop((namespace, name), None)
         self.held_events.pop((namespace, name), None)
 
@@ -67,38 +98,80 @@ class AgentView:
         if not agent:
             return None
         key = (meta["namespace"], agent)
-        pods = self.pods.setdefault(key, {})
+        pods = self._pods.setdefault(key, {})
         if deleted:
             pods.pop(meta["name"], None)
-            if not pods:
-                self.pods.pop(key, None)
-        elif newer(pods.get(meta["name"]), obj):
-            pods[meta["name"]] = _pod_summary(obj)
+        elif _newer_than(pods.get(meta["name"]), obj):
+            pods[meta["name"]] = _store(_pod_summary(obj))
+        if not pods:
+            self._pods.pop(key, None)
         return key
 
 
-def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    if "managedFields" not in meta:
-        return obj
-    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+#: What the view keeps of an Agent's metadata: what the passes read (the plan, the labels
+#: write, the legacy finalizer's removal, Events: apiVersion, kind, name, namespace, uid) and
+#: the version. Not kept: managedFields, annotations (kubectl's last-applied copy of the whole
+#: spec), creationTimestamp, ownerReferences.
+_AGENT_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp",
+               "finalizers")  # fmt: skip
+#: The annotations of a Pod the plan reads.
+_POD_ANNOTATIONS = (_agents.HASH_ANNOTATION, _agents.INCARNATION_ANNOTATION)
 
 
-#: What the view keeps of a Pod's metadata (what the Agent's plan reads, and the version).
-_POD_META = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
-             "deletionTimestamp")  # fmt: skip
+def _agent_summary(agent: dict[str, Any]) -> dict[str, Any]:
+    """The part of an Agent the passes read: all of its spec and status (the status is merged
+    into, compared with and written whole), the metadata of ``_AGENT_META``."""
+    meta = agent["metadata"]
+    summary = {
+        "apiVersion": agent.get("apiVersion"),
+        "kind": agent.get("kind"),
+        "metadata": {k: meta[k] for k in _AGENT_META if k in meta},
+    }
+    for part in ("spec", "status"):
+        if part in agent:
+            summary[part] = agent[part]
+    return summary
 
 
 def _pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
-    """The part of a Pod the Agent's plan reads (metadata, the node, the status): the view holds
-    one per agent, and a whole Pod (its spec, managedFields) is several times larger."""
+    """The part of a Pod the Agent's plan and pass read: its name and version, our annotations,
+    its owners' uids, whether it is being deleted, its node, its phase (reason, message), its
+    Ready condition and its containers' restart counts and waiting states. The view holds one
+    per Agent, and a whole Pod (its spec, managedFields, every condition and container status)
+    is several times larger. ``tests/unit/test_agents_view.py`` checks that a plan from the
+    summary is the plan from the whole Pod."""
     meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    status = pod.get("status") or {}
     spec = pod.get("spec") or {}
-    return {
-        "metadata": {k: meta[k] for k in _POD_META if k in meta},
+    summary = {
+        "metadata": {
+            "name": meta.get("name"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "annotations": {k: annotations[k] for k in _POD_ANNOTATIONS if k in annotations},
+            "ownerReferences": [{"uid": o.get("uid")} for o in meta.get("ownerReferences") or []],
+            **({"deletionTimestamp": meta["deletionTimestamp"]} if meta.get("deletionTimestamp") else {}),
+        },
         "spec": {"nodeName": spec["nodeName"]} if "nodeName" in spec else {},
-        "status": pod.get("status") or {},
+        "status": {
+            **{k: status[k] for k in ("phase", "reason", "message") if k in status},
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ],
+            "containerStatuses": [_container_summary(c) for c in status.get("containerStatuses") or []],
+        },
     }
+    return summary
+
+
+def _container_summary(container: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"restartCount": container.get("restartCount", 0)}
+    waiting = (container.get("state") or {}).get("waiting")
+    if waiting:
+        summary["state"] = {"waiting": waiting}
+    return summary
 
 
 @dataclass
@@ -209,7 +282,7 @@ async def stop_agent_passes(memo: Runtime, **_: Any) -> None:
 async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -> float | None:
     """One level-triggered pass from the view; returns seconds until the next wanted pass."""
     kube = memo.kube
-    agent = view.agents.get((namespace, name))
+    agent = view.agent((namespace, name))
     if agent is None:
         memo.metrics.set_agent_phase(namespace, name, None)
         return None
@@ -227,7 +300,7 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
     def owned() -> list[dict[str, Any]]:
         return [
             p
-            for p in view.pods.get((namespace, name), {}).values()
+            for p in view.pods((namespace, name))
             if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences", []))
         ]
 
@@ -270,7 +343,7 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
         )
     if plan.status.get("replacements", 0) != (agent.get("status") or {}).get("replacements", 0):
         memo.metrics.pod_replacements.labels(namespace=namespace).inc()
-    memo.metrics.pod_restarts.labels(namespace=namespace, agent=name).set(plan.status.get("restarts", 0))
+    memo.metrics.set_agent_restarts(namespace, name, int(plan.status.get("restarts") or 0))
     memo.metrics.set_agent_phase(namespace, name, plan.status.get("phase"))
     if hold is not None:
         # A held status has not changed the phase anyone sees: its PhaseChanged comes with the

@@ -43,6 +43,21 @@ def test_unhealthy_agents_by_name() -> None:
     assert sample(m, "mabeam_agent_ready", namespace="ns", agent="b") is None
 
 
+def test_container_restarts_by_agent_are_gone_with_the_agent() -> None:
+    m = Metrics()
+    m.set_agent_restarts("ns", "a", 3)
+    m.set_agent_phase("ns", "a", "Ready")
+    m.set_agent_restarts("ns", "b", 0)
+    m.set_agent_phase("ns", "b", "Ready")
+    assert sample(m, "mabeam_agent_container_restarts", namespace="ns", agent="a") == 3
+    assert sample(m, "mabeam_agent_container_restarts", namespace="ns", agent="b") == 0
+    m.set_agent_phase("ns", "a", "Terminating")  # still counted while it is being deleted
+    assert sample(m, "mabeam_agent_container_restarts", namespace="ns", agent="a") == 3
+    m.set_agent_phase("ns", "a", None)
+    assert sample(m, "mabeam_agent_container_restarts", namespace="ns", agent="a") is None
+    assert sample(m, "mabeam_agent_container_restarts", namespace="ns", agent="b") == 0
+
+
 def test_sessions_in_progress_by_phase() -> None:
     m = Metrics()
     m.set_session_phase("Auction", "ns", "a1", "Bidding")
