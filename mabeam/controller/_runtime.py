@@ -113,7 +113,6 @@ async def startup(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> N
     settings.watching.server_timeout = ours.watch.server_timeout_seconds
     settings.watching.client_timeout = ours.watch.client_timeout_seconds
     settings.watching.connect_timeout = 30
-    settings.batching.batch_window = ours.watch.batch_window_seconds
     settings.persistence.finalizer = "mabeam.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mabeam.io")
     settings.persistence.diffbase_storage = NoEssenceStorage(

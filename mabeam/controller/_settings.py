@@ -30,11 +30,6 @@ class WatchSettings:
     server_timeout_seconds: int = 300
     #: Client-side timeout, a little longer, against silent watch freezes.
     client_timeout_seconds: int = 330
-    #: How long kopf waits for more events of an object before its handlers see the latest
-    #: (kopf's default, 0.1 s, was most of an applied Variable write on a real API server).
-    batch_window_seconds: float = field(
-        default_factory=lambda: _env_float("MABEAM_BATCH_WINDOW_SECONDS", 0.01)
-    )
 
 
 @dataclass
