@@ -688,6 +688,8 @@ if __name__ == "__main__":
         "--cluster", action="store_true", help="on the real control plane of make e2e, not on mabeam local"
     )
     args = parser.parse_args()
+    if args.cluster and args.profile:
+        parser.error("--profile runs the operator of mabeam local under cProfile; on --cluster use py-spy")
     if args.quick:
         args.participants, args.sessions, args.concurrent = 5, 2, 3
     asyncio.run(
