@@ -26,6 +26,7 @@ to its outcome, and the sessions that did not end as expected (errors).
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import collections
@@ -81,7 +82,7 @@ class Request:
     subresource: str | None
 
 
-class Plane:
+class Plane(abc.ABC):
     """An API server with the operator running against it: an admin client, a kubeconfig per
     agent (its own ServiceAccount credentials) and the audit log's requests."""
 
@@ -90,15 +91,17 @@ class Plane:
     #: how long after a request its audit record surely is readable
     audit_delay: float = 0.0
 
+    @abc.abstractmethod
     async def kubeconfig(self, agent: str) -> Path:
-        raise NotImplementedError
+        """A kubeconfig with ``agent``'s own ServiceAccount credentials."""
 
+    @abc.abstractmethod
     def clear(self) -> None:
         """Forget the requests so far: ``requests`` returns the ones after this call."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def requests(self) -> list[Request]:
-        raise NotImplementedError
+        """The requests since ``clear``, from the API server's audit log."""
 
 
 class LocalPlane(Plane):
