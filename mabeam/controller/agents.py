@@ -1,12 +1,13 @@
 """Agent handlers: reconciles fed by watch events, one pass at a time per Agent.
 
-kopf's watches of Agents and of Pods labelled ``mabeam.io/agent`` feed an in-memory view (the
-latest version of each Agent and of each of its Pods) and queue the Agent. A pass reads the
-view, never the API; it writes only what changes (children, labels, status, Events) and puts
-what a write returns back into the view. Passes of one Agent never overlap; a pass that wants
-another one later (a restart back-off) or that failed (an API error: retried with exponential
-backoff) queues the Agent again. There is no periodic resync: a watch that restarts lists again,
-so every object gets an event, and a pass on an unchanged Agent makes no request at all.
+kopf's watch of Agents and our own watch of the Pods labelled ``mabeam.io/agent`` (selected by
+the API server, :class:`PodWatch`) feed an in-memory view (the latest version of each Agent and
+of each of its Pods) and queue the Agent. A pass reads the view, never the API; it writes only
+what changes (children, labels, status, Events) and puts what a write returns back into the
+view. Passes of one Agent never overlap; a pass that wants another one later (a restart
+back-off) or that failed (an API error: retried with exponential backoff) queues the Agent
+again. There is no periodic resync: a watch that restarts lists again, so every object gets an
+event, and a pass on an unchanged Agent makes no request at all.
 
 An Agent carries no finalizer and no kopf annotation: deleting it removes it at once, and the
 garbage collector removes its Pod, ServiceAccount and RoleBinding (their owner is the Agent).
@@ -15,6 +16,7 @@ garbage collector removes its Pod, ServiceAccount and RoleBinding (their owner i
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from ..errors import ApiError
 from ..kube.client import AlreadyExistsError, Kube
 from ..kube.resources import AGENT, POD, ROLE_BINDING, SERVICE_ACCOUNT
 from ._events import post
-from ._loop import newer
+from ._loop import Backoff, newer
 from ._runtime import Runtime, clock
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,14 @@ def _newer_than(stored: Stored | None, obj: dict[str, Any]) -> bool:
     return stored is None or newer({"metadata": {"resourceVersion": stored[0]}}, obj)
 
 
+def _after(version: str | None, listed: str | None) -> bool:
+    """Whether ``version`` is later than a list's ``listed`` version (unknown: no)."""
+    try:
+        return int(version or "") > int(listed or "")
+    except ValueError:
+        return False
+
+
 @dataclass
 class AgentView:
     """The latest Agents and agent Pods seen, from watch events and from our own writes."""
@@ -71,6 +81,8 @@ class AgentView:
     held: dict[Key, float] = field(default_factory=dict)
     #: The Events of the passes that held it, posted with the status.
     held_events: dict[Key, list[tuple[str, str, str]]] = field(default_factory=dict)
+    #: The number of Agents in the view per namespace.
+    per_namespace: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def agent(self, key: Key) -> dict[str, Any] | None:
         """What the view keeps of the Agent (a fresh copy), or None."""
@@ -84,13 +96,46 @@ class AgentView:
     def put_agent(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if _newer_than(self._agents.get(key), obj):
+        stored = self._agents.get(key)
+        if _newer_than(stored, obj):
             self._agents[key] = _store(_agent_summary(obj))
+            if stored is None:
+                self.per_namespace[key[0]] += 1
 
     def drop_agent(self, namespace: str, name: str) -> None:
-        self._agents.pop((namespace, name), None)
+        if self._agents.pop((namespace, name), None) is not None:
+            self.per_namespace[namespace] -= 1
+            if self.per_namespace[namespace] <= 0:
+                del self.per_namespace[namespace]
         self.held.pop((namespace, name), None)
         self.held_events.pop((namespace, name), None)
+
+    def replace_pods(
+        self, namespace: str | None, pods: list[dict[str, Any]], version: str | None
+    ) -> set[Key]:
+        """The Pods of a (re)list of ``namespace`` (None: every namespace) in place of the view's:
+        a Pod the list lacks is gone (its deletion fell in a gap of the watch), unless the view
+        has it from a write after the list was taken. The Agents whose Pods changed."""
+        listed: dict[Key, dict[str, Stored]] = {}
+        for pod in pods:
+            meta = pod["metadata"]
+            agent = (meta.get("labels") or {}).get(_agents.AGENT_LABEL)
+            if agent:
+                listed.setdefault((meta["namespace"], agent), {})[meta["name"]] = _store(_pod_summary(pod))
+        changed: set[Key] = set()
+        for key in {k for k in self._pods if namespace is None or k[0] == namespace} | set(listed):
+            old = self._pods.get(key, {})
+            new = listed.get(key, {})
+            for name, stored in old.items():
+                if _after(stored[0], version):
+                    new[name] = stored  # from our own write, after the list's snapshot
+            if new != old:
+                changed.add(key)
+            if new:
+                self._pods[key] = new
+            else:
+                self._pods.pop(key, None)
+        return changed
 
     def put_pod(self, obj: dict[str, Any], *, deleted: bool = False) -> Key | None:
         meta = obj["metadata"]
@@ -174,6 +219,68 @@ def _container_summary(container: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+#: The longest wait before a failed watch of the agent Pods is listed and started again.
+POD_WATCH_MAX_BACKOFF_SECONDS = 16.0
+
+
+class PodWatch:
+    """The watch of the agent Pods for one operator, selected by their label server-side: no
+    other Pod of the cluster reaches the operator (kopf's watch had every Pod sent and filtered
+    them in the process, and kept a record of each). One watch of every namespace when the
+    operator watches the whole cluster, else one per namespace with Agents, while it has any.
+
+    Each (re)start lists the Pods and puts the list in place of the view's (so a deletion that
+    fell between two watches is seen), then watches from the list's version. A failure (an API
+    error, 410 Gone, a broken stream) lists and watches again after a backoff. Every change wakes
+    its Agent.
+    """
+
+    def __init__(self, queue: AgentQueue, clusterwide: bool) -> None:
+        self.queue, self.clusterwide = queue, clusterwide
+        self.tasks: dict[str | None, asyncio.Task[None]] = {}
+
+    def follow(self, namespace: str) -> None:
+        """Watch where the view has Agents: start the watch that covers ``namespace`` when the
+        view has an Agent there, stop a namespace's own watch when it has none left."""
+        scope = None if self.clusterwide else namespace
+        if self.queue.view.per_namespace.get(namespace):
+            if scope not in self.tasks:
+                self.tasks[scope] = asyncio.create_task(self._run(scope), name=f"agent pods {scope or '*'}")
+        elif scope is not None and scope in self.tasks:
+            self.tasks.pop(scope).cancel()
+
+    async def _run(self, scope: str | None) -> None:
+        runtime, view = self.queue.runtime, self.queue.view
+        backoff = Backoff(runtime.settings.agents.retry_seconds, POD_WATCH_MAX_BACKOFF_SECONDS)
+        selector = {_agents.AGENT_LABEL: None}
+        while True:
+            try:
+                pods, version = await runtime.kube.list_versioned(POD, scope, labels=selector)
+                for changed in view.replace_pods(scope, pods, version):
+                    self.queue.wake(changed)
+                del pods
+                events = runtime.kube.watch(POD, scope, labels=selector, resource_version=version)
+                async for event, pod in events:
+                    backoff.succeeded()
+                    key = view.put_pod(pod, deleted=event == "DELETED")
+                    if key is not None:
+                        self.queue.wake(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an API error (410 Gone too) or a broken connection
+                delay = backoff.failed(exc.retry_after if isinstance(exc, ApiError) else None)
+                log.warning("The watch of agent Pods in %s failed (listed again in %.2f s): %s: %s",
+                            scope or "all namespaces", delay, type(exc).__name__, exc)  # fmt: skip
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        self.tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass
 class AgentQueue:
     """Passes of Agents: at most one running per Agent, again when woken during a pass."""
@@ -184,6 +291,10 @@ class AgentQueue:
     _again: set[Key] = field(default_factory=set)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _failures: dict[Key, int] = field(default_factory=dict)
+    pods: PodWatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pods = PodWatch(self, clusterwide=not self.runtime.namespaces)
 
     def wake(self, key: Key, delay: float = 0.0) -> None:
         """A pass of ``key`` now (or after ``delay`` seconds, unless an earlier one is due)."""
@@ -236,6 +347,7 @@ class AgentQueue:
         return delay
 
     async def close(self) -> None:
+        await self.pods.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -259,18 +371,8 @@ async def agent_changed(event: dict[str, Any], namespace: str, name: str, memo: 
         queue.view.drop_agent(namespace, name)
     elif isinstance(event.get("object"), dict):
         queue.view.put_agent(event["object"])
+    queue.pods.follow(namespace)
     queue.wake((namespace, name))
-
-
-@kopf.on.event("v1", "pods", labels={_agents.AGENT_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
-async def agent_pod_changed(event: dict[str, Any], memo: Runtime, **_: Any) -> None:
-    queue = _queue(memo)
-    obj = event.get("object")
-    if not isinstance(obj, dict):
-        return
-    key = queue.view.put_pod(obj, deleted=event.get("type") == "DELETED")
-    if key is not None:
-        queue.wake(key)
 
 
 @kopf.on.cleanup()

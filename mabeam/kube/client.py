@@ -20,6 +20,7 @@ from lightkube import AsyncClient
 from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError as LightkubeApiError
+from lightkube.core.exceptions import NotReadyError
 from lightkube.types import PatchType
 
 from ..errors import ApiError, ConflictError
@@ -136,6 +137,26 @@ class Kube:
             ]
         except httpx.HTTPError as exc:
             raise _translate(exc, f"list {res.plural}") from exc
+
+    async def list_versioned(
+        self,
+        res: Res,
+        namespace: str | None = None,
+        *,
+        labels: Mapping[str, Any] | None = None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """``list``, and the resourceVersion of the list (where a watch of the same objects
+        resumes: every change after the list, none before)."""
+        ns = namespace if namespace is not None else ("*" if res.namespaced else None)
+        try:
+            listing = self.client.list(res.lightkube, namespace=ns, labels=dict(labels or {}))
+            items = [_dict(obj) async for obj in listing]
+        except httpx.HTTPError as exc:
+            raise _translate(exc, f"list {res.plural}") from exc
+        try:
+            return items, listing.resourceVersion
+        except NotReadyError:  # no version in the answer: a watch then starts from now
+            return items, None
 
     async def list_shared(self, res: Res, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
         """``list`` for many concurrent callers (every session pass lists the Agents of its
