@@ -72,6 +72,11 @@ OPERATOR_RULES: tuple[Rule, ...] = (
     Rule("rbac.authorization.k8s.io", ("clusterroles",), ("bind",), resource_names=("mabeam-agent",)),
 )
 
+#: The leader Lease (``--leader-elect``, replicas > 1) in the release namespace when that namespace
+#: is not watched: read, made, renewed. Not ``watch``: the lock Leases' watch needs that only
+#: where Variables are.
+LEADER_RULES: tuple[Rule, ...] = (Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),)
+
 #: Cluster-scoped rules the operator needs wherever it runs: kopf discovers our CRDs.
 OPERATOR_CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")),

@@ -41,6 +41,7 @@ from mabeam.cluster._install import render_chart
 from mabeam.kube.permissions import (
     AGENT_RULES,
     CLEANUP_RULES,
+    LEADER_RULES,
     OPERATOR_CLUSTER_RULES,
     OPERATOR_OWN_NAMESPACE_RULES,
     OPERATOR_RULES,
@@ -536,7 +537,7 @@ def atoms_of_k8s_rules(rules: list[dict[str, Any]]) -> set[Atom]:
 
 OPERATOR = atoms(OPERATOR_RULES)
 OPERATOR_CLUSTER = atoms(OPERATOR_CLUSTER_RULES)
-LEASES = atoms(r for r in OPERATOR_RULES if r.resources == ("leases",))
+LEADER = atoms(LEADER_RULES)
 SEALING = atoms(OPERATOR_OWN_NAMESPACE_RULES)
 CLUSTER = "<cluster>"
 
@@ -584,7 +585,7 @@ def grants(objs: list[dict[str, Any]], namespace: str, sa: str) -> dict[str, set
         ),
         pytest.param(
             {"watchNamespaces": ["team-a"], "replicas": 2},
-            {"team-a": OPERATOR, NAMESPACE: LEASES | SEALING, CLUSTER: OPERATOR_CLUSTER},
+            {"team-a": OPERATOR, NAMESPACE: LEADER | SEALING, CLUSTER: OPERATOR_CLUSTER},
             id="leader-lease-outside-watched",
         ),
     ],

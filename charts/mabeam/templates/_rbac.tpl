@@ -57,11 +57,18 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
   resourceNames: [{{ include "mabeam.agentClusterRole" . | quote }}]
 {{- end }}
 
-{{/* The leader Lease (and the Lease rule of OPERATOR_RULES). */}}
+{{/* The Lease rule of OPERATOR_RULES: the Variables' lock Leases (watched) and the leader Lease. */}}
 {{- define "mabeam.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "watch", "create", "update"]
+{{- end }}
+
+{{/* LEADER_RULES: the leader Lease alone, in a release namespace that is not watched. */}}
+{{- define "mabeam.leaderLeaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
 {{- end }}
 
 {{/* OPERATOR_OWN_NAMESPACE_RULES: the sealing key, in the release namespace only. */}}
