@@ -110,22 +110,20 @@ class AgentView:
         self.held.pop((namespace, name), None)
         self.held_events.pop((namespace, name), None)
 
-    def replace_pods(
-        self, namespace: str | None, pods: list[dict[str, Any]], version: str | None
-    ) -> set[Key]:
-        """The Pods of a (re)list of ``namespace`` (None: every namespace) in place of the view's:
-        a Pod the list lacks is gone (its deletion fell in a gap of the watch), unless the view
-        has it from a write after the list was taken. The Agents whose Pods changed."""
-        listed: dict[Key, dict[str, Stored]] = {}
-        for pod in pods:
-            meta = pod["metadata"]
-            agent = (meta.get("labels") or {}).get(_agents.AGENT_LABEL)
-            if agent:
-                listed.setdefault((meta["namespace"], agent), {})[meta["name"]] = _store(_pod_summary(pod))
+    def replace_pods(self, namespace: str | None, listed: list[Listed], version: str | None) -> set[Key]:
+        """The Pods of a (re)list of ``namespace`` (None: every namespace; each Pod as
+        :func:`listed_pod` made it) in place of the view's: a Pod the list lacks is gone (its
+        deletion fell in a gap of the watch), unless the view has it from a write after the list
+        was taken. The Agents whose Pods changed."""
+        by_agent: dict[Key, dict[str, Stored]] = {}
+        for entry in listed:
+            if entry is not None:
+                key, name, stored = entry
+                by_agent.setdefault(key, {})[name] = stored
         changed: set[Key] = set()
-        for key in {k for k in self._pods if namespace is None or k[0] == namespace} | set(listed):
+        for key in {k for k in self._pods if namespace is None or k[0] == namespace} | set(by_agent):
             old = self._pods.get(key, {})
-            new = listed.get(key, {})
+            new = by_agent.get(key, {})
             for name, stored in old.items():
                 if _after(stored[0], version):
                     new[name] = stored  # from our own write, after the list's snapshot
@@ -151,6 +149,18 @@ class AgentView:
         if not pods:
             self._pods.pop(key, None)
         return key
+
+
+#: A listed Pod as the view keeps it: its Agent, its name, its summary (None: not an agent Pod).
+Listed = tuple[Key, str, Stored] | None
+
+
+def listed_pod(pod: dict[str, Any]) -> Listed:
+    meta = pod["metadata"]
+    agent = (meta.get("labels") or {}).get(_agents.AGENT_LABEL)
+    if not agent:
+        return None
+    return (meta["namespace"], agent), meta["name"], _store(_pod_summary(pod))
 
 
 #: What the view keeps of an Agent's metadata: what the passes read (the plan, the labels
@@ -248,6 +258,7 @@ class PodWatch:
                 self.tasks[scope] = asyncio.create_task(self._run(scope), name=f"agent pods {scope or '*'}")
         elif scope is not None and scope in self.tasks:
             self.tasks.pop(scope).cancel()
+            self.queue.view.replace_pods(scope, [], None)  # no watch keeps them current now
 
     async def _run(self, scope: str | None) -> None:
         runtime, view = self.queue.runtime, self.queue.view
@@ -255,7 +266,8 @@ class PodWatch:
         selector = {_agents.AGENT_LABEL: None}
         while True:
             try:
-                pods, version = await runtime.kube.list_versioned(POD, scope, labels=selector)
+                listed = runtime.kube.list_versioned(POD, scope, labels=selector, each=listed_pod)
+                pods, version = await listed
                 for changed in view.replace_pods(scope, pods, version):
                     self.queue.wake(changed)
                 del pods

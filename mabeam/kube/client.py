@@ -13,7 +13,7 @@ import builtins
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2 as httpx
 from lightkube import AsyncClient
@@ -30,6 +30,8 @@ __all__ = ["AlreadyExistsError", "Kube", "load_config"]
 
 
 #: Connections to the API server: as many kept open as may be in flight.
+T = TypeVar("T")
+
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
 
 
@@ -144,13 +146,18 @@ class Kube:
         namespace: str | None = None,
         *,
         labels: Mapping[str, Any] | None = None,
-    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        """``list``, and the resourceVersion of the list (where a watch of the same objects
-        resumes: every change after the list, none before)."""
+        each: Callable[[dict[str, Any]], T],
+        page: int = 500,
+    ) -> tuple[builtins.list[T], str | None]:
+        """``each`` of the objects listed, and the resourceVersion of the list (where a watch of
+        the same objects resumes: every change after the list, none before). Read in pages of
+        ``page`` objects, each object mapped as it is read, so a large list is never held whole.
+        """
         ns = namespace if namespace is not None else ("*" if res.namespaced else None)
         try:
-            listing = self.client.list(res.lightkube, namespace=ns, labels=dict(labels or {}))
-            items = [_dict(obj) async for obj in listing]
+            selector = dict(labels or {})
+            listing = self.client.list(res.lightkube, namespace=ns, labels=selector, chunk_size=page)
+            items = [each(_dict(obj)) async for obj in listing]
         except httpx.HTTPError as exc:
             raise _translate(exc, f"list {res.plural}") from exc
         try:

@@ -37,20 +37,24 @@ def names(view: agents.AgentView, key: tuple[str, str]) -> dict[str, str]:
     return {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in view.pods(key)}
 
 
+def listed(*pods: dict[str, Any]) -> list[agents.Listed]:
+    return [agents.listed_pod(p) for p in [*pods, {"metadata": {"name": "other", "namespace": "team"}}]]
+
+
 def test_a_relist_replaces_the_pods_and_keeps_what_a_later_write_put() -> None:
     view = agents.AgentView()
     view.put_pod(pod("a-1", "a", 5))
     view.put_pod(pod("a-2", "a", 12))  # our own create, after the list's snapshot (10)
     view.put_pod(pod("z-1", "z", 3))  # deleted while no watch ran
     view.put_pod(pod("o-1", "o", 4, namespace="other"))
-    changed = view.replace_pods("team", [pod("a-1", "a", 7), pod("y-1", "y", 8)], "10")
+    changed = view.replace_pods("team", listed(pod("a-1", "a", 7), pod("y-1", "y", 8)), "10")
     assert changed == {("team", "a"), ("team", "y"), ("team", "z")}
     assert names(view, ("team", "a")) == {"a-1": "7", "a-2": "12"}
     assert names(view, ("team", "y")) == {"y-1": "8"}
     assert view.pods(("team", "z")) == []
     assert names(view, ("other", "o")) == {"o-1": "4"}  # another namespace's watch holds it
     # The same list again changes nothing and wakes no one.
-    assert view.replace_pods("team", [pod("a-1", "a", 7), pod("y-1", "y", 8)], "10") == set()
+    assert view.replace_pods("team", listed(pod("a-1", "a", 7), pod("y-1", "y", 8)), "10") == set()
     # A list of every namespace (None) replaces every namespace's Pods.
     assert view.replace_pods(None, [], "20") == {("team", "a"), ("team", "y"), ("other", "o")}
     assert view.pods(("other", "o")) == [] and view.pods(("team", "a")) == []
@@ -77,11 +81,12 @@ class FakeKube:
         self.calls: list[tuple[str, str | None, dict[str, Any], str | None]] = []
         self.events: asyncio.Queue[tuple[str, dict[str, Any]] | Exception] = asyncio.Queue()
 
-    async def list_versioned(self, res: Any, namespace: str | None, *, labels: Any) -> Any:
+    async def list_versioned(self, res: Any, namespace: str | None, *, labels: Any, each: Any) -> Any:
         self.calls.append(("list", namespace, dict(labels), None))
         if not self.lists:
             raise ApiError("list pods: the server is unavailable", status=503)
-        return self.lists.pop(0)
+        pods, version = self.lists.pop(0)
+        return [each(p) for p in pods], version
 
     async def watch(
         self, res: Any, namespace: str | None, *, labels: Any, resource_version: str | None
@@ -158,9 +163,11 @@ async def test_one_watch_per_namespace_with_agents_when_namespaces_are_named(set
         (v, n) for v in ("list", "watch") for n in ("team", "other")
     }
     watched = queue.pods.tasks["team"]
+    queue.view.put_pod(pod("a-1", "a", 5))
     queue.view.drop_agent("team", "a")
     queue.pods.follow("team")
     assert set(queue.pods.tasks) == {"other"}
+    assert queue.view.pods(("team", "a")) == []  # no watch keeps them current any more
     await asyncio.gather(watched, return_exceptions=True)
     assert watched.cancelled()
     await queue.close()
