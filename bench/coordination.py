@@ -161,10 +161,13 @@ class RealPlane(Plane):
         self.since = []
 
     def requests(self) -> list[Request]:
+        from scale import rotated
+
         path = self.plane.audit_log
         if not path.exists():
             return list(self.since)
         with open(path, "rb") as f:
+            rotated(f, self.offset)
             f.seek(self.offset)
             for line in f:
                 if not line.endswith(b"\n"):

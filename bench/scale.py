@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import yaml
@@ -291,6 +291,13 @@ def kind_of(verb: str, resource: str, subresource: str | None) -> str:
     return f"{verb} {resource}/{subresource}" if subresource else f"{verb} {resource}"
 
 
+def rotated(log: BinaryIO, offset: int) -> None:
+    """Raise if the audit log is shorter than what was read of it (rotated: counts would be lost)."""
+    size = os.fstat(log.fileno()).st_size
+    if size < offset:
+        raise RuntimeError(f"the audit log was rotated ({size} bytes, {offset} read): requests were not counted")
+
+
 class AuditCounter:
     """The requests of one user in the real API server's audit log, by kind (read as it grows)."""
 
@@ -302,6 +309,7 @@ class AuditCounter:
     def __call__(self) -> Counts:
         if self.path.exists():
             with open(self.path, "rb") as f:
+                rotated(f, self.offset)
                 f.seek(self.offset)
                 for line in f:
                     if not line.endswith(b"\n"):

@@ -191,6 +191,8 @@ class ControlPlane:
                     "audit-log-format": "json",
                     "audit-log-mode": "batch",
                     "audit-log-batch-max-wait": "1s",
+                    # Never rotated (0 would mean lumberjack's 100 MB): readers follow one file.
+                    "audit-log-maxsize": "1000000",
                 }
             self._spawn(
                 "kube-apiserver",
