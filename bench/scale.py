@@ -295,7 +295,7 @@ def rotated(log: BinaryIO, offset: int) -> None:
     """Raise if the audit log is shorter than what was read of it (rotated: counts would be lost)."""
     size = os.fstat(log.fileno()).st_size
     if size < offset:
-        raise RuntimeError(f"the audit log was rotated ({size} bytes, {offset} read): requests were not counted")
+        raise RuntimeError(f"the audit log was rotated ({size} bytes, {offset} read): requests were lost")
 
 
 class AuditCounter:
