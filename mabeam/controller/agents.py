@@ -427,6 +427,17 @@ async def reconcile(memo: Runtime, view: AgentView, namespace: str, name: str) -
         for pod in await kube.list(POD, namespace, labels={_agents.AGENT_LABEL: name}):
             view.put_pod(pod)
         pods = owned()
+        if recorded not in {p["metadata"]["name"] for p in pods}:
+            # Gone indeed. A pod deleted with its Agent (the garbage collector) may be seen
+            # before the Agent's deletion is (two watches): no replacement for a deleted Agent.
+            current = await kube.get(AGENT, name, namespace)
+            if current is None or current["metadata"].get("uid") != uid:
+                view.drop_agent(namespace, name)
+                memo.metrics.set_agent_phase(namespace, name, None)
+                return None
+            view.put_agent(current)
+            if current["metadata"].get("deletionTimestamp"):
+                return 0.0  # the next pass handles the deletion
     now = clock()
     plan = _agents.plan(agent, pods, now)
 

@@ -182,3 +182,36 @@ async def test_the_cluster_wide_watch_stays_while_the_operator_runs(setup: Any) 
     queue.pods.follow("team")
     assert set(queue.pods.tasks) == {None}
     await queue.close()
+
+
+class Gone:
+    """The API after an Agent and its Pod were deleted: no Pods, no Agent; writes are errors."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def list(self, res: Any, namespace: str, *, labels: Any) -> list[dict[str, Any]]:
+        self.calls.append(f"list {res.plural}")
+        return []
+
+    async def get(self, res: Any, name: str, namespace: str) -> None:
+        self.calls.append(f"get {res.plural}")
+        return None
+
+    def __getattr__(self, verb: str) -> Any:
+        raise AssertionError(f"{verb}: nothing may be written for a deleted Agent")
+
+
+async def test_a_pod_deleted_with_its_agent_and_seen_first_is_not_replaced() -> None:
+    """The garbage collector deletes the Pod with its Agent; the Pods' watch may tell before the
+    Agents' watch does. The pass asks the API server, finds no Agent, and creates nothing."""
+    runtime = Runtime()
+    runtime.kube = Gone()  # type: ignore[assignment]
+    view = agents.AgentView()
+    body = agent("runner")
+    body["spec"] = {"template": {"spec": {"containers": [{"name": "agent", "image": "example/agent:1"}]}}}
+    body["status"] = {"phase": "Ready", "podName": "runner-1", "incarnation": 1}
+    view.put_agent(body)
+    assert await agents.reconcile(runtime, view, "team", "runner") is None
+    assert runtime.kube.calls == ["list pods", "get agents"]  # type: ignore[attr-defined]
+    assert view.agent(("team", "runner")) is None and not view.per_namespace
