@@ -36,8 +36,9 @@ _READ = ("get", "list", "watch")
 OPERATOR_RULES: tuple[Rule, ...] = (
     # "update" on variables is never a request of ours: RBAC lets the operator grant writers
     # update on their Variable (the writer Roles) only if it holds that right itself.
-    # Agents are reconciled from the watch (controller/agents.py): listed and watched, never read one by one.
-    Rule("mabeam.io", ("agents",), ("list", "watch", "patch")),
+    # Agents are reconciled from the watch (controller/agents.py), and read one by one only when
+    # a recorded pod is gone (is its Agent still there, or was the pod deleted with it?).
+    Rule("mabeam.io", ("agents",), (*_READ, "patch")),
     Rule("mabeam.io", ("coordinations", "auctions", "markets"), (*_READ, "patch")),
     Rule("mabeam.io", ("variables",), (*_READ, "patch", "update")),
     Rule("mabeam.io", ("votes", "bids", "orders"), ("list", "watch")),

@@ -105,6 +105,7 @@ async def test_every_operator_request_is_granted_by_the_shipped_rules(
         ("", "serviceaccounts", "create"),
         ("mabeam.io", "agents/status", "patch"),
         ("mabeam.io", "agents", "watch"),
+        ("mabeam.io", "agents", "get"),  # a lost pod: is its Agent still there?
         ("", "events", "create"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),

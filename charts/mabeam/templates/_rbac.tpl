@@ -6,7 +6,7 @@ The operator's rights, kept equal to mabeam/kube/permissions.py by tests/unit/te
 {{- define "mabeam.operatorRules" -}}
 - apiGroups: ["mabeam.io"]
   resources: ["agents"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["mabeam.io"]
   resources: ["coordinations", "auctions", "markets"]
   verbs: ["get", "list", "watch", "patch"]
