@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mabeam.controller import agents
+from mabeam.controller import _agent_view, agents
 from mabeam.controller._runtime import Runtime
 from mabeam.core.agents import AGENT_LABEL
 from mabeam.errors import ApiError
@@ -33,16 +33,16 @@ def agent(name: str, namespace: str = "team") -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "1", "uid": f"u-{name}"}}
 
 
-def names(view: agents.AgentView, key: tuple[str, str]) -> dict[str, str]:
+def names(view: _agent_view.AgentView, key: tuple[str, str]) -> dict[str, str]:
     return {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in view.pods(key)}
 
 
-def listed(*pods: dict[str, Any]) -> list[agents.Listed]:
-    return [agents.listed_pod(p) for p in [*pods, {"metadata": {"name": "other", "namespace": "team"}}]]
+def listed(*pods: dict[str, Any]) -> list[_agent_view.Listed]:
+    return [_agent_view.listed_pod(p) for p in [*pods, {"metadata": {"name": "other", "namespace": "team"}}]]
 
 
 def test_a_relist_replaces_the_pods_and_keeps_what_a_later_write_put() -> None:
-    view = agents.AgentView()
+    view = _agent_view.AgentView()
     view.put_pod(pod("a-1", "a", 5))
     view.put_pod(pod("a-2", "a", 12))  # our own create, after the list's snapshot (10)
     view.put_pod(pod("z-1", "z", 3))  # deleted while no watch ran
@@ -61,7 +61,7 @@ def test_a_relist_replaces_the_pods_and_keeps_what_a_later_write_put() -> None:
 
 
 def test_the_view_counts_its_agents_per_namespace() -> None:
-    view = agents.AgentView()
+    view = _agent_view.AgentView()
     view.put_agent(agent("a"))
     view.put_agent(agent("a"))
     view.put_agent(agent("b"))
@@ -207,7 +207,7 @@ async def test_a_pod_deleted_with_its_agent_and_seen_first_is_not_replaced() -> 
     Agents' watch does. The pass asks the API server, finds no Agent, and creates nothing."""
     runtime = Runtime()
     runtime.kube = Gone()  # type: ignore[assignment]
-    view = agents.AgentView()
+    view = _agent_view.AgentView()
     body = agent("runner")
     body["spec"] = {"template": {"spec": {"containers": [{"name": "agent", "image": "example/agent:1"}]}}}
     body["status"] = {"phase": "Ready", "podName": "runner-1", "incarnation": 1}

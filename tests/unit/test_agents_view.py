@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mabeam.controller import agents as _view
+from mabeam.controller import _agent_view as _view
 from mabeam.controller._runtime import allow_deep_json
 from mabeam.core import agents as _agents
 
