@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 LEGACY_FINALIZER = "mabeam.io/finalizer"
 _MAX_BACKOFF_SECONDS = 60.0
 
+#: Agent passes running at once (a pass makes its requests one after another: twice the API
+#: client's requests in flight keeps it busy).
+MAX_PASSES = 64
+
 #: The longest wait before a failed watch of the agent Pods is listed and started again.
 POD_WATCH_MAX_BACKOFF_SECONDS = 16.0
 
@@ -103,11 +107,17 @@ class PodWatch:
 
 @dataclass
 class AgentQueue:
-    """Passes of Agents: at most one running per Agent, again when woken during a pass."""
+    """Passes of Agents: at most one running per Agent, again when woken during a pass, and at
+    most ``max_passes`` at once: the Agents woken beyond wait as keys, in order (a running pass
+    holds its Agent and Pods decoded and the bodies it writes; with 9 000 new Agents woken at
+    once, so many passes waiting for the API set the operator's peak memory)."""
 
     runtime: Runtime
     view: AgentView = field(default_factory=AgentView)
+    max_passes: int = MAX_PASSES
     _running: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    #: Woken, not running yet (a dict: ordered, each key once).
+    _waiting: dict[Key, None] = field(default_factory=dict)
     _again: set[Key] = field(default_factory=set)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _failures: dict[Key, int] = field(default_factory=dict)
@@ -129,8 +139,16 @@ class AgentQueue:
             return
         if key in self._running:
             self._again.add(key)
-            return
-        self._running[key] = asyncio.create_task(self._run(key), name=f"agent {key[0]}/{key[1]}")
+        elif len(self._running) >= self.max_passes:
+            self._waiting[key] = None
+        else:
+            self._running[key] = asyncio.create_task(self._run(key), name=f"agent {key[0]}/{key[1]}")
+
+    def _next(self) -> None:
+        while self._waiting and len(self._running) < self.max_passes:
+            key = next(iter(self._waiting))
+            del self._waiting[key]
+            self.wake(key)
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
@@ -147,6 +165,7 @@ class AgentQueue:
                     return
         finally:
             self._running.pop(key, None)
+            self._next()
 
     async def _pass(self, key: Key) -> float | None:
         memo = self.runtime
@@ -167,6 +186,7 @@ class AgentQueue:
         return delay
 
     async def close(self) -> None:
+        self._waiting.clear()
         await self.pods.close()
         for timer in self._timers.values():
             timer.cancel()

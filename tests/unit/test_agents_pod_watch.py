@@ -215,3 +215,31 @@ async def test_a_pod_deleted_with_its_agent_and_seen_first_is_not_replaced() -> 
     assert await agents.reconcile(runtime, view, "team", "runner") is None
     assert runtime.kube.calls == ["list pods", "get agents"]  # type: ignore[attr-defined]
     assert view.agent(("team", "runner")) is None and not view.per_namespace
+
+
+async def test_at_most_max_passes_run_at_once_and_every_woken_agent_gets_one() -> None:
+    runtime = Runtime()
+    queue = agents.AgentQueue(runtime, max_passes=2)
+    go = asyncio.Event()
+    passes: list[tuple[str, str]] = []
+    running = [0, 0]  # now, most
+
+    async def one_pass(key: tuple[str, str]) -> None:
+        running[0] += 1
+        running[1] = max(running)
+        passes.append(key)
+        await go.wait()
+        running[0] -= 1
+
+    queue._pass = one_pass  # type: ignore[assignment, method-assign]
+    keys = [("team", f"a{i}") for i in range(6)]
+    for key in keys:
+        queue.wake(key)
+    queue.wake(keys[4])  # already waiting: not twice
+    await until(lambda: len(passes) == 2)
+    assert running == [2, 2] and list(queue._waiting) == keys[2:]
+    queue.wake(keys[0])  # woken while running: once more
+    go.set()
+    await until(lambda: not queue._running and not queue._waiting)
+    assert sorted(passes) == sorted([*keys, keys[0]]) and running[1] == 2
+    await queue.close()
